@@ -1,0 +1,185 @@
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from banking.errors import DomainError
+from banking.invariants import ledger_verify
+from banking.models import Account, ApiKey, Entry, Hold, Membership, Organization, Transfer
+from banking.services.customers import organization_approve, organization_set_status
+from banking.services.ledger import transfer_reverse
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """The ledger is append-only: the admin shows it and never edits it."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+class AccountInline(admin.TabularInline):
+    model = Account
+    extra = 0
+    fields = ["purpose", "balance", "floor"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ["name", "is_buyer", "is_provider", "is_approved", "status", "created_at"]
+    list_filter = ["status", "is_buyer", "is_provider", "is_approved"]
+    search_fields = ["name"]
+    readonly_fields = ["status", "created_at", "updated_at"]
+    inlines = [MembershipInline, AccountInline]
+    actions = ["approve", "freeze", "unfreeze"]
+
+    @admin.action(description="Approve selected organizations")
+    def approve(self, request: HttpRequest, queryset: QuerySet[Organization]) -> None:
+        for org in queryset:
+            organization_approve(organization_id=org.pk)
+        self.message_user(request, f"Approved {queryset.count()} organization(s).")
+
+    @admin.action(description="Freeze selected organizations")
+    def freeze(self, request: HttpRequest, queryset: QuerySet[Organization]) -> None:
+        for org in queryset:
+            organization_set_status(organization_id=org.pk, status=Organization.Status.FROZEN)
+        self.message_user(request, f"Froze {queryset.count()} organization(s).")
+
+    @admin.action(description="Unfreeze selected organizations")
+    def unfreeze(self, request: HttpRequest, queryset: QuerySet[Organization]) -> None:
+        for org in queryset.filter(status=Organization.Status.FROZEN):
+            organization_set_status(organization_id=org.pk, status=Organization.Status.ACTIVE)
+        self.message_user(request, "Unfroze the frozen ones among the selected.")
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "organization", "role", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["user__username", "user__email", "organization__name"]
+    autocomplete_fields = ["user", "organization"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "name", "organization", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["prefix", "name", "organization__name"]
+    readonly_fields = ["organization", "prefix", "key_hash", "created_at", "last_used_at"]
+    fields = ["organization", "name", "prefix", "key_hash", "created_at", "last_used_at",
+              "revoked_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # keys are issued by the organization and shown to it once
+
+
+@admin.register(Account)
+class AccountAdmin(ReadOnlyAdmin):
+    list_display = ["id", "organization", "purpose", "balance", "floor", "updated_at"]
+    list_filter = ["purpose"]
+    search_fields = ["organization__name", "purpose"]
+    list_select_related = ["organization"]
+
+
+class EntryInline(admin.TabularInline):
+    model = Entry
+    extra = 0
+    fields = ["account", "amount"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Transfer)
+class TransferAdmin(ReadOnlyAdmin):
+    list_display = ["id", "kind", "reference", "memo", "reverses", "created_at"]
+    list_filter = ["kind", "created_at"]
+    search_fields = ["idempotency_key", "reference", "memo"]
+    date_hierarchy = "created_at"
+    inlines = [EntryInline]
+    actions = ["post_reversal"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Lets the change list run actions; every field stays read-only.
+        return obj is None and super(ReadOnlyAdmin, self).has_change_permission(request)
+
+    @admin.action(description="Post a reversal of the selected transfers")
+    def post_reversal(self, request: HttpRequest, queryset: QuerySet[Transfer]) -> None:
+        done = 0
+        for transfer in queryset.order_by("id"):
+            try:
+                transfer_reverse(
+                    transfer_id=transfer.pk,
+                    memo=f"Reversal of #{transfer.pk} by {request.user}",
+                )
+                done += 1
+            except DomainError as exc:
+                self.message_user(request, f"#{transfer.pk}: {exc.message}", messages.ERROR)
+        if done:
+            self.message_user(request, f"Posted {done} reversal(s).", messages.SUCCESS)
+
+
+@admin.register(Entry)
+class EntryAdmin(ReadOnlyAdmin):
+    list_display = ["id", "transfer", "account", "amount"]
+    list_filter = ["account__purpose"]
+    search_fields = ["transfer__reference", "account__organization__name"]
+    list_select_related = ["transfer", "account__organization"]
+
+
+@admin.register(Hold)
+class HoldAdmin(ReadOnlyAdmin):
+    list_display = ["id", "organization", "amount", "captured", "released", "status",
+                    "reference", "expires_at"]
+    list_filter = ["status"]
+    search_fields = ["reference", "organization__name"]
+    list_select_related = ["organization"]
+
+
+def ledger_health_view(request: HttpRequest) -> HttpResponse:
+    violations = ledger_verify()
+    context = {
+        **admin.site.each_context(request),
+        "title": "Ledger health",
+        "violations": violations,
+        "accounts": Account.objects.count(),
+        "transfers": Transfer.objects.count(),
+    }
+    return TemplateResponse(request, "admin/banking/ledger_health.html", context)
+
+
+_original_get_urls = admin.site.get_urls
+
+
+def _get_urls() -> list[Any]:
+    return [
+        path("ledger-health/", admin.site.admin_view(ledger_health_view), name="ledger-health"),
+        *_original_get_urls(),
+    ]
+
+
+admin.site.get_urls = _get_urls  # type: ignore[method-assign]
+admin.site.site_header = "Suanli operations"
+admin.site.site_title = "Suanli admin"
+admin.site.index_title = "Bank and scheduler"

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from banking.api.views import WalletGetApi, WalletTransferListApi
+
+urlpatterns = [
+    path("wallet/", WalletGetApi.as_view(), name="wallet"),
+    path("wallet/transfers/", WalletTransferListApi.as_view(), name="wallet-transfers"),
+]

@@ -1,0 +1,81 @@
+import csv
+from collections.abc import Iterator
+
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from banking.api.pagination import StandardPagination
+from banking.api.serializers import (
+    StatementEntrySerializer,
+    StatementFilterSerializer,
+    WalletOutputSerializer,
+)
+from banking.selectors import statement_list, wallet_get
+
+CSV_COLUMNS = ["entry_id", "transfer_id", "created_at", "kind", "account", "amount",
+               "reference", "memo"]
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+class WalletGetApi(APIView):
+    @extend_schema(responses=WalletOutputSerializer, summary="Balances of the caller's wallet")
+    def get(self, request: Request) -> Response:
+        summary = wallet_get(organization_id=request.organization.pk)  # type: ignore[attr-defined]
+        data = {
+            "available": summary.available,
+            "held": summary.held,
+            "credit_limit": summary.credit_limit,
+            "credit_used": summary.credit_used,
+            "debt": summary.debt,
+            "owed": summary.owed,
+        }
+        return Response(WalletOutputSerializer(data).data)
+
+
+class WalletTransferListApi(APIView):
+    @extend_schema(
+        parameters=[StatementFilterSerializer],
+        responses=StatementEntrySerializer(many=True),
+        summary="The statement: every entry on the caller's accounts, newest first",
+        description="Add `format=csv` for a CSV download of the same rows (all pages).",
+    )
+    def get(self, request: Request) -> Response | StreamingHttpResponse:
+        filters = StatementFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        f = filters.validated_data
+        entries = statement_list(
+            organization_id=request.organization.pk,  # type: ignore[attr-defined]
+            kinds=f.get("kind"),
+            purposes=f.get("account"),
+            date_from=f.get("date_from"),
+            date_to=f.get("date_to"),
+        )
+        if f["format"] == "csv":
+            return self._csv(entries)
+        paginator = StandardPagination()
+        page = paginator.paginate_queryset(entries, request, view=self)
+        return paginator.get_paginated_response(StatementEntrySerializer(page, many=True).data)
+
+    def _csv(self, entries: object) -> StreamingHttpResponse:
+        writer = csv.writer(_Echo())
+
+        def rows() -> Iterator[str]:
+            yield writer.writerow(CSV_COLUMNS)
+            for e in entries.iterator(chunk_size=2000):  # type: ignore[attr-defined]
+                yield writer.writerow(
+                    [e.id, e.transfer_id, e.transfer.created_at.isoformat(), e.transfer.kind,
+                     e.account.purpose, e.amount, e.transfer.reference, e.transfer.memo]
+                )
+
+        response = StreamingHttpResponse(rows(), content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="statement.csv"'
+        return response
+
+

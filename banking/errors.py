@@ -1,0 +1,77 @@
+"""Domain errors. Services raise these; the API's one exception handler renders them as
+`{"error": {"code", "message", "fields"}}`. Other apps subclass `DomainError` with codes
+of their own."""
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    INVALID = "invalid"
+    NOT_FOUND = "not_found"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    UNBALANCED_TRANSFER = "unbalanced_transfer"
+    HOLD_EXCEEDED = "hold_exceeded"
+    HOLD_CLOSED = "hold_closed"
+    ALREADY_REVERSED = "already_reversed"
+    REVERSAL_OF_REVERSAL = "reversal_of_reversal"
+    ORGANIZATION_FROZEN = "organization_frozen"
+    ORGANIZATION_DELINQUENT = "organization_delinquent"
+    PERMISSION_DENIED = "permission_denied"
+    NOT_AUTHENTICATED = "not_authenticated"
+    THROTTLED = "throttled"
+    CONFLICT = "conflict"
+
+
+class DomainError(Exception):
+    """An expected failure a caller can act on. `status` is the HTTP status it maps to."""
+
+    code: str = ErrorCode.INVALID
+    status: int = 400
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        fields: dict[str, Any] | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.fields = fields or {}
+
+
+class InvalidInput(DomainError):
+    code = ErrorCode.INVALID
+    status = 400
+
+
+class NotFound(DomainError):
+    code = ErrorCode.NOT_FOUND
+    status = 404
+
+
+class InsufficientFunds(DomainError):
+    code = ErrorCode.INSUFFICIENT_FUNDS
+    status = 402
+
+
+class IdempotencyConflict(DomainError):
+    code = ErrorCode.IDEMPOTENCY_CONFLICT
+    status = 409
+
+
+class Conflict(DomainError):
+    code = ErrorCode.CONFLICT
+    status = 409
+
+
+class PermissionDenied(DomainError):
+    code = ErrorCode.PERMISSION_DENIED
+    status = 403

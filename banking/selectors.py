@@ -1,0 +1,96 @@
+"""Reads. Every organization-facing read is scoped to one organization."""
+
+from dataclasses import dataclass
+from datetime import date
+
+from django.db.models import QuerySet
+
+from banking.errors import NotFound
+from banking.models import Account, ApiKey, Entry, Organization
+from banking.models.ledger import AccountPurpose
+
+
+def organization_account_ids(organization_id: int) -> dict[str, int]:
+    ids = dict(
+        Account.objects.filter(organization_id=organization_id).values_list("purpose", "id")
+    )
+    if AccountPurpose.WALLET not in ids:
+        raise NotFound(f"Organization {organization_id} has no accounts.")
+    return ids
+
+
+def organization_account(organization_id: int, purpose: str) -> Account:
+    account = Account.objects.filter(organization_id=organization_id, purpose=purpose).first()
+    if account is None:
+        raise NotFound(f"Organization {organization_id} has no {purpose} account.")
+    return account
+
+
+@dataclass(frozen=True)
+class WalletSummary:
+    available: int
+    held: int
+    credit_limit: int
+    credit_used: int
+    debt: int
+
+    @property
+    def owed(self) -> int:
+        """Everything the organization owes: credit drawn plus unpaid debt."""
+        return self.credit_used + self.debt
+
+
+def wallet_get(*, organization_id: int) -> WalletSummary:
+    rows = {
+        a.purpose: a
+        for a in Account.objects.filter(organization_id=organization_id).only(
+            "purpose", "balance", "floor"
+        )
+    }
+    if AccountPurpose.WALLET not in rows:
+        raise NotFound("This organization has no wallet.")
+    credit = rows.get(AccountPurpose.CREDIT)
+    debt = rows.get(AccountPurpose.DEBT)
+    return WalletSummary(
+        available=rows[AccountPurpose.WALLET].balance,
+        held=rows[AccountPurpose.HELD].balance if AccountPurpose.HELD in rows else 0,
+        credit_limit=-(credit.floor or 0) if credit else 0,
+        credit_used=-credit.balance if credit else 0,
+        debt=max(0, -debt.balance) if debt else 0,
+    )
+
+
+def statement_list(
+    *,
+    organization_id: int,
+    kinds: list[str] | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    purposes: list[str] | None = None,
+) -> QuerySet[Entry]:
+    """The organization's entries, newest first, with their transfer."""
+    qs = (
+        Entry.objects.filter(account__organization_id=organization_id)
+        .select_related("transfer", "account")
+        .order_by("-transfer_id", "-id")
+    )
+    if purposes:
+        qs = qs.filter(account__purpose__in=purposes)
+    if kinds:
+        qs = qs.filter(transfer__kind__in=kinds)
+    if date_from:
+        qs = qs.filter(transfer__created_at__date__gte=date_from)
+    if date_to:
+        qs = qs.filter(transfer__created_at__date__lte=date_to)
+    return qs
+
+
+def organization_get(*, organization_id: int) -> Organization:
+    org = Organization.objects.filter(pk=organization_id).first()
+    if org is None:
+        raise NotFound("Organization not found.")
+    return org
+
+
+def api_key_list(*, organization_id: int) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(organization_id=organization_id).order_by("-created_at")

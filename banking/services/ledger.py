@@ -1,0 +1,373 @@
+"""The posting service: the only code that writes transfers, entries and balances."""
+
+import hashlib
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from banking.errors import (
+    Conflict,
+    ErrorCode,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidInput,
+    NotFound,
+)
+from banking.locks import accounts_lock
+from banking.models import Account, Entry, Transfer
+from banking.models.ledger import AccountPurpose, TransferKind
+from banking.services.transactions import money_transaction
+
+MAX_KEY_LENGTH = 255
+NOT_REVERSIBLE_KINDS = {TransferKind.HOLD, TransferKind.CAPTURE, TransferKind.RELEASE}
+
+
+@dataclass(frozen=True)
+class Leg:
+    account_id: int
+    amount: int
+
+
+@dataclass(frozen=True)
+class TransferSpec:
+    kind: str
+    idempotency_key: str
+    legs: tuple[Leg, ...]
+    reference: str = ""
+    memo: str = ""
+    reverses_id: int | None = None
+
+    @property
+    def request_hash(self) -> str:
+        body = {
+            "kind": str(self.kind),
+            "legs": sorted((leg.account_id, leg.amount) for leg in self.legs),
+            "reference": self.reference,
+            "reverses": self.reverses_id,
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class BatchResult:
+    transfer_ids: list[int] = field(default_factory=list)
+    posted: int = 0
+    replayed: int = 0
+
+
+def new_idempotency_key(prefix: str) -> str:
+    return f"{prefix}:{uuid.uuid4().hex}"
+
+
+def require_positive_tokens(amount: object, name: str = "amount") -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidInput(
+            f"{name} must be a positive whole number of tokens.",
+            fields={name: ["Must be a positive whole number."]},
+        )
+    return amount
+
+
+def transfer_spec(
+    *,
+    kind: str,
+    idempotency_key: str,
+    legs: Iterable[tuple[int, int] | Leg],
+    reference: str = "",
+    memo: str = "",
+    reverses_id: int | None = None,
+) -> TransferSpec:
+    built = tuple(leg if isinstance(leg, Leg) else Leg(*leg) for leg in legs)
+    spec = TransferSpec(
+        kind=kind,
+        idempotency_key=idempotency_key,
+        legs=built,
+        reference=reference[:255],
+        memo=memo[:500],
+        reverses_id=reverses_id,
+    )
+    _validate(spec)
+    return spec
+
+
+def _validate(spec: TransferSpec) -> None:
+    if spec.kind not in TransferKind.values:
+        raise InvalidInput(f"Unknown transfer kind {spec.kind!r}.", fields={"kind": ["Unknown."]})
+    if not spec.idempotency_key or len(spec.idempotency_key) > MAX_KEY_LENGTH:
+        raise InvalidInput(
+            f"An idempotency key of 1 to {MAX_KEY_LENGTH} characters is required.",
+            fields={"idempotency_key": ["Required, at most 255 characters."]},
+        )
+    if len(spec.legs) < 2:
+        raise InvalidInput("A transfer needs at least two entries.", code=ErrorCode.INVALID)
+    for leg in spec.legs:
+        if isinstance(leg.amount, bool) or not isinstance(leg.amount, int) or leg.amount == 0:
+            raise InvalidInput(
+                "Every entry's amount must be a non-zero whole number of tokens.",
+                fields={"amount": ["Must be a non-zero whole number."]},
+            )
+    if sum(leg.amount for leg in spec.legs) != 0:
+        raise InvalidInput(
+            "The entries of a transfer must sum to zero.", code=ErrorCode.UNBALANCED_TRANSFER
+        )
+
+
+def transfer_post(
+    *,
+    kind: str,
+    idempotency_key: str,
+    legs: Iterable[tuple[int, int] | Leg],
+    reference: str = "",
+    memo: str = "",
+    reverses_id: int | None = None,
+) -> Transfer:
+    """Post one transfer. A repeated key with the same body returns the first transfer and
+    posts nothing; with another body it raises `IdempotencyConflict`."""
+    spec = transfer_spec(
+        kind=kind,
+        idempotency_key=idempotency_key,
+        legs=legs,
+        reference=reference,
+        memo=memo,
+        reverses_id=reverses_id,
+    )
+    return _post_one(spec)
+
+
+@money_transaction
+def _post_one(spec: TransferSpec) -> Transfer:
+    existing = _existing(spec)
+    if existing is not None:
+        return existing
+    accounts = accounts_lock(leg.account_id for leg in spec.legs)
+    # Same key, same body means the same accounts: a concurrent twin waited on the locks
+    # above and now sees the first one's transfer.
+    existing = _existing(spec)
+    if existing is not None:
+        return existing
+    deltas = _deltas([spec])
+    _check_accounts(accounts, deltas)
+    try:
+        with transaction.atomic():
+            transfer = Transfer.objects.create(
+                kind=spec.kind,
+                idempotency_key=spec.idempotency_key,
+                request_hash=spec.request_hash,
+                reference=spec.reference,
+                memo=spec.memo,
+                reverses_id=spec.reverses_id,
+            )
+    except IntegrityError as exc:
+        raced = _existing(spec)
+        if raced is not None:
+            return raced
+        if spec.reverses_id is not None:
+            raise Conflict("That transfer has already been reversed.",
+                           code=ErrorCode.ALREADY_REVERSED) from exc
+        raise
+    Entry.objects.bulk_create(
+        [Entry(transfer=transfer, account_id=leg.account_id, amount=leg.amount)
+         for leg in spec.legs]
+    )
+    _apply_deltas(deltas)
+    return transfer
+
+
+def _existing(spec: TransferSpec) -> Transfer | None:
+    found = Transfer.objects.filter(idempotency_key=spec.idempotency_key).first()
+    if found is None:
+        return None
+    if found.request_hash != spec.request_hash:
+        raise IdempotencyConflict(
+            "This idempotency key was already used for a different request.",
+            fields={"idempotency_key": [spec.idempotency_key]},
+        )
+    return found
+
+
+def _deltas(specs: Iterable[TransferSpec]) -> dict[int, int]:
+    deltas: dict[int, int] = defaultdict(int)
+    for spec in specs:
+        for leg in spec.legs:
+            deltas[leg.account_id] += leg.amount
+    return deltas
+
+
+def _check_accounts(accounts: dict[int, Account], deltas: dict[int, int]) -> None:
+    missing = sorted(set(deltas) - set(accounts))
+    if missing:
+        raise NotFound(f"Unknown account {missing[0]}.", fields={"account": missing})
+    for account_id, delta in deltas.items():
+        account = accounts[account_id]
+        if account.floor is not None and delta < 0 and account.balance + delta < account.floor:
+            available = account.balance - account.floor
+            raise InsufficientFunds(
+                f"Not enough tokens in {account.purpose}: {available} available, "
+                f"{-delta} needed.",
+                fields={
+                    "account": account.purpose,
+                    "available": available,
+                    "needed": -delta,
+                },
+            )
+
+
+def _apply_deltas(deltas: dict[int, int]) -> None:
+    changed = {k: v for k, v in deltas.items() if v != 0}
+    if not changed:
+        return
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE banking_account AS a SET balance = a.balance + v.delta, updated_at = %s "
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, delta) WHERE a.id = v.id",
+                [now, list(changed.keys()), list(changed.values())],
+            )
+        return
+    for account_id, delta in changed.items():
+        Account.objects.filter(pk=account_id).update(
+            balance=F("balance") + delta, updated_at=now
+        )
+
+
+def transfers_post_batch(specs: Sequence[TransferSpec]) -> BatchResult:
+    """Post many transfers in one transaction with one balance update per account.
+
+    Transfers whose key was already posted (same body) are skipped; the whole batch fails
+    if any transfer would take an account below its floor."""
+    for spec in specs:
+        _validate(spec)
+    keys = [s.idempotency_key for s in specs]
+    if len(set(keys)) != len(keys):
+        raise InvalidInput("A batch must not repeat an idempotency key.")
+    return _post_batch(specs)
+
+
+@money_transaction
+def _post_batch(specs: Sequence[TransferSpec]) -> BatchResult:
+    result = BatchResult()
+    if not specs:
+        return result
+    accounts = accounts_lock(leg.account_id for s in specs for leg in s.legs)
+    by_key = {
+        t["idempotency_key"]: t
+        for t in Transfer.objects.filter(
+            idempotency_key__in=[s.idempotency_key for s in specs]
+        ).values("id", "idempotency_key", "request_hash")
+    }
+    fresh: list[TransferSpec] = []
+    for spec in specs:
+        seen = by_key.get(spec.idempotency_key)
+        if seen is None:
+            fresh.append(spec)
+            continue
+        if seen["request_hash"] != spec.request_hash:
+            raise IdempotencyConflict(
+                "This idempotency key was already used for a different request.",
+                fields={"idempotency_key": [spec.idempotency_key]},
+            )
+        result.replayed += 1
+    deltas = _deltas(fresh)
+    _check_accounts(accounts, deltas)
+    created = Transfer.objects.bulk_create(
+        [
+            Transfer(
+                kind=s.kind,
+                idempotency_key=s.idempotency_key,
+                request_hash=s.request_hash,
+                reference=s.reference,
+                memo=s.memo,
+                reverses_id=s.reverses_id,
+            )
+            for s in fresh
+        ]
+    )
+    if connection.vendor != "postgresql":
+        # SQLite does not return ids from a bulk insert.
+        ids = dict(
+            Transfer.objects.filter(idempotency_key__in=[s.idempotency_key for s in fresh])
+            .values_list("idempotency_key", "id")
+        )
+        for transfer in created:
+            transfer.id = ids[transfer.idempotency_key]
+    Entry.objects.bulk_create(
+        [
+            Entry(transfer_id=t.id, account_id=leg.account_id, amount=leg.amount)
+            for t, s in zip(created, fresh, strict=True)
+            for leg in s.legs
+        ],
+        batch_size=5000,
+    )
+    _apply_deltas(deltas)
+    result.posted = len(created)
+    result.transfer_ids = [t.id for t in created] + [
+        by_key[s.idempotency_key]["id"] for s in specs if s.idempotency_key in by_key
+    ]
+    return result
+
+
+def transfer_reverse(
+    *, transfer_id: int, memo: str = "", idempotency_key: str | None = None
+) -> Transfer:
+    """Post the mirror image of a transfer. A transfer is reversed at most once; a
+    reversal is never reversed; hold movements are undone through the hold services."""
+    original = Transfer.objects.filter(pk=transfer_id).prefetch_related("entries").first()
+    if original is None:
+        raise NotFound(f"Transfer {transfer_id} does not exist.")
+    if original.reverses_id is not None or original.kind == TransferKind.REVERSAL:
+        raise InvalidInput(
+            "A reversal cannot itself be reversed.", code=ErrorCode.REVERSAL_OF_REVERSAL
+        )
+    if original.kind in NOT_REVERSIBLE_KINDS:
+        raise InvalidInput(
+            "Hold movements are undone by releasing or capturing the hold, not by reversal.",
+            code="not_reversible",
+        )
+    spec = transfer_spec(
+        kind=TransferKind.REVERSAL,
+        idempotency_key=idempotency_key or f"reversal:{original.pk}",
+        legs=[(e.account_id, -e.amount) for e in original.entries.all()],
+        reference=f"transfer:{original.pk}",
+        memo=memo or f"Reversal of transfer #{original.pk}",
+        reverses_id=original.pk,
+    )
+    if spec.idempotency_key != f"reversal:{original.pk}":
+        # A caller key must not slip a second reversal past the one-per-transfer rule.
+        already = Transfer.objects.filter(reverses_id=original.pk).first()
+        if already is not None and already.idempotency_key != spec.idempotency_key:
+            raise Conflict("That transfer has already been reversed.",
+                           code=ErrorCode.ALREADY_REVERSED)
+    return _post_one(spec)
+
+
+def system_account(purpose: str) -> Account:
+    account, _ = Account.objects.get_or_create(organization=None, purpose=purpose)
+    return account
+
+
+def grant_post(
+    *, organization_id: int, amount: int, reason: str, idempotency_key: str | None = None
+) -> Transfer:
+    """Credit promotional tokens to an organization's wallet."""
+    from banking.selectors import organization_account
+
+    require_positive_tokens(amount)
+    if not reason.strip():
+        raise InvalidInput("A grant needs a reason.", fields={"reason": ["Required."]})
+    wallet = organization_account(organization_id, AccountPurpose.WALLET)
+    promotions = system_account(AccountPurpose.PROMOTIONS)
+    return transfer_post(
+        kind=TransferKind.GRANT,
+        idempotency_key=f"grant:{idempotency_key}" if idempotency_key
+        else new_idempotency_key("grant"),
+        legs=[(promotions.id, -amount), (wallet.id, amount)],
+        reference=f"organization:{organization_id}",
+        memo=reason,
+    )

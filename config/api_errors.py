@@ -1,0 +1,79 @@
+"""One error shape for every API failure: {"error": {"code", "message", "fields"}}."""
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from banking.errors import DomainError, ErrorCode
+
+logger = logging.getLogger("suanli.api")
+
+
+def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": str(code), "message": message, "fields": fields or {}}}
+
+
+def _flatten_detail(detail: Any) -> Any:
+    if isinstance(detail, list):
+        return [str(d) for d in detail]
+    if isinstance(detail, dict):
+        return {k: _flatten_detail(v) for k, v in detail.items()}
+    return str(detail)
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    headers: dict[str, str] = {}
+    if isinstance(exc, DomainError):
+        set_rollback()
+        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
+    if isinstance(exc, Http404):
+        return Response(error_body(ErrorCode.NOT_FOUND, "Not found."), status=404)
+    if isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if isinstance(exc, exceptions.APIException):
+        set_rollback()
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
+        if isinstance(exc, exceptions.ValidationError):
+            detail = _flatten_detail(exc.detail)
+            fields = detail if isinstance(detail, dict) else {"non_field_errors": detail}
+            first = next(iter(fields.values()), ["Invalid input."])
+            message = first[0] if isinstance(first, list) and first else str(first)
+            return Response(
+                error_body(ErrorCode.INVALID, f"Invalid input: {message}", fields),
+                status=400,
+                headers=headers,
+            )
+        code_map = {
+            exceptions.NotAuthenticated: ErrorCode.NOT_AUTHENTICATED,
+            exceptions.AuthenticationFailed: ErrorCode.NOT_AUTHENTICATED,
+            exceptions.PermissionDenied: ErrorCode.PERMISSION_DENIED,
+            exceptions.NotFound: ErrorCode.NOT_FOUND,
+            exceptions.Throttled: ErrorCode.THROTTLED,
+            exceptions.ParseError: ErrorCode.INVALID,
+            exceptions.UnsupportedMediaType: ErrorCode.INVALID,
+            exceptions.MethodNotAllowed: "method_not_allowed",
+            exceptions.NotAcceptable: "not_acceptable",
+        }
+        code = next((c for cls, c in code_map.items() if isinstance(exc, cls)), exc.default_code)
+        return Response(
+            error_body(code, str(_flatten_detail(exc.detail))),
+            status=exc.status_code,
+            headers=headers,
+        )
+    logger.exception("Unhandled API error", exc_info=exc)
+    return Response(
+        error_body("server_error", "Something went wrong on our side; it has been logged."),
+        status=500,
+    )
+
+
+def not_found_json(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(error_body(ErrorCode.NOT_FOUND, "Not found."), status=404)

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Every benchmark in bench/, one after another; each prints its figures and, last, one
+# JSON line.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for module in bench/[a-z]*.py; do
+  name=$(basename "$module" .py)
+  echo "== bench.$name"
+  .venv/bin/python -m "bench.$name" "$@"
+done

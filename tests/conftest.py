@@ -1,0 +1,78 @@
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from banking.invariants import ledger_verify
+from banking.models import Organization
+from banking.services.customers import api_key_issue, organization_create
+from banking.services.ledger import grant_post
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "no_ledger_check: the test breaks the ledger on purpose"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _ledger_stays_sound(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every test that touches the database, the ledger's invariants still hold."""
+    uses_db = next(
+        (f for f in ("transactional_db", "db") if f in request.fixturenames), None
+    )
+    if uses_db is None or request.node.get_closest_marker("no_ledger_check"):
+        yield
+        return
+    request.getfixturevalue(uses_db)
+    yield
+    violations = ledger_verify()
+    assert violations == [], f"ledger invariants broken after the test: {violations}"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    yield
+    try:
+        cache.clear()
+    except Exception:  # a test that breaks the cache on purpose leaves nothing to clear
+        pass
+
+
+@pytest.fixture
+def make_org(db: None) -> Callable[..., Organization]:
+    counter = {"n": 0}
+
+    def make(name: str | None = None, *, provider: bool = False, buyer: bool = True,
+             tokens: int = 0) -> Organization:
+        counter["n"] += 1
+        org = organization_create(
+            name=name or f"org-{counter['n']}-{os.urandom(3).hex()}",
+            is_buyer=buyer,
+            is_provider=provider,
+        )
+        if tokens:
+            grant_post(organization_id=org.pk, amount=tokens, reason="test funds")
+        return org
+
+    return make
+
+
+@pytest.fixture
+def org(make_org: Callable[..., Organization]) -> Organization:
+    return make_org("Acme AI", tokens=0)
+
+
+@pytest.fixture
+def api_client_for() -> Callable[[Organization], APIClient]:
+    def make(organization: Organization) -> APIClient:
+        client = APIClient()
+        issued = api_key_issue(organization_id=organization.pk)
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {issued.secret}")
+        return client
+
+    return make
