@@ -92,8 +92,9 @@ def _post(url: str, data: bytes, content_type: str, secret_key: str | None) -> d
     return dict(json.loads(body)) if body else {}
 
 
-def register_webhook(base_url: str, *, webhook_id: str, url: str, secret: str,
-                     events: list[str] | None = None) -> None:
+def register_webhook(
+    base_url: str, *, webhook_id: str, url: str, secret: str, events: list[str] | None = None
+) -> None:
     """Make localstripe POST every event (or only ``events``) to ``url``, signed with
     ``secret``. Registrations are process-wide and last until localstripe stops."""
     body: dict[str, Any] = {"url": url, "secret": secret}
@@ -107,18 +108,21 @@ def register_webhook(base_url: str, *, webhook_id: str, url: str, secret: str,
     )
 
 
-def create_card_payment_method(base_url: str, card_number: str,
-                               *, secret_key: str = LOCALSTRIPE_SECRET_KEY) -> str:
+def create_card_payment_method(
+    base_url: str, card_number: str, *, secret_key: str = LOCALSTRIPE_SECRET_KEY
+) -> str:
     """Create a card PaymentMethod from raw test card details (what Stripe.js does in a
     browser); return its ``pm_...`` id. localstripe wants exactly number, exp_month,
     exp_year and cvc."""
-    form = urllib.parse.urlencode({
-        "type": "card",
-        "card[number]": card_number,
-        "card[exp_month]": "12",
-        "card[exp_year]": "2034",
-        "card[cvc]": "123",
-    }).encode("ascii")
+    form = urllib.parse.urlencode(
+        {
+            "type": "card",
+            "card[number]": card_number,
+            "card[exp_month]": "12",
+            "card[exp_year]": "2034",
+            "card[cvc]": "123",
+        }
+    ).encode("ascii")
     created = _post(
         f"{base_url}/v1/payment_methods", form, "application/x-www-form-urlencoded", secret_key
     )

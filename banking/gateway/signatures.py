@@ -53,7 +53,9 @@ def verify_signature(
             try:
                 timestamp = int(value)
             except ValueError:
-                raise SignatureVerificationError("Malformed timestamp in signature header.") from None
+                raise SignatureVerificationError(
+                    "Malformed timestamp in signature header."
+                ) from None
         elif key == "v1":
             candidates.append(value)
     if timestamp is None:

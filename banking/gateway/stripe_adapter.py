@@ -62,7 +62,7 @@ def _ref_id(value: Any) -> str | None:
         ref = value.get("id")
         return ref if isinstance(ref, str) else None
     if isinstance(value, stripe.StripeObject):
-        ref = value.get("id")
+        ref = getattr(value, "id", None)
         return ref if isinstance(ref, str) else None
     return None
 
