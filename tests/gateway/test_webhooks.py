@@ -44,7 +44,7 @@ class _Handler(BaseHTTPRequestHandler):
 def listener() -> Iterator[_Listener]:
     server = _Listener(("127.0.0.1", 0), _Handler)
     server.deliveries = queue.Queue()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield server
