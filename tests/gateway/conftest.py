@@ -1,0 +1,54 @@
+"""Fixtures for the gateway tests. No Django: gateways are built directly."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from banking.gateway.fake import FakeGateway
+from banking.gateway.interface import PaymentGateway
+from banking.gateway.stripe_adapter import StripeGateway
+from tests.stripe_server import (
+    LOCALSTRIPE_SECRET_KEY,
+    create_card_payment_method,
+    localstripe_url,
+)
+
+__all__ = ["GatewayUnderTest", "localstripe_url"]
+
+WEBHOOK_SECRET = "whsec_gateway_tests"
+
+
+@dataclass(frozen=True)
+class GatewayUnderTest:
+    name: str
+    gateway: PaymentGateway
+    declined_card: Callable[[], str]
+    """Returns a payment method whose charge is declined (card 4000000000000341)."""
+
+
+def unique_key(prefix: str = "key") -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+@pytest.fixture(params=["fake", "localstripe"])
+def gut(request: pytest.FixtureRequest) -> Iterator[GatewayUnderTest]:
+    """Each behavioural test runs against the FakeGateway and against localstripe."""
+    if request.param == "fake":
+        yield GatewayUnderTest(
+            name="fake",
+            gateway=FakeGateway(webhook_secret=WEBHOOK_SECRET),
+            declined_card=lambda: "4000000000000341",
+        )
+        return
+    base_url: str = request.getfixturevalue("localstripe_url")
+    yield GatewayUnderTest(
+        name="localstripe",
+        gateway=StripeGateway(
+            LOCALSTRIPE_SECRET_KEY, WEBHOOK_SECRET, base_url, max_network_retries=0
+        ),
+        declined_card=lambda: create_card_payment_method(base_url, "4000000000000341"),
+    )
