@@ -29,7 +29,7 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+
 
 ## make bench: every benchmark in bench/ (set BENCH_ARGS=--quick for the short run)
 bench: install

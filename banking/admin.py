@@ -35,8 +35,7 @@ class MembershipInline(admin.TabularInline):
 class AccountInline(admin.TabularInline):
     model = Account
     extra = 0
-    fields = ["purpose", "balance", "floor"]
-    readonly_fields = fields
+    fields = readonly_fields = ("purpose", "balance", "floor")
     can_delete = False
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -103,8 +102,7 @@ class AccountAdmin(ReadOnlyAdmin):
 class EntryInline(admin.TabularInline):
     model = Entry
     extra = 0
-    fields = ["account", "amount"]
-    readonly_fields = fields
+    fields = readonly_fields = ("account", "amount")
     can_delete = False
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:

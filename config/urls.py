@@ -1,10 +1,10 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.observability import healthz, metrics
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("", include("banking.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
 ]

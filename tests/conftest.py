@@ -1,3 +1,4 @@
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 
@@ -37,10 +38,9 @@ def _ledger_stays_sound(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> Iterator[None]:
     yield
-    try:
+    # a test that breaks the cache on purpose leaves nothing to clear
+    with contextlib.suppress(Exception):
         cache.clear()
-    except Exception:  # a test that breaks the cache on purpose leaves nothing to clear
-        pass
 
 
 @pytest.fixture

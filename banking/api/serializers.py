@@ -33,7 +33,8 @@ class StatementFilterSerializer(serializers.Serializer):
         return self._split(value, list(AccountPurpose.values), "account")
 
     def validate(self, attrs: dict) -> dict:
-        if attrs.get("date_from") and attrs.get("date_to") and attrs["date_from"] > attrs["date_to"]:
+        start, end = attrs.get("date_from"), attrs.get("date_to")
+        if start and end and start > end:
             raise serializers.ValidationError({"date_to": ["Must not be before date_from."]})
         return attrs
 

@@ -68,7 +68,7 @@ class Account(models.Model):
         ]
 
     def __str__(self) -> str:
-        owner = self.organization.name if self.organization_id else "system"
+        owner = self.organization.name if self.organization is not None else "system"
         return f"{owner}:{self.purpose}"
 
 

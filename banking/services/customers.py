@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -60,7 +60,7 @@ def organization_create(
 
 @transaction.atomic
 def membership_add(
-    *, organization_id: int, user: AbstractBaseUser, role: str = Membership.Role.MEMBER
+    *, organization_id: int, user: User, role: str = Membership.Role.MEMBER
 ) -> Membership:
     if role not in Membership.Role.values:
         raise InvalidInput(f"Unknown role {role!r}.", fields={"role": ["Unknown role."]})

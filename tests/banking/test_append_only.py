@@ -24,9 +24,12 @@ def posted(make_org):
     ],
 )
 def test_an_entry_cannot_be_updated_or_deleted(posted, sql):
-    with pytest.raises(DatabaseError, match="Cannot update or delete"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [posted.pk])
+    with (
+        pytest.raises(DatabaseError, match="Cannot update or delete"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(sql, [posted.pk])
     assert Entry.objects.get(pk=posted.pk).amount == posted.amount
 
 
@@ -38,7 +41,10 @@ def test_an_entry_cannot_be_updated_or_deleted(posted, sql):
     ],
 )
 def test_a_transfer_cannot_be_updated_or_deleted(posted, sql):
-    with pytest.raises(DatabaseError, match="Cannot update or delete"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [posted.transfer_id])
+    with (
+        pytest.raises(DatabaseError, match="Cannot update or delete"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(sql, [posted.transfer_id])
     assert Transfer.objects.get(pk=posted.transfer_id).memo == "test funds"

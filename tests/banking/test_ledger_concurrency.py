@@ -96,7 +96,7 @@ def test_lock_order_16_threads_both_ways_among_10_accounts_never_deadlock(make_o
     orgs = [make_org(tokens=10_000) for _ in range(10)]
     wallets = [wallet(o) for o in orgs]
     deadline = time.monotonic() + 10.0
-    posted = Counter()
+    posted: Counter[int] = Counter()
 
     def churn(i: int) -> object:
         rng = random.Random(i)
