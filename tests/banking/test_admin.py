@@ -1,0 +1,65 @@
+"""Operators in Django admin: a read-only ledger, reversals, ledger health."""
+
+import pytest
+from django.contrib.auth.models import User
+
+from banking.models import Organization, Transfer
+from banking.selectors import wallet_get
+from banking.services.ledger import grant_post
+
+
+@pytest.fixture
+def operator_client(client, db):
+    User.objects.create_superuser("operator", "op@example.com", "pw-operator-1")
+    client.login(username="operator", password="pw-operator-1")
+    return client
+
+
+def test_transfers_and_entries_cannot_be_added_changed_or_deleted(operator_client, make_org):
+    org = make_org(tokens=10)
+    transfer = Transfer.objects.filter(reference=f"organization:{org.pk}").get()
+    assert operator_client.get("/admin/banking/transfer/add/").status_code == 403
+    page = operator_client.get(f"/admin/banking/transfer/{transfer.pk}/change/")
+    assert page.status_code == 200
+    assert b'name="memo"' not in page.content  # shown, not editable
+    response = operator_client.post(f"/admin/banking/transfer/{transfer.pk}/delete/",
+                                    {"post": "yes"})
+    assert response.status_code == 403
+    assert Transfer.objects.filter(pk=transfer.pk).exists()
+
+
+def test_an_operator_posts_a_reversal_once(operator_client, make_org):
+    org = make_org()
+    grant = grant_post(organization_id=org.pk, amount=900, reason="mistake")
+    for _ in range(2):  # a double submit reverses once
+        response = operator_client.post(
+            "/admin/banking/transfer/",
+            {"action": "post_reversal", "_selected_action": [grant.pk]},
+            follow=True,
+        )
+        assert response.status_code == 200
+    assert Transfer.objects.filter(reverses=grant).count() == 1
+    assert wallet_get(organization_id=org.pk).available == 0
+
+
+def test_the_ledger_health_page_runs_the_invariant_check(operator_client, make_org):
+    make_org(tokens=5)
+    page = operator_client.get("/admin/ledger-health/")
+    assert page.status_code == 200
+    assert b"Ledger ok" in page.content
+
+
+def test_freeze_and_unfreeze_actions(operator_client, make_org):
+    org = make_org()
+    operator_client.post("/admin/banking/organization/",
+                         {"action": "freeze", "_selected_action": [org.pk]})
+    assert Organization.objects.get(pk=org.pk).status == "frozen"
+    operator_client.post("/admin/banking/organization/",
+                         {"action": "unfreeze", "_selected_action": [org.pk]})
+    assert Organization.objects.get(pk=org.pk).status == "active"
+
+
+def test_the_ledger_health_page_is_for_staff_only(client, db):
+    response = client.get("/admin/ledger-health/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
