@@ -15,6 +15,7 @@ from scheduler.agent.config import AgentConfig
 from scheduler.agent.gpus import fake_gpus
 from scheduler.agent.node import Node
 from scheduler.agent.state import RunStateStore
+
 from .fake_server import FakeAgentServer
 
 FAST = AgentConfig(

@@ -20,15 +20,25 @@ def test_simulated_node_registers_runs_a_job_and_completes_it(server: FakeAgentS
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     agent = subprocess.Popen(
         [
-            sys.executable, "-m", "scheduler.agent",
-            "--server", server.url,
-            "--simulate", "1",
-            "--gpu-class", "H100-80GB",
-            "--gpus", "8",
-            "--provider-key", PROVIDER_KEY,
-            "--region", "eu-west",
-            "--name-prefix", "simtest",
-            "--usage-interval-s", "0.5",
+            sys.executable,
+            "-m",
+            "scheduler.agent",
+            "--server",
+            server.url,
+            "--simulate",
+            "1",
+            "--gpu-class",
+            "H100-80GB",
+            "--gpus",
+            "8",
+            "--provider-key",
+            PROVIDER_KEY,
+            "--region",
+            "eu-west",
+            "--name-prefix",
+            "simtest",
+            "--usage-interval-s",
+            "0.5",
         ],
         cwd=REPO,
         env=env,
@@ -55,7 +65,10 @@ def test_simulated_node_registers_runs_a_job_and_completes_it(server: FakeAgentS
 
         # When the server places a 2-second simulated job on 2 of its GPUs
         server.add_assignment(
-            1, 12, gpu_count=2, job_id=34,
+            1,
+            12,
+            gpu_count=2,
+            job_id=34,
             spec={"simulate": {"seconds": 2, "ai_tokens_per_second": 100}},
         )
 
