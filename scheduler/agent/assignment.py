@@ -87,8 +87,11 @@ class AssignmentRun:
         self.forgotten = False
         self._stop_reason: str | None = None
         self._report_on_stop = False
+        self._usage_undelivered = False
         self._lock = threading.Lock()
+        # What a previous agent already reported for this run, when resuming it.
         self._base_elapsed_s = self.record.elapsed_s
+        self._base_ai_tokens = self.record.ai_tokens
         self._thread = threading.Thread(
             target=self._main, name=f"assignment-{self.id}", daemon=True
         )
@@ -196,8 +199,8 @@ class AssignmentRun:
         elapsed = self._base_elapsed_s + (execution.elapsed_s() if execution else 0.0)
         # Rounded first so that 1.0 + 1.9999999999 counts as 3 whole seconds.
         gpu_seconds = math.floor(round(elapsed, 6)) * self.lease.gpu_count
-        ai_tokens = execution.ai_tokens() if execution else 0
-        # Cumulative figures never go down, even when a resumed run restarts its command.
+        ai_tokens = self._base_ai_tokens + (execution.ai_tokens() if execution else 0)
+        # Cumulative figures never go down.
         return (
             max(gpu_seconds, self.record.gpu_seconds),
             max(ai_tokens, self.record.ai_tokens),
@@ -223,14 +226,17 @@ class AssignmentRun:
             self.log.warning("usage seq %s for assignment %s refused: %s", seq, self.id, error)
             return
         except AgentClientError as error:
-            if not quiet:
+            # Said once per outage; the next report carries the cumulative figures anyway.
+            if not quiet and not self._usage_undelivered:
+                self._usage_undelivered = True
                 self.log.warning(
-                    "usage seq %s for assignment %s not delivered (%s), will send later",
+                    "usage seq %s for assignment %s not delivered (%s), will send it later",
                     seq,
                     self.id,
                     error,
                 )
             return
+        self._usage_undelivered = False
         self.record.last_seq = seq
         self.record.gpu_seconds = gpu_seconds
         self.record.ai_tokens = ai_tokens
