@@ -22,6 +22,7 @@ from types import FrameType
 from scheduler.agent import AGENT_VERSION
 from scheduler.agent.client import AgentClient
 from scheduler.agent.config import AgentConfig
+from scheduler.agent.containers import ContainerRuntimeError, detect_runtime
 from scheduler.agent.gpus import GpuDiscoveryError, discover_gpus, vram_gb_from_class
 from scheduler.agent.node import Node
 from scheduler.agent.simulate import (
@@ -84,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backoff-cap-s", type=float, default=30.0)
     parser.add_argument("--http-timeout-s", type=float, default=10.0)
     parser.add_argument(
+        "--container-runtime",
+        choices=["auto", "docker", "podman", "none"],
+        default=None,
+        help="how to run a job's image (default: auto for a real node - docker or podman if "
+        "one answers, else the host; none for simulated nodes)",
+    )
+    parser.add_argument(
         "--state-dir",
         type=Path,
         default=None,
@@ -125,16 +133,24 @@ def run_single(args: argparse.Namespace, config: AgentConfig, stop: threading.Ev
         return 2
     if source == "nvidia-smi" and args.gpus is not None and args.gpus != len(gpus):
         logger.info("--gpus %s ignored: nvidia-smi reports %s GPUs", args.gpus, len(gpus))
+    try:
+        container = detect_runtime(
+            args.container_runtime or "auto", pass_gpus=source == "nvidia-smi"
+        )
+    except ContainerRuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     token_key = hashlib.sha256(args.token.encode()).hexdigest()[:16]
     state_dir = (args.state_dir or default_state_root()) / token_key
     name = f"node-{token_key[:6]}"
     logger.info(
-        "[%s] agent %s starting: %s GPUs from %s (%s), state in %s",
+        "[%s] agent %s starting: %s GPUs from %s (%s), images run by %s, state in %s",
         name,
         AGENT_VERSION,
         len(gpus),
         source,
         ", ".join(sorted({g.name for g in gpus})),
+        container.kind if container else "nobody (no container runtime)",
         state_dir,
     )
     node = Node(
@@ -143,6 +159,7 @@ def run_single(args: argparse.Namespace, config: AgentConfig, stop: threading.Ev
         name=name,
         config=config,
         store=RunStateStore(state_dir),
+        container=container,
     )
     node.start()
     stop.wait()
@@ -167,6 +184,11 @@ def run_simulated(args: argparse.Namespace, config: AgentConfig, stop: threading
         name_prefix=args.name_prefix,
     )
     try:
+        container = detect_runtime(args.container_runtime or "none", pass_gpus=False)
+    except ContainerRuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
         registered = register_nodes(
             server=args.server,
             provider_key=args.provider_key,
@@ -178,6 +200,8 @@ def run_simulated(args: argparse.Namespace, config: AgentConfig, stop: threading
         print(f"error: {error}", file=sys.stderr)
         return 2
     nodes = build_fleet(server=args.server, nodes=registered, fleet=fleet, config=config)
+    for node in nodes:
+        node.container = container
     if args.state_dir is not None:
         for node, info in zip(nodes, registered, strict=True):
             node.store = RunStateStore(args.state_dir / f"node-{info.id}")

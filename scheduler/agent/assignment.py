@@ -17,6 +17,7 @@ from scheduler.agent.client import (
     retry_until_answered,
 )
 from scheduler.agent.config import AgentConfig
+from scheduler.agent.containers import ContainerRuntime
 from scheduler.agent.runner import Execution, InvalidSpec, Outcome, build_execution
 from scheduler.agent.state import RunRecord, RunStateStore
 
@@ -71,7 +72,9 @@ class AssignmentRun:
         on_exit: Callable[[AssignmentRun], None],
         shutdown: threading.Event,
         record: RunRecord | None = None,
+        container: ContainerRuntime | None = None,
     ) -> None:
+        self.container = container
         self.lease = lease
         self.id = lease.id
         self.gpu_indices = gpu_indices
@@ -151,6 +154,8 @@ class AssignmentRun:
                     "SUANLI_ASSIGNMENT_ID": str(self.id),
                     "SUANLI_JOB_ID": str(self.lease.job_id),
                 },
+                container=self.container,
+                container_name=f"suanli-a{self.id}",
             )
         except InvalidSpec as error:
             self.log.warning("assignment %s: invalid spec: %s", self.id, error)

@@ -10,6 +10,7 @@ from scheduler.agent import AGENT_VERSION
 from scheduler.agent.assignment import SHUTDOWN_REASON, AssignmentRun, Lease
 from scheduler.agent.client import AgentClient, AgentClientError, ApiError, Backoff
 from scheduler.agent.config import AgentConfig
+from scheduler.agent.containers import ContainerRuntime
 from scheduler.agent.gpus import Gpu, GpuPool
 from scheduler.agent.state import RunRecord, RunStateStore
 
@@ -36,8 +37,10 @@ class Node:
         name: str,
         config: AgentConfig | None = None,
         store: RunStateStore | None = None,
+        container: ContainerRuntime | None = None,
     ) -> None:
         self.client = client
+        self.container = container
         self.pool = GpuPool(gpus)
         self.name = name
         self.config = config or AgentConfig()
@@ -204,6 +207,7 @@ class Node:
             on_exit=self._on_run_exit,
             shutdown=self._stop,
             record=record,
+            container=self.container,
         )
         with self._lock:
             self.runs[lease.id] = run

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import math
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
+
+from scheduler.agent.containers import MOUNT_POINT, ContainerRuntime
 
 TAIL_LINES = 20
 REASON_LINES = 10
@@ -160,8 +163,14 @@ class ProcessExecution:
         grace_s: float,
         log: logging.LoggerAdapter[logging.Logger] | logging.Logger,
         extra_env: Mapping[str, str] | None = None,
+        image: str | None = None,
+        container: ContainerRuntime | None = None,
+        container_name: str = "suanli-run",
     ) -> None:
         self.argv = argv
+        self.image = image if container is not None else None
+        self.container = container if image else None
+        self.container_name = f"{container_name}-{secrets.token_hex(3)}"
         self.environment = dict(environment)
         self.gpu_indices = gpu_indices
         self.max_duration_s = max_duration_s
@@ -170,7 +179,9 @@ class ProcessExecution:
         self.extra_env = dict(extra_env or {})
         self.stdout_tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.stderr_tail: deque[str] = deque(maxlen=TAIL_LINES)
-        self.description = f"command {' '.join(argv)[:80]!r}"
+        self.description = f"command {' '.join(argv)[:80]!r}" + (
+            f" in {self.container.kind} image {self.image}" if self.container else ""
+        )
         self._proc: subprocess.Popen[str] | None = None
         self._started: float | None = None
         self._ended_at: float | None = None
@@ -181,6 +192,8 @@ class ProcessExecution:
         self._stop_lock = threading.Lock()
         self._terminating = False
         self._workdir: str | None = None
+        self._final_ai_tokens: int | None = None
+        self._terminated = threading.Event()
 
     @property
     def tokens_file(self) -> Path | None:
@@ -195,13 +208,49 @@ class ProcessExecution:
             env["SUANLI_AI_TOKENS_FILE"] = str(self.tokens_file)
         return env
 
+    def container_environment(self) -> dict[str, str]:
+        """Inside a container: the job's environment only; the runtime exposes its GPUs."""
+        env = dict(self.environment)
+        env.update(self.extra_env)
+        env["SUANLI_AI_TOKENS_FILE"] = f"{MOUNT_POINT}/ai_tokens"
+        return env
+
+    def _launch_argv(self) -> tuple[list[str], dict[str, str]]:
+        if self.container is None or self.image is None or self._workdir is None:
+            return self.argv, self.child_environment()
+        env_file = Path(self._workdir, "env")
+        lines = []
+        for key, value in self.container_environment().items():
+            if "\n" in value:
+                self.log.warning("environment %s has a newline, not passed to the container", key)
+                continue
+            lines.append(f"{key}={value}\n")
+        env_file.write_text("".join(lines))
+        env_file.chmod(0o600)
+        # The container's user may differ from ours: let it reach and write the token count.
+        tokens_file = Path(self._workdir, "ai_tokens")
+        tokens_file.touch()
+        tokens_file.chmod(0o666)
+        Path(self._workdir).chmod(0o711)
+        argv = self.container.run_argv(
+            image=self.image,
+            argv=self.argv,
+            name=self.container_name,
+            gpu_indices=self.gpu_indices,
+            env_file=env_file,
+            workdir=Path(self._workdir),
+        )
+        client_env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
+        return argv, client_env
+
     def start(self) -> None:
         self._workdir = tempfile.mkdtemp(prefix="suanli-run-")
         self._started = time.monotonic()
         try:
+            argv, env = self._launch_argv()
             self._proc = subprocess.Popen(
-                self.argv,
-                env=self.child_environment(),
+                argv,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -245,9 +294,18 @@ class ProcessExecution:
             self._terminate_group()
         returncode = self._proc.wait()
         self._ended_at = time.monotonic()
+        # The GPUs are only free once nothing of the run is left: no straggler of the
+        # process group, no container still being stopped or removed.
+        with self._stop_lock:
+            terminating = self._terminating
+        if terminating:
+            self._terminated.wait(self.grace_s + 60)
+        else:
+            self._signal_group(self._proc, signal.SIGKILL)
         for reader in readers:
             reader.join(timeout=5)
         self._outcome = self._outcome_for(returncode)
+        self._final_ai_tokens = self._read_ai_tokens()  # before the run directory goes
         self._cleanup()
         self._done.set()
 
@@ -283,6 +341,8 @@ class ProcessExecution:
             if self._terminating:
                 return
             self._terminating = True
+        if self.container is not None:
+            self._container_command(self.container.stop_argv(self.container_name, self.grace_s))
         self._signal_group(proc, signal.SIGTERM)
         try:
             proc.wait(timeout=self.grace_s)
@@ -290,6 +350,15 @@ class ProcessExecution:
             self.log.info("command ignored SIGTERM for %gs, sending SIGKILL", self.grace_s)
         # The leader may be gone while its children still hold the group.
         self._signal_group(proc, signal.SIGKILL)
+        if self.container is not None:
+            self._container_command(self.container.remove_argv(self.container_name))
+        self._terminated.set()
+
+    def _container_command(self, argv: list[str]) -> None:
+        try:
+            subprocess.run(argv, capture_output=True, timeout=self.grace_s + 30, check=False)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            self.log.warning("%s failed: %s", " ".join(argv[1:3]), error)
 
     @staticmethod
     def _signal_group(proc: subprocess.Popen[str], sig: signal.Signals) -> None:
@@ -307,6 +376,11 @@ class ProcessExecution:
         return end - self._started
 
     def ai_tokens(self) -> int:
+        if self._final_ai_tokens is not None:
+            return self._final_ai_tokens
+        return self._read_ai_tokens()
+
+    def _read_ai_tokens(self) -> int:
         path = self.tokens_file
         if path is None:
             return 0
@@ -336,6 +410,8 @@ def build_execution(
     log: logging.LoggerAdapter[logging.Logger] | logging.Logger,
     already_elapsed_s: float = 0.0,
     extra_env: Mapping[str, str] | None = None,
+    container: ContainerRuntime | None = None,
+    container_name: str = "suanli-run",
 ) -> Execution:
     """The execution for a job spec. A resumed simulated run only runs what is left of it;
     a resumed command starts over (the agent cannot checkpoint it)."""
@@ -366,10 +442,11 @@ def build_execution(
     environment = spec.get("environment") or {}
     if not isinstance(environment, dict):
         raise InvalidSpec("spec.environment must be an object")
-    if spec.get("image"):
-        log.info(
-            "image %r ignored: no container runtime, running the command on the host", spec["image"]
-        )
+    image = spec.get("image") or None
+    if image is not None and not isinstance(image, str):
+        raise InvalidSpec("spec.image must be a string")
+    if image and container is None:
+        log.info("image %r ignored: no container runtime, running the command on the host", image)
     return ProcessExecution(
         argv=argv,
         environment={str(k): str(v) for k, v in environment.items()},
@@ -378,4 +455,7 @@ def build_execution(
         grace_s=grace_s,
         log=log,
         extra_env=extra_env,
+        image=image,
+        container=container,
+        container_name=container_name,
     )
