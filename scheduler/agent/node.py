@@ -53,6 +53,7 @@ class Node:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._reachable = True
+        self._lease_refused: str | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------
@@ -87,7 +88,7 @@ class Node:
         while not self._stop.is_set():
             try:
                 interval = self._heartbeat()
-                self._apply_lease(self.client.lease())
+                self._lease()
             except AgentClientError as error:
                 delay = backoff.next_delay()
                 self._reachable = False
@@ -139,6 +140,23 @@ class Node:
         self._reachable = True
         self.status = status
         return interval
+
+    def _lease(self) -> None:
+        """Lease after a good heartbeat. A final refusal (say, a node not approved yet) is
+        logged once and the heartbeats go on at their normal pace."""
+        try:
+            answer = self.client.lease()
+        except ApiError as error:
+            if error.retryable:
+                raise
+            if error.code != self._lease_refused:
+                self._lease_refused = error.code
+                self.log.warning("lease refused (node status %s): %s", self.status, error)
+            return
+        if self._lease_refused is not None:
+            self._lease_refused = None
+            self.log.info("lease accepted again")
+        self._apply_lease(answer)
 
     def _apply_lease(self, answer: dict[str, Any]) -> None:
         leases = [Lease.from_json(item) for item in answer.get("assignments") or []]

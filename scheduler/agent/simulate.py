@@ -132,9 +132,15 @@ def build_fleet(
 
 
 def run_fleet(nodes: list[Node], stop: threading.Event) -> None:
-    """Run every node in its own thread until ``stop`` is set, then stop them all."""
+    """Run every node in its own thread until ``stop`` is set, then stop them all.
+
+    Starts are spread over one heartbeat interval so a large fleet does not beat in step.
+    """
+    spread = min(0.2, nodes[0].config.heartbeat_s / len(nodes)) if nodes else 0.0
     for node in nodes:
         node.start()
+        if stop.wait(spread):
+            break
     stop.wait()
     logger.info("stopping %s simulated nodes", len(nodes))
     for node in nodes:

@@ -44,6 +44,7 @@ class FakeAgentServer:
         self.completed: dict[int, list[dict[str, Any]]] = {}
         self.failed: dict[int, list[dict[str, Any]]] = {}
         self.unavailable = False  # answer 503 to everything
+        self.pending_nodes: set[int] = set()  # not approved: heartbeat ok, lease refused
         self._httpd: ThreadingHTTPServer | None = None
         self.port = 0
 
@@ -157,11 +158,13 @@ class FakeAgentServer:
             node_id = self.node_tokens[token]
             if path == "/api/v1/agent/heartbeat/":
                 return 200, {
-                    "status": "online",
+                    "status": "pending" if node_id in self.pending_nodes else "online",
                     "next_heartbeat_s": self.next_heartbeat_s,
                     "server_time": datetime.now(UTC).isoformat(),
                 }
             if path == "/api/v1/agent/lease/":
+                if node_id in self.pending_nodes:
+                    return self._error(403, "node_not_online", "node is pending approval")
                 mine = [a for i, a in self.assignments.items() if self.owner[i] == node_id]
                 kill = sorted(self.kill.pop(node_id, set()))
                 return 200, {"assignments": mine, "kill": kill}
