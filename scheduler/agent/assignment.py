@@ -193,7 +193,10 @@ class AssignmentRun:
     def _after_stop(self) -> None:
         """The work was stopped: say once how much was used, then forget the run (unless
         the agent itself is shutting down, so that a restart can resume it)."""
-        self.log.info("killed assignment %s (%s)", self.id, self._stop_reason)
+        if self._stop_reason == SHUTDOWN_REASON:
+            self.log.info("stopped assignment %s (agent shutting down; resumable)", self.id)
+        else:
+            self.log.info("killed assignment %s (%s)", self.id, self._stop_reason)
         if self._report_on_stop and not self.forgotten:
             self._report_usage(quiet=True)
         if not self.forgotten and self._stop_reason != SHUTDOWN_REASON:

@@ -87,7 +87,7 @@ class SimulatedExecution:
         self._killed = threading.Event()
         self._outcome: Outcome | None = None
         self._lock = threading.Lock()
-        self.description = f"simulated {self.seconds:g}s"
+        self.description = f"simulated {self.seconds:.1f}s"
 
     def _limit(self) -> float:
         if self.max_duration_s is None:
