@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -21,7 +21,7 @@ from banking.errors import (
     InvalidInput,
     NotFound,
 )
-from banking.locks import accounts_lock
+from banking.locks import LockedAccount, accounts_lock
 from banking.models import Account, Entry, Transfer
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.services.transactions import money_transaction
@@ -152,11 +152,10 @@ def _post_one(spec: TransferSpec) -> Transfer:
     deltas = _deltas([spec])
     _check_accounts(accounts, deltas)
     try:
-        with transaction.atomic():
-            # A concurrent twin with the same key waited on the account locks above; the
-            # insert skips a key that is already taken and the caller gets the first one.
-            now = timezone.now()
-            transfer_id = _insert_transfers([spec], now).get(spec.idempotency_key)
+        # A concurrent twin with the same key waited on the account locks above; the
+        # insert skips a key that is already taken and the caller gets the first one.
+        now = timezone.now()
+        transfer_id = _insert_transfers([spec], now).get(spec.idempotency_key)
     except IntegrityError as exc:
         if spec.reverses_id is not None:
             raise Conflict("That transfer has already been reversed.",
@@ -181,7 +180,11 @@ def _post_one(spec: TransferSpec) -> Transfer:
 
 
 def _existing(spec: TransferSpec) -> Transfer | None:
-    found = Transfer.objects.filter(idempotency_key=spec.idempotency_key).first()
+    rows = Transfer.objects.raw(
+        f"SELECT * FROM {Transfer._meta.db_table} WHERE idempotency_key = %s",
+        [spec.idempotency_key],
+    )
+    found = next(iter(rows), None)
     if found is None:
         return None
     if found.request_hash != spec.request_hash:
@@ -200,7 +203,7 @@ def _deltas(specs: Iterable[TransferSpec]) -> dict[int, int]:
     return deltas
 
 
-def _check_accounts(accounts: dict[int, Account], deltas: dict[int, int]) -> None:
+def _check_accounts(accounts: dict[int, LockedAccount], deltas: dict[int, int]) -> None:
     missing = sorted(set(deltas) - set(accounts))
     if missing:
         raise NotFound(f"Unknown account {missing[0]}.", fields={"account": missing})
