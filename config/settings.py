@@ -8,6 +8,7 @@ REDIS_URL.
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -201,4 +202,15 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "WARNING"},
     },
+}
+
+# Lending
+# An installment unpaid for more than this many days after its due date makes its
+# organization delinquent (no new jobs, blocks or loans until it pays).
+LENDING_GRACE_DAYS = env.int("LENDING_GRACE_DAYS", default=7)
+# Due installments are collected once a day (UTC), after midnight.
+LENDING_COLLECT_HOUR_UTC = env.int("LENDING_COLLECT_HOUR_UTC", default=0)
+CELERY_BEAT_SCHEDULE["banking.installments_collect"] = {
+    "task": "banking.installments_collect",
+    "schedule": crontab(hour=LENDING_COLLECT_HOUR_UTC, minute=15),
 }
