@@ -137,6 +137,7 @@ def test_a_write_off_books_the_unpaid_principal_as_a_loss(borrower, loan):
     losses = system_balance(AccountPurpose.WRITE_OFFS)
     written = loan_write_off(loan_id=loan.pk)
     assert written.status == "written_off"
+    assert written.written_off_transfer is not None
     assert written.written_off_transfer.kind == "write_off"
     rest = 1_000_000 - 78_849
     assert system_balance(AccountPurpose.WRITE_OFFS) == losses - rest
