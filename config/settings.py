@@ -6,6 +6,7 @@ REDIS_URL.
 """
 
 from pathlib import Path
+from typing import cast
 
 import environ
 from celery.schedules import crontab
@@ -214,3 +215,8 @@ CELERY_BEAT_SCHEDULE["banking.installments_collect"] = {
     "task": "banking.installments_collect",
     "schedule": crontab(hour=LENDING_COLLECT_HOUR_UTC, minute=15),
 }
+# Loans and installments both have a `status`: name their enums in the API schema.
+cast(dict[str, str], SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})).update(
+    LoanStatusEnum="banking.models.lending.LoanStatus",
+    InstallmentStatusEnum="banking.models.lending.InstallmentStatus",
+)
