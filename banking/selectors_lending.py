@@ -182,3 +182,36 @@ def loan_get(*, organization_id: int, loan_id: int) -> Loan:
     if loan is None:
         raise NotFound("Loan not found.")
     return loan
+
+
+@dataclass(frozen=True)
+class LendingViolation:
+    organization_id: int
+    detail: str
+
+
+def lending_verify(limit: int = 100) -> list[LendingViolation]:
+    """Every organization's credit balance is minus the principal of its unpaid
+    installments (the schedule and the ledger agree), and no credit account is below the
+    floor its credit line sets. Empty when sound."""
+    unpaid = dict(
+        Installment.objects.filter(status__in=UNPAID)
+        .values("loan__organization_id")
+        .annotate(total=Sum("principal"))
+        .values_list("loan__organization_id", "total")
+    )
+    limits = dict(CreditLine.objects.values_list("organization_id", "limit"))
+    found: list[LendingViolation] = []
+    credit_accounts = Account.objects.filter(
+        purpose=AccountPurpose.CREDIT, organization_id__isnull=False
+    ).filter(Q(balance__lt=0) | Q(organization_id__in=list(unpaid) + list(limits)))
+    for account in credit_accounts.values("organization_id", "balance", "floor")[:limit * 10]:
+        org_id = account["organization_id"]
+        owed = unpaid.get(org_id, 0)
+        if account["balance"] != -owed:
+            found.append(LendingViolation(
+                org_id, f"credit balance {account['balance']} but unpaid principal {owed}"))
+        if org_id in limits and account["floor"] != -limits[org_id]:
+            found.append(LendingViolation(
+                org_id, f"credit floor {account['floor']} but credit line {limits[org_id]}"))
+    return found[:limit]
