@@ -58,6 +58,19 @@ def first_due_default(today: date) -> date:
     return add_months(today, 1)
 
 
+def first_due_resolve(first_due: date | None, today: date) -> date:
+    """The first due date of a loan made `today`: the one asked for, which must fall after
+    today (a loan is never born overdue), or by default one month later."""
+    if first_due is None:
+        return first_due_default(today)
+    if first_due <= today:
+        raise InvalidInput(
+            "The first installment must fall due after today.",
+            fields={"first_due": [f"After {today.isoformat()}."]},
+        )
+    return first_due
+
+
 def credit_line_get(*, organization_id: int) -> CreditLineSummary:
     line = CreditLine.objects.filter(organization_id=organization_id).first()
     if line is None:
@@ -144,7 +157,7 @@ def loan_quote(
         principal=principal,
         apr_bps=line.apr_bps,
         term_months=term_months,
-        first_due=first_due or first_due_default(timezone.localdate()),
+        first_due=first_due_resolve(first_due, timezone.localdate()),
     )
     return LoanQuote(
         principal=principal,

@@ -48,7 +48,7 @@ from banking.models.ledger import AccountPurpose, Transfer, TransferKind
 from banking.selectors import organization_account_ids
 from banking.selectors_lending import (
     UNPAID,
-    first_due_default,
+    first_due_resolve,
     loan_terms_check,
     organization_standing_check,
     schedule_build,
@@ -183,7 +183,7 @@ def loan_originate(
         principal=principal,
         apr_bps=line.apr_bps,
         term_months=term_months,
-        first_due=first_due or first_due_default(timezone.localdate()),
+        first_due=first_due_resolve(first_due, timezone.localdate()),
     )
     loan = Loan.objects.create(
         organization_id=organization_id,

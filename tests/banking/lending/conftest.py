@@ -1,11 +1,22 @@
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import pytest
+import time_machine
 
 from banking.models import Account, Organization
 from banking.models.ledger import AccountPurpose
 from banking.services.ledger import system_account
 from banking.services.lending import credit_line_set
+
+
+@pytest.fixture(autouse=True)
+def _lending_clock() -> Iterator[None]:
+    """Lending tests run on a known calendar (1 December 2026, ticking), so fixed due
+    dates such as 15 January 2027 stay in the future whatever the real date is. Tests
+    that need another day travel again inside this one."""
+    with time_machine.travel(datetime(2026, 12, 1, 12, tzinfo=UTC), tick=True):
+        yield
 
 
 @pytest.fixture

@@ -129,3 +129,14 @@ def test_invalid_loans_are_refused(borrower, bank_capacity, kwargs, field):
     if field:
         assert field in caught.value.fields
     _assert_nothing_posted(borrower)
+
+
+@pytest.mark.parametrize("first_due", [date(2026, 12, 1), date(2026, 11, 30)])
+def test_a_loan_is_never_born_overdue(borrower, bank_capacity, first_due):
+    with pytest.raises(InvalidInput, match="must fall due after today") as caught:
+        originate(borrower, bank_capacity, first_due=first_due)
+    assert list(caught.value.fields) == ["first_due"]
+    _assert_nothing_posted(borrower)
+    with pytest.raises(InvalidInput, match="must fall due after today"):
+        loan_quote(organization_id=borrower.pk, principal=1_000, term_months=1,
+                   first_due=first_due)
