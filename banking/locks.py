@@ -1,12 +1,22 @@
 """Every row lock banking takes goes through here, so locks are always taken in one
-order: holds before accounts, each kind by ascending primary key."""
+order: organizations, then holds, then accounts; each kind by ascending primary key.
+
+Lending serializes everything it does for one organization (origination, collection,
+prepayment, write-off, credit line changes) on that organization's row, taken first;
+loans and installments are only written under it, so they need no locks of their own."""
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import connection
 
-from banking.models import Account, Hold
+from banking.models import Account, Hold, Organization
+
+
+def organizations_lock(organization_ids: Iterable[int]) -> dict[int, Organization]:
+    ids = sorted(set(organization_ids))
+    rows = Organization.objects.select_for_update().filter(id__in=ids).order_by("id")
+    return {o.id: o for o in rows}
 
 
 @dataclass(frozen=True)
