@@ -112,4 +112,12 @@ def ledger_verify(limit: int = 100) -> list[Violation]:
         Violation("held equals the sum of open holds", f"hold {h} closed with tokens left")
         for h in closed_with_rest
     ]
+
+    from banking.selectors_lending import lending_verify
+
+    found += [
+        Violation("credit equals unpaid loan principal",
+                  f"organization {v.organization_id}: {v.detail}")
+        for v in lending_verify(limit)
+    ]
     return found
