@@ -40,7 +40,7 @@ def test_a_pending_node_stays_pending(provider, settings, agent_client):
 
     registered = node_register(provider_id=provider.pk, name="p", gpu_class="H100-80GB",
                                gpu_count=1, region="eu")
-    registered.node.token = registered.token
+    registered.node.token = registered.token  # type: ignore[attr-defined]
     response = agent_client(registered.node).post(
         "/api/v1/agent/heartbeat/", {"free_gpus": 1, "busy_gpus": 0}, format="json")
     assert response.json()["status"] == "pending"
@@ -55,7 +55,7 @@ def test_agent_calls_need_a_valid_node_token(db, client, header):
 
 
 def test_the_lease_lists_active_assignments_with_their_spec(running):
-    node, job, assignment, client = running
+    _node, job, assignment, client = running
     body = client.post("/api/v1/agent/lease/", {}, format="json").json()
     assert body["kill"] == []
     assert [(a["id"], a["job_id"], a["gpu_count"], a["spec"]) for a in body["assignments"]] == [
@@ -64,7 +64,7 @@ def test_the_lease_lists_active_assignments_with_their_spec(running):
 
 
 def test_usage_is_cumulative_with_sequence_numbers(running):
-    node, job, assignment, client = running
+    _node, job, assignment, client = running
     url = f"/api/v1/agent/assignments/{assignment.pk}/usage/"
     first = client.post(url, {"seq": 1, "gpu_seconds": 0}, format="json")
     assert first.status_code == 200 and first.json()["action"] == "continue"
@@ -84,7 +84,7 @@ def test_usage_is_cumulative_with_sequence_numbers(running):
 
 def test_another_nodes_assignment_answers_404_and_changes_nothing(running, online_node,
                                                                   agent_client):
-    node, job, assignment, _ = running
+    _node, _job, assignment, _ = running
     stranger = agent_client(online_node())
     response = stranger.post(f"/api/v1/agent/assignments/{assignment.pk}/usage/",
                              {"seq": 1, "gpu_seconds": 10}, format="json")
@@ -123,7 +123,7 @@ def test_complete_settles_the_usage_and_releases_the_rest(running, buyer, provid
 
 
 def test_fail_charges_usage_so_far_and_fails_the_job(running, buyer):
-    node, job, assignment, client = running
+    _node, job, assignment, client = running
     response = client.post(f"/api/v1/agent/assignments/{assignment.pk}/fail/",
                            {"seq": 1, "gpu_seconds": 10, "reason": "exit code 3: boom",
                             "exit_code": 3}, format="json")

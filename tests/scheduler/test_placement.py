@@ -3,6 +3,7 @@
 import random
 import threading
 from collections import Counter
+from typing import Any
 
 import pytest
 from django.db import connection, connections
@@ -14,8 +15,8 @@ from scheduler.services.placement import placement_run
 
 
 def submit(org, **kw):
-    args = {"spec": {"simulate": {"seconds": 5}}, "gpu_class": "H100-80GB", "gpu_count": 1,
-            "max_duration_s": 60}
+    args: dict[str, Any] = {"spec": {"simulate": {"seconds": 5}}, "gpu_class": "H100-80GB",
+                            "gpu_count": 1, "max_duration_s": 60}
     args.update(kw)
     return job_submit(organization_id=org.pk, **args)
 
