@@ -85,7 +85,9 @@ def celery_worker(live_server: Any, live_settings: Any, tmp_path: Path) -> Itera
 
 
 @pytest.fixture
-def start_agent(live_server: Any, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+def start_agent(
+    live_server: Any, tmp_path: Path
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(provider_key: str, *, nodes: int = 1, gpus: int = 8, prefix: str = "sim",
