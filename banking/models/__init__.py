@@ -1,12 +1,30 @@
 from banking.models.customers import ApiKey, Membership, Organization
 from banking.models.ledger import Account, Entry, Hold, Transfer
+from banking.models.payments import (
+    Dispute,
+    Payout,
+    PayoutAccount,
+    StripeCustomer,
+    StripeEvent,
+    TokenPrice,
+    TokenPriceTier,
+    TopUp,
+)
 
 __all__ = [
     "Account",
     "ApiKey",
+    "Dispute",
     "Entry",
     "Hold",
     "Membership",
     "Organization",
+    "Payout",
+    "PayoutAccount",
+    "StripeCustomer",
+    "StripeEvent",
+    "TokenPrice",
+    "TokenPriceTier",
+    "TopUp",
     "Transfer",
 ]
