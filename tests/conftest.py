@@ -10,8 +10,13 @@ from banking.invariants import ledger_verify
 from banking.models import Organization
 from banking.services.customers import api_key_issue, organization_create
 from banking.services.ledger import grant_post
+from tests.stripe_server import localstripe_url
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+# One localstripe process per test session, shared by every folder (it writes one
+# /tmp/localstripe.pickle): registered here only, never in a sub-folder's conftest.
+__all__ = ["localstripe_url"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
