@@ -5,6 +5,7 @@ exactly once; replays, a race with the confirm endpoint, a declined card, a refu
 import json
 import time
 import uuid
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -102,6 +103,7 @@ def test_the_webhook_and_the_confirm_endpoint_racing_credit_once(
     for n in range(rounds):
         topup = topup_create(organization_id=org.pk, amount_cents=1000,
                              idempotency_key=f"race-{n}")
+        assert topup.payment_intent_id is not None
         pi = get_gateway().payment_intent_confirm(topup.payment_intent_id,
                                                   payment_method="pm_card_visa")
         assert pi.succeeded
@@ -121,8 +123,9 @@ def test_the_webhook_and_the_confirm_endpoint_racing_credit_once(
 
         results = run_threads(2, racer)
         assert [r for r in results if isinstance(r, BaseException)] == []
-        assert results[1].status_code == 200
-        assert results[1].json()["status"] == "succeeded"
+        confirmed: Any = results[1]
+        assert confirmed.status_code == 200
+        assert confirmed.json()["status"] == "succeeded"
     assert Transfer.objects.filter(kind=TransferKind.TOPUP).count() == rounds
     assert balance(org) == rounds * TOKENS_FOR_10_USD
     assert StripeEvent.objects.filter(status="processed").count() == rounds

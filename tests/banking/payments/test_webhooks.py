@@ -16,7 +16,7 @@ from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account, wallet_get
 from banking.services.ledger import transfer_post
 from banking.services.payments import topup_create, topup_refund
-from banking.services.spending import organization_assert_can_spend
+from banking.services.spending import OrganizationCannotSpend, organization_assert_can_spend
 from tests.banking.payments.conftest import FAKE_SECRET, balance
 
 pytestmark = pytest.mark.django_db
@@ -29,9 +29,10 @@ def post(django_capture_on_commit_callbacks):
     where a test asks for it) runs as after a real commit."""
 
     def send(payload: bytes, header: str | None):
-        extra = {"HTTP_STRIPE_SIGNATURE": header} if header is not None else {}
+        headers = {"Stripe-Signature": header} if header is not None else {}
         with django_capture_on_commit_callbacks(execute=True):
-            return Client().post(URL, data=payload, content_type="application/json", **extra)
+            return Client().post(URL, data=payload, content_type="application/json",
+                                 headers=headers)
 
     return send
 
@@ -51,6 +52,7 @@ def _of_type(sent, type_):
 def _pending_topup(org, fake: FakeGateway, amount_cents=1000) -> TopUp:
     topup = topup_create(organization_id=org.pk, amount_cents=amount_cents,
                          idempotency_key=f"t-{amount_cents}-{time.monotonic_ns()}")
+    assert topup.payment_intent_id is not None
     fake.payment_intent_confirm(topup.payment_intent_id, payment_method="pm_card_visa")
     return topup
 
@@ -83,7 +85,7 @@ def test_a_signed_payment_succeeded_event_credits_the_top_up_once(
 def test_the_webhook_stores_and_queues_but_does_not_process_inline(
     post, make_org, fake_gateway, deliveries, monkeypatch
 ):
-    queued = []
+    queued: list[int] = []
     monkeypatch.setattr("banking.tasks.stripe_event_process_task.delay", queued.append)
     org = make_org()
     _pending_topup(org, fake_gateway)
@@ -197,7 +199,7 @@ def test_a_refund_after_spending_takes_what_the_wallet_has_and_the_rest_is_owed(
     assert wallet_get(organization_id=org.pk).debt == 7_000_000
     topup.refresh_from_db()
     assert (topup.refunded_cents, topup.refunded_tokens) == (300, 10_000_000)
-    with pytest.raises(Exception, match="owes 7000000 tokens") as info:
+    with pytest.raises(OrganizationCannotSpend, match="owes 7000000 tokens") as info:
         organization_assert_can_spend(org.pk)
     assert info.value.code == "organization_owes"
     for _ in range(3):  # replays and a direct re-application change nothing
@@ -247,6 +249,7 @@ def test_a_dispute_holds_the_disputed_tokens_and_a_won_dispute_releases_them(
                          payment_method="pm_card_visa", idempotency_key="t")
     assert post(*_dispute(fake_gateway, topup)).status_code == 200
     dispute = Dispute.objects.get()
+    assert dispute.hold is not None
     assert (dispute.tokens, dispute.hold.amount, dispute.reason) == (
         10_000_000, 10_000_000, "fraudulent")
     assert wallet_get(organization_id=org.pk).available == 0
@@ -270,7 +273,9 @@ def test_a_lost_dispute_takes_the_held_tokens_and_the_rest_is_owed(
                   legs=[(organization_account(org.pk, "wallet").pk, -4_000_000),
                         (organization_account(shop.pk, "wallet").pk, 4_000_000)])
     post(*_dispute(fake_gateway, topup))
-    assert Dispute.objects.get().hold.amount == 6_000_000
+    hold = Dispute.objects.get().hold
+    assert hold is not None
+    assert hold.amount == 6_000_000
     post(*_dispute(fake_gateway, topup, status="lost", type_="charge.dispute.closed"))
     summary = wallet_get(organization_id=org.pk)
     assert (summary.available, summary.held, summary.debt) == (0, 0, 4_000_000)
