@@ -30,6 +30,12 @@ def _org_id(request: Request) -> int:
 class TopUpOutputSerializer(serializers.ModelSerializer):
     payment_intent_id = serializers.CharField(allow_null=True)
     cents_per_million = serializers.DecimalField(max_digits=14, decimal_places=6)
+    publishable_key = serializers.SerializerMethodField(
+        help_text="For Stripe.js: confirm the payment in the browser with client_secret."
+    )
+
+    def get_publishable_key(self, obj: TopUp) -> str:
+        return str(settings.STRIPE_PUBLISHABLE_KEY)
 
     class Meta:
         model = TopUp
@@ -37,6 +43,7 @@ class TopUpOutputSerializer(serializers.ModelSerializer):
             "id", "status", "amount_cents", "currency", "tokens", "cents_per_million",
             "payment_intent_id", "client_secret", "failure_code", "failure_message",
             "refunded_cents", "refunded_tokens", "created_at", "succeeded_at",
+            "publishable_key",
         ]
 
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 from banking.errors import DomainError, InvalidInput, NotFound, PermissionDenied
 from banking.gateway import GatewayError, PayoutTransferInfo, get_gateway
 from banking.locks import payout_lock
-from banking.models import Organization, Payout, PayoutAccount
+from banking.models import Hold, Organization, Payout, PayoutAccount
 from banking.models.ledger import AccountPurpose
 from banking.selectors import organization_account
 from banking.services.holds import hold_capture, hold_place, hold_release
@@ -181,7 +181,7 @@ def payout_reject(*, payout_id: int, reason: str) -> Payout:
     return payout
 
 
-@transaction.atomic
+@money_transaction
 def _payout_claim(payout_id: int, *, resume: bool) -> Payout | None:
     """approved -> processing (or, resuming, a payout left processing): only the caller
     that claims it calls the provider."""
@@ -192,6 +192,16 @@ def _payout_claim(payout_id: int, *, resume: bool) -> Payout | None:
     if resume:
         allowed.add(Payout.Status.PROCESSING)
     if payout.status not in allowed:
+        return None
+    hold = payout.hold
+    if hold.status != Hold.Status.OPEN or hold.remaining != payout.tokens:
+        # Its tokens are no longer held (the hold expired): never pay out unheld tokens.
+        if hold.status == Hold.Status.OPEN:
+            hold_release(hold_id=hold.pk, idempotency_key=f"payout-failed:{payout.pk}",
+                         memo="Payout failed: its hold was no longer complete")
+        payout.status = Payout.Status.FAILED
+        payout.failure_message = "The payout's tokens were no longer held (the hold expired)."
+        payout.save(update_fields=["status", "failure_message", "updated_at"])
         return None
     payout.status = Payout.Status.PROCESSING
     payout.attempts = F("attempts") + 1

@@ -1,13 +1,17 @@
 """Payouts on the fake gateway (localstripe has no Connect transfers): hold on request,
 approval, execution exactly once, failure releases the hold, sweeps."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from banking.errors import DomainError, InsufficientFunds
 from banking.gateway import GatewayError
 from banking.models import Hold, Payout
 from banking.models.ledger import AccountPurpose
 from banking.selectors import wallet_get
+from banking.services.holds import holds_expire
 from banking.services.ledger import system_account
 from banking.services.payouts import (
     payout_account_set,
@@ -194,3 +198,17 @@ def test_the_daily_sweep_cashes_out_what_is_above_the_threshold_once_a_day(
     ]
     assert payouts_sweep() == []  # the wallet is at the threshold now
     assert Payout.objects.count() == 1
+
+
+def test_a_payout_whose_hold_expired_is_failed_without_calling_the_provider(
+    provider, fake_gateway
+):
+    payout = payout_request(organization_id=provider.pk, tokens=20 * M, idempotency_key="p")
+    Hold.objects.filter(pk=payout.hold_id).update(expires_at=timezone.now() - timedelta(1))
+    assert holds_expire() == 1
+    payout_approve(payout_id=payout.pk)
+    payout = payout_execute(payout_id=payout.pk)
+    assert payout.status == "failed"
+    assert "no longer held" in payout.failure_message
+    assert fake_gateway.payout_transfers_list(since=None) == []
+    assert wallet_get(organization_id=provider.pk).available == 100 * M

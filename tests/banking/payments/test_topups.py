@@ -5,12 +5,20 @@ import pytest
 
 from banking.errors import DomainError
 from banking.gateway.fake import FakeGateway
-from banking.models import StripeCustomer, TopUp, Transfer
+from banking.models import StripeCustomer, StripeEvent, TopUp, Transfer
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account
 from banking.services.ledger import system_account, transfer_post
-from banking.services.payments import topup_confirm, topup_create, topup_fulfil
+from banking.services.payments import (
+    stripe_event_process,
+    stripe_webhook_receive,
+    topup_confirm,
+    topup_create,
+    topup_fulfil,
+    topups_sync_pending,
+)
 from banking.services.spending import organization_assert_can_spend
+from banking.tasks import topups_sync_pending_task
 from tests.banking.payments.conftest import balance
 
 pytestmark = pytest.mark.django_db
@@ -170,3 +178,47 @@ def test_a_frozen_organization_cannot_top_up_or_spend(make_org, fake_gateway):
         organization_assert_can_spend(org.pk)
     assert info.value.code == "organization_delinquent"
     assert TopUp.objects.count() == 0
+
+
+def test_a_webhook_that_beats_the_recording_of_the_payment_intent_still_credits_once(
+    make_org, fake_gateway
+):
+    """The fake delivers its events before payment_intent_create returns, as Stripe may."""
+    receipts = []
+    fake_gateway.on_event(lambda payload, header: receipts.append(
+        stripe_webhook_receive(payload=payload, signature_header=header)))
+    org = make_org()
+    topup = topup_create(organization_id=org.pk, amount_cents=300,
+                         payment_method="pm_card_visa", idempotency_key="t")
+    assert [r.type for r in receipts] == ["charge.succeeded", "payment_intent.succeeded"]
+    for event in StripeEvent.objects.filter(status="received"):
+        stripe_event_process(event_pk=event.pk)
+    assert topup.status == TopUp.Status.SUCCEEDED
+    assert balance(org) == 10_000_000
+    assert Transfer.objects.filter(kind=TransferKind.TOPUP).count() == 1
+
+
+def test_the_periodic_sync_credits_top_ups_whose_webhook_was_lost(make_org, fake_gateway):
+    org = make_org()
+    paid = topup_create(organization_id=org.pk, amount_cents=300, idempotency_key="a")
+    unpaid = topup_create(organization_id=org.pk, amount_cents=600, idempotency_key="b")
+    fake_gateway.payment_intent_confirm(paid.payment_intent_id, payment_method="pm_card_visa")
+    assert topups_sync_pending_task.apply(kwargs={}).get() == 0  # too young yet
+    assert topups_sync_pending(older_than_s=0) == 1
+    assert TopUp.objects.get(pk=paid.pk).status == "succeeded"
+    assert TopUp.objects.get(pk=unpaid.pk).status == "pending"
+    assert balance(org) == 10_000_000
+
+
+def test_the_admin_refunds_a_top_up_and_the_tokens_go_back(make_org, fake_gateway,
+                                                           admin_client):
+    org = make_org()
+    topup = topup_create(organization_id=org.pk, amount_cents=300,
+                         payment_method="pm_card_visa", idempotency_key="t")
+    response = admin_client.post("/admin/banking/topup/",
+                                 {"action": "refund_in_full", "_selected_action": [topup.pk]})
+    assert response.status_code == 302
+    topup.refresh_from_db()
+    assert (topup.refunded_cents, topup.refunded_tokens) == (300, 10_000_000)
+    assert balance(org) == 0
+    assert [r.amount_cents for r in fake_gateway.refunds_list(since=None)] == [300]
