@@ -72,14 +72,11 @@ def localstripe(localstripe_url: str, settings) -> Iterator[LocalStripe]:
 
 
 @pytest.fixture
-def eager_tasks() -> Iterator[None]:
-    """CELERY_TASK_ALWAYS_EAGER for this test: webhook processing runs on commit."""
-    before = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    try:
-        yield
-    finally:
-        celery_app.conf.task_always_eager = before
+def eager_tasks(settings) -> None:
+    """CELERY_TASK_ALWAYS_EAGER for this test: the Celery app reads Django's settings
+    through, so webhook processing and payout execution run on commit, in process."""
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    assert celery_app.conf.task_always_eager is True
 
 
 def balance(org: Organization, purpose: str = AccountPurpose.WALLET) -> int:
