@@ -59,12 +59,12 @@ def _declined(topup: TopUp) -> CardDeclined:
 
 
 class TopUpQuoteApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class TopUpQuoteInputSerializer(serializers.Serializer):
         currency = serializers.CharField(max_length=3, default="usd")
         amount_cents = serializers.IntegerField(required=False, min_value=1)
         tokens = serializers.IntegerField(required=False, min_value=1)
 
-    class OutputSerializer(serializers.Serializer):
+    class TopUpQuoteOutputSerializer(serializers.Serializer):
         currency = serializers.CharField()
         amount_cents = serializers.IntegerField()
         tokens = serializers.IntegerField()
@@ -73,19 +73,19 @@ class TopUpQuoteApi(APIView):
         max_amount_cents = serializers.IntegerField()
 
     @extend_schema(
-        parameters=[InputSerializer],
-        responses=OutputSerializer,
+        parameters=[TopUpQuoteInputSerializer],
+        responses=TopUpQuoteOutputSerializer,
         summary="How many tokens a payment buys (or what tokens cost) before paying",
     )
     def get(self, request: Request) -> Response:
-        params = self.InputSerializer(data=request.query_params)
+        params = self.TopUpQuoteInputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         quote = topup_quote(**params.validated_data)
-        return Response(self.OutputSerializer(quote).data)
+        return Response(self.TopUpQuoteOutputSerializer(quote).data)
 
 
 class TopUpCreateListApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class TopUpCreateInputSerializer(serializers.Serializer):
         currency = serializers.CharField(max_length=3, default="usd")
         amount_cents = serializers.IntegerField(required=False, min_value=1)
         tokens = serializers.IntegerField(required=False, min_value=1)
@@ -95,13 +95,13 @@ class TopUpCreateListApi(APIView):
         )
 
     @extend_schema(
-        request=InputSerializer,
+        request=TopUpCreateInputSerializer,
         responses={201: TopUpOutputSerializer},
         summary="Start a card top-up (creates a Stripe PaymentIntent)",
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.TopUpCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         topup = topup_create(
             organization_id=_org_id(request),
@@ -129,17 +129,17 @@ class TopUpGetApi(APIView):
 
 
 class TopUpConfirmApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class TopUpConfirmInputSerializer(serializers.Serializer):
         payment_method = serializers.CharField(required=False, max_length=255)
 
     @extend_schema(
-        request=InputSerializer,
+        request=TopUpConfirmInputSerializer,
         responses=TopUpOutputSerializer,
         summary="Return path: confirm (optionally with a payment method) and credit the "
         "tokens if the payment succeeded",
     )
     def post(self, request: Request, topup_id: int) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.TopUpConfirmInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         topup = topup_confirm(
             organization_id=_org_id(request), topup_id=topup_id, **data.validated_data
@@ -161,17 +161,17 @@ class PayoutOutputSerializer(serializers.ModelSerializer):
 class PayoutCreateListApi(APIView):
     permission_classes = [IsProvider]
 
-    class InputSerializer(serializers.Serializer):
+    class PayoutCreateInputSerializer(serializers.Serializer):
         tokens = serializers.IntegerField(min_value=1)
 
     @extend_schema(
-        request=InputSerializer,
+        request=PayoutCreateInputSerializer,
         responses={201: PayoutOutputSerializer},
         summary="Cash out tokens to the provider's connected account (held until paid)",
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.PayoutCreateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         payout = payout_request(
             organization_id=_org_id(request),
@@ -189,23 +189,32 @@ class PayoutCreateListApi(APIView):
         return paginator.get_paginated_response(PayoutOutputSerializer(page, many=True).data)
 
 
+class PayoutAccountOutputSerializer(serializers.Serializer):
+    stripe_account_id = serializers.CharField(allow_null=True)
+    auto_payout_threshold = serializers.IntegerField(allow_null=True)
+    updated_at = serializers.DateTimeField(allow_null=True)
+    payout_min_tokens = serializers.IntegerField()
+    payout_cents_per_million = serializers.CharField()
+    payout_currency = serializers.CharField()
+
+
 class PayoutAccountApi(APIView):
     permission_classes = [IsProvider]
 
-    class InputSerializer(serializers.Serializer):
+    class PayoutAccountInputSerializer(serializers.Serializer):
         stripe_account_id = serializers.CharField(max_length=255)
         auto_payout_threshold = serializers.IntegerField(
             required=False, allow_null=True, min_value=0, default=None
         )
 
-    class OutputSerializer(serializers.ModelSerializer):
+    class PayoutAccountModelSerializer(serializers.ModelSerializer):
         class Meta:
             model = PayoutAccount
             fields = ["stripe_account_id", "auto_payout_threshold", "updated_at"]
 
     def _body(self, account: PayoutAccount | None) -> dict[str, Any]:
         body: dict[str, Any] = (
-            dict(self.OutputSerializer(account).data) if account is not None
+            dict(self.PayoutAccountModelSerializer(account).data) if account is not None
             else {"stripe_account_id": None, "auto_payout_threshold": None, "updated_at": None}
         )
         body["payout_min_tokens"] = settings.PAYOUT_MIN_TOKENS
@@ -213,13 +222,20 @@ class PayoutAccountApi(APIView):
         body["payout_currency"] = settings.PAYOUT_CURRENCY
         return body
 
-    @extend_schema(summary="The provider's payout account and payout terms")
+    @extend_schema(
+        responses=PayoutAccountOutputSerializer,
+        summary="The provider's payout account and payout terms",
+    )
     def get(self, request: Request) -> Response:
         return Response(self._body(payout_account_get(organization_id=_org_id(request))))
 
-    @extend_schema(request=InputSerializer, summary="Set the connected Stripe account")
+    @extend_schema(
+        request=PayoutAccountInputSerializer,
+        responses=PayoutAccountOutputSerializer,
+        summary="Set the connected Stripe account and the auto-payout threshold",
+    )
     def put(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.PayoutAccountInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         account = payout_account_set(organization_id=_org_id(request), **data.validated_data)
         return Response(self._body(account))
