@@ -8,6 +8,7 @@ from banking.gateway import GatewayError
 from banking.services.payments import (
     PaymentProviderUnavailable,
     stripe_event_process,
+    stripe_events_retry,
     topups_sync_pending,
 )
 from banking.services.payouts import payout_execute, payouts_resume, payouts_sweep
@@ -52,3 +53,8 @@ def payouts_resume_task() -> int:
 @shared_task(name="banking.topups_sync_pending", **_MONEY_TASK)  # type: ignore[untyped-decorator]
 def topups_sync_pending_task() -> int:
     return topups_sync_pending()
+
+
+@shared_task(name="banking.stripe_events_retry", **_MONEY_TASK)  # type: ignore[untyped-decorator]
+def stripe_events_retry_task() -> int:
+    return stripe_events_retry()

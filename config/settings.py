@@ -206,6 +206,9 @@ CELERY_BEAT_SCHEDULE["banking.payouts_sweep"] = {
 CELERY_BEAT_SCHEDULE["banking.topups_sync_pending"] = {
     "task": "banking.topups_sync_pending", "schedule": 300.0,
 }
+CELERY_BEAT_SCHEDULE["banking.stripe_events_retry"] = {
+    "task": "banking.stripe_events_retry", "schedule": 300.0,
+}
 CELERY_BEAT_SCHEDULE["banking.payouts_resume"] = {
     "task": "banking.payouts_resume", "schedule": 300.0,
 }

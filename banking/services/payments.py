@@ -753,7 +753,9 @@ def stripe_webhook_receive(*, payload: bytes, signature_header: str) -> WebhookR
         )
         if created and handled:
             pk = stored.pk
-            transaction.on_commit(lambda: _enqueue_event(pk))
+            # robust: the event is stored, so a broker outage must not fail the webhook;
+            # `stripe_events_retry` processes events left unprocessed.
+            transaction.on_commit(lambda: _enqueue_event(pk), robust=True)
     if not created:
         logger.info("stripe webhook %s replayed: nothing to do", event.id)
     return WebhookReceipt(event_id=event.id, type=event.type, duplicate=not created,
@@ -786,6 +788,31 @@ def stripe_event_process(*, event_pk: int) -> StripeEvent:
     )
     event.refresh_from_db()
     return event
+
+
+def stripe_events_retry(
+    *, older_than_s: int = 300, max_attempts: int = 10, limit: int = 200
+) -> int:
+    """Process stored events that were never processed (lost task) or failed, oldest
+    first. Returns how many are processed now."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_s)
+    ids = list(
+        StripeEvent.objects.filter(
+            status__in=[StripeEvent.Status.RECEIVED, StripeEvent.Status.FAILED],
+            received_at__lte=cutoff,
+            attempts__lt=max_attempts,
+        )
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )
+    done = 0
+    for event_pk in ids:
+        try:
+            stripe_event_process(event_pk=event_pk)
+            done += 1
+        except Exception as exc:  # recorded on the event; the next run tries again
+            logger.warning("stripe event %s still fails: %r", event_pk, exc)
+    return done
 
 
 def _dispatch(type_: str, obj: dict[str, Any]) -> None:

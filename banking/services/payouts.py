@@ -145,7 +145,9 @@ def _execute_after_commit(payout_id: int) -> None:
 
         payout_execute_task.delay(payout_id)
 
-    transaction.on_commit(enqueue)
+    # robust: a broker outage must not undo or fail the approval; `payouts_resume` runs
+    # approved payouts whose task never started.
+    transaction.on_commit(enqueue, robust=True)
 
 
 @transaction.atomic

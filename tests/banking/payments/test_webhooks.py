@@ -15,7 +15,7 @@ from banking.models import Dispute, Hold, StripeEvent, TopUp, Transfer
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account, wallet_get
 from banking.services.ledger import transfer_post
-from banking.services.payments import topup_create, topup_refund
+from banking.services.payments import stripe_events_retry, topup_create, topup_refund
 from banking.services.spending import OrganizationCannotSpend, organization_assert_can_spend
 from tests.banking.payments.conftest import FAKE_SECRET, balance
 
@@ -280,3 +280,24 @@ def test_a_lost_dispute_takes_the_held_tokens_and_the_rest_is_owed(
     summary = wallet_get(organization_id=org.pk)
     assert (summary.available, summary.held, summary.debt) == (0, 0, 4_000_000)
     assert organization_account(org.pk, AccountPurpose.DEBT).balance == -4_000_000
+
+
+def test_a_broker_outage_does_not_fail_the_webhook_and_the_retry_task_catches_up(
+    post, make_org, fake_gateway, deliveries, monkeypatch
+):
+    def broker_down(*args: object) -> None:
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr("banking.tasks.stripe_event_process_task.delay", broker_down)
+    org = make_org()
+    topup = _pending_topup(org, fake_gateway)
+    payload, header = _of_type(deliveries, "payment_intent.succeeded")[0]
+    assert post(payload, header).status_code == 200
+    assert StripeEvent.objects.get().status == "received"
+    assert balance(org) == 0
+
+    assert stripe_events_retry(older_than_s=0) == 1
+    assert StripeEvent.objects.get().status == "processed"
+    assert TopUp.objects.get(pk=topup.pk).status == "succeeded"
+    assert balance(org) == 33_333_333
+    assert stripe_events_retry(older_than_s=0) == 0
