@@ -25,6 +25,22 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup`, every test that talks to localstripe runs on one worker,
+    so a session starts one localstripe process, never several at once."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        uses_localstripe = "localstripe_url" in names or (
+            callspec is not None and callspec.params.get("gut") == "localstripe"
+        )
+        if uses_localstripe and not any(
+            m.args[:1] == ("localstripe",) for m in item.iter_markers("xdist_group")
+        ):
+            item.add_marker(pytest.mark.xdist_group("localstripe"))
+
+
 @pytest.fixture(autouse=True)
 def _ledger_stays_sound(request: pytest.FixtureRequest) -> Iterator[None]:
     """After every test that touches the database, the ledger's invariants still hold."""
