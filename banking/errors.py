@@ -75,3 +75,49 @@ class Conflict(DomainError):
 class PermissionDenied(DomainError):
     code = ErrorCode.PERMISSION_DENIED
     status = 403
+
+
+# Lending (banking/services/lending.py)
+
+
+class LendingErrorCode(StrEnum):
+    NO_CREDIT_LINE = "no_credit_line"
+    TERM_EXCEEDS_CREDIT_LINE = "term_exceeds_credit_line"
+    CREDIT_LIMIT_EXCEEDED = "credit_limit_exceeded"
+    CREDIT_LIMIT_BELOW_USAGE = "credit_limit_below_usage"
+    LOAN_CLOSED = "loan_closed"
+
+
+class NoCreditLine(DomainError):
+    code = LendingErrorCode.NO_CREDIT_LINE
+    status = 403
+
+
+class TermExceedsCreditLine(DomainError):
+    code = LendingErrorCode.TERM_EXCEEDS_CREDIT_LINE
+    status = 400
+
+
+class CreditLimitExceeded(DomainError):
+    code = LendingErrorCode.CREDIT_LIMIT_EXCEEDED
+    status = 402
+
+
+class CreditLimitBelowUsage(DomainError):
+    code = LendingErrorCode.CREDIT_LIMIT_BELOW_USAGE
+    status = 409
+
+
+class LoanClosed(DomainError):
+    code = LendingErrorCode.LOAN_CLOSED
+    status = 409
+
+
+class OrganizationDelinquent(DomainError):
+    code = ErrorCode.ORGANIZATION_DELINQUENT
+    status = 403
+
+
+class OrganizationFrozen(DomainError):
+    code = ErrorCode.ORGANIZATION_FROZEN
+    status = 403

@@ -7,6 +7,7 @@ from django.db.models.functions import Coalesce
 
 from banking.models import Account, Entry, Hold, Transfer
 from banking.models.ledger import AccountPurpose
+from banking.selectors_lending import lending_verify
 
 
 @dataclass(frozen=True)
@@ -111,5 +112,10 @@ def ledger_verify(limit: int = 100) -> list[Violation]:
     found += [
         Violation("held equals the sum of open holds", f"hold {h} closed with tokens left")
         for h in closed_with_rest
+    ]
+    found += [
+        Violation("credit equals unpaid loan principal",
+                  f"organization {v.organization_id}: {v.detail}")
+        for v in lending_verify(limit)
     ]
     return found

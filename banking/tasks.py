@@ -1,10 +1,12 @@
-"""Celery tasks: thin wrappers that take ids and call services."""
+"""Celery tasks of banking: thin wrappers that call services (DESIGN §5, STYLE "Celery")."""
 
 from typing import Any
 
 from celery import shared_task
+from django.db import OperationalError
 
 from banking.gateway import GatewayError
+from banking.services.lending import installments_collect
 from banking.services.payments import (
     PaymentProviderUnavailable,
     stripe_event_process,
@@ -58,3 +60,29 @@ def topups_sync_pending_task() -> int:
 @shared_task(name="banking.stripe_events_retry", **_MONEY_TASK)  # type: ignore[untyped-decorator]
 def stripe_events_retry_task() -> int:
     return stripe_events_retry()
+
+
+# Lending
+
+
+@shared_task(  # type: ignore[untyped-decorator]
+    name="banking.installments_collect",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+    time_limit=600,
+    soft_time_limit=540,
+)
+def installments_collect_task() -> dict[str, Any]:
+    """Collect the installments due today (idempotent; safe to run twice)."""
+    result = installments_collect()
+    return {
+        "paid": result.paid,
+        "tokens": result.tokens,
+        "newly_overdue": result.newly_overdue,
+        "delinquent": result.delinquent,
+        "reinstated": result.reinstated,
+        "failed": result.failed,
+    }

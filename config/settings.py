@@ -6,8 +6,10 @@ REDIS_URL.
 """
 
 from pathlib import Path
+from typing import cast
 
 import environ
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -75,6 +77,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # writer instead of failing with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
     DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
+    DATABASES["default"]["OPTIONS"]["init_command"] = "PRAGMA journal_mode=WAL;"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -235,3 +238,19 @@ LOGGING = {
         "django.server": {"level": "WARNING"},
     },
 }
+
+# Lending
+# An installment unpaid for more than this many days after its due date makes its
+# organization delinquent (no new jobs, blocks or loans until it pays).
+LENDING_GRACE_DAYS = env.int("LENDING_GRACE_DAYS", default=7)
+# Due installments are collected once a day (UTC), after midnight.
+LENDING_COLLECT_HOUR_UTC = env.int("LENDING_COLLECT_HOUR_UTC", default=0)
+CELERY_BEAT_SCHEDULE["banking.installments_collect"] = {
+    "task": "banking.installments_collect",
+    "schedule": crontab(hour=LENDING_COLLECT_HOUR_UTC, minute=15),
+}
+# Loans and installments both have a `status`: name their enums in the API schema.
+cast(dict[str, str], SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})).update(
+    LoanStatusEnum="banking.models.lending.LoanStatus",
+    InstallmentStatusEnum="banking.models.lending.InstallmentStatus",
+)

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from banking.api.payments import (
     PayoutAccountApi,
@@ -13,6 +13,7 @@ from banking.api.views import WalletGetApi, WalletTransferListApi
 urlpatterns = [
     path("wallet/", WalletGetApi.as_view(), name="wallet"),
     path("wallet/transfers/", WalletTransferListApi.as_view(), name="wallet-transfers"),
+    path("", include("banking.api.lending")),
     # Payments
     path("topups/", TopUpCreateListApi.as_view(), name="topups"),
     path("topups/quote/", TopUpQuoteApi.as_view(), name="topup-quote"),

@@ -28,7 +28,7 @@ def seed_usd_price(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('banking', '0002_system_accounts'),
+        ('banking', '0003_lending'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,5 +1,6 @@
 from banking.models.customers import ApiKey, Membership, Organization
 from banking.models.ledger import Account, Entry, Hold, Transfer
+from banking.models.lending import CreditLine, Installment, Loan, LoanPrepayment
 from banking.models.payments import (
     Dispute,
     Payout,
@@ -14,9 +15,13 @@ from banking.models.payments import (
 __all__ = [
     "Account",
     "ApiKey",
+    "CreditLine",
     "Dispute",
     "Entry",
     "Hold",
+    "Installment",
+    "Loan",
+    "LoanPrepayment",
     "Membership",
     "Organization",
     "Payout",

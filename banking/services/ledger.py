@@ -6,8 +6,10 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -19,12 +21,13 @@ from banking.errors import (
     InvalidInput,
     NotFound,
 )
-from banking.locks import accounts_lock
+from banking.locks import LockedAccount, accounts_lock
 from banking.models import Account, Entry, Transfer
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.services.transactions import money_transaction
 
 MAX_KEY_LENGTH = 255
+KNOWN_KINDS = frozenset(TransferKind.values)
 NOT_REVERSIBLE_KINDS = {TransferKind.HOLD, TransferKind.CAPTURE, TransferKind.RELEASE}
 
 
@@ -43,7 +46,7 @@ class TransferSpec:
     memo: str = ""
     reverses_id: int | None = None
 
-    @property
+    @cached_property
     def request_hash(self) -> str:
         body = {
             "kind": str(self.kind),
@@ -97,7 +100,7 @@ def transfer_spec(
 
 
 def _validate(spec: TransferSpec) -> None:
-    if spec.kind not in TransferKind.values:
+    if spec.kind not in KNOWN_KINDS:
         raise InvalidInput(f"Unknown transfer kind {spec.kind!r}.", fields={"kind": ["Unknown."]})
     if not spec.idempotency_key or len(spec.idempotency_key) > MAX_KEY_LENGTH:
         raise InvalidInput(
@@ -146,41 +149,42 @@ def _post_one(spec: TransferSpec) -> Transfer:
     if existing is not None:
         return existing
     accounts = accounts_lock(leg.account_id for leg in spec.legs)
-    # Same key, same body means the same accounts: a concurrent twin waited on the locks
-    # above and now sees the first one's transfer.
-    existing = _existing(spec)
-    if existing is not None:
-        return existing
     deltas = _deltas([spec])
     _check_accounts(accounts, deltas)
     try:
-        with transaction.atomic():
-            transfer = Transfer.objects.create(
-                kind=spec.kind,
-                idempotency_key=spec.idempotency_key,
-                request_hash=spec.request_hash,
-                reference=spec.reference,
-                memo=spec.memo,
-                reverses_id=spec.reverses_id,
-            )
+        # A concurrent twin with the same key waited on the account locks above; the
+        # insert skips a key that is already taken and the caller gets the first one.
+        now = timezone.now()
+        transfer_id = _insert_transfers([spec], now).get(spec.idempotency_key)
     except IntegrityError as exc:
-        raced = _existing(spec)
-        if raced is not None:
-            return raced
         if spec.reverses_id is not None:
             raise Conflict("That transfer has already been reversed.",
                            code=ErrorCode.ALREADY_REVERSED) from exc
         raise
-    Entry.objects.bulk_create(
-        [Entry(transfer=transfer, account_id=leg.account_id, amount=leg.amount)
-         for leg in spec.legs]
-    )
+    if transfer_id is None:
+        raced = _existing(spec)
+        assert raced is not None
+        return raced
+    _insert_entries([(transfer_id, leg.account_id, leg.amount) for leg in spec.legs])
     _apply_deltas(deltas)
-    return transfer
+    return Transfer(
+        id=transfer_id,
+        kind=spec.kind,
+        idempotency_key=spec.idempotency_key,
+        request_hash=spec.request_hash,
+        reference=spec.reference,
+        memo=spec.memo,
+        reverses_id=spec.reverses_id,
+        created_at=now,
+    )
 
 
 def _existing(spec: TransferSpec) -> Transfer | None:
-    found = Transfer.objects.filter(idempotency_key=spec.idempotency_key).first()
+    rows = Transfer.objects.raw(
+        f"SELECT * FROM {Transfer._meta.db_table} WHERE idempotency_key = %s",
+        [spec.idempotency_key],
+    )
+    found = next(iter(rows), None)
     if found is None:
         return None
     if found.request_hash != spec.request_hash:
@@ -199,7 +203,7 @@ def _deltas(specs: Iterable[TransferSpec]) -> dict[int, int]:
     return deltas
 
 
-def _check_accounts(accounts: dict[int, Account], deltas: dict[int, int]) -> None:
+def _check_accounts(accounts: dict[int, LockedAccount], deltas: dict[int, int]) -> None:
     missing = sorted(set(deltas) - set(accounts))
     if missing:
         raise NotFound(f"Unknown account {missing[0]}.", fields={"account": missing})
@@ -276,41 +280,77 @@ def _post_batch(specs: Sequence[TransferSpec]) -> BatchResult:
         result.replayed += 1
     deltas = _deltas(fresh)
     _check_accounts(accounts, deltas)
-    created = Transfer.objects.bulk_create(
-        [
-            Transfer(
-                kind=s.kind,
-                idempotency_key=s.idempotency_key,
-                request_hash=s.request_hash,
-                reference=s.reference,
-                memo=s.memo,
-                reverses_id=s.reverses_id,
-            )
-            for s in fresh
-        ]
-    )
-    if connection.vendor != "postgresql":
-        # SQLite does not return ids from a bulk insert.
-        ids = dict(
-            Transfer.objects.filter(idempotency_key__in=[s.idempotency_key for s in fresh])
-            .values_list("idempotency_key", "id")
-        )
-        for transfer in created:
-            transfer.id = ids[transfer.idempotency_key]
-    Entry.objects.bulk_create(
-        [
-            Entry(transfer_id=t.id, account_id=leg.account_id, amount=leg.amount)
-            for t, s in zip(created, fresh, strict=True)
-            for leg in s.legs
-        ],
-        batch_size=5000,
+    new_ids = _insert_transfers(fresh, timezone.now())
+    if len(new_ids) != len(fresh):
+        # Only a concurrent batch reusing a key for another body gets here.
+        raise IdempotencyConflict("An idempotency key of this batch was taken meanwhile.")
+    _insert_entries(
+        [(new_ids[s.idempotency_key], leg.account_id, leg.amount) for s in fresh for leg in s.legs]
     )
     _apply_deltas(deltas)
-    result.posted = len(created)
-    result.transfer_ids = [t.id for t in created] + [
-        by_key[s.idempotency_key]["id"] for s in specs if s.idempotency_key in by_key
+    result.posted = len(fresh)
+    result.transfer_ids = [
+        new_ids[s.idempotency_key] if s.idempotency_key in new_ids
+        else by_key[s.idempotency_key]["id"]
+        for s in specs
     ]
     return result
+
+
+def _insert_transfers(specs: Sequence[TransferSpec], now: datetime) -> dict[str, int]:
+    """Insert transfers; returns the ids of those inserted by idempotency key (a key
+    already taken is skipped on PostgreSQL). One `INSERT ... SELECT FROM unnest(...)`
+    statement on PostgreSQL, whatever the batch size."""
+    if not specs:
+        return {}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO banking_transfer "
+                "(kind, idempotency_key, request_hash, reference, memo, reverses_id, created_at) "
+                "SELECT k, i, h, r, m, v, %s FROM unnest("
+                "%s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], "
+                "%s::bigint[]) AS t(k, i, h, r, m, v) "
+                "ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key, id",
+                [
+                    now,
+                    [str(s.kind) for s in specs],
+                    [s.idempotency_key for s in specs],
+                    [s.request_hash for s in specs],
+                    [s.reference for s in specs],
+                    [s.memo for s in specs],
+                    [s.reverses_id for s in specs],
+                ],
+            )
+            return {key: pk for key, pk in cursor.fetchall()}
+    Transfer.objects.bulk_create(
+        [
+            Transfer(kind=s.kind, idempotency_key=s.idempotency_key, request_hash=s.request_hash,
+                     reference=s.reference, memo=s.memo, reverses_id=s.reverses_id,
+                     created_at=now)
+            for s in specs
+        ]
+    )
+    # SQLite does not return ids from a bulk insert.
+    return dict(
+        Transfer.objects.filter(idempotency_key__in=[s.idempotency_key for s in specs])
+        .values_list("idempotency_key", "id")
+    )
+
+
+def _insert_entries(rows: Sequence[tuple[int, int, int]]) -> None:
+    """Insert (transfer_id, account_id, amount) rows."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO banking_entry (transfer_id, account_id, amount) "
+                "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[])",
+                [[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
+            )
+        return
+    Entry.objects.bulk_create(
+        [Entry(transfer_id=t, account_id=a, amount=n) for t, a, n in rows], batch_size=2000
+    )
 
 
 def transfer_reverse(

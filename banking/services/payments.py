@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from banking.errors import Conflict, DomainError, InvalidInput, NotFound
+from banking.errors import Conflict, DomainError, InvalidInput, NotFound, OrganizationFrozen
 from banking.gateway import (
     GatewayError,
     PaymentIntentInfo,
@@ -42,7 +42,6 @@ from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account_ids
 from banking.services.holds import hold_capture, hold_place, hold_release
 from banking.services.ledger import new_idempotency_key, system_account, transfer_post
-from banking.services.spending import OrganizationCannotSpend
 from banking.services.transactions import money_transaction
 
 logger = logging.getLogger("suanli.payments")
@@ -267,11 +266,7 @@ def topup_create(
     if org is None:
         raise NotFound("Organization not found.")
     if org.status == Organization.Status.FROZEN:
-        raise OrganizationCannotSpend(
-            "This organization is frozen; contact support.",
-            code="organization_frozen",
-            status=403,
-        )
+        raise OrganizationFrozen("This organization is frozen; contact support.")
     quote = topup_quote(currency=currency, amount_cents=amount_cents, tokens=tokens)
     key = idempotency_key or new_idempotency_key("topup")
     topup = _topup_record(organization_id=org.pk, quote=quote, idempotency_key=key)

@@ -1,7 +1,7 @@
 """May an organization spend? Other apps call this before they place a hold or start
 anything that costs tokens."""
 
-from banking.errors import DomainError, ErrorCode, NotFound
+from banking.errors import DomainError, NotFound, OrganizationDelinquent, OrganizationFrozen
 from banking.models import Account, Organization
 from banking.models.ledger import AccountPurpose
 
@@ -14,24 +14,20 @@ class OrganizationCannotSpend(DomainError):
 
 
 def organization_assert_can_spend(organization_id: int) -> None:
-    """Raise `OrganizationCannotSpend` when the organization owes tokens outside a credit
-    line (its debt account is negative, e.g. after a card refund of spent tokens: code
-    `organization_owes`), is frozen (`organization_frozen`) or delinquent
-    (`organization_delinquent`)."""
+    """Raise when the organization may not spend: frozen (`OrganizationFrozen`, code
+    `organization_frozen`), delinquent on a loan (`OrganizationDelinquent`,
+    `organization_delinquent`), or owing tokens outside a credit line — its debt account is
+    negative, e.g. after a card refund of spent tokens (`OrganizationCannotSpend`,
+    `organization_owes`, 402, with `fields.owed`). A top-up repays the debt first."""
     org = Organization.objects.filter(pk=organization_id).only("status").first()
     if org is None:
         raise NotFound("Organization not found.")
     if org.status == Organization.Status.FROZEN:
-        raise OrganizationCannotSpend(
-            "This organization is frozen; contact support.",
-            code=ErrorCode.ORGANIZATION_FROZEN,
-            status=403,
-        )
+        raise OrganizationFrozen("This organization is frozen; contact support.")
     if org.status == Organization.Status.DELINQUENT:
-        raise OrganizationCannotSpend(
-            "This organization has an overdue loan installment; pay it to continue.",
-            code=ErrorCode.ORGANIZATION_DELINQUENT,
-            status=403,
+        raise OrganizationDelinquent(
+            "This organization has overdue loan installments past their grace period; pay "
+            "them (POST /api/v1/loans/{id}/prepay/) before spending."
         )
     debt = (
         Account.objects.filter(organization_id=organization_id, purpose=AccountPurpose.DEBT)

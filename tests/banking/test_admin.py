@@ -63,3 +63,20 @@ def test_the_ledger_health_page_is_for_staff_only(client, db):
     response = client.get("/admin/ledger-health/")
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def test_the_admin_index_shows_tokens_in_circulation_held_and_owed(operator_client, make_org):
+    from banking.services.holds import hold_place
+
+    org = make_org(tokens=1_000)
+    make_org(tokens=234)
+    hold_place(organization_id=org.pk, amount=100, reference="r", idempotency_key="dash")
+    page = operator_client.get("/admin/")
+    assert page.status_code == 200
+    panels = dict(page.context["dashboard_panels"])
+    ledger = dict(panels["Ledger"])
+    assert ledger["Tokens in circulation (wallets + held)"] == 1_234
+    assert ledger["Held"] == 100
+    assert ledger["Owed to the bank (credit + debt)"] == 0
+    assert ledger["System: Promotions"] == -1_234
+    assert b"Ledger health" in page.content

@@ -1,0 +1,147 @@
+"""Ledger throughput on this machine's PostgreSQL.
+
+(a) anchor: pgbench's built-in tpcb-like transaction, 16 clients, on a scratch database;
+(b) transfers/s through the posting service from 16 client processes between random
+    wallets (goal >= 0.5 x (a));
+(c) transfers/s through the batch form, batches of 1,000, every transfer crediting the
+    same platform revenue account (goal >= 20,000/s).
+Last line: one JSON object of the figures.
+"""
+
+import argparse
+import json
+import multiprocessing as mp
+import multiprocessing.synchronize
+import random
+import re
+import subprocess
+import time
+from urllib.parse import urlsplit
+
+from bench.scratch import pg_binary, scratch_database, use_database
+
+CLIENTS = 16
+
+
+def pgbench_tps(url: str, seconds: int, scale: int) -> float:
+    parts = urlsplit(url)
+    conn = ["-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432),
+            "-U", parts.username or "postgres"]
+    db = parts.path.lstrip("/")
+    subprocess.run([pg_binary("pgbench"), *conn, "-i", "-q", "-s", str(scale), db],
+                   check=True, capture_output=True)
+    out = subprocess.run(
+        [pg_binary("pgbench"), *conn, "-c", str(CLIENTS), "-j", "2", "-T", str(seconds), db],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
+    if match is None:
+        match = re.search(r"tps = ([\d.]+)", out)
+    assert match, out
+    return float(match.group(1))
+
+
+def _setup_wallets(n: int) -> list[int]:
+    from banking.models.ledger import AccountPurpose
+    from banking.selectors import organization_account
+    from banking.services.customers import organization_create
+    from banking.services.ledger import grant_post
+
+    wallets = []
+    for i in range(n):
+        org = organization_create(name=f"bench-{i}")
+        grant_post(organization_id=org.pk, amount=10_000_000, reason="bench")
+        wallets.append(organization_account(org.pk, AccountPurpose.WALLET).pk)
+    return wallets
+
+
+def _single_worker(url: str, wallets: list[int], ready: "mp.synchronize.Barrier",
+                   seconds: float, seed: int, out: "mp.Queue[int]") -> None:
+    use_database(url)
+    from banking.models import Account
+    from banking.models.ledger import TransferKind
+    from banking.services.ledger import transfer_post
+
+    rng = random.Random(seed)
+    Account.objects.count()  # connected before the clock starts
+    ready.wait()
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        a, b = rng.sample(wallets, 2)
+        amount = rng.randint(1, 100)
+        transfer_post(kind=TransferKind.TRANSFER, idempotency_key=f"s{seed}-{n}",
+                      legs=[(a, -amount), (b, amount)])
+        n += 1
+    out.put(n)
+
+
+def single_tps(url: str, wallets: list[int], seconds: float) -> float:
+    ctx = mp.get_context("spawn")
+    queue: mp.Queue[int] = ctx.Queue()
+    ready = ctx.Barrier(CLIENTS)  # every process is up and connected before the clock starts
+    procs = [ctx.Process(target=_single_worker, args=(url, wallets, ready, seconds, i, queue))
+             for i in range(CLIENTS)]
+    for p in procs:
+        p.start()
+    total = sum(queue.get() for _ in procs)
+    for p in procs:
+        p.join()
+    return total / seconds
+
+
+def batch_tps(wallets: list[int], batches: int, size: int = 1_000) -> float:
+    from banking.models.ledger import AccountPurpose, TransferKind
+    from banking.services.ledger import system_account, transfer_spec, transfers_post_batch
+
+    revenue = system_account(AccountPurpose.PLATFORM_REVENUE).pk
+    rng = random.Random(7)
+    prepared = [
+        [
+            transfer_spec(kind=TransferKind.CAPTURE, idempotency_key=f"b{b}-{i}",
+                          legs=[(rng.choice(wallets), -3), (revenue, 3)])
+            for i in range(size)
+        ]
+        for b in range(batches)
+    ]
+    started = time.perf_counter()
+    for specs in prepared:
+        transfers_post_batch(specs)
+    return batches * size / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short run, under a minute")
+    args = parser.parse_args()
+    seconds = 5 if args.quick else 20
+    with scratch_database("suanli_bench_pgbench", migrate=False) as url:
+        anchor = pgbench_tps(url, seconds, scale=CLIENTS)
+    print(f"(a) pgbench tpcb-like, {CLIENTS} clients, {seconds}s: {anchor:,.0f} tps (anchor)")
+    with scratch_database("suanli_bench_ledger") as url:
+        use_database(url)
+        from django.db import connections
+
+        from banking.invariants import ledger_verify
+
+        wallets = _setup_wallets(200)
+        connections.close_all()
+        single = single_tps(url, wallets, seconds)
+        print(f"(b) posting service, {CLIENTS} processes, random wallets: {single:,.0f} "
+              f"transfers/s = {single / anchor:.2f} x anchor (goal >= 0.50)")
+        batch = batch_tps(wallets, batches=5 if args.quick else 20)
+        print(f"(c) batch form, 1,000 per batch into one revenue account: {batch:,.0f} "
+              f"transfers/s (goal >= 20,000)")
+        violations = ledger_verify()
+        print(f"invariants: {'ok' if not violations else violations[:3]}")
+    print(json.dumps({
+        "pgbench_tps": round(anchor, 1),
+        "single_tps": round(single, 1),
+        "batch_tps": round(batch, 1),
+        "ratio_single": round(single / anchor, 3),
+        "invariants": "ok" if not violations else "broken",
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Timings of one agent, shared by its node loop and its runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """How often the agent talks to the server and how patiently it waits.
+
+    ``heartbeat_s`` is only the interval used until the server answers a heartbeat with
+    its own ``next_heartbeat_s``.
+    """
+
+    heartbeat_s: float = 5.0
+    usage_interval_s: float = 2.0
+    kill_grace_s: float = 10.0
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 30.0
+    http_timeout_s: float = 10.0

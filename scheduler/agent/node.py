@@ -1,0 +1,263 @@
+"""The per-node loop: heartbeat, lease, start and stop runs to match what the server says."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from scheduler.agent import AGENT_VERSION
+from scheduler.agent.assignment import SHUTDOWN_REASON, AssignmentRun, Lease
+from scheduler.agent.client import AgentClient, AgentClientError, ApiError, Backoff
+from scheduler.agent.config import AgentConfig
+from scheduler.agent.containers import ContainerRuntime
+from scheduler.agent.gpus import Gpu, GpuPool
+from scheduler.agent.state import RunRecord, RunStateStore
+
+logger = logging.getLogger("suanli.agent")
+
+MIN_HEARTBEAT_S = 0.2
+MAX_HEARTBEAT_S = 300.0
+
+
+class NodeLogAdapter(logging.LoggerAdapter[logging.Logger]):
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"[{self.extra['node'] if self.extra else '?'}] {msg}", kwargs
+
+
+class Node:
+    """One GPU node's agent. ``run()`` blocks until ``stop()``; ``start()`` runs it in a
+    thread. Several nodes can share a process (``--simulate``)."""
+
+    def __init__(
+        self,
+        *,
+        client: AgentClient,
+        gpus: list[Gpu],
+        name: str,
+        config: AgentConfig | None = None,
+        store: RunStateStore | None = None,
+        container: ContainerRuntime | None = None,
+    ) -> None:
+        self.client = client
+        self.container = container
+        self.pool = GpuPool(gpus)
+        self.name = name
+        self.config = config or AgentConfig()
+        self.store = store or RunStateStore()
+        self.log = NodeLogAdapter(logger, {"node": name})
+        self.status: str | None = None
+        self.runs: dict[int, AssignmentRun] = {}
+        self.finished: set[int] = set()
+        self._waiting_logged: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reachable = True
+        self._lease_refused: str | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name=f"node-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, timeout: float = 30.0) -> None:
+        """Stop the loop and the local work. Runs stopped this way keep their records, so
+        an agent started again with the same token and state resumes them if still leased."""
+        self._stop.set()
+        with self._lock:
+            runs = list(self.runs.values())
+        for run in runs:
+            run.stop(SHUTDOWN_REASON)
+        for run in runs:
+            run.join(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.client.close()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        self.store.prune()
+        self._resume_pending_reports()
+        backoff = Backoff(base_s=self.config.backoff_base_s, cap_s=self.config.backoff_cap_s)
+        interval = self.config.heartbeat_s
+        while not self._stop.is_set():
+            try:
+                interval = self._heartbeat()
+                self._lease()
+            except AgentClientError as error:
+                delay = backoff.next_delay()
+                self._reachable = False
+                if isinstance(error, ApiError) and not error.retryable:
+                    self.log.error("server refused the agent: %s - retrying in %.1fs", error, delay)
+                else:
+                    self.log.warning("server unreachable (%s) - retrying in %.1fs", error, delay)
+                self._stop.wait(delay)
+                continue
+            except Exception:  # never let one bad answer kill the node loop
+                delay = backoff.next_delay()
+                self.log.exception("unexpected error in the node loop - retrying in %.1fs", delay)
+                self._stop.wait(delay)
+                continue
+            backoff.reset()
+            self._stop.wait(interval)
+        self.log.info("node loop stopped")
+
+    # -- heartbeat and lease --------------------------------------------------------
+
+    def heartbeat_body(self) -> dict[str, Any]:
+        busy = self.pool.busy_count
+        total = self.pool.total
+        with self._lock:
+            running = sorted(run.id for run in self.runs.values() if run.working)
+        return {
+            "free_gpus": total - busy,
+            "busy_gpus": busy,
+            "utilization": round(busy / total, 4) if total else 0.0,
+            "agent_version": AGENT_VERSION,
+            "gpus": [gpu.as_json() for gpu in self.pool.gpus],
+            "running": running,
+        }
+
+    def _heartbeat(self) -> float:
+        answer = self.client.heartbeat(self.heartbeat_body())
+        status = str(answer.get("status", "unknown"))
+        try:
+            interval = float(answer.get("next_heartbeat_s") or self.config.heartbeat_s)
+        except (TypeError, ValueError):
+            interval = self.config.heartbeat_s
+        interval = min(MAX_HEARTBEAT_S, max(MIN_HEARTBEAT_S, interval))
+        if not self._reachable:
+            self.log.info("server reachable again, heartbeat ok (%s)", status)
+        elif status != self.status:
+            self.log.info("heartbeat ok, status %s, next in %gs", status, interval)
+        else:
+            self.log.debug("heartbeat ok (%s)", status)
+        self._reachable = True
+        self.status = status
+        return interval
+
+    def _lease(self) -> None:
+        """Lease after a good heartbeat. A final refusal (say, a node not approved yet) is
+        logged once and the heartbeats go on at their normal pace."""
+        try:
+            answer = self.client.lease()
+        except ApiError as error:
+            if error.retryable:
+                raise
+            if error.code != self._lease_refused:
+                self._lease_refused = error.code
+                self.log.warning("lease refused (node status %s): %s", self.status, error)
+            return
+        if self._lease_refused is not None:
+            self._lease_refused = None
+            self.log.info("lease accepted again")
+        self._apply_lease(answer)
+
+    def _apply_lease(self, answer: dict[str, Any]) -> None:
+        leases = [Lease.from_json(item) for item in answer.get("assignments") or []]
+        kill = {int(i) for i in answer.get("kill") or []}
+        listed = {lease.id for lease in leases}
+        with self._lock:
+            runs = dict(self.runs)
+        for assignment_id, run in runs.items():
+            if assignment_id in kill:
+                run.stop("on server order")
+            elif assignment_id not in listed and run.working:
+                run.stop("no longer leased to this node")
+        for lease in leases:
+            if lease.id in kill or lease.id in runs or lease.id in self.finished:
+                continue
+            self._start(lease)
+
+    def _start(self, lease: Lease) -> None:
+        record = self.store.get(lease.id)
+        if record is not None and record.done:
+            self.finished.add(lease.id)
+            return
+        if lease.gpu_count > self.pool.total:
+            self.log.warning(
+                "assignment %s needs %s GPUs, this node has %s: reporting failure",
+                lease.id,
+                lease.gpu_count,
+                self.pool.total,
+            )
+            record = record or RunRecord(assignment_id=lease.id, job_id=lease.job_id)
+            record.final = {
+                "kind": "fail",
+                "body": {
+                    "seq": record.last_seq + 1,
+                    "gpu_seconds": record.gpu_seconds,
+                    "ai_tokens": record.ai_tokens,
+                    "reason": f"needs {lease.gpu_count} GPUs, node has {self.pool.total}",
+                    "exit_code": None,
+                },
+            }
+            self.store.save(record)
+            self._launch(lease, [], record)
+            return
+        indices = self.pool.allocate(lease.gpu_count)
+        if indices is None:
+            if lease.id not in self._waiting_logged:
+                self._waiting_logged.add(lease.id)
+                self.log.info(
+                    "assignment %s waits for %s free GPUs (%s free)",
+                    lease.id,
+                    lease.gpu_count,
+                    self.pool.free_count,
+                )
+            return
+        self._waiting_logged.discard(lease.id)
+        self._launch(lease, indices, record)
+
+    def _launch(self, lease: Lease, indices: list[int], record: RunRecord | None) -> None:
+        run = AssignmentRun(
+            lease=lease,
+            gpu_indices=indices,
+            client=self.client,
+            config=self.config,
+            store=self.store,
+            log=self.log,
+            on_exit=self._on_run_exit,
+            shutdown=self._stop,
+            record=record,
+            container=self.container,
+        )
+        with self._lock:
+            self.runs[lease.id] = run
+        run.start()
+
+    def _on_run_exit(self, run: AssignmentRun) -> None:
+        self.pool.release(run.gpu_indices)
+        with self._lock:
+            if self.runs.get(run.id) is run:
+                del self.runs[run.id]
+            # Finished, failed, killed or forgotten: never start it again in this agent,
+            # even if a lease answered before the server closed it still lists it.
+            if not self._stop.is_set():
+                self.finished.add(run.id)
+
+    def _resume_pending_reports(self) -> None:
+        """Deliver final reports left undelivered by a previous agent with this state."""
+        for record in self.store.all():
+            if record.done:
+                self.finished.add(record.assignment_id)
+            elif record.final is not None:
+                self.log.info(
+                    "delivering the pending %s of assignment %s",
+                    record.final.get("kind"),
+                    record.assignment_id,
+                )
+                lease = Lease(
+                    id=record.assignment_id,
+                    job_id=record.job_id,
+                    gpu_count=1,
+                    spec={},
+                    max_duration_s=None,
+                    lease_expires_at=None,
+                )
+                self._launch(lease, [], record)

@@ -1,0 +1,461 @@
+"""Executing the work of one assignment: a simulated run or a real subprocess.
+
+An execution knows nothing of the server. It runs, can be killed, and ends with an
+``Outcome``; the caller reads ``elapsed_s`` and ``ai_tokens`` to report usage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from scheduler.agent.containers import MOUNT_POINT, ContainerRuntime
+
+TAIL_LINES = 20
+REASON_LINES = 10
+REASON_MAX_CHARS = 1000
+
+
+class InvalidSpec(ValueError):
+    """The job spec is neither a ``simulate`` block nor a command."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an execution ended. ``killed`` runs are not reported as complete or failed."""
+
+    exit_code: int | None
+    reason: str | None = None
+    killed: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return not self.killed and self.reason is None and self.exit_code == 0
+
+
+class Execution(Protocol):
+    description: str
+
+    def start(self) -> None: ...
+
+    def elapsed_s(self) -> float: ...
+
+    def ai_tokens(self) -> int: ...
+
+    def wait(self, timeout: float) -> Outcome | None:
+        """The outcome once finished, or None if still running after ``timeout`` seconds."""
+        ...
+
+    def kill(self) -> None:
+        """Stop now (asynchronously); ``wait`` then returns a killed outcome."""
+        ...
+
+
+class SimulatedExecution:
+    """Sleeps ``seconds`` (capped at ``max_duration_s``), counting AI tokens as it goes."""
+
+    def __init__(
+        self,
+        *,
+        seconds: float,
+        ai_tokens_per_second: float = 0.0,
+        fail: bool = False,
+        exit_code: int | None = None,
+        max_duration_s: float | None = None,
+    ) -> None:
+        self.seconds = max(0.0, seconds)
+        self.rate = max(0.0, ai_tokens_per_second)
+        self.fail = fail
+        self.exit_code = exit_code
+        self.max_duration_s = max_duration_s
+        self._started: float | None = None
+        self._ended_at: float | None = None
+        self._killed = threading.Event()
+        self._outcome: Outcome | None = None
+        self._lock = threading.Lock()
+        self.description = f"simulated {self.seconds:.1f}s"
+
+    def _limit(self) -> float:
+        if self.max_duration_s is None:
+            return self.seconds
+        return min(self.seconds, max(0.0, self.max_duration_s))
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+
+    def elapsed_s(self) -> float:
+        if self._started is None:
+            return 0.0
+        end = self._ended_at if self._ended_at is not None else time.monotonic()
+        return min(end - self._started, self._limit())
+
+    def ai_tokens(self) -> int:
+        return math.floor(self.elapsed_s() * self.rate)
+
+    def _finish(self, outcome: Outcome) -> Outcome:
+        with self._lock:
+            if self._outcome is None:
+                self._ended_at = time.monotonic()
+                self._outcome = outcome
+            return self._outcome
+
+    def wait(self, timeout: float) -> Outcome | None:
+        if self._outcome is not None:
+            return self._outcome
+        if self._started is None:
+            raise RuntimeError("execution not started")
+        remaining = self._started + self._limit() - time.monotonic()
+        if self._killed.wait(max(0.0, min(timeout, remaining))):
+            return self._finish(Outcome(exit_code=None, reason="killed", killed=True))
+        if time.monotonic() - self._started < self._limit():
+            return None
+        if self.seconds > self._limit():
+            return self._finish(
+                Outcome(exit_code=None, reason=f"exceeded max duration of {self._limit():g}s")
+            )
+        if self.fail or (self.exit_code not in (None, 0)):
+            code = self.exit_code if self.exit_code not in (None, 0) else 1
+            return self._finish(Outcome(exit_code=code, reason="simulated failure"))
+        return self._finish(Outcome(exit_code=0))
+
+    def kill(self) -> None:
+        self._killed.set()
+
+
+def command_argv(command: Any) -> list[str]:
+    """A string runs through ``/bin/sh -c`` (shell form); a list is executed as is."""
+    if isinstance(command, str) and command.strip():
+        return ["/bin/sh", "-c", command]
+    if isinstance(command, list) and command and all(isinstance(a, str) for a in command):
+        return list(command)
+    raise InvalidSpec("spec.command must be a non-empty string or list of strings")
+
+
+class ProcessExecution:
+    """A real command in its own process group, with the GPUs it was given.
+
+    Killed (SIGTERM to the group, SIGKILL after ``grace_s``) on ``kill()`` or when it runs
+    past ``max_duration_s``. The workload may write a running count of AI tokens it has
+    processed into the file named by ``$SUANLI_AI_TOKENS_FILE``.
+    """
+
+    def __init__(
+        self,
+        *,
+        argv: list[str],
+        environment: Mapping[str, str],
+        gpu_indices: list[int],
+        max_duration_s: float | None,
+        grace_s: float,
+        log: logging.LoggerAdapter[logging.Logger] | logging.Logger,
+        extra_env: Mapping[str, str] | None = None,
+        image: str | None = None,
+        container: ContainerRuntime | None = None,
+        container_name: str = "suanli-run",
+    ) -> None:
+        self.argv = argv
+        self.image = image if container is not None else None
+        self.container = container if image else None
+        self.container_name = f"{container_name}-{secrets.token_hex(3)}"
+        self.environment = dict(environment)
+        self.gpu_indices = gpu_indices
+        self.max_duration_s = max_duration_s
+        self.grace_s = grace_s
+        self.log = log
+        self.extra_env = dict(extra_env or {})
+        self.stdout_tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.stderr_tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.description = f"command {' '.join(argv)[:80]!r}" + (
+            f" in {self.container.kind} image {self.image}" if self.container else ""
+        )
+        self._proc: subprocess.Popen[str] | None = None
+        self._started: float | None = None
+        self._ended_at: float | None = None
+        self._killed = False
+        self._timed_out = False
+        self._done = threading.Event()
+        self._outcome: Outcome | None = None
+        self._stop_lock = threading.Lock()
+        self._terminating = False
+        self._workdir: str | None = None
+        self._final_ai_tokens: int | None = None
+        self._terminated = threading.Event()
+
+    @property
+    def tokens_file(self) -> Path | None:
+        return Path(self._workdir, "ai_tokens") if self._workdir else None
+
+    def child_environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
+        env.update(self.environment)
+        env.update(self.extra_env)
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in self.gpu_indices)
+        if self.tokens_file is not None:
+            env["SUANLI_AI_TOKENS_FILE"] = str(self.tokens_file)
+        return env
+
+    def container_environment(self) -> dict[str, str]:
+        """Inside a container: the job's environment only; the runtime exposes its GPUs."""
+        env = dict(self.environment)
+        env.update(self.extra_env)
+        env["SUANLI_AI_TOKENS_FILE"] = f"{MOUNT_POINT}/ai_tokens"
+        return env
+
+    def _launch_argv(self) -> tuple[list[str], dict[str, str]]:
+        if self.container is None or self.image is None or self._workdir is None:
+            return self.argv, self.child_environment()
+        env_file = Path(self._workdir, "env")
+        lines = []
+        for key, value in self.container_environment().items():
+            if "\n" in value:
+                self.log.warning("environment %s has a newline, not passed to the container", key)
+                continue
+            lines.append(f"{key}={value}\n")
+        env_file.write_text("".join(lines))
+        env_file.chmod(0o600)
+        # The container's user may differ from ours: let it reach and write the token count.
+        tokens_file = Path(self._workdir, "ai_tokens")
+        tokens_file.touch()
+        tokens_file.chmod(0o666)
+        Path(self._workdir).chmod(0o711)
+        argv = self.container.run_argv(
+            image=self.image,
+            argv=self.argv,
+            name=self.container_name,
+            gpu_indices=self.gpu_indices,
+            env_file=env_file,
+            workdir=Path(self._workdir),
+        )
+        client_env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
+        return argv, client_env
+
+    def start(self) -> None:
+        self._workdir = tempfile.mkdtemp(prefix="suanli-run-")
+        self._started = time.monotonic()
+        try:
+            argv, env = self._launch_argv()
+            self._proc = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                errors="replace",
+                start_new_session=True,
+            )
+        except OSError as error:
+            self._ended_at = time.monotonic()
+            self._outcome = Outcome(exit_code=None, reason=f"could not start command: {error}")
+            self._cleanup()
+            self._done.set()
+            return
+        readers = [
+            self._reader(self._proc.stdout, self.stdout_tail, "stdout"),
+            self._reader(self._proc.stderr, self.stderr_tail, "stderr"),
+        ]
+        threading.Thread(target=self._watch, args=(readers,), daemon=True).start()
+
+    def _reader(self, stream: IO[str] | None, tail: deque[str], name: str) -> threading.Thread:
+        def pump() -> None:
+            if stream is None:
+                return
+            for line in stream:
+                line = line.rstrip("\n")
+                tail.append(line)
+                self.log.debug("%s: %s", name, line)
+            stream.close()
+
+        thread = threading.Thread(target=pump, daemon=True)
+        thread.start()
+        return thread
+
+    def _watch(self, readers: list[threading.Thread]) -> None:
+        assert self._proc is not None
+        try:
+            self._proc.wait(timeout=self.max_duration_s)
+        except subprocess.TimeoutExpired:
+            self._timed_out = True
+            self.log.info("max duration of %gs reached, stopping the command", self.max_duration_s)
+            self._terminate_group()
+        returncode = self._proc.wait()
+        self._ended_at = time.monotonic()
+        # The GPUs are only free once nothing of the run is left: no straggler of the
+        # process group, no container still being stopped or removed.
+        with self._stop_lock:
+            terminating = self._terminating
+        if terminating:
+            self._terminated.wait(self.grace_s + 60)
+        else:
+            self._signal_group(self._proc, signal.SIGKILL)
+        for reader in readers:
+            reader.join(timeout=5)
+        self._outcome = self._outcome_for(returncode)
+        self._final_ai_tokens = self._read_ai_tokens()  # before the run directory goes
+        self._cleanup()
+        self._done.set()
+
+    def _outcome_for(self, returncode: int) -> Outcome:
+        if self._killed:
+            return Outcome(exit_code=None, reason="killed", killed=True)
+        if self._timed_out:
+            return Outcome(
+                exit_code=None, reason=f"exceeded max duration of {self.max_duration_s:g}s"
+            )
+        if returncode == 0:
+            return Outcome(exit_code=0)
+        lines = list(self.stderr_tail) or list(self.stdout_tail)
+        tail = "\n".join(lines[-REASON_LINES:])[-REASON_MAX_CHARS:]
+        if returncode < 0:
+            try:
+                signame = signal.Signals(-returncode).name
+            except ValueError:
+                signame = f"signal {-returncode}"
+            head = f"killed by {signame}"
+            code: int | None = None
+        else:
+            head = f"exit code {returncode}"
+            code = returncode
+        return Outcome(exit_code=code, reason=f"{head}: {tail}" if tail else head)
+
+    def _terminate_group(self) -> None:
+        """SIGTERM the process group, SIGKILL it after the grace period. Blocking."""
+        proc = self._proc
+        if proc is None:
+            return
+        with self._stop_lock:
+            if self._terminating:
+                return
+            self._terminating = True
+        if self.container is not None:
+            self._container_command(self.container.stop_argv(self.container_name, self.grace_s))
+        self._signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout=self.grace_s)
+        except subprocess.TimeoutExpired:
+            self.log.info("command ignored SIGTERM for %gs, sending SIGKILL", self.grace_s)
+        # The leader may be gone while its children still hold the group.
+        self._signal_group(proc, signal.SIGKILL)
+        if self.container is not None:
+            self._container_command(self.container.remove_argv(self.container_name))
+        self._terminated.set()
+
+    def _container_command(self, argv: list[str]) -> None:
+        try:
+            subprocess.run(argv, capture_output=True, timeout=self.grace_s + 30, check=False)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            self.log.warning("%s failed: %s", " ".join(argv[1:3]), error)
+
+    @staticmethod
+    def _signal_group(proc: subprocess.Popen[str], sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+
+    def _cleanup(self) -> None:
+        if self._workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def elapsed_s(self) -> float:
+        if self._started is None:
+            return 0.0
+        end = self._ended_at if self._ended_at is not None else time.monotonic()
+        return end - self._started
+
+    def ai_tokens(self) -> int:
+        if self._final_ai_tokens is not None:
+            return self._final_ai_tokens
+        return self._read_ai_tokens()
+
+    def _read_ai_tokens(self) -> int:
+        path = self.tokens_file
+        if path is None:
+            return 0
+        try:
+            return max(0, int(path.read_text().strip() or 0))
+        except (OSError, ValueError):
+            return 0
+
+    def wait(self, timeout: float) -> Outcome | None:
+        if self._done.wait(max(0.0, timeout)):
+            return self._outcome
+        return None
+
+    def kill(self) -> None:
+        if self._done.is_set():
+            return
+        self._killed = True
+        threading.Thread(target=self._terminate_group, daemon=True).start()
+
+
+def build_execution(
+    *,
+    spec: Any,
+    gpu_indices: list[int],
+    max_duration_s: float | None,
+    grace_s: float,
+    log: logging.LoggerAdapter[logging.Logger] | logging.Logger,
+    already_elapsed_s: float = 0.0,
+    extra_env: Mapping[str, str] | None = None,
+    container: ContainerRuntime | None = None,
+    container_name: str = "suanli-run",
+) -> Execution:
+    """The execution for a job spec. A resumed simulated run only runs what is left of it;
+    a resumed command starts over (the agent cannot checkpoint it)."""
+    if not isinstance(spec, dict):
+        raise InvalidSpec("spec must be an object")
+    remaining_max = None if max_duration_s is None else max(0.0, max_duration_s - already_elapsed_s)
+    simulate = spec.get("simulate")
+    if simulate is not None:
+        if not isinstance(simulate, dict):
+            raise InvalidSpec("spec.simulate must be an object")
+        try:
+            seconds = float(simulate.get("seconds", 0))
+            rate = float(simulate.get("ai_tokens_per_second") or 0)
+            exit_code = simulate.get("exit_code")
+            exit_code = None if exit_code is None else int(exit_code)
+        except (TypeError, ValueError) as error:
+            raise InvalidSpec(f"bad spec.simulate: {error}") from error
+        return SimulatedExecution(
+            seconds=seconds - already_elapsed_s,
+            ai_tokens_per_second=rate,
+            fail=bool(simulate.get("fail", False)),
+            exit_code=exit_code,
+            max_duration_s=remaining_max,
+        )
+    if "command" not in spec:
+        raise InvalidSpec("spec has neither 'simulate' nor 'command'")
+    argv = command_argv(spec["command"])
+    environment = spec.get("environment") or {}
+    if not isinstance(environment, dict):
+        raise InvalidSpec("spec.environment must be an object")
+    image = spec.get("image") or None
+    if image is not None and not isinstance(image, str):
+        raise InvalidSpec("spec.image must be a string")
+    if image and container is None:
+        log.info("image %r ignored: no container runtime, running the command on the host", image)
+    return ProcessExecution(
+        argv=argv,
+        environment={str(k): str(v) for k, v in environment.items()},
+        gpu_indices=gpu_indices,
+        max_duration_s=remaining_max,
+        grace_s=grace_s,
+        log=log,
+        extra_env=extra_env,
+        image=image,
+        container=container,
+        container_name=container_name,
+    )

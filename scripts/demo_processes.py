@@ -1,0 +1,92 @@
+"""Processes of the embedded demo that act like people and machines: simulated GPU nodes
+run by the real node agent, and a buyer submitting a trickle of jobs.
+
+`python -m scripts.demo_processes agent` / `python -m scripts.demo_processes jobs`; both
+read the demo API keys that `seed_demo` wrote to var/demo.json and wait for the server.
+"""
+
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER = os.environ.get("SUANLI_DEMO_SERVER", "http://127.0.0.1:8000")
+
+
+def _demo() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((ROOT / "var" / "demo.json").read_text())
+    return data
+
+
+def _wait_for_server() -> None:
+    while True:
+        try:
+            if httpx.get(f"{SERVER}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+
+
+def agent() -> int:
+    _wait_for_server()
+    env = {**os.environ, "SUANLI_PROVIDER_KEY": _demo()["provider"]["api_key"]}
+    fleet = [
+        ("H100-80GB", 8, 80, "eu-west"),
+        ("A100-80GB", 4, 80, "us-east"),
+        ("L40S-48GB", 2, 48, "eu-west"),
+    ]
+    import subprocess
+
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "scheduler.agent", "--server", SERVER, "--simulate", "1",
+             "--gpu-class", gpu_class, "--gpus", str(gpus), "--vram-gb", str(vram),
+             "--region", region, "--name-prefix", f"demo-{gpu_class.lower()}",
+             "--usage-interval-s", "2"],
+            env=env,
+        )
+        for gpu_class, gpus, vram, region in fleet
+    ]
+    try:
+        return max(p.wait() for p in procs)
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        return 0
+
+
+def jobs() -> int:
+    _wait_for_server()
+    headers = {"Authorization": f"Api-Key {_demo()['buyer']['api_key']}"}
+    rng = random.Random()
+    choices = [("H100-80GB", [1, 2, 4]), ("A100-80GB", [1, 2]), ("L40S-48GB", [1])]
+    n = 0
+    while True:
+        gpu_class, counts = rng.choice(choices)
+        body = {
+            "spec": {"simulate": {"seconds": rng.randint(8, 40), "ai_tokens_per_second": 500}},
+            "gpu_class": gpu_class,
+            "gpu_count": rng.choice(counts),
+            "max_duration_s": 120,
+            "priority": rng.randint(0, 2),
+        }
+        try:
+            r = httpx.post(f"{SERVER}/api/v1/jobs/", json=body, headers=headers, timeout=10,
+                           follow_redirects=True)
+            n += 1
+            print(f"demo job {n}: {gpu_class} x{body['gpu_count']} -> {r.status_code} "
+                  f"{r.text[:120]}", flush=True)
+        except httpx.HTTPError as exc:
+            print(f"demo job submit failed: {exc}", flush=True)
+        time.sleep(rng.uniform(10, 25))
+
+
+if __name__ == "__main__":
+    sys.exit({"agent": agent, "jobs": jobs}[sys.argv[1]]())

@@ -1,0 +1,71 @@
+"""Fixtures of the node agent tests: a fake agent server and fast-ticking nodes.
+
+Nothing here needs Django or a database; run with ``pytest tests/agent -p no:django``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from scheduler.agent.client import AgentClient
+from scheduler.agent.config import AgentConfig
+from scheduler.agent.gpus import fake_gpus
+from scheduler.agent.node import Node
+from scheduler.agent.state import RunStateStore
+
+from .fake_server import FakeAgentServer
+
+FAST = AgentConfig(
+    heartbeat_s=0.5,
+    usage_interval_s=0.4,
+    kill_grace_s=1.0,
+    backoff_base_s=0.2,
+    backoff_cap_s=1.0,
+    http_timeout_s=2.0,
+)
+
+NodeFactory = Callable[..., Node]
+
+
+@pytest.fixture
+def server() -> Iterator[FakeAgentServer]:
+    fake = FakeAgentServer(next_heartbeat_s=1)
+    fake.start()
+    yield fake
+    fake.go_down()
+
+
+@pytest.fixture
+def make_node(server: FakeAgentServer, tmp_path: Path) -> Iterator[NodeFactory]:
+    """Start a node with token ``token`` (registered as node ``node_id``) and 4 fake GPUs."""
+    nodes: list[Node] = []
+
+    def make(
+        *,
+        token: str = "node-token-1",
+        node_id: int = 1,
+        gpus: int = 4,
+        state_dir: Path | None = None,
+        config: AgentConfig = FAST,
+        start: bool = True,
+    ) -> Node:
+        server.register_token(token, node_id)
+        node = Node(
+            client=AgentClient(server=server.url, token=token, timeout_s=config.http_timeout_s),
+            gpus=fake_gpus(gpus, name="H100-80GB", memory_mb=80 * 1024),
+            name=f"test-node-{node_id}",
+            config=config,
+            store=RunStateStore(state_dir),
+        )
+        nodes.append(node)
+        if start:
+            node.start()
+        return node
+
+    yield make
+    for node in nodes:
+        if not node.stopping:
+            node.stop(timeout=5)
