@@ -323,6 +323,7 @@ from banking.services.payments import (  # noqa: E402
     topup_refund,
 )
 from banking.services.payouts import payout_approve, payout_execute, payout_reject  # noqa: E402
+from config.admin_dashboard import dashboard_panel  # noqa: E402
 
 
 class TokenPriceTierInline(admin.TabularInline):
@@ -435,3 +436,17 @@ class PayoutAdmin(ReadOnlyAdmin):
     def execute_now(self, request: HttpRequest, queryset: QuerySet[Payout]) -> None:
         _each(self, request, queryset.order_by("id"),
               lambda p: payout_execute(payout_id=p.pk), "Executed")
+
+
+@dashboard_panel
+def payments_panel() -> tuple[str, list[tuple[str, Any]]]:
+    """What needs an operator: payouts to approve, failures, open disputes."""
+    return "Payments", [
+        ("Payouts awaiting approval",
+         Payout.objects.filter(status=Payout.Status.PENDING_APPROVAL).count()),
+        ("Payouts failed", Payout.objects.filter(status=Payout.Status.FAILED).count()),
+        ("Top-ups awaiting payment", TopUp.objects.filter(status=TopUp.Status.PENDING).count()),
+        ("Stripe events failed to process",
+         StripeEvent.objects.filter(status=StripeEvent.Status.FAILED).count()),
+        ("Open disputes", Dispute.objects.filter(status=Dispute.Status.OPEN).count()),
+    ]

@@ -130,3 +130,14 @@ def test_admin_approves_and_rejects_payouts(provider, make_org, api_client_for, 
     assert (summary.available, summary.held) == (80 * M, 0)
     assert [p["status"] for p in client.get("/api/v1/payouts/").json()["results"]] == [
         "rejected", "paid"]
+
+
+def test_the_admin_dashboard_counts_payouts_awaiting_approval(provider, api_client_for,
+                                                              admin_client, fake_gateway):
+    client = _with_account(api_client_for(provider))
+    client.post("/api/v1/payouts/", {"tokens": 20 * M}, format="json")
+    page = admin_client.get("/admin/")
+    assert page.status_code == 200
+    payments = dict(dict(page.context["dashboard_panels"])["Payments"])
+    assert payments["Payouts awaiting approval"] == 1
+    assert payments["Open disputes"] == 0
