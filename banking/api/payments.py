@@ -12,10 +12,12 @@ from rest_framework.views import APIView
 from banking.api.idempotency import idempotency_key_from
 from banking.api.pagination import StandardPagination
 from banking.api.permissions import IsProvider
+from banking.errors import DomainError
 from banking.models import Payout, PayoutAccount, TopUp
 from banking.selectors import payout_account_get, payout_list, topup_get, topup_list
 from banking.services.payments import (
     CardDeclined,
+    PaymentProviderError,
     topup_confirm,
     topup_create,
     topup_quote,
@@ -47,15 +49,18 @@ class TopUpOutputSerializer(serializers.ModelSerializer):
         ]
 
 
-def _declined(topup: TopUp) -> CardDeclined:
-    return CardDeclined(
-        topup.failure_message or "The payment failed.",
-        fields={
-            "topup_id": topup.pk,
-            "payment_intent_id": topup.payment_intent_id,
-            "decline_code": topup.failure_code,
-        },
-    )
+def _declined(topup: TopUp) -> DomainError:
+    """A failed payment as an error a buyer can act on: a card decline (402, reported on
+    the PaymentIntent) or a request the provider refused outright (400)."""
+    fields = {
+        "topup_id": topup.pk,
+        "payment_intent_id": topup.payment_intent_id,
+        "decline_code": topup.failure_code,
+    }
+    message = topup.failure_message or "The payment failed."
+    if topup.payment_intent_id is None:
+        return PaymentProviderError(message, fields=fields)
+    return CardDeclined(message, fields=fields)
 
 
 class TopUpQuoteApi(APIView):

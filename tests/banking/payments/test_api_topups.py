@@ -169,3 +169,17 @@ def test_the_list_query_count_does_not_grow_with_rows(buyer, api_client_for, fak
         topup_create(organization_id=buyer.pk, amount_cents=500 + i, idempotency_key=f"t{i + 1}")
     assert count() == few
     assert client.get("/api/v1/topups/").json()["count"] == 6
+
+
+def test_a_payment_method_the_provider_does_not_know_is_a_400_not_a_decline(
+    buyer, api_client_for, fake_gateway
+):
+    response = api_client_for(buyer).post(
+        "/api/v1/topups/", {"amount_cents": 500, "payment_method": "pm_nonsense"}, format="json"
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "payment_provider_error"
+    assert "pm_nonsense" in error["message"]
+    assert TopUp.objects.get().status == "failed"
+    assert balance(buyer) == 0
