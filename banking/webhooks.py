@@ -21,6 +21,10 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
             signature_header=request.headers.get("Stripe-Signature", ""),
         )
     except WebhookRejected as exc:
+        logger.warning(
+            "stripe webhook from %s answered %s %s (%d bytes)",
+            request.META.get("REMOTE_ADDR", "?"), exc.status, exc.code, len(request.body),
+        )
         return JsonResponse(error_body(exc.code, exc.message), status=exc.status)
     return JsonResponse(
         {
