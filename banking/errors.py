@@ -48,32 +48,32 @@ class DomainError(Exception):
 
 
 class InvalidInput(DomainError):
-    code = ErrorCode.INVALID
+    code: str = ErrorCode.INVALID
     status = 400
 
 
 class NotFound(DomainError):
-    code = ErrorCode.NOT_FOUND
+    code: str = ErrorCode.NOT_FOUND
     status = 404
 
 
 class InsufficientFunds(DomainError):
-    code = ErrorCode.INSUFFICIENT_FUNDS
+    code: str = ErrorCode.INSUFFICIENT_FUNDS
     status = 402
 
 
 class IdempotencyConflict(DomainError):
-    code = ErrorCode.IDEMPOTENCY_CONFLICT
+    code: str = ErrorCode.IDEMPOTENCY_CONFLICT
     status = 409
 
 
 class Conflict(DomainError):
-    code = ErrorCode.CONFLICT
+    code: str = ErrorCode.CONFLICT
     status = 409
 
 
 class PermissionDenied(DomainError):
-    code = ErrorCode.PERMISSION_DENIED
+    code: str = ErrorCode.PERMISSION_DENIED
     status = 403
 
 
@@ -89,35 +89,35 @@ class LendingErrorCode(StrEnum):
 
 
 class NoCreditLine(DomainError):
-    code = LendingErrorCode.NO_CREDIT_LINE
+    code: str = LendingErrorCode.NO_CREDIT_LINE
     status = 403
 
 
 class TermExceedsCreditLine(DomainError):
-    code = LendingErrorCode.TERM_EXCEEDS_CREDIT_LINE
+    code: str = LendingErrorCode.TERM_EXCEEDS_CREDIT_LINE
     status = 400
 
 
 class CreditLimitExceeded(DomainError):
-    code = LendingErrorCode.CREDIT_LIMIT_EXCEEDED
+    code: str = LendingErrorCode.CREDIT_LIMIT_EXCEEDED
     status = 402
 
 
 class CreditLimitBelowUsage(DomainError):
-    code = LendingErrorCode.CREDIT_LIMIT_BELOW_USAGE
+    code: str = LendingErrorCode.CREDIT_LIMIT_BELOW_USAGE
     status = 409
 
 
 class LoanClosed(DomainError):
-    code = LendingErrorCode.LOAN_CLOSED
+    code: str = LendingErrorCode.LOAN_CLOSED
     status = 409
 
 
 class OrganizationDelinquent(DomainError):
-    code = ErrorCode.ORGANIZATION_DELINQUENT
+    code: str = ErrorCode.ORGANIZATION_DELINQUENT
     status = 403
 
 
 class OrganizationFrozen(DomainError):
-    code = ErrorCode.ORGANIZATION_FROZEN
+    code: str = ErrorCode.ORGANIZATION_FROZEN
     status = 403

@@ -6,6 +6,7 @@ from celery import shared_task
 from django.db import OperationalError
 
 from banking.gateway import GatewayError
+from banking.services.holds import holds_expire
 from banking.services.lending import installments_collect
 from banking.services.payments import (
     PaymentProviderUnavailable,
@@ -60,6 +61,24 @@ def topups_sync_pending_task() -> int:
 @shared_task(name="banking.stripe_events_retry", **_MONEY_TASK)  # type: ignore[untyped-decorator]
 def stripe_events_retry_task() -> int:
     return stripe_events_retry()
+
+
+# Ledger
+
+
+@shared_task(  # type: ignore[untyped-decorator]
+    name="banking.holds_expire",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+    time_limit=300,
+    soft_time_limit=270,
+)
+def holds_expire_task() -> int:
+    """Release what is left of holds past their expiry (idempotent)."""
+    return holds_expire()
 
 
 # Lending

@@ -182,6 +182,34 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {}
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 
+# Scheduler
+SCHEDULER_AUTO_APPROVE_NODES = env.bool("SCHEDULER_AUTO_APPROVE_NODES", default=False)
+SCHEDULER_NODE_TIMEOUT_S = env.int("SCHEDULER_NODE_TIMEOUT_S", default=30)
+SCHEDULER_HEARTBEAT_INTERVAL_S = env.int("SCHEDULER_HEARTBEAT_INTERVAL_S", default=10)
+SCHEDULER_MAX_ATTEMPTS = env.int("SCHEDULER_MAX_ATTEMPTS", default=3)
+SCHEDULER_PLATFORM_FEE_BPS = env.int("SCHEDULER_PLATFORM_FEE_BPS", default=1000)
+SCHEDULER_QUEUE_TTL_S = env.int("SCHEDULER_QUEUE_TTL_S", default=7 * 24 * 3600)
+SCHEDULER_PLACEMENT_BATCH = env.int("SCHEDULER_PLACEMENT_BATCH", default=20000)
+SCHEDULER_SETTLEMENT_INTERVAL_S = env.float("SCHEDULER_SETTLEMENT_INTERVAL_S", default=5.0)
+CELERY_TASK_ROUTES.update(
+    {
+        "scheduler.placement_run": {"queue": "placement"},
+        "scheduler.usage_settle": {"queue": "settlement"},
+        "scheduler.leases_expire": {"queue": "default"},
+    }
+)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "placement": {"task": "scheduler.placement_run", "schedule": 5.0},
+        "settlement": {
+            "task": "scheduler.usage_settle",
+            "schedule": SCHEDULER_SETTLEMENT_INTERVAL_S,
+        },
+        "leases": {"task": "scheduler.leases_expire", "schedule": 5.0},
+        "holds-expire": {"task": "banking.holds_expire", "schedule": 60.0},
+    }
+)
+
 # Ledger
 LEDGER_HOLD_DEFAULT_TTL_S = env.int("LEDGER_HOLD_DEFAULT_TTL_S", default=7 * 24 * 3600)
 LEDGER_DEADLOCK_RETRIES = env.int("LEDGER_DEADLOCK_RETRIES", default=8)

@@ -36,6 +36,7 @@ from banking.models import (
     StripeCustomer,
     StripeEvent,
     TokenPrice,
+    TokenPriceTier,
     TopUp,
 )
 from banking.models.ledger import AccountPurpose, TransferKind
@@ -197,6 +198,32 @@ def topup_quote(
         min_amount_cents=price.min_amount_cents,
         max_amount_cents=price.max_amount_cents,
     )
+
+
+DEFAULT_PRICES: dict[str, dict[str, Any]] = {
+    # USD 0.30 per 1M tokens, USD 1 to USD 10,000 a top-up, USD 0.27 from USD 1,000.
+    "usd": {
+        "cents_per_million": Decimal("30"),
+        "min_amount_cents": 100,
+        "max_amount_cents": 1_000_000,
+        "tiers": [(100_000, Decimal("27"))],
+    },
+}
+
+
+def token_prices_seed() -> None:
+    """Create the default prices where none is set (migration 0004 seeds the same);
+    an admin's prices are left alone."""
+    for currency, spec in DEFAULT_PRICES.items():
+        price, created = TokenPrice.objects.get_or_create(
+            currency=currency,
+            defaults={k: v for k, v in spec.items() if k != "tiers"},
+        )
+        if created:
+            TokenPriceTier.objects.bulk_create(
+                [TokenPriceTier(price=price, min_amount_cents=floor, cents_per_million=rate)
+                 for floor, rate in spec["tiers"]]
+            )
 
 
 # -- customers -------------------------------------------------------------------------

@@ -5,40 +5,19 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 
 import pytest
 from django.db import connections
 
 from banking.gateway import reset_gateway, set_gateway_for_tests
 from banking.gateway.fake import FakeGateway
-from banking.models import Organization, TokenPrice, TokenPriceTier
+from banking.models import Organization
 from banking.models.ledger import AccountPurpose
 from banking.selectors import organization_account
 from config.celery import app as celery_app
 from tests.stripe_server import LOCALSTRIPE_SECRET_KEY
 
 FAKE_SECRET = "whsec_payments_tests"
-
-
-@pytest.fixture(autouse=True)
-def _usd_price(request: pytest.FixtureRequest) -> None:
-    """The USD price the data migration seeds; a transactional test's flush removes it."""
-    if not {"db", "transactional_db"} & set(request.fixturenames) and not (
-        request.node.get_closest_marker("django_db")
-    ):
-        return
-    request.getfixturevalue(
-        "transactional_db" if "transactional_db" in request.fixturenames else "db"
-    )
-    price, created = TokenPrice.objects.get_or_create(
-        currency="usd",
-        defaults={"cents_per_million": Decimal("30"), "min_amount_cents": 100,
-                  "max_amount_cents": 1_000_000},
-    )
-    if created:
-        TokenPriceTier.objects.create(price=price, min_amount_cents=100_000,
-                                      cents_per_million=Decimal("27"))
 
 
 @pytest.fixture

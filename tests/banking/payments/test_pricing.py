@@ -9,6 +9,7 @@ from banking.errors import InvalidInput
 from banking.models import TokenPrice, TokenPriceTier
 from banking.services.payments import (
     cents_for_tokens,
+    token_prices_seed,
     tokens_for_cents,
     tokens_for_refund,
     topup_quote,
@@ -99,3 +100,12 @@ def test_rounding_at_the_boundaries():
     assert tokens_for_refund(tokens=100, amount_cents=3, refunded_cents=1) == 34
     assert tokens_for_refund(tokens=100, amount_cents=3, refunded_cents=3) == 100
     assert tokens_for_refund(tokens=100, amount_cents=3, refunded_cents=5) == 100
+
+
+def test_seeding_prices_again_keeps_what_an_admin_set():
+    TokenPrice.objects.filter(currency="usd").update(cents_per_million=Decimal("31"))
+    token_prices_seed()
+    token_prices_seed()
+    price = TokenPrice.objects.get(currency="usd")
+    assert price.cents_per_million == Decimal("31")
+    assert price.tiers.count() == 1

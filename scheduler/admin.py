@@ -1,0 +1,102 @@
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from config.admin_dashboard import dashboard_panel
+from scheduler.models import Assignment, GpuClass, Job, Node, Reservation, UsageRecord
+from scheduler.selectors import jobs_by_state
+from scheduler.services.nodes import node_approve, node_drain
+
+
+@admin.register(GpuClass)
+class GpuClassAdmin(admin.ModelAdmin):
+    list_display = ["name", "vendor", "vram_gb", "on_demand_rate", "block_rate", "deposit_rate",
+                    "min_rate", "max_rate", "updated_at"]
+    search_fields = ["name", "vendor"]
+
+
+@admin.register(Node)
+class NodeAdmin(admin.ModelAdmin):
+    list_display = ["name", "provider", "gpu_class", "gpu_count", "free_gpus", "region",
+                    "status", "mode", "is_approved", "reliability", "last_heartbeat_at"]
+    list_filter = ["status", "mode", "is_approved", "gpu_class", "region"]
+    search_fields = ["name", "provider__name", "region"]
+    list_select_related = ["provider", "gpu_class"]
+    readonly_fields = ["free_gpus", "token_prefix", "token_hash", "last_heartbeat_at",
+                       "utilization", "agent_version", "status", "is_approved"]
+    actions = ["approve", "drain"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # nodes are registered by providers and get their token then
+
+    @admin.action(description="Approve selected nodes")
+    def approve(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        for node in queryset:
+            node_approve(node_id=node.pk)
+        self.message_user(request, f"Approved {queryset.count()} node(s).", messages.SUCCESS)
+
+    @admin.action(description="Drain selected nodes (no new work)")
+    def drain(self, request: HttpRequest, queryset: QuerySet[Node]) -> None:
+        for node in queryset:
+            node_drain(node_id=node.pk)
+        self.message_user(request, f"Draining {queryset.count()} node(s).", messages.SUCCESS)
+
+
+class AssignmentInline(admin.TabularInline):
+    model = Assignment
+    extra = 0
+    fields = readonly_fields = ("node", "state", "gpu_count", "gpu_seconds", "charged", "fee",
+                                "last_seq", "lease_expires_at", "reason")
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ["id", "organization", "gpu_class", "gpu_count", "state", "priority",
+                    "attempts", "node", "rate_per_gpu_hour", "hold_amount", "created_at"]
+    list_filter = ["state", "gpu_class"]
+    search_fields = ["organization__name", "id"]
+    list_select_related = ["organization", "gpu_class", "node"]
+    inlines = [AssignmentInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Reservation)
+class ReservationAdmin(admin.ModelAdmin):
+    list_display = ["id", "organization", "gpu_class", "gpu_count", "start", "end", "status"]
+    list_filter = ["status", "gpu_class"]
+    search_fields = ["organization__name", "reference"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(admin.ModelAdmin):
+    list_display = ["assignment", "seq", "gpu_seconds", "ai_tokens", "created_at"]
+    search_fields = ["assignment__id"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@dashboard_panel
+def jobs_panel() -> tuple[str, list[tuple[str, Any]]]:
+    counts = jobs_by_state()
+    return "Jobs by state", [(state.label, counts.get(state.value, 0)) for state in Job.State]

@@ -1,0 +1,157 @@
+from rest_framework import serializers
+
+from scheduler.models import Job, Node
+
+
+class RegionAvailabilitySerializer(serializers.Serializer):
+    region = serializers.CharField()
+    nodes_online = serializers.IntegerField()
+    free_gpus = serializers.IntegerField()
+    largest_shape = serializers.IntegerField(help_text="most GPUs one job can get now")
+
+
+class GpuClassOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    vendor = serializers.CharField()
+    vram_gb = serializers.IntegerField()
+    on_demand_rate = serializers.IntegerField(help_text="tokens per GPU-hour")
+    block_rate = serializers.IntegerField()
+    deposit_rate = serializers.IntegerField()
+    min_rate = serializers.IntegerField()
+    max_rate = serializers.IntegerField()
+    availability = RegionAvailabilitySerializer(many=True)
+
+
+class NodeInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    gpu_class = serializers.CharField()
+    gpu_count = serializers.IntegerField()
+    vram_gb = serializers.IntegerField(required=False)
+    region = serializers.CharField(max_length=32)
+    labels = serializers.DictField(required=False, default=dict)
+    mode = serializers.ChoiceField(choices=Node.Mode.choices, default=Node.Mode.MARKET)
+    rate_per_gpu_hour = serializers.IntegerField(required=False, allow_null=True)
+
+
+class NodePatchSerializer(serializers.Serializer):
+    drain = serializers.BooleanField(required=False)
+    rate_per_gpu_hour = serializers.IntegerField(required=False, allow_null=True)
+
+
+class NodeOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    gpu_class = serializers.CharField(source="gpu_class.name")
+    gpu_count = serializers.IntegerField()
+    free_gpus = serializers.IntegerField()
+    vram_gb = serializers.IntegerField()
+    region = serializers.CharField()
+    labels = serializers.DictField()
+    status = serializers.CharField()
+    mode = serializers.CharField()
+    rate_per_gpu_hour = serializers.IntegerField(allow_null=True)
+    reliability = serializers.IntegerField(help_text="per mille")
+    utilization = serializers.FloatField()
+    last_heartbeat_at = serializers.DateTimeField(allow_null=True)
+    running = serializers.IntegerField(required=False)
+
+
+class NodeCreatedSerializer(NodeOutputSerializer):
+    token = serializers.CharField(help_text="the node's agent token, shown only now")
+
+
+class JobInputSerializer(serializers.Serializer):
+    spec = serializers.JSONField()
+    gpu_class = serializers.CharField()
+    gpu_count = serializers.JSONField()
+    max_duration_s = serializers.JSONField()
+    min_vram_gb = serializers.JSONField(required=False)
+    regions = serializers.JSONField(required=False)
+    max_price_per_gpu_hour = serializers.JSONField(required=False, allow_null=True)
+    priority = serializers.JSONField(required=False)
+    block = serializers.IntegerField(required=False, allow_null=True, default=None,
+                                     help_text="id of a compute block to run in")
+
+
+class JobOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    state = serializers.ChoiceField(choices=Job.State.choices)
+    spec = serializers.JSONField()
+    gpu_class = serializers.CharField(source="gpu_class.name")
+    gpu_count = serializers.IntegerField()
+    min_vram_gb = serializers.IntegerField()
+    regions = serializers.JSONField()
+    max_duration_s = serializers.IntegerField()
+    max_price_per_gpu_hour = serializers.IntegerField(allow_null=True)
+    priority = serializers.IntegerField()
+    block = serializers.IntegerField(source="reservation_id", allow_null=True)
+    rate_per_gpu_hour = serializers.IntegerField()
+    hold_amount = serializers.IntegerField()
+    node = serializers.CharField(source="node.name", allow_null=True, default=None)
+    attempts = serializers.IntegerField()
+    failure_reason = serializers.CharField()
+    usage_gpu_seconds = serializers.IntegerField(default=0)
+    usage_ai_tokens = serializers.IntegerField(default=0)
+    cost = serializers.IntegerField(default=0, help_text="tokens charged so far")
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class HeartbeatInputSerializer(serializers.Serializer):
+    free_gpus = serializers.IntegerField(min_value=0)
+    busy_gpus = serializers.IntegerField(min_value=0)
+    utilization = serializers.FloatField(min_value=0, max_value=1, required=False, default=0)
+    agent_version = serializers.CharField(required=False, default="", allow_blank=True)
+    gpus = serializers.ListField(child=serializers.DictField(), required=False, default=list)
+    running = serializers.ListField(child=serializers.IntegerField(), required=False,
+                                    default=list)
+
+
+class HeartbeatOutputSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    next_heartbeat_s = serializers.IntegerField()
+    server_time = serializers.DateTimeField()
+
+
+class LeaseAssignmentSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    job_id = serializers.IntegerField()
+    gpu_count = serializers.IntegerField()
+    spec = serializers.JSONField(source="job.spec")
+    max_duration_s = serializers.IntegerField(source="job.max_duration_s")
+    lease_expires_at = serializers.DateTimeField()
+
+
+class LeaseOutputSerializer(serializers.Serializer):
+    assignments = LeaseAssignmentSerializer(many=True)
+    kill = serializers.ListField(child=serializers.IntegerField())
+
+
+class UsageInputSerializer(serializers.Serializer):
+    seq = serializers.JSONField()
+    gpu_seconds = serializers.JSONField()
+    ai_tokens = serializers.JSONField(required=False)
+
+
+class UsageOutputSerializer(serializers.Serializer):
+    accepted = serializers.BooleanField()
+    action = serializers.ChoiceField(choices=["continue", "stop"])
+    lease_expires_at = serializers.DateTimeField()
+
+
+class CompleteInputSerializer(UsageInputSerializer):
+    exit_code = serializers.JSONField(required=False)
+
+
+class FailInputSerializer(UsageInputSerializer):
+    reason = serializers.CharField(required=False, default="", allow_blank=True,
+                                   max_length=2000)
+    exit_code = serializers.JSONField(required=False, allow_null=True)
+
+
+class AssignmentOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    state = serializers.CharField()
+    job_id = serializers.IntegerField()

@@ -1,0 +1,239 @@
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from banking.api.idempotency import idempotency_key_from
+from banking.api.pagination import StandardPagination
+from banking.api.permissions import HasOrganization, IsBuyer, IsProvider
+from scheduler.api.authentication import IsNode, NodeRateThrottle, NodeTokenAuthentication
+from scheduler.api.serializers import (
+    AssignmentOutputSerializer,
+    CompleteInputSerializer,
+    FailInputSerializer,
+    GpuClassOutputSerializer,
+    HeartbeatInputSerializer,
+    HeartbeatOutputSerializer,
+    JobInputSerializer,
+    JobOutputSerializer,
+    LeaseOutputSerializer,
+    NodeCreatedSerializer,
+    NodeInputSerializer,
+    NodeOutputSerializer,
+    NodePatchSerializer,
+    UsageInputSerializer,
+    UsageOutputSerializer,
+)
+from scheduler.models import Job
+from scheduler.selectors import (
+    gpu_class_availability,
+    gpu_class_list,
+    job_get,
+    job_list,
+    node_get,
+    node_list,
+)
+from scheduler.services.agent import (
+    assignment_complete,
+    assignment_fail,
+    node_lease,
+    usage_report,
+)
+from scheduler.services.jobs import job_cancel, job_submit
+from scheduler.services.nodes import node_heartbeat, node_register, node_retire, node_update
+
+
+def _org_id(request: Request) -> int:
+    return int(request.organization.pk)  # type: ignore[attr-defined]
+
+
+class GpuClassListApi(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses=GpuClassOutputSerializer(many=True),
+                   summary="GPU classes with rates and live availability per region")
+    def get(self, request: Request) -> Response:
+        availability = gpu_class_availability()
+        data = [
+            {**{f: getattr(c, f) for f in ("id", "name", "vendor", "vram_gb", "on_demand_rate",
+                                           "block_rate", "deposit_rate", "min_rate",
+                                           "max_rate")},
+             "availability": [vars(a) for a in availability.get(c.pk, [])]}
+            for c in gpu_class_list()
+        ]
+        return Response(GpuClassOutputSerializer(data, many=True).data)
+
+
+class NodeListCreateApi(APIView):
+    permission_classes = [IsProvider]
+
+    @extend_schema(responses=NodeOutputSerializer(many=True), summary="Your nodes")
+    def get(self, request: Request) -> Response:
+        paginator = StandardPagination()
+        page = paginator.paginate_queryset(node_list(provider_id=_org_id(request)), request,
+                                           view=self)
+        return paginator.get_paginated_response(NodeOutputSerializer(page, many=True).data)
+
+    @extend_schema(request=NodeInputSerializer, responses={201: NodeCreatedSerializer},
+                   summary="Register a node; its agent token is returned once")
+    def post(self, request: Request) -> Response:
+        s = NodeInputSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        registered = node_register(provider_id=_org_id(request), **s.validated_data)
+        node = node_get(provider_id=_org_id(request), node_id=registered.node.pk)
+        data = {**NodeOutputSerializer(node).data, "token": registered.token}
+        return Response(data, status=201)
+
+
+class NodeDetailApi(APIView):
+    permission_classes = [IsProvider]
+
+    @extend_schema(responses=NodeOutputSerializer)
+    def get(self, request: Request, node_id: int) -> Response:
+        return Response(NodeOutputSerializer(node_get(provider_id=_org_id(request),
+                                                      node_id=node_id)).data)
+
+    @extend_schema(request=NodePatchSerializer, responses=NodeOutputSerializer,
+                   summary="Drain (or undrain) a node, or set its open-market rate")
+    def patch(self, request: Request, node_id: int) -> Response:
+        s = NodePatchSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        d = s.validated_data
+        node_update(
+            provider_id=_org_id(request), node_id=node_id, drain=d.get("drain"),
+            rate_per_gpu_hour=d.get("rate_per_gpu_hour"),
+            clear_rate="rate_per_gpu_hour" in d and d["rate_per_gpu_hour"] is None,
+        )
+        return Response(NodeOutputSerializer(node_get(provider_id=_org_id(request),
+                                                      node_id=node_id)).data)
+
+    @extend_schema(responses={204: None}, summary="Delete an idle node (drain it first)")
+    def delete(self, request: Request, node_id: int) -> Response:
+        node_retire(provider_id=_org_id(request), node_id=node_id)
+        return Response(status=204)
+
+
+class JobListCreateApi(APIView):
+    def get_permissions(self) -> list[Any]:
+        return [IsBuyer()] if self.request.method == "POST" else [HasOrganization()]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("state", str, description="comma-separated states")],
+        responses=JobOutputSerializer(many=True), summary="Your jobs, newest first",
+    )
+    def get(self, request: Request) -> Response:
+        states = [s for s in request.query_params.get("state", "").split(",") if s]
+        paginator = StandardPagination()
+        page = paginator.paginate_queryset(
+            job_list(organization_id=_org_id(request), states=states), request, view=self
+        )
+        return paginator.get_paginated_response(JobOutputSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=JobInputSerializer, responses={201: JobOutputSerializer},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        summary="Submit a job: the rate is locked and its maximum cost held",
+    )
+    def post(self, request: Request) -> Response:
+        s = JobInputSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        d = dict(s.validated_data)
+        job = job_submit(
+            organization_id=_org_id(request),
+            reservation_id=d.pop("block", None),
+            idempotency_key=idempotency_key_from(request, scope="job-submit"),
+            **d,
+        )
+        out = job_get(organization_id=_org_id(request), job_id=job.pk)
+        return Response(JobOutputSerializer(out).data, status=201)
+
+
+class JobDetailApi(APIView):
+    @extend_schema(responses=JobOutputSerializer)
+    def get(self, request: Request, job_id: int) -> Response:
+        return Response(JobOutputSerializer(job_get(organization_id=_org_id(request),
+                                                    job_id=job_id)).data)
+
+
+class JobCancelApi(APIView):
+    @extend_schema(request=None, responses=JobOutputSerializer,
+                   summary="Cancel: usage so far is charged, the rest of the hold released")
+    def post(self, request: Request, job_id: int) -> Response:
+        job_cancel(organization_id=_org_id(request), job_id=job_id)
+        return Response(JobOutputSerializer(job_get(organization_id=_org_id(request),
+                                                    job_id=job_id)).data)
+
+
+class _AgentApi(APIView):
+    authentication_classes = [NodeTokenAuthentication]
+    permission_classes = [IsNode]
+    throttle_classes = [NodeRateThrottle]
+
+    def node_id(self, request: Request) -> int:
+        return int(request.auth.pk)
+
+
+class AgentHeartbeatApi(_AgentApi):
+    @extend_schema(request=HeartbeatInputSerializer, responses=HeartbeatOutputSerializer,
+                   )
+    def post(self, request: Request) -> Response:
+        s = HeartbeatInputSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        d = s.validated_data
+        result = node_heartbeat(node_id=self.node_id(request), free_gpus=d["free_gpus"],
+                                busy_gpus=d["busy_gpus"], utilization=d["utilization"],
+                                agent_version=d["agent_version"])
+        if result.freed_capacity:
+            from scheduler.tasks import placement_kick
+
+            placement_kick()
+        return Response({"status": result.status, "next_heartbeat_s": result.next_heartbeat_s,
+                         "server_time": timezone.now()})
+
+
+class AgentLeaseApi(_AgentApi):
+    @extend_schema(request=None, responses=LeaseOutputSerializer)
+    def post(self, request: Request) -> Response:
+        lease = node_lease(node_id=self.node_id(request))
+        return Response(LeaseOutputSerializer(
+            {"assignments": lease.assignments, "kill": lease.kill}).data)
+
+
+class AgentUsageApi(_AgentApi):
+    @extend_schema(request=UsageInputSerializer, responses=UsageOutputSerializer,
+                   )
+    def post(self, request: Request, assignment_id: int) -> Response:
+        s = UsageInputSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        result = usage_report(node_id=self.node_id(request), assignment_id=assignment_id,
+                              **s.validated_data)
+        return Response(UsageOutputSerializer(vars(result)).data)
+
+
+class AgentCompleteApi(_AgentApi):
+    @extend_schema(request=CompleteInputSerializer, responses=AssignmentOutputSerializer,
+                   )
+    def post(self, request: Request, assignment_id: int) -> Response:
+        s = CompleteInputSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        a = assignment_complete(node_id=self.node_id(request), assignment_id=assignment_id,
+                                **s.validated_data)
+        return Response(AssignmentOutputSerializer(a).data)
+
+
+class AgentFailApi(_AgentApi):
+    @extend_schema(request=FailInputSerializer, responses=AssignmentOutputSerializer,
+                   )
+    def post(self, request: Request, assignment_id: int) -> Response:
+        s = FailInputSerializer(data=request.data)
+        s.is_valid(raise_exception=True)
+        a = assignment_fail(node_id=self.node_id(request), assignment_id=assignment_id,
+                            **s.validated_data)
+        return Response(AssignmentOutputSerializer(a).data)
+
+
+__all__ = ["Job"]

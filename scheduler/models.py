@@ -1,0 +1,273 @@
+"""GPU classes, nodes, jobs, reservations, assignments and usage.
+
+Double allocation is impossible in the database itself: `Node.free_gpus` is a counter
+with CHECK (0 <= free_gpus <= gpu_count), taken only by conditional updates.
+"""
+
+from django.db import models
+
+from banking.models import Hold, Organization
+
+
+class GpuClass(models.Model):
+    """Rates are whole tokens per GPU-hour."""
+
+    name = models.CharField(max_length=64, unique=True)
+    vendor = models.CharField(max_length=32, default="NVIDIA")
+    vram_gb = models.PositiveIntegerField()
+    on_demand_rate = models.BigIntegerField(help_text="tokens per GPU-hour, moves in bounds")
+    block_rate = models.BigIntegerField(help_text="tokens per GPU-hour for reserved blocks")
+    deposit_rate = models.BigIntegerField(help_text="tokens per GPU-hour paid on bank deposits")
+    min_rate = models.BigIntegerField(help_text="lowest on-demand rate")
+    max_rate = models.BigIntegerField(help_text="highest on-demand rate")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "GPU class"
+        verbose_name_plural = "GPU classes"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(min_rate__gt=0)
+                & models.Q(min_rate__lte=models.F("on_demand_rate"))
+                & models.Q(on_demand_rate__lte=models.F("max_rate")),
+                name="gpuclass_rate_within_bounds",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(block_rate__gt=0) & models.Q(deposit_rate__gt=0),
+                name="gpuclass_rates_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Node(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending approval"
+        ONLINE = "online", "Online"
+        OFFLINE = "offline", "Offline"
+        DRAINING = "draining", "Draining"
+        DISABLED = "disabled", "Disabled"
+
+    class Mode(models.TextChoices):
+        MARKET = "market", "Open market"
+        BANK = "bank", "Bank deposit"
+
+    provider = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="nodes")
+    name = models.CharField(max_length=100)
+    gpu_class = models.ForeignKey(GpuClass, on_delete=models.PROTECT, related_name="nodes")
+    gpu_count = models.PositiveIntegerField()
+    free_gpus = models.IntegerField(default=0)
+    vram_gb = models.PositiveIntegerField()
+    region = models.CharField(max_length=32, db_index=True)
+    labels = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.MARKET)
+    rate_per_gpu_hour = models.BigIntegerField(
+        null=True, blank=True, help_text="open-market rate; empty: the class's on-demand rate"
+    )
+    is_approved = models.BooleanField(default=False)
+    reliability = models.PositiveIntegerField(default=1000, help_text="per mille, 0-1000")
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    utilization = models.FloatField(default=0.0)
+    agent_version = models.CharField(max_length=64, blank=True)
+    token_prefix = models.CharField(max_length=16, unique=True)
+    token_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "name"], name="node_name_per_provider"),
+            models.CheckConstraint(
+                condition=models.Q(free_gpus__gte=0)
+                & models.Q(free_gpus__lte=models.F("gpu_count")),
+                name="node_free_gpus_within_count",
+            ),
+            models.CheckConstraint(condition=models.Q(gpu_count__gte=1),
+                                   name="node_has_gpus"),
+            models.CheckConstraint(
+                condition=models.Q(reliability__lte=1000), name="node_reliability_per_mille"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "gpu_class"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.gpu_class_id} x {self.gpu_count})"
+
+
+class NodeHeartbeat(models.Model):
+    """One row per heartbeat: the evidence that a node was online when, which the bank's
+    availability yield and reliability are computed from."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="heartbeats")
+    at = models.DateTimeField()
+    free_gpus = models.PositiveIntegerField()
+    busy_gpus = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["node", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.node_id}@{self.at:%H:%M:%S}"
+
+
+class Reservation(models.Model):
+    """GPUs of a class reserved for `[start, end)` (a compute block). Jobs that name it
+    are placed first, only on bank nodes and only inside the window, and are not charged."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        CANCELED = "canceled", "Canceled"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="reservations"
+    )
+    gpu_class = models.ForeignKey(GpuClass, on_delete=models.PROTECT, related_name="reservations")
+    gpu_count = models.PositiveIntegerField()
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    reference = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-start"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(end__gt=models.F("start")),
+                                   name="reservation_window_ordered"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gpu_count} x {self.gpu_class_id} {self.start:%Y-%m-%d %H:%M}"
+
+
+class Job(models.Model):
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        PLACED = "placed", "Placed"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
+
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="jobs")
+    spec = models.JSONField()
+    gpu_class = models.ForeignKey(GpuClass, on_delete=models.PROTECT, related_name="jobs")
+    gpu_count = models.PositiveIntegerField()
+    min_vram_gb = models.PositiveIntegerField(default=0)
+    regions = models.JSONField(default=list, blank=True)
+    max_duration_s = models.PositiveIntegerField()
+    max_price_per_gpu_hour = models.BigIntegerField(null=True, blank=True)
+    priority = models.IntegerField(default=0)
+    reservation = models.ForeignKey(
+        Reservation, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
+    )
+    rate_per_gpu_hour = models.BigIntegerField(help_text="locked at submission")
+    hold = models.OneToOneField(Hold, null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="job")
+    hold_amount = models.BigIntegerField(default=0)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+    failure_reason = models.CharField(max_length=500, blank=True)
+    node = models.ForeignKey(Node, null=True, blank=True, on_delete=models.PROTECT,
+                             related_name="+")
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["state", "priority", "id"]),
+            models.Index(fields=["organization", "state"]),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(gpu_count__gte=1), name="job_has_gpus"),
+            models.CheckConstraint(condition=models.Q(max_duration_s__gte=1),
+                                   name="job_has_duration"),
+        ]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} ({self.state})"
+
+
+ACTIVE_JOB_STATES = (Job.State.QUEUED, Job.State.PLACED, Job.State.RUNNING)
+
+
+class Assignment(models.Model):
+    """A lease of a job on a node. `gpu_seconds` is the cumulative usage reported;
+    `charged` and `fee` what settlement has captured for it so far."""
+
+    class State(models.TextChoices):
+        PLACED = "placed", "Placed"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        LOST = "lost", "Lost"
+        CANCELED = "canceled", "Canceled"
+
+    job = models.ForeignKey(Job, on_delete=models.PROTECT, related_name="assignments")
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="assignments")
+    gpu_count = models.PositiveIntegerField()
+    rate_per_gpu_hour = models.BigIntegerField(help_text="what this run is charged at")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PLACED)
+    lease_expires_at = models.DateTimeField()
+    last_seq = models.PositiveIntegerField(default=0)
+    gpu_seconds = models.BigIntegerField(default=0)
+    ai_tokens = models.BigIntegerField(default=0)
+    settled_gpu_seconds = models.BigIntegerField(default=0)
+    settled_seq = models.PositiveIntegerField(default=0)
+    charged = models.BigIntegerField(default=0)
+    fee = models.BigIntegerField(default=0)
+    exit_code = models.IntegerField(null=True, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["node", "state"]),
+            models.Index(fields=["state", "lease_expires_at"]),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(settled_gpu_seconds__lte=models.F("gpu_seconds")),
+                name="assignment_settled_within_reported",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"assignment {self.pk} job {self.job_id} on node {self.node_id}"
+
+
+ACTIVE_ASSIGNMENT_STATES = (Assignment.State.PLACED, Assignment.State.RUNNING)
+
+
+class UsageRecord(models.Model):
+    """A usage report as received: cumulative figures with the agent's sequence number."""
+
+    assignment = models.ForeignKey(Assignment, on_delete=models.PROTECT, related_name="usage")
+    seq = models.PositiveIntegerField()
+    gpu_seconds = models.BigIntegerField()
+    ai_tokens = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["assignment_id", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["assignment", "seq"], name="usage_seq_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"usage a{self.assignment_id}#{self.seq}"

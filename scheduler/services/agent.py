@@ -1,0 +1,178 @@
+"""What a node's agent reports: usage, completion, failure; and what it is told to run."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from banking.errors import InvalidInput, NotFound
+from banking.services.transactions import money_transaction
+from scheduler.errors import AssignmentClosed, StaleSequence
+from scheduler.locks import assignments_lock, jobs_lock
+from scheduler.models import (
+    ACTIVE_ASSIGNMENT_STATES,
+    Assignment,
+    Job,
+    Node,
+    UsageRecord,
+)
+from scheduler.services.settlement import job_hold_release, usage_settle
+
+
+@dataclass(frozen=True)
+class UsageResult:
+    accepted: bool
+    action: str
+    lease_expires_at: datetime
+
+
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"{name} must be a whole number, 0 or more.",
+                           fields={name: ["A whole number, 0 or more."]})
+    return value
+
+
+def _locked_assignment(node_id: int, assignment_id: int) -> Assignment:
+    # Look before locking so that another node cannot even take the lock.
+    if not Assignment.objects.filter(pk=assignment_id, node_id=node_id).exists():
+        raise NotFound("No such assignment on this node.")
+    return assignments_lock([assignment_id])[assignment_id]
+
+
+def _record_usage(a: Assignment, seq: Any, gpu_seconds: Any, ai_tokens: Any) -> bool:
+    """Apply a cumulative report; False when it repeats the last sequence number."""
+    seq = _count(seq, "seq")
+    gpu_seconds = _count(gpu_seconds, "gpu_seconds")
+    ai_tokens = _count(ai_tokens or 0, "ai_tokens")
+    if seq == 0:
+        raise InvalidInput("seq starts at 1.", fields={"seq": ["Starts at 1."]})
+    if seq == a.last_seq:
+        return False
+    if seq < a.last_seq:
+        raise StaleSequence(f"Sequence {seq} is older than the last one received ({a.last_seq}).",
+                            fields={"seq": [f"Greater than {a.last_seq}."]})
+    if gpu_seconds < a.gpu_seconds or ai_tokens < a.ai_tokens:
+        raise InvalidInput("Usage is cumulative: it cannot go down.",
+                           fields={"gpu_seconds": [f"At least {a.gpu_seconds}."]})
+    # Never bill past what the buyer agreed to: gpu_count x max_duration.
+    gpu_seconds = min(gpu_seconds, a.gpu_count * a.job.max_duration_s)
+    UsageRecord.objects.create(assignment=a, seq=seq, gpu_seconds=gpu_seconds,
+                               ai_tokens=ai_tokens)
+    a.last_seq, a.gpu_seconds, a.ai_tokens = seq, gpu_seconds, ai_tokens
+    return True
+
+
+def _mark_running(a: Assignment, now: datetime) -> None:
+    if a.state == Assignment.State.PLACED:
+        a.state = Assignment.State.RUNNING
+        a.started_at = now
+        Job.objects.filter(pk=a.job_id, state=Job.State.PLACED).update(
+            state=Job.State.RUNNING, started_at=now, updated_at=now)
+
+
+def _kick_settlement(assignment_id: int) -> None:
+    from scheduler.tasks import settlement_kick
+
+    settlement_kick(assignment_id)
+
+
+@money_transaction
+def usage_report(*, node_id: int, assignment_id: int, seq: Any, gpu_seconds: Any,
+                 ai_tokens: Any = 0) -> UsageResult:
+    a = _locked_assignment(node_id, assignment_id)
+    if a.state not in ACTIVE_ASSIGNMENT_STATES:
+        raise AssignmentClosed(f"Assignment {assignment_id} is {a.state}: stop it.")
+    now = timezone.now()
+    changed = _record_usage(a, seq, gpu_seconds, ai_tokens)
+    _mark_running(a, now)
+    a.lease_expires_at = now + timedelta(seconds=settings.SCHEDULER_NODE_TIMEOUT_S)
+    a.save(update_fields=["state", "started_at", "last_seq", "gpu_seconds", "ai_tokens",
+                          "lease_expires_at"])
+    if changed:
+        transaction.on_commit(lambda: _kick_settlement(assignment_id))
+    over = a.gpu_seconds >= a.gpu_count * a.job.max_duration_s
+    return UsageResult(accepted=changed, action="stop" if over else "continue",
+                       lease_expires_at=a.lease_expires_at)
+
+
+def _finish(node_id: int, assignment_id: int, *, succeeded: bool, seq: Any, gpu_seconds: Any,
+            ai_tokens: Any, exit_code: Any, reason: str) -> Assignment:
+    a = _locked_assignment(node_id, assignment_id)
+    target = Assignment.State.COMPLETED if succeeded else Assignment.State.FAILED
+    if a.state == target:
+        return a  # a repeated report
+    if a.state not in ACTIVE_ASSIGNMENT_STATES:
+        raise AssignmentClosed(f"Assignment {assignment_id} is already {a.state}.")
+    if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int)):
+        raise InvalidInput("exit_code must be a whole number or null.",
+                           fields={"exit_code": ["A whole number or null."]})
+    now = timezone.now()
+    _record_usage(a, seq, gpu_seconds, ai_tokens)
+    _mark_running(a, now)
+    a.state, a.ended_at, a.exit_code, a.reason = target, now, exit_code, reason[:500]
+    a.save(update_fields=["state", "started_at", "ended_at", "exit_code", "reason", "last_seq",
+                          "gpu_seconds", "ai_tokens"])
+    Node.objects.filter(pk=a.node_id).update(free_gpus=F("free_gpus") + a.gpu_count)
+    usage_settle(assignment_ids=[a.pk])
+    job = Job.objects.get(pk=a.job_id)
+    if job.state in (Job.State.PLACED, Job.State.RUNNING):
+        job.state = Job.State.SUCCEEDED if succeeded else Job.State.FAILED
+        job.failure_reason = "" if succeeded else reason[:500]
+        job.finished_at = now
+        job.save(update_fields=["state", "failure_reason", "finished_at", "updated_at"])
+        job_hold_release(job)
+    transaction.on_commit(_kick_placement)
+    return a
+
+
+def _kick_placement() -> None:
+    from scheduler.tasks import placement_kick
+
+    placement_kick()
+
+
+@money_transaction
+def assignment_complete(*, node_id: int, assignment_id: int, seq: Any, gpu_seconds: Any,
+                        ai_tokens: Any = 0, exit_code: Any = 0) -> Assignment:
+    return _finish(node_id, assignment_id, succeeded=True, seq=seq, gpu_seconds=gpu_seconds,
+                   ai_tokens=ai_tokens, exit_code=exit_code, reason="")
+
+
+@money_transaction
+def assignment_fail(*, node_id: int, assignment_id: int, seq: Any, gpu_seconds: Any,
+                    ai_tokens: Any = 0, reason: str = "", exit_code: Any = None) -> Assignment:
+    return _finish(node_id, assignment_id, succeeded=False, seq=seq, gpu_seconds=gpu_seconds,
+                   ai_tokens=ai_tokens, exit_code=exit_code,
+                   reason=reason or "the workload failed")
+
+
+@dataclass(frozen=True)
+class Lease:
+    assignments: list[Assignment]
+    kill: list[int]
+
+
+def node_lease(*, node_id: int) -> Lease:
+    """Every active assignment of the node (to start or keep running) and the ones it
+    must stop: canceled or lost within the last hour."""
+    active = list(
+        Assignment.objects.filter(node_id=node_id, state__in=ACTIVE_ASSIGNMENT_STATES)
+        .select_related("job").order_by("id")
+    )
+    since = timezone.now() - timedelta(hours=1)
+    kill = list(
+        Assignment.objects.filter(
+            node_id=node_id,
+            state__in=(Assignment.State.CANCELED, Assignment.State.LOST),
+            ended_at__gte=since,
+        ).values_list("id", flat=True)
+    )
+    return Lease(assignments=active, kill=kill)
+
+
+__all__ = ["jobs_lock"]

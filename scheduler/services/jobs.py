@@ -1,0 +1,224 @@
+"""Buyers' jobs: submission with a hold at the locked rate, cancellation."""
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from banking.errors import InvalidInput, NotFound
+from banking.models import Organization
+from banking.services.holds import hold_place
+from banking.services.transactions import money_transaction
+from scheduler.errors import InvalidSpec, JobFinished, NoNodeFits
+from scheduler.locks import assignments_lock, jobs_lock
+from scheduler.models import (
+    ACTIVE_ASSIGNMENT_STATES,
+    Assignment,
+    Job,
+    Node,
+    Reservation,
+)
+from scheduler.pricing import charge_for
+from scheduler.services.classes import gpu_class_by_name
+from scheduler.services.settlement import job_hold_release, usage_settle
+from scheduler.services.spending import assert_can_spend
+
+MAX_SPEC_BYTES = 64 * 1024
+
+
+def _whole(value: Any, name: str, *, minimum: int, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise InvalidInput(f"{name} must be a whole number from {minimum} to {maximum}.",
+                           fields={name: [f"A whole number from {minimum} to {maximum}."]})
+    return value
+
+
+def spec_validate(spec: Any) -> dict[str, Any]:
+    """A spec runs a command (string or list, with optional image and environment) or
+    simulates a run of N seconds."""
+    if not isinstance(spec, dict) or not spec:
+        raise InvalidSpec("spec must be an object with a command or a simulate block.",
+                          fields={"spec": ["An object."]})
+    import json
+
+    if len(json.dumps(spec)) > MAX_SPEC_BYTES:
+        raise InvalidSpec("spec is too large (64 KiB at most).", fields={"spec": ["Too large."]})
+    if "simulate" in spec:
+        sim = spec["simulate"]
+        if not isinstance(sim, dict):
+            raise InvalidSpec("simulate must be an object like {\"seconds\": 30}.",
+                              fields={"spec": ["simulate must be an object."]})
+        _whole(sim.get("seconds"), "spec.simulate.seconds", minimum=1, maximum=7 * 86400)
+        return spec
+    command = spec.get("command")
+    valid_command = (isinstance(command, str) and command.strip()) or (
+        isinstance(command, list) and command and all(isinstance(c, str) for c in command)
+    )
+    if not valid_command:
+        raise InvalidSpec("spec needs a command (a string or a list of strings) or simulate.",
+                          fields={"spec": ["command or simulate required."]})
+    env = spec.get("environment", {})
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise InvalidSpec("spec.environment must map names to strings.",
+                          fields={"spec": ["environment: strings only."]})
+    if "image" in spec and not isinstance(spec["image"], str):
+        raise InvalidSpec("spec.image must be a string.", fields={"spec": ["image: a string."]})
+    return spec
+
+
+@money_transaction
+def job_submit(
+    *,
+    organization_id: int,
+    spec: Any,
+    gpu_class: Any,
+    gpu_count: Any,
+    max_duration_s: Any,
+    min_vram_gb: Any = 0,
+    regions: Any = None,
+    max_price_per_gpu_hour: Any = None,
+    priority: Any = 0,
+    reservation_id: int | None = None,
+    idempotency_key: str | None = None,
+) -> Job:
+    """Queue a job. The on-demand rate is locked and a hold of the most the job can cost
+    (gpu_count x max_duration at that rate) placed; without the tokens, nothing is created.
+    A job that names a reservation draws on it instead and holds nothing."""
+    if idempotency_key:
+        existing = Job.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None and existing.organization_id == organization_id:
+            return existing
+    spec = spec_validate(spec)
+    cls = gpu_class_by_name(gpu_class)
+    gpu_count = _whole(gpu_count, "gpu_count", minimum=1, maximum=64)
+    max_duration_s = _whole(max_duration_s, "max_duration_s", minimum=1, maximum=30 * 86400)
+    min_vram_gb = _whole(min_vram_gb or 0, "min_vram_gb", minimum=0, maximum=4096)
+    priority = _whole(priority or 0, "priority", minimum=-100, maximum=100)
+    if regions is None:
+        regions = []
+    if not isinstance(regions, list) or not all(isinstance(r, str) and r for r in regions):
+        raise InvalidInput("regions must be a list of region names.",
+                           fields={"regions": ["A list of strings."]})
+    if max_price_per_gpu_hour is not None:
+        max_price_per_gpu_hour = _whole(max_price_per_gpu_hour, "max_price_per_gpu_hour",
+                                        minimum=1, maximum=10**12)
+    assert_can_spend(organization_id)
+    largest = Node.objects.filter(gpu_class=cls, is_approved=True).exclude(
+        status=Node.Status.DISABLED
+    ).aggregate(m=Max("gpu_count"))["m"] or 0
+    if gpu_count > largest:
+        raise NoNodeFits(
+            f"No {cls.name} node has {gpu_count} GPUs (the largest has {largest}).",
+            fields={"gpu_count": [f"At most {largest} for {cls.name}."]},
+        )
+    reservation = None
+    if reservation_id is not None:
+        reservation = _usable_reservation(organization_id, reservation_id, cls.pk, gpu_count)
+    rate = cls.on_demand_rate
+    cap = min(rate, max_price_per_gpu_hour or rate)
+    hold_amount = 0 if reservation else charge_for(gpu_count * max_duration_s, cap)
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(
+                organization_id=organization_id,
+                spec=spec,
+                gpu_class=cls,
+                gpu_count=gpu_count,
+                min_vram_gb=min_vram_gb,
+                regions=regions,
+                max_duration_s=max_duration_s,
+                max_price_per_gpu_hour=max_price_per_gpu_hour,
+                priority=priority,
+                reservation=reservation,
+                rate_per_gpu_hour=rate,
+                hold_amount=hold_amount,
+                max_attempts=settings.SCHEDULER_MAX_ATTEMPTS,
+                idempotency_key=idempotency_key,
+            )
+    except IntegrityError:
+        raced = Job.objects.filter(idempotency_key=idempotency_key).first()
+        if raced is not None and raced.organization_id == organization_id:
+            return raced
+        raise
+    if hold_amount:
+        hold = hold_place(
+            organization_id=organization_id,
+            amount=hold_amount,
+            reference=f"job:{job.pk}",
+            idempotency_key=f"job-hold:{job.pk}",
+            expires_at=timezone.now()
+            + timedelta(seconds=max_duration_s + settings.SCHEDULER_QUEUE_TTL_S),
+        )
+        Job.objects.filter(pk=job.pk).update(hold=hold)
+        job.hold = hold
+    transaction.on_commit(_kick_placement)
+    return job
+
+
+def _usable_reservation(organization_id: int, reservation_id: int, gpu_class_id: int,
+                        gpu_count: int) -> Reservation:
+    from scheduler.errors import SchedulerErrorCode
+
+    r = Reservation.objects.filter(pk=reservation_id, organization_id=organization_id).first()
+    if r is None:
+        raise NotFound("Reservation not found.", fields={"block": ["Not found."]})
+    problem = None
+    if r.status != Reservation.Status.ACTIVE:
+        problem = "is not active"
+    elif r.end <= timezone.now():
+        problem = "has ended"
+    elif r.gpu_class_id != gpu_class_id:
+        problem = "is for another GPU class"
+    elif gpu_count > r.gpu_count:
+        problem = f"has {r.gpu_count} GPUs"
+    if problem:
+        raise InvalidInput(f"That block {problem}.", code=SchedulerErrorCode.RESERVATION_UNUSABLE,
+                           fields={"block": [problem]})
+    return r
+
+
+def _kick_placement() -> None:
+    from scheduler.tasks import placement_kick
+
+    placement_kick()
+
+
+@money_transaction
+def job_cancel(*, organization_id: int, job_id: int) -> Job:
+    """Stop a job: a running one is told to stop, its usage so far is charged, and the
+    rest of its hold is released."""
+    job = Job.objects.filter(pk=job_id, organization_id=organization_id).first()
+    if job is None:
+        raise NotFound("Job not found.")
+    job = jobs_lock([job_id])[job_id]
+    if job.state == Job.State.CANCELED:
+        return job
+    if job.state in (Job.State.SUCCEEDED, Job.State.FAILED):
+        raise JobFinished(f"Job {job_id} has already {job.state}.")
+    active = list(
+        Assignment.objects.filter(job=job, state__in=ACTIVE_ASSIGNMENT_STATES)
+        .values_list("id", flat=True)
+    )
+    now = timezone.now()
+    for a in assignments_lock(active).values():
+        Assignment.objects.filter(pk=a.pk).update(state=Assignment.State.CANCELED, ended_at=now,
+                                                  reason="canceled by the buyer")
+        Node.objects.filter(pk=a.node_id).update(free_gpus=F("free_gpus") + a.gpu_count)
+    usage_settle(assignment_ids=active)
+    job.state = Job.State.CANCELED
+    job.finished_at = now
+    job.failure_reason = "canceled by the buyer"
+    job.save(update_fields=["state", "finished_at", "failure_reason", "updated_at"])
+    job_hold_release(job)
+    if active:
+        transaction.on_commit(_kick_placement)
+    return job
+
+
+def job_organization(job_id: int) -> Organization:
+    return Job.objects.select_related("organization").get(pk=job_id).organization

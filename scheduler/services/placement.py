@@ -1,0 +1,242 @@
+"""Placement: queued jobs onto online nodes, one placer at a time.
+
+Filters (class, free GPUs on one node, VRAM, region, online, price cap, block window),
+then scores (lowest price, best fit: fewest GPUs left idle on the node, then
+reliability). Order: block jobs first, then priority, then round-robin across
+organizations so no buyer starves the others, then age. Writes are set-based, and the
+node's free-GPU counter (CHECK >= 0) makes double allocation impossible in the database.
+"""
+
+import bisect
+import itertools
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from scheduler.locks import placement_lock_try
+from scheduler.models import Assignment, GpuClass, Job, Node, Reservation
+
+
+@dataclass
+class PlacementResult:
+    placed: int = 0
+    considered: int = 0
+    skipped_locked: bool = False
+    assignments: list[tuple[int, int, int]] = field(default_factory=list)  # job, node, gpus
+
+
+@dataclass
+class _Node:
+    id: int
+    gpu_class_id: int
+    free: int
+    vram_gb: int
+    region: str
+    rate: int | None
+    reliability: int
+    bank: bool
+
+
+@dataclass
+class _Job:
+    id: int
+    organization_id: int
+    gpu_class_id: int
+    gpu_count: int
+    min_vram_gb: int
+    regions: list[str]
+    rate: int
+    max_price: int | None
+    priority: int
+    reservation_id: int | None
+
+
+def _order(jobs: list[_Job]) -> list[_Job]:
+    """Block jobs first, then by priority; within a priority, organizations take turns
+    (each keeps its own oldest-first order)."""
+    ordered: list[_Job] = []
+    key = lambda j: (j.reservation_id is None, -j.priority)  # noqa: E731
+    for _, group in itertools.groupby(sorted(jobs, key=key), key=key):
+        per_org: dict[int, deque[_Job]] = defaultdict(deque)
+        for job in group:  # already oldest first within the group
+            per_org[job.organization_id].append(job)
+        queues = deque(per_org.values())
+        while queues:
+            q = queues.popleft()
+            ordered.append(q.popleft())
+            if q:
+                queues.append(q)
+    return ordered
+
+
+class _Pool:
+    """Free capacity of one GPU class, bucketed by free GPUs and, inside a bucket, sorted
+    by (price, -reliability): the best fit of a job is the first node that passes the
+    filters in each bucket from its size up, so placing a job is a short walk."""
+
+    def __init__(self, nodes: list[_Node], default_rate: int) -> None:
+        self.default_rate = default_rate
+        self.buckets: dict[int, list[tuple[int, int, int, _Node]]] = defaultdict(list)
+        for n in nodes:
+            if n.free > 0:
+                self.buckets[n.free].append(self._entry(n))
+        for bucket in self.buckets.values():
+            bucket.sort(key=lambda e: e[:3])
+        self.max_free = max(self.buckets, default=0)
+
+    def _entry(self, n: _Node) -> tuple[int, int, int, _Node]:
+        rate = n.rate if n.rate is not None else self.default_rate
+        return (rate, -n.reliability, n.id, n)
+
+    def take(self, job: _Job, windows: dict[int, bool]) -> _Node | None:
+        if job.gpu_count > self.max_free:
+            return None
+        cap = job.rate if job.max_price is None else min(job.rate, job.max_price)
+        best: tuple[int, int, int] | None = None
+        chosen: tuple[int, int, int, _Node] | None = None
+        for free in range(job.gpu_count, self.max_free + 1):
+            for entry in self.buckets.get(free, ()):
+                n = entry[3]
+                price = n.rate if n.rate is not None else job.rate
+                if price > cap:
+                    continue
+                if n.vram_gb < job.min_vram_gb or (job.regions and n.region not in job.regions):
+                    continue
+                if job.reservation_id is not None and not (
+                    n.bank and windows.get(job.reservation_id, False)
+                ):
+                    continue
+                score = (price, free - job.gpu_count, -n.reliability)
+                if best is None or score < best:
+                    best, chosen = score, entry
+                break
+        if chosen is None:
+            return None
+        node = chosen[3]
+        self.buckets[node.free].remove(chosen)
+        node.free -= job.gpu_count
+        if node.free > 0:
+            bisect.insort(self.buckets[node.free], self._entry(node), key=lambda e: e[:3])
+        while self.max_free and not self.buckets.get(self.max_free):
+            self.buckets.pop(self.max_free, None)
+            self.max_free -= 1
+        return node
+
+
+def placement_run(*, limit: int | None = None, now: datetime | None = None) -> PlacementResult:
+    """One placement cycle. Returns at once, placing nothing, if another placer runs."""
+    now = now or timezone.now()
+    limit = limit or settings.SCHEDULER_PLACEMENT_BATCH
+    result = PlacementResult()
+    with transaction.atomic():
+        if not placement_lock_try():
+            result.skipped_locked = True
+            return result
+        node_rows = Node.objects.filter(
+            status=Node.Status.ONLINE, is_approved=True, free_gpus__gt=0
+        ).values_list("id", "gpu_class_id", "free_gpus", "vram_gb", "region",
+                      "rate_per_gpu_hour", "reliability", "mode")
+        pools: dict[int, list[_Node]] = defaultdict(list)
+        for nid, cls, free, vram, region, rate, rel, mode in node_rows:
+            pools[cls].append(_Node(nid, cls, free, vram, region, rate, rel,
+                                    mode == Node.Mode.BANK))
+        if not pools:
+            return result
+        job_rows = (
+            Job.objects.filter(state=Job.State.QUEUED, gpu_class_id__in=list(pools))
+            .filter(Q(reservation__isnull=True) | Q(reservation__start__lte=now,
+                                                    reservation__end__gt=now))
+            .order_by("-priority", "id")
+            .values_list("id", "organization_id", "gpu_class_id", "gpu_count", "min_vram_gb",
+                         "regions", "rate_per_gpu_hour", "max_price_per_gpu_hour", "priority",
+                         "reservation_id")[:limit]
+        )
+        jobs = [_Job(*row) for row in job_rows]
+        result.considered = len(jobs)
+        windows = {
+            r: True
+            for r in Reservation.objects.filter(
+                id__in={j.reservation_id for j in jobs if j.reservation_id},
+                status=Reservation.Status.ACTIVE, start__lte=now, end__gt=now,
+            ).values_list("id", flat=True)
+        }
+        default_rates = dict(
+            GpuClass.objects.filter(id__in=list(pools)).values_list("id", "on_demand_rate")
+        )
+        class_pools = {cls: _Pool(nodes, default_rates[cls]) for cls, nodes in pools.items()}
+        plan: list[tuple[_Job, _Node, int]] = []
+        for job in _order(jobs):
+            pool = class_pools[job.gpu_class_id]
+            if pool.max_free == 0:
+                continue
+            node = pool.take(job, windows)
+            if node is not None:
+                rate = node.rate if node.rate is not None else job.rate
+                plan.append((job, node, rate))
+        if plan:
+            _apply(plan, now, result)
+    return result
+
+
+def _apply(plan: list[tuple[_Job, _Node, int]], now: datetime, result: PlacementResult) -> None:
+    by_job = {job.id: (job, node, rate) for job, node, rate in plan}
+    # Only jobs still queued are taken (one canceled meanwhile is left alone).
+    taken = list(
+        Job.objects.filter(id__in=list(by_job), state=Job.State.QUEUED).values_list("id",
+                                                                                  flat=True)
+    )
+    Job.objects.filter(id__in=taken, state=Job.State.QUEUED).update(
+        state=Job.State.PLACED, attempts=F("attempts") + 1, updated_at=now
+    )
+    used: dict[int, int] = defaultdict(int)
+    lease = now + timedelta(seconds=settings.SCHEDULER_NODE_TIMEOUT_S)
+    assignments = []
+    node_of_job: dict[int, int] = {}
+    for job_id in taken:
+        job, node, rate = by_job[job_id]
+        used[node.id] += job.gpu_count
+        node_of_job[job_id] = node.id
+        assignments.append(Assignment(job_id=job_id, node_id=node.id, gpu_count=job.gpu_count,
+                                      rate_per_gpu_hour=rate, lease_expires_at=lease))
+        result.assignments.append((job_id, node.id, job.gpu_count))
+    _take_gpus(used)
+    Assignment.objects.bulk_create(assignments, batch_size=2000)
+    _set_job_nodes(node_of_job)
+    result.placed = len(taken)
+
+
+def _take_gpus(used: dict[int, int]) -> None:
+    """Decrement free GPUs; the CHECK constraint refuses any count below zero, so an
+    over-allocation fails the whole cycle instead of double-booking a GPU."""
+    if not used:
+        return
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE scheduler_node AS n SET free_gpus = n.free_gpus - v.used "
+                "FROM unnest(%s::bigint[], %s::int[]) AS v(id, used) WHERE n.id = v.id",
+                [list(used), list(used.values())],
+            )
+        return
+    for node_id, n in used.items():
+        Node.objects.filter(pk=node_id).update(free_gpus=F("free_gpus") - n)
+
+
+def _set_job_nodes(node_of_job: dict[int, int]) -> None:
+    if not node_of_job:
+        return
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE scheduler_job AS j SET node_id = v.node FROM "
+                "unnest(%s::bigint[], %s::bigint[]) AS v(id, node) WHERE j.id = v.id",
+                [list(node_of_job), list(node_of_job.values())],
+            )
+        return
+    for job_id, node_id in node_of_job.items():
+        Job.objects.filter(pk=job_id).update(node_id=node_id)

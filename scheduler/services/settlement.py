@@ -1,0 +1,102 @@
+"""Usage becomes money: unsettled usage is priced at the assignment's rate and captured
+from the job's hold through the ledger's batch form."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import F
+
+from banking.locks import holds_lock
+from banking.models.ledger import AccountPurpose
+from banking.selectors import organization_account_ids
+from banking.services.holds import HoldCapture, hold_release, holds_capture_batch
+from banking.services.ledger import system_account
+from banking.services.transactions import money_transaction
+from scheduler.locks import assignments_lock
+from scheduler.models import Assignment, Job, Node
+from scheduler.pricing import charge_for, fee_of
+
+
+@dataclass
+class SettlementResult:
+    assignments: int = 0
+    captured: int = 0
+
+
+def _payee_account(node: Node, cache: dict[int, int]) -> int:
+    """Open-market nodes earn for their provider; bank nodes' revenue goes to the bank."""
+    if node.mode == Node.Mode.BANK:
+        return system_account(AccountPurpose.BANK_CAPACITY).pk
+    if node.provider_id not in cache:
+        cache[node.provider_id] = organization_account_ids(node.provider_id)[AccountPurpose.WALLET]
+    return cache[node.provider_id]
+
+
+@money_transaction
+def usage_settle(*, assignment_ids: Iterable[int] | None = None,
+                 limit: int = 1000) -> SettlementResult:
+    """Capture what each assignment's reported usage costs beyond what was captured.
+
+    Charges are cumulative per assignment: `charge_for(total gpu-seconds) - charged`, so
+    the buyer pays exactly the rounded charge of the total however often usage comes in.
+    Keyed by (assignment, sequence number): running it twice captures once."""
+    qs = Assignment.objects.filter(gpu_seconds__gt=F("settled_gpu_seconds"))
+    if assignment_ids is not None:
+        qs = qs.filter(id__in=list(assignment_ids))
+    ids = list(qs.order_by("id").values_list("id", flat=True)[:limit])
+    result = SettlementResult()
+    if not ids:
+        return result
+    locked = assignments_lock(ids)
+    nodes = {n.id: n for n in Node.objects.filter(id__in={a.node_id for a in locked.values()})}
+    hold_ids = {a.job.hold_id for a in locked.values() if a.job.hold_id}
+    holds = holds_lock(hold_ids)
+    left = {h.id: h.remaining if h.status == h.Status.OPEN else 0 for h in holds.values()}
+    revenue = system_account(AccountPurpose.PLATFORM_REVENUE).pk
+    fee_bps = settings.SCHEDULER_PLATFORM_FEE_BPS
+    payees: dict[int, int] = {}
+    captures: list[HoldCapture] = []
+    updates: list[tuple[int, int, int, int, int]] = []
+    for a in locked.values():
+        if a.gpu_seconds <= a.settled_gpu_seconds:
+            continue
+        delta = fee_delta = 0
+        hold_id = a.job.hold_id
+        if hold_id is not None:
+            delta = min(charge_for(a.gpu_seconds, a.rate_per_gpu_hour) - a.charged,
+                        left.get(hold_id, 0))
+            delta = max(0, delta)
+            fee_delta = fee_of(a.charged + delta, fee_bps) - a.fee
+            provider_part = delta - fee_delta
+            legs = []
+            if provider_part > 0:
+                legs.append((_payee_account(nodes[a.node_id], payees), provider_part))
+            if fee_delta > 0:
+                legs.append((revenue, fee_delta))
+            if legs:
+                left[hold_id] -= delta
+                captures.append(HoldCapture(
+                    hold_id=hold_id,
+                    idempotency_key=f"settle:a{a.id}:s{a.last_seq}",
+                    legs=tuple(legs),
+                    reference=f"job:{a.job_id}",
+                    memo=f"{a.gpu_seconds} GPU-seconds on node {a.node_id}",
+                ))
+        updates.append((a.id, a.gpu_seconds, a.last_seq, delta, fee_delta))
+        result.captured += delta
+    holds_capture_batch(captures)
+    for assignment_id, gpu_seconds, seq, delta, fee_delta in updates:
+        Assignment.objects.filter(pk=assignment_id).update(
+            settled_gpu_seconds=gpu_seconds, settled_seq=seq,
+            charged=F("charged") + delta, fee=F("fee") + fee_delta,
+        )
+    result.assignments = len(updates)
+    return result
+
+
+def job_hold_release(job: Job) -> None:
+    """At the end of a job, what its hold has left goes back to the wallet."""
+    if job.hold_id is not None:
+        hold_release(hold_id=job.hold_id, idempotency_key=f"job-release:{job.pk}",
+                     memo=f"job {job.pk} ended")

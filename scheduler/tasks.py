@@ -1,0 +1,55 @@
+"""Thin Celery wrappers. Every task is safe to run twice."""
+
+import logging
+
+from celery import shared_task
+from django.db import DatabaseError
+
+from scheduler.services.leases import leases_expire, queued_jobs_expire
+from scheduler.services.placement import placement_run
+from scheduler.services.settlement import usage_settle
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="scheduler.placement_run", ignore_result=True, time_limit=60,
+             soft_time_limit=50)
+def placement_run_task() -> int:
+    result = placement_run()
+    if result.placed:
+        logger.info("placed %d of %d queued jobs", result.placed, result.considered)
+    return result.placed
+
+
+@shared_task(name="scheduler.usage_settle", ignore_result=True, acks_late=True,
+             reject_on_worker_lost=True, autoretry_for=(DatabaseError,), retry_backoff=True,
+             max_retries=5, time_limit=60, soft_time_limit=50)
+def usage_settle_task(assignment_id: int | None = None) -> int:
+    ids = [assignment_id] if assignment_id is not None else None
+    return usage_settle(assignment_ids=ids).captured
+
+
+@shared_task(name="scheduler.leases_expire", ignore_result=True, acks_late=True,
+             reject_on_worker_lost=True, time_limit=60, soft_time_limit=50)
+def leases_expire_task() -> int:
+    sweep = leases_expire()
+    if sweep.nodes_offline or sweep.assignments_lost:
+        logger.info("lease sweep: %s", sweep)
+    queued_jobs_expire()
+    return sweep.assignments_lost
+
+
+def placement_kick() -> None:
+    """Ask for a placement cycle soon (after the caller's commit)."""
+    try:
+        placement_run_task.delay()
+    except Exception:  # the broker being down must not fail the request; beat retries
+        logger.warning("could not queue a placement run", exc_info=True)
+
+
+def settlement_kick(assignment_id: int) -> None:
+    try:
+        usage_settle_task.delay(assignment_id)
+    except Exception:
+        logger.warning("could not queue settlement of assignment %s", assignment_id,
+                       exc_info=True)

@@ -1,0 +1,78 @@
+"""A node that goes silent: offline, leases expired, jobs requeued up to the retry limit,
+usage reported before the loss paid and nothing after."""
+
+from datetime import timedelta
+
+import time_machine
+from django.utils import timezone
+
+from banking.selectors import wallet_get
+from scheduler.models import Assignment, Job, Node
+from scheduler.pricing import charge_for
+from scheduler.services.agent import usage_report
+from scheduler.services.jobs import job_submit
+from scheduler.services.leases import leases_expire
+from scheduler.services.nodes import node_heartbeat
+from scheduler.services.placement import placement_run
+
+
+def test_a_silent_node_goes_offline_and_its_job_is_requeued_and_charged_only_what_was_reported(
+        buyer, online_node):
+    lost_node = online_node(gpus=2)
+    job = job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 600}},
+                     gpu_class="H100-80GB", gpu_count=2, max_duration_s=3600)
+    placement_run()
+    a = Assignment.objects.get(job=job)
+    usage_report(node_id=lost_node.pk, assignment_id=a.pk, seq=1, gpu_seconds=240)
+    with time_machine.travel(timezone.now() + timedelta(seconds=31), tick=False):
+        sweep = leases_expire()
+        assert (sweep.nodes_offline, sweep.assignments_lost, sweep.requeued) == (1, 1, 1)
+    lost = Node.objects.get(pk=lost_node.pk)
+    assert (lost.status, lost.free_gpus) == ("offline", 2)
+    assert lost.reliability < 1000
+    job.refresh_from_db()
+    assert (job.state, job.attempts, job.node_id) == ("queued", 1, None)
+    charged = charge_for(240, job.rate_per_gpu_hour)
+    assert wallet_get(organization_id=buyer.pk).available == (
+        10_000_000_000 - job.hold_amount)  # the hold stays for the retry
+    assert Assignment.objects.get(pk=a.pk).charged == charged
+
+    spare = online_node(gpus=2)
+    placement_run()
+    job.refresh_from_db()
+    assert (job.state, job.node_id, job.attempts) == ("placed", spare.pk, 2)
+
+
+def test_a_job_lost_more_times_than_the_limit_fails_and_its_hold_is_released(buyer, online_node,
+                                                                            settings):
+    settings.SCHEDULER_MAX_ATTEMPTS = 2
+    online_node(gpus=1)
+    job = job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 600}},
+                     gpu_class="H100-80GB", gpu_count=1, max_duration_s=3600)
+    now = timezone.now()
+    for attempt in range(2):
+        if attempt:
+            online_node(gpus=1)
+        with time_machine.travel(now + timedelta(seconds=100 * attempt), tick=False):
+            placement_run()
+        with time_machine.travel(now + timedelta(seconds=100 * attempt + 45), tick=False):
+            leases_expire()
+    job.refresh_from_db()
+    assert job.state == "failed"
+    assert "retry limit" in job.failure_reason
+    summary = wallet_get(organization_id=buyer.pk)
+    assert (summary.available, summary.held) == (10_000_000_000, 0)
+
+
+def test_a_node_back_before_its_lease_expires_keeps_its_assignment(buyer, online_node):
+    node = online_node(gpus=1)
+    job = job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 600}},
+                     gpu_class="H100-80GB", gpu_count=1, max_duration_s=3600)
+    placement_run()
+    with time_machine.travel(timezone.now() + timedelta(seconds=20), tick=False):
+        node_heartbeat(node_id=node.pk, free_gpus=0, busy_gpus=1, utilization=1.0,
+                       agent_version="t")
+    with time_machine.travel(timezone.now() + timedelta(seconds=45), tick=False):
+        sweep = leases_expire()
+    assert sweep.assignments_lost == 0
+    assert Job.objects.get(pk=job.pk).state == "placed"
