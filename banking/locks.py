@@ -1,16 +1,19 @@
 """Every row lock banking takes goes through here, so locks are always taken in one
-order: organizations, then holds, then accounts; each kind by ascending primary key.
+order: organizations, then payment rows (top-ups, payouts, disputes), then holds, then
+accounts; each kind by ascending primary key.
 
 Lending serializes everything it does for one organization (origination, collection,
 prepayment, write-off, credit line changes) on that organization's row, taken first;
-loans and installments are only written under it, so they need no locks of their own."""
+loans and installments are only written under it, so they need no locks of their own.
+Payments lock one top-up or payout row (never an organization) before its holds and
+accounts."""
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import connection
 
-from banking.models import Account, Hold, Organization
+from banking.models import Account, Hold, Organization, Payout, TopUp
 
 
 def organizations_lock(organization_ids: Iterable[int]) -> dict[int, Organization]:
@@ -46,3 +49,14 @@ def accounts_lock(account_ids: Iterable[int]) -> dict[int, LockedAccount]:
 def holds_lock(hold_ids: Iterable[int]) -> dict[int, Hold]:
     ids = sorted(set(hold_ids))
     return {h.id: h for h in Hold.objects.select_for_update().filter(id__in=ids).order_by("id")}
+
+
+# Payments
+
+
+def topup_lock(topup_id: int) -> TopUp | None:
+    return TopUp.objects.select_for_update().filter(pk=topup_id).first()
+
+
+def payout_lock(payout_id: int) -> Payout | None:
+    return Payout.objects.select_for_update().filter(pk=payout_id).first()

@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 from banking.errors import NotFound
 from banking.models import Account, ApiKey, Entry, Organization
 from banking.models.ledger import AccountPurpose
+from banking.models.payments import Payout, PayoutAccount, TopUp
 
 
 def organization_account_ids(organization_id: int) -> dict[str, int]:
@@ -94,3 +95,26 @@ def organization_get(*, organization_id: int) -> Organization:
 
 def api_key_list(*, organization_id: int) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(organization_id=organization_id).order_by("-created_at")
+
+
+# Payments
+
+
+def topup_list(*, organization_id: int) -> QuerySet[TopUp]:
+    return TopUp.objects.filter(organization_id=organization_id).order_by("-id")
+
+
+def topup_get(*, organization_id: int, topup_id: int) -> TopUp:
+    topup = TopUp.objects.filter(organization_id=organization_id, pk=topup_id).first()
+    if topup is None:
+        raise NotFound("Top-up not found.")
+    return topup
+
+
+def payout_list(*, organization_id: int) -> QuerySet[Payout]:
+    return Payout.objects.filter(organization_id=organization_id).order_by("-id")
+
+
+def payout_account_get(*, organization_id: int) -> PayoutAccount | None:
+    return PayoutAccount.objects.filter(organization_id=organization_id).first()
+

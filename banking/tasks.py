@@ -5,8 +5,63 @@ from typing import Any
 from celery import shared_task
 from django.db import OperationalError
 
+from banking.gateway import GatewayError
 from banking.services.holds import holds_expire
 from banking.services.lending import installments_collect
+from banking.services.payments import (
+    PaymentProviderUnavailable,
+    stripe_event_process,
+    stripe_events_retry,
+    topups_sync_pending,
+)
+from banking.services.payouts import payout_execute, payouts_resume, payouts_sweep
+
+# Payments
+
+_MONEY_TASK: dict[str, Any] = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "time_limit": 120,
+    "soft_time_limit": 100,
+}
+# Only a provider that could not be reached is worth retrying; the rest is recorded.
+_PROVIDER_RETRY: dict[str, Any] = {
+    "autoretry_for": (GatewayError, PaymentProviderUnavailable),
+    "retry_backoff": True,
+    "retry_backoff_max": 600,
+    "max_retries": 8,
+}
+
+
+@shared_task(name="banking.stripe_event_process", **_MONEY_TASK, **_PROVIDER_RETRY)  # type: ignore[untyped-decorator]
+def stripe_event_process_task(event_pk: int) -> str:
+    return str(stripe_event_process(event_pk=event_pk).status)
+
+
+@shared_task(name="banking.payout_execute", **_MONEY_TASK, **_PROVIDER_RETRY)  # type: ignore[untyped-decorator]
+def payout_execute_task(payout_id: int) -> str:
+    return str(payout_execute(payout_id=payout_id).status)
+
+
+@shared_task(name="banking.payouts_sweep", **_MONEY_TASK)  # type: ignore[untyped-decorator]
+def payouts_sweep_task() -> int:
+    return len(payouts_sweep())
+
+
+@shared_task(name="banking.payouts_resume", **_MONEY_TASK)  # type: ignore[untyped-decorator]
+def payouts_resume_task() -> int:
+    return payouts_resume()
+
+
+@shared_task(name="banking.topups_sync_pending", **_MONEY_TASK)  # type: ignore[untyped-decorator]
+def topups_sync_pending_task() -> int:
+    return topups_sync_pending()
+
+
+@shared_task(name="banking.stripe_events_retry", **_MONEY_TASK)  # type: ignore[untyped-decorator]
+def stripe_events_retry_task() -> int:
+    return stripe_events_retry()
+
 
 # Ledger
 

@@ -215,6 +215,35 @@ LEDGER_HOLD_DEFAULT_TTL_S = env.int("LEDGER_HOLD_DEFAULT_TTL_S", default=7 * 24 
 LEDGER_DEADLOCK_RETRIES = env.int("LEDGER_DEADLOCK_RETRIES", default=8)
 API_KEY_LAST_USED_RESOLUTION_S = env.int("API_KEY_LAST_USED_RESOLUTION_S", default=60)
 
+# Payments
+# With no STRIPE_SECRET_KEY the in-memory fake gateway is used (embedded demo, tests).
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")  # empty: Stripe itself
+PAYOUT_CURRENCY = env.str("PAYOUT_CURRENCY", default="usd")
+# What the bank pays a provider for 1M tokens, in cents (a Decimal string).
+PAYOUT_CENTS_PER_MILLION = env.str("PAYOUT_CENTS_PER_MILLION", default="25")
+PAYOUT_MIN_TOKENS = env.int("PAYOUT_MIN_TOKENS", default=10_000_000)
+# Payouts of fewer tokens than this are approved without an operator; 0 turns it off.
+PAYOUT_AUTO_APPROVE_BELOW_TOKENS = env.int("PAYOUT_AUTO_APPROVE_BELOW_TOKENS", default=0)
+PAYOUT_HOLD_TTL_S = env.int("PAYOUT_HOLD_TTL_S", default=90 * 24 * 3600)
+DISPUTE_HOLD_TTL_S = env.int("DISPUTE_HOLD_TTL_S", default=120 * 24 * 3600)
+# A top-up still pending after this long is checked against Stripe by a periodic task.
+TOPUP_SYNC_AFTER_S = env.int("TOPUP_SYNC_AFTER_S", default=600)
+CELERY_BEAT_SCHEDULE["banking.payouts_sweep"] = {
+    "task": "banking.payouts_sweep", "schedule": 24 * 3600.0,
+}
+CELERY_BEAT_SCHEDULE["banking.topups_sync_pending"] = {
+    "task": "banking.topups_sync_pending", "schedule": 300.0,
+}
+CELERY_BEAT_SCHEDULE["banking.stripe_events_retry"] = {
+    "task": "banking.stripe_events_retry", "schedule": 300.0,
+}
+CELERY_BEAT_SCHEDULE["banking.payouts_resume"] = {
+    "task": "banking.payouts_resume", "schedule": 300.0,
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from banking.webhooks import stripe_webhook
 from config import admin_dashboard  # noqa: F401  registers the dashboard on the admin index
 from config.observability import healthz, metrics
 
@@ -17,4 +18,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
+    path("webhooks/stripe/", stripe_webhook, name="stripe-webhook"),
 ]

@@ -10,15 +10,37 @@ from banking.invariants import ledger_verify
 from banking.models import Organization
 from banking.services.customers import api_key_issue, organization_create
 from banking.services.ledger import grant_post
+from banking.services.payments import token_prices_seed
 from scheduler.services.classes import gpu_classes_seed
+from tests.stripe_server import localstripe_url
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+# One localstripe process per test session, shared by every folder (it writes one
+# /tmp/localstripe.pickle): registered here only, never in a sub-folder's conftest.
+__all__ = ["localstripe_url"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "no_ledger_check: the test breaks the ledger on purpose"
     )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup`, every test that talks to localstripe runs on one worker,
+    so a session starts one localstripe process, never several at once."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        uses_localstripe = "localstripe_url" in names or (
+            callspec is not None and callspec.params.get("gut") == "localstripe"
+        )
+        if uses_localstripe and not any(
+            m.args[:1] == ("localstripe",) for m in item.iter_markers("xdist_group")
+        ):
+            item.add_marker(pytest.mark.xdist_group("localstripe"))
 
 
 @pytest.fixture(autouse=True)
@@ -33,11 +55,14 @@ def _ledger_stays_sound(request: pytest.FixtureRequest) -> Iterator[None]:
     if request.node.get_closest_marker("no_ledger_check"):
         request.getfixturevalue(uses_db)
         gpu_classes_seed()
+        token_prices_seed()
         yield
         return
     request.getfixturevalue(uses_db)
-    # A transactional test empties every table when it ends: put the catalog back.
+    # A transactional test empties every table when it ends: put the catalog and the
+    # token prices back.
     gpu_classes_seed()
+    token_prices_seed()
     yield
     violations = ledger_verify()
     assert violations == [], f"ledger invariants broken after the test: {violations}"

@@ -1,9 +1,24 @@
 from django.urls import include, path
 
+from banking.api.payments import (
+    PayoutAccountApi,
+    PayoutCreateListApi,
+    TopUpConfirmApi,
+    TopUpCreateListApi,
+    TopUpGetApi,
+    TopUpQuoteApi,
+)
 from banking.api.views import WalletGetApi, WalletTransferListApi
 
 urlpatterns = [
     path("wallet/", WalletGetApi.as_view(), name="wallet"),
     path("wallet/transfers/", WalletTransferListApi.as_view(), name="wallet-transfers"),
     path("", include("banking.api.lending")),
+    # Payments
+    path("topups/", TopUpCreateListApi.as_view(), name="topups"),
+    path("topups/quote/", TopUpQuoteApi.as_view(), name="topup-quote"),
+    path("topups/<int:topup_id>/", TopUpGetApi.as_view(), name="topup"),
+    path("topups/<int:topup_id>/confirm/", TopUpConfirmApi.as_view(), name="topup-confirm"),
+    path("payouts/", PayoutCreateListApi.as_view(), name="payouts"),
+    path("payout-account/", PayoutAccountApi.as_view(), name="payout-account"),
 ]

@@ -1,11 +1,22 @@
 from banking.models.customers import ApiKey, Membership, Organization
 from banking.models.ledger import Account, Entry, Hold, Transfer
 from banking.models.lending import CreditLine, Installment, Loan, LoanPrepayment
+from banking.models.payments import (
+    Dispute,
+    Payout,
+    PayoutAccount,
+    StripeCustomer,
+    StripeEvent,
+    TokenPrice,
+    TokenPriceTier,
+    TopUp,
+)
 
 __all__ = [
     "Account",
     "ApiKey",
     "CreditLine",
+    "Dispute",
     "Entry",
     "Hold",
     "Installment",
@@ -13,5 +24,12 @@ __all__ = [
     "LoanPrepayment",
     "Membership",
     "Organization",
+    "Payout",
+    "PayoutAccount",
+    "StripeCustomer",
+    "StripeEvent",
+    "TokenPrice",
+    "TokenPriceTier",
+    "TopUp",
     "Transfer",
 ]

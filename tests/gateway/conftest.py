@@ -11,13 +11,10 @@ import pytest
 from banking.gateway.fake import FakeGateway
 from banking.gateway.interface import PaymentGateway
 from banking.gateway.stripe_adapter import StripeGateway
-from tests.stripe_server import (
-    LOCALSTRIPE_SECRET_KEY,
-    create_card_payment_method,
-    localstripe_url,
-)
+from tests.stripe_server import LOCALSTRIPE_SECRET_KEY, create_card_payment_method
 
-__all__ = ["GatewayUnderTest", "localstripe_url"]
+# `localstripe_url` (one server per session) comes from the repository-wide conftest.
+__all__ = ["GatewayUnderTest"]
 
 WEBHOOK_SECRET = "whsec_gateway_tests"
 
