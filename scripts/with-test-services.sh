@@ -54,6 +54,17 @@ if ! pg_answers; then
   echo "started a throwaway PostgreSQL at $DATABASE_URL"
 fi
 
+# The named database itself (tests make their own; `makemigrations --check` reads this one).
+$PY - "$DATABASE_URL" <<'PYEOF'
+import sys, psycopg
+from urllib.parse import urlsplit, urlunsplit
+u = urlsplit(sys.argv[1])
+name = u.path.lstrip("/")
+with psycopg.connect(urlunsplit(u._replace(path="/postgres")), autocommit=True) as conn:
+    if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+        conn.execute(f'CREATE DATABASE "{name}"')
+PYEOF
+
 if ! redis_answers; then
   if ! command -v redis-server >/dev/null; then
     echo "Redis does not answer at $REDIS_URL and redis-server is not installed." >&2

@@ -11,6 +11,7 @@ from django.utils import timezone
 from banking.errors import InvalidInput, NotFound
 from banking.models import Organization
 from banking.services.holds import hold_place
+from banking.services.spending import organization_assert_can_spend
 from banking.services.transactions import money_transaction
 from scheduler.errors import InvalidSpec, JobFinished, NoNodeFits
 from scheduler.locks import assignments_lock, jobs_lock
@@ -24,7 +25,6 @@ from scheduler.models import (
 from scheduler.pricing import charge_for
 from scheduler.services.classes import gpu_class_by_name
 from scheduler.services.settlement import job_hold_release, usage_settle
-from scheduler.services.spending import assert_can_spend
 
 MAX_SPEC_BYTES = 64 * 1024
 
@@ -107,7 +107,7 @@ def job_submit(
     if max_price_per_gpu_hour is not None:
         max_price_per_gpu_hour = _whole(max_price_per_gpu_hour, "max_price_per_gpu_hour",
                                         minimum=1, maximum=10**12)
-    assert_can_spend(organization_id)
+    organization_assert_can_spend(organization_id)
     largest = Node.objects.filter(gpu_class=cls, is_approved=True).exclude(
         status=Node.Status.DISABLED
     ).aggregate(m=Max("gpu_count"))["m"] or 0
