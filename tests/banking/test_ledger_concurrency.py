@@ -2,48 +2,24 @@
 connection, committing for real."""
 
 import random
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from banking.errors import DomainError, InsufficientFunds
 from banking.models import Transfer
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account, wallet_get
 from banking.services.ledger import transfer_post
+from tests.concurrency import run_threads
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.xdist_group("pg-concurrency"),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL row locks"),
 ]
-
-
-def run_threads(n: int, target: Callable[[int], object]) -> list[object]:
-    """Start n threads behind a barrier so they really overlap; collect what each returns
-    (or raises)."""
-    barrier = threading.Barrier(n)
-    results: list[object] = [None] * n
-
-    def body(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = target(i)
-        except BaseException as exc:  # collected and asserted on by the test
-            results[i] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
 
 
 def wallet(org) -> int:

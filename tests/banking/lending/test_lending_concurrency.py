@@ -19,7 +19,7 @@ from banking.services.lending import (
     loan_prepay,
 )
 from tests.banking.lending.conftest import balances
-from tests.banking.test_ledger_concurrency import run_threads
+from tests.concurrency import run_threads
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -1,13 +1,11 @@
 """Fixtures for payments: the fake gateway installed for a test, a localstripe-backed
 StripeGateway configured through settings, Celery run eagerly, and small helpers."""
 
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from django.db import connections
 
 from banking.gateway import reset_gateway, set_gateway_for_tests
 from banking.gateway.fake import FakeGateway
@@ -60,24 +58,3 @@ def eager_tasks(settings) -> None:
 
 def balance(org: Organization, purpose: str = AccountPurpose.WALLET) -> int:
     return organization_account(org.pk, purpose).balance
-
-
-def run_threads(n: int, target: Callable[[int], object]) -> list[object]:
-    barrier = threading.Barrier(n)
-    results: list[object] = [None] * n
-
-    def body(i: int) -> None:
-        try:
-            barrier.wait()
-            results[i] = target(i)
-        except BaseException as exc:  # collected and asserted on by the test
-            results[i] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results

@@ -17,7 +17,8 @@ from banking.services.payouts import (
     payout_execute,
     payout_request,
 )
-from tests.banking.payments.conftest import balance, run_threads
+from tests.banking.payments.conftest import balance
+from tests.concurrency import run_threads
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
