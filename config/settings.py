@@ -210,6 +210,30 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# Bank products
+BANK_YIELD_INTERVAL_S = env.int("BANK_YIELD_INTERVAL_S", default=900)
+# An interval counts as online when this share of its minutes saw a heartbeat.
+BANK_COVERAGE_THRESHOLD = env.float("BANK_COVERAGE_THRESHOLD", default=0.9)
+# A deposit that misses more than this share of its intervals is defaulted.
+BANK_DEFAULT_MISSED_SHARE = env.float("BANK_DEFAULT_MISSED_SHARE", default=0.25)
+BANK_ADVANCE_SHARE_BPS = env.int("BANK_ADVANCE_SHARE_BPS", default=5000)
+# Block length discounts: (at least this many GPU-window hours, basis points off).
+BANK_BLOCK_DISCOUNTS = [(720, 2000), (168, 1000), (24, 500)]
+BANK_SELL_BACK_DISCOUNT_BPS = env.int("BANK_SELL_BACK_DISCOUNT_BPS", default=2000)
+BANK_DOWN_PAYMENT_BPS = env.int("BANK_DOWN_PAYMENT_BPS", default=2000)
+BANK_SLA_MULTIPLE = env.int("BANK_SLA_MULTIPLE", default=2)
+BANK_SLA_INTERVAL_S = env.int("BANK_SLA_INTERVAL_S", default=900)
+BANK_PRICE_TARGET_UTILIZATION = env.float("BANK_PRICE_TARGET_UTILIZATION", default=0.7)
+BANK_PRICE_STEP_BPS = env.int("BANK_PRICE_STEP_BPS", default=500)
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "bank-yield": {"task": "marketplace.yield_accrue", "schedule": 60.0},
+        "bank-sla": {"task": "marketplace.sla_credits_post", "schedule": 60.0},
+        "bank-prices": {"task": "marketplace.prices_adjust", "schedule": 300.0},
+        "bank-low-balance": {"task": "marketplace.low_balance_check", "schedule": 60.0},
+    }
+)
+
 # Ledger
 LEDGER_HOLD_DEFAULT_TTL_S = env.int("LEDGER_HOLD_DEFAULT_TTL_S", default=7 * 24 * 3600)
 LEDGER_DEADLOCK_RETRIES = env.int("LEDGER_DEADLOCK_RETRIES", default=8)

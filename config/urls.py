@@ -9,6 +9,7 @@ from config.observability import healthz, metrics
 api_v1: list[URLPattern | URLResolver] = [
     path("", include("banking.api.urls")),
     path("", include("scheduler.api.urls")),
+    path("", include("marketplace.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
 ]
 

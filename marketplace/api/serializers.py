@@ -1,0 +1,113 @@
+from rest_framework import serializers
+
+from marketplace.models import Block
+
+
+class DepositInputSerializer(serializers.Serializer):
+    node = serializers.IntegerField()
+    gpu_count = serializers.IntegerField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+
+
+class DepositOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    node = serializers.IntegerField(source="node_id")
+    gpu_class = serializers.CharField(source="gpu_class.name")
+    gpu_count = serializers.IntegerField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    rate_per_gpu_hour = serializers.IntegerField()
+    status = serializers.CharField()
+    expected = serializers.IntegerField(source="total_yield")
+    earned = serializers.IntegerField()
+    missed = serializers.IntegerField(source="missed_yield")
+    missed_intervals = serializers.IntegerField()
+    intervals = serializers.IntegerField()
+    intervals_accrued = serializers.IntegerField(source="next_interval")
+
+
+class AdvanceInputSerializer(serializers.Serializer):
+    amount = serializers.IntegerField()
+
+
+class AdvanceOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    amount = serializers.IntegerField()
+    outstanding = serializers.IntegerField()
+    status = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class AvailabilityQuerySerializer(serializers.Serializer):
+    gpu_class = serializers.CharField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    gpu_count = serializers.IntegerField(required=False, default=1)
+
+
+class BlockInputSerializer(serializers.Serializer):
+    gpu_class = serializers.CharField()
+    gpu_count = serializers.IntegerField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    payment = serializers.ChoiceField(choices=Block.Payment.choices)
+    term_months = serializers.IntegerField(required=False, allow_null=True)
+
+
+class ScheduleRowSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    due_date = serializers.DateField()
+    principal = serializers.IntegerField()
+    interest = serializers.IntegerField()
+
+
+class QuoteOutputSerializer(serializers.Serializer):
+    gpu_class = serializers.CharField(source="gpu_class.name")
+    gpu_count = serializers.IntegerField()
+    hours = serializers.IntegerField()
+    rate_per_gpu_hour = serializers.IntegerField()
+    discount_bps = serializers.IntegerField()
+    price = serializers.IntegerField()
+    down_payment = serializers.IntegerField()
+    financed = serializers.IntegerField()
+    schedule = ScheduleRowSerializer(many=True)
+
+
+class BlockOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="pk", help_text="pass as `block` when submitting jobs")
+    gpu_class = serializers.CharField(source="gpu_class.name")
+    gpu_count = serializers.IntegerField(source="reservation.gpu_count")
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField(source="reservation.end")
+    status = serializers.CharField(source="reservation.status")
+    rate_per_gpu_hour = serializers.IntegerField()
+    discount_bps = serializers.IntegerField()
+    price = serializers.IntegerField()
+    payment = serializers.CharField()
+    down_payment = serializers.IntegerField()
+    loan = serializers.IntegerField(source="loan_id", allow_null=True)
+    sold_back = serializers.IntegerField()
+
+
+class SellBackInputSerializer(serializers.Serializer):
+    gpu_count = serializers.IntegerField()
+    start = serializers.DateTimeField(help_text="sell back from this hour to the block's end")
+
+
+class SellBackOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    gpu_count = serializers.IntegerField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    credited = serializers.IntegerField()
+
+
+class PriceHistorySerializer(serializers.Serializer):
+    on_demand_rate = serializers.IntegerField()
+    utilization_permille = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+
+class AlertSerializer(serializers.Serializer):
+    threshold = serializers.IntegerField(allow_null=True)

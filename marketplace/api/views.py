@@ -1,0 +1,185 @@
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from banking.api.idempotency import idempotency_key_from
+from banking.api.pagination import StandardPagination
+from banking.api.permissions import HasOrganization, IsBuyer, IsProvider
+from banking.services.ledger import new_idempotency_key
+from marketplace.api import serializers as s
+from marketplace.models import LowBalanceAlert
+from marketplace.selectors import (
+    advance_list,
+    block_get,
+    block_list,
+    deposit_list,
+    price_history_list,
+)
+from marketplace.services.advances import advance_create, advance_limit
+from marketplace.services.alerts import low_balance_alert_set
+from marketplace.services.blocks import availability, block_buy, block_quote, block_sell_back
+from marketplace.services.deposits import deposit_create
+
+IDEMPOTENCY = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)
+
+
+def _org(request: Request) -> int:
+    return int(request.organization.pk)  # type: ignore[attr-defined]
+
+
+def _key(request: Request, scope: str) -> str:
+    return idempotency_key_from(request, scope=scope) or new_idempotency_key(scope)
+
+
+def _page(view: APIView, request: Request, qs: QuerySet[Any], serializer: type) -> Response:
+    paginator = StandardPagination()
+    page = paginator.paginate_queryset(qs, request, view=view)
+    return paginator.get_paginated_response(serializer(page, many=True).data)
+
+
+class DepositListCreateApi(APIView):
+    permission_classes = [IsProvider]
+
+    @extend_schema(responses=s.DepositOutputSerializer(many=True),
+                   summary="Your capacity deposits: expected, earned and missed yield")
+    def get(self, request: Request) -> Response:
+        return _page(self, request, deposit_list(provider_id=_org(request)),
+                     s.DepositOutputSerializer)
+
+    @extend_schema(request=s.DepositInputSerializer, responses={201: s.DepositOutputSerializer},
+                   parameters=[IDEMPOTENCY],
+                   summary="Deposit a bank-mode node's GPUs for a window at the deposit rate")
+    def post(self, request: Request) -> Response:
+        data = s.DepositInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        d = data.validated_data
+        deposit = deposit_create(provider_id=_org(request), node_id=d["node"],
+                                 gpu_count=d["gpu_count"], start=d["start"], end=d["end"],
+                                 idempotency_key=idempotency_key_from(request, scope="deposit"))
+        return Response(s.DepositOutputSerializer(deposit).data, status=201)
+
+
+class AdvanceListCreateApi(APIView):
+    permission_classes = [IsProvider]
+
+    @extend_schema(responses=s.AdvanceOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        limit = advance_limit(provider_id=_org(request))
+        response = _page(self, request, advance_list(provider_id=_org(request)),
+                         s.AdvanceOutputSerializer)
+        response.data["available"] = limit.available
+        return response
+
+    @extend_schema(request=s.AdvanceInputSerializer, responses={201: s.AdvanceOutputSerializer},
+                   parameters=[IDEMPOTENCY], summary="Borrow against expected yield")
+    def post(self, request: Request) -> Response:
+        data = s.AdvanceInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        advance = advance_create(provider_id=_org(request), amount=data.validated_data["amount"],
+                                 idempotency_key=_key(request, "advance"))
+        return Response(s.AdvanceOutputSerializer(advance).data, status=201)
+
+
+class BlockAvailabilityApi(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(parameters=[s.AvailabilityQuerySerializer],
+                   summary="Bank GPUs free per hour slot, and a price quote")
+    def get(self, request: Request) -> Response:
+        q = s.AvailabilityQuerySerializer(data=request.query_params)
+        q.is_valid(raise_exception=True)
+        d = q.validated_data
+        slots = availability(gpu_class=d["gpu_class"], start=d["start"], end=d["end"])
+        from marketplace.services.blocks import discount_bps_for
+        from scheduler.services.classes import gpu_class_by_name
+
+        cls = gpu_class_by_name(d["gpu_class"])
+        hours = len(slots)
+        base = cls.block_rate * d["gpu_count"] * hours
+        discount = discount_bps_for(hours)
+        return Response({
+            "gpu_class": cls.name,
+            "slots": [{"start": t, "free_gpus": free} for t, free in slots],
+            "min_free_gpus": min((free for _, free in slots), default=0),
+            "quote": {"gpu_count": d["gpu_count"], "hours": hours,
+                      "rate_per_gpu_hour": cls.block_rate, "discount_bps": discount,
+                      "price": base - base * discount // 10_000},
+        })
+
+
+class BlockQuoteApi(APIView):
+    permission_classes = [IsBuyer]
+
+    @extend_schema(request=s.BlockInputSerializer, responses=s.QuoteOutputSerializer,
+                   summary="Price, and the installment schedule when financed; writes nothing")
+    def post(self, request: Request) -> Response:
+        data = s.BlockInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        quote = block_quote(organization_id=_org(request), **data.validated_data)
+        return Response(s.QuoteOutputSerializer(quote).data)
+
+
+class BlockListCreateApi(APIView):
+    def get_permissions(self) -> list[Any]:
+        return [IsBuyer()] if self.request.method == "POST" else [HasOrganization()]
+
+    @extend_schema(responses=s.BlockOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return _page(self, request, block_list(organization_id=_org(request)),
+                     s.BlockOutputSerializer)
+
+    @extend_schema(request=s.BlockInputSerializer, responses={201: s.BlockOutputSerializer},
+                   parameters=[IDEMPOTENCY],
+                   summary="Buy a block of bank GPUs from the wallet or financed")
+    def post(self, request: Request) -> Response:
+        data = s.BlockInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        block = block_buy(organization_id=_org(request), idempotency_key=_key(request, "block"),
+                          **data.validated_data)
+        return Response(s.BlockOutputSerializer(block_get(organization_id=_org(request),
+                                                          block_id=block.pk)).data, status=201)
+
+
+class BlockSellBackApi(APIView):
+    permission_classes = [IsBuyer]
+
+    @extend_schema(request=s.SellBackInputSerializer, responses={201: s.SellBackOutputSerializer},
+                   parameters=[IDEMPOTENCY], summary="Sell unused future time back to the bank")
+    def post(self, request: Request, block_id: int) -> Response:
+        data = s.SellBackInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        sell_back = block_sell_back(organization_id=_org(request), block_id=block_id,
+                                    gpu_count=data.validated_data["gpu_count"],
+                                    start=data.validated_data["start"],
+                                    idempotency_key=_key(request, "sell-back"))
+        return Response(s.SellBackOutputSerializer(sell_back).data, status=201)
+
+
+class PriceHistoryApi(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses=s.PriceHistorySerializer(many=True))
+    def get(self, request: Request, gpu_class_id: int) -> Response:
+        return _page(self, request, price_history_list(gpu_class_id=gpu_class_id),
+                     s.PriceHistorySerializer)
+
+
+class LowBalanceAlertApi(APIView):
+    @extend_schema(responses=s.AlertSerializer)
+    def get(self, request: Request) -> Response:
+        alert = LowBalanceAlert.objects.filter(organization_id=_org(request)).first()
+        return Response({"threshold": alert.threshold if alert else None})
+
+    @extend_schema(request=s.AlertSerializer, responses=s.AlertSerializer,
+                   summary="Email once when the wallet drops below the threshold (null: off)")
+    def put(self, request: Request) -> Response:
+        data = s.AlertSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        alert = low_balance_alert_set(organization_id=_org(request),
+                                      threshold=data.validated_data["threshold"])
+        return Response({"threshold": alert.threshold if alert else None})

@@ -1,0 +1,59 @@
+"""Advances: a provider borrows against the remaining expected yield of its deposits."""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import Sum
+
+from banking.errors import InvalidInput
+from banking.locks import organizations_lock
+from banking.models.ledger import AccountPurpose, TransferKind
+from banking.selectors import organization_account_ids
+from banking.services.ledger import require_positive_tokens, system_account, transfer_post
+from banking.services.transactions import money_transaction
+from marketplace.errors import AdvanceLimitExceeded
+from marketplace.models import Advance
+from marketplace.services.deposits import remaining_expected_yield
+
+
+@dataclass(frozen=True)
+class AdvanceLimit:
+    remaining_expected_yield: int
+    outstanding: int
+    available: int
+
+
+def advance_limit(*, provider_id: int) -> AdvanceLimit:
+    remaining = remaining_expected_yield(provider_id)
+    outstanding = Advance.objects.filter(provider_id=provider_id,
+                                         status=Advance.Status.OPEN).aggregate(
+        s=Sum("outstanding"))["s"] or 0
+    cap = remaining * settings.BANK_ADVANCE_SHARE_BPS // 10_000
+    return AdvanceLimit(remaining, outstanding, max(0, cap - outstanding))
+
+
+@money_transaction
+def advance_create(*, provider_id: int, amount: int, idempotency_key: str) -> Advance:
+    require_positive_tokens(amount)
+    existing = Advance.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        if existing.provider_id != provider_id or existing.amount != amount:
+            raise InvalidInput("This idempotency key was used for another advance.",
+                               code="idempotency_conflict", status=409)
+        return existing
+    organizations_lock([provider_id])
+    limit = advance_limit(provider_id=provider_id)
+    if amount > limit.available:
+        raise AdvanceLimitExceeded(
+            f"You can draw at most {limit.available} tokens now "
+            f"({settings.BANK_ADVANCE_SHARE_BPS // 100}% of {limit.remaining_expected_yield} "
+            f"expected, less {limit.outstanding} outstanding).",
+            fields={"amount": [f"At most {limit.available}."], "available": limit.available},
+        )
+    advance = Advance.objects.create(provider_id=provider_id, amount=amount, outstanding=amount,
+                                     idempotency_key=idempotency_key)
+    wallet = organization_account_ids(provider_id)[AccountPurpose.WALLET]
+    transfer_post(kind=TransferKind.ADVANCE, idempotency_key=f"advance:{advance.pk}",
+                  legs=[(system_account(AccountPurpose.LENDING).pk, -amount), (wallet, amount)],
+                  reference=f"advance:{advance.pk}", memo="advance on expected yield")
+    return advance

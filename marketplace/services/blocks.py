@@ -1,0 +1,198 @@
+"""Compute blocks: reserved GPUs of a class out of the bank's inventory, paid from the
+wallet or financed; sold back at a discount."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from banking.amortization import ScheduleRow
+from banking.errors import InvalidInput, NotFound
+from banking.models.ledger import AccountPurpose, TransferKind
+from banking.selectors import organization_account_ids
+from banking.selectors_lending import loan_quote
+from banking.services.ledger import system_account, transfer_post
+from banking.services.lending import loan_originate
+from banking.services.spending import organization_assert_can_spend
+from banking.services.transactions import money_transaction
+from marketplace.errors import InsufficientInventory, SellBackNotAllowed
+from marketplace.locks import inventory_slots_lock
+from marketplace.models import Block, InventorySlot, SellBack
+from marketplace.windows import HOUR, hour_slots, window_check
+from scheduler.models import ACTIVE_JOB_STATES, GpuClass, Reservation
+from scheduler.services.classes import gpu_class_by_name
+
+
+@dataclass(frozen=True)
+class BlockQuote:
+    gpu_class: GpuClass
+    gpu_count: int
+    hours: int
+    rate_per_gpu_hour: int
+    discount_bps: int
+    price: int
+    down_payment: int
+    financed: int
+    schedule: list[ScheduleRow]
+
+
+def discount_bps_for(hours: int) -> int:
+    return next((bps for min_hours, bps in settings.BANK_BLOCK_DISCOUNTS if hours >= min_hours),
+                0)
+
+
+def _count(value: object, name: str = "gpu_count") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
+        raise InvalidInput(f"{name} must be a whole number from 1.", fields={name: ["1 or more."]})
+    return value
+
+
+def block_quote(*, organization_id: int, gpu_class: str, gpu_count: int, start: datetime,
+                end: datetime, payment: str = Block.Payment.WALLET,
+                term_months: int | None = None) -> BlockQuote:
+    cls = gpu_class_by_name(gpu_class)
+    gpu_count = _count(gpu_count)
+    hours = window_check(start, end)
+    base = cls.block_rate * gpu_count * hours
+    discount = discount_bps_for(hours)
+    price = base - base * discount // 10_000
+    down = financed = 0
+    schedule: list[ScheduleRow] = []
+    if payment == Block.Payment.FINANCED:
+        if term_months is None:
+            raise InvalidInput("A financed block needs term_months.",
+                               fields={"term_months": ["Required when financed."]})
+        down = price * settings.BANK_DOWN_PAYMENT_BPS // 10_000
+        financed = price - down
+        schedule = loan_quote(organization_id=organization_id, principal=financed,
+                              term_months=term_months).schedule
+    elif payment != Block.Payment.WALLET:
+        raise InvalidInput("payment is wallet or financed.", fields={"payment": ["Unknown."]})
+    return BlockQuote(cls, gpu_count, hours, cls.block_rate, discount, price, down, financed,
+                      schedule)
+
+
+def availability(*, gpu_class: str, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
+    cls = gpu_class_by_name(gpu_class)
+    window_check(start, end, allow_past=True)
+    rows = dict(InventorySlot.objects.filter(gpu_class=cls, slot_start__gte=start,
+                                             slot_start__lt=end)
+                .values_list("slot_start").annotate(free=F("capacity") - F("booked")))
+    return [(slot, rows.get(slot, 0)) for slot in hour_slots(start, end)]
+
+
+@money_transaction
+def block_buy(*, organization_id: int, gpu_class: str, gpu_count: int, start: datetime,
+              end: datetime, payment: str, term_months: int | None = None,
+              idempotency_key: str) -> Block:
+    existing = Block.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None and existing.organization_id == organization_id:
+        return existing
+    organization_assert_can_spend(organization_id)
+    quote = block_quote(organization_id=organization_id, gpu_class=gpu_class,
+                        gpu_count=gpu_count, start=start, end=end, payment=payment,
+                        term_months=term_months)
+    capacity = system_account(AccountPurpose.BANK_CAPACITY).pk
+    wallet = organization_account_ids(organization_id)[AccountPurpose.WALLET]
+    loan = None
+    if payment == Block.Payment.FINANCED:
+        assert term_months is not None
+        # Lending locks the organization first: originate before anything else is locked.
+        loan = loan_originate(organization_id=organization_id, principal=quote.financed,
+                              term_months=term_months, reference=f"block-key:{idempotency_key}",
+                              pay_to_account_id=capacity,
+                              idempotency_key=f"block-loan:{idempotency_key}")
+    slots = inventory_slots_lock(quote.gpu_class.pk, hour_slots(start, end))
+    short = [s for s in slots.values() if s.capacity - s.booked < quote.gpu_count]
+    if short:
+        worst = min(short, key=lambda s: s.capacity - s.booked)
+        raise InsufficientInventory(
+            f"The bank has {max(0, worst.capacity - worst.booked)} {quote.gpu_class.name} GPUs "
+            f"free at {worst.slot_start:%Y-%m-%d %H:00}; {quote.gpu_count} asked.",
+            fields={"gpu_count": [f"At most {max(0, worst.capacity - worst.booked)}."]},
+        )
+    InventorySlot.objects.filter(pk__in=[s.pk for s in slots.values()]).update(
+        booked=F("booked") + quote.gpu_count)
+    pay_now = quote.down_payment if loan else quote.price
+    reservation = Reservation.objects.create(
+        organization_id=organization_id, gpu_class=quote.gpu_class, gpu_count=quote.gpu_count,
+        start=start, end=end, reference=f"block {payment}")
+    if pay_now:
+        transfer_post(kind=TransferKind.PURCHASE, idempotency_key=f"block-pay:{reservation.pk}",
+                      legs=[(wallet, -pay_now), (capacity, pay_now)],
+                      reference=f"block:{reservation.pk}",
+                      memo=f"{quote.gpu_count} x {quote.gpu_class.name} for {quote.hours} h"
+                           + (" (down payment)" if loan else ""))
+    return Block.objects.create(
+        reservation=reservation, organization_id=organization_id, gpu_class=quote.gpu_class,
+        gpu_count=quote.gpu_count, start=start, end=end, rate_per_gpu_hour=quote.rate_per_gpu_hour,
+        discount_bps=quote.discount_bps, price=quote.price, payment=payment,
+        down_payment=quote.down_payment if loan else 0, loan=loan,
+        idempotency_key=idempotency_key,
+    )
+
+
+@money_transaction
+def block_sell_back(*, organization_id: int, block_id: int, gpu_count: int, start: datetime,
+                    idempotency_key: str) -> SellBack:
+    """Return GPUs of a block from `start` to its end to the bank, credited pro rata at a
+    discount. Only future, unused time: the whole block's GPUs from a later hour, or some
+    of its GPUs for the whole window before it begins."""
+    existing = SellBack.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        return existing
+    block = Block.objects.select_related("reservation").filter(
+        pk=block_id, organization_id=organization_id).first()
+    if block is None:
+        raise NotFound("Block not found.")
+    reservation = Reservation.objects.select_for_update().get(pk=block.pk)
+    gpu_count = _count(gpu_count)
+    now = timezone.now()
+    window_check(start, reservation.end, allow_past=True)
+    if start < now:
+        raise SellBackNotAllowed("Past time cannot be sold back; pick a future hour.",
+                                 fields={"from": ["In the future."]})
+    if not reservation.start <= start < reservation.end:
+        raise SellBackNotAllowed("That time is outside the block.",
+                                 fields={"from": ["Inside the block's window."]})
+    if gpu_count > reservation.gpu_count:
+        raise SellBackNotAllowed(f"The block has {reservation.gpu_count} GPUs.",
+                                 fields={"gpu_count": [f"At most {reservation.gpu_count}."]})
+    whole = gpu_count == reservation.gpu_count
+    if not whole and start != reservation.start:
+        raise SellBackNotAllowed(
+            "Sell back all of the block's GPUs from an hour, or some of them for the whole "
+            "window before it begins.")
+    if reservation.jobs.filter(state__in=ACTIVE_JOB_STATES).exists() and start <= now + HOUR:
+        raise SellBackNotAllowed("The block is in use; sell back later hours only.")
+    if reservation.status != Reservation.Status.ACTIVE:
+        raise SellBackNotAllowed("The block is no longer active.")
+    sold_hours = int((reservation.end - start) / HOUR)
+    total_gpu_hours = block.gpu_count * int((block.end - block.start) / HOUR)
+    pro_rata = block.price * gpu_count * sold_hours // total_gpu_hours
+    credit = pro_rata - pro_rata * settings.BANK_SELL_BACK_DISCOUNT_BPS // 10_000
+    slots = inventory_slots_lock(block.gpu_class_id, hour_slots(start, reservation.end))
+    InventorySlot.objects.filter(pk__in=[s.pk for s in slots.values()]).update(
+        booked=F("booked") - gpu_count)
+    end = reservation.end
+    if whole:
+        if start == reservation.start:
+            reservation.status = Reservation.Status.CANCELED
+        else:
+            reservation.end = start
+    else:
+        reservation.gpu_count -= gpu_count
+    reservation.save(update_fields=["end", "gpu_count", "status"])
+    sell_back = SellBack.objects.create(block=block, gpu_count=gpu_count, start=start, end=end,
+                                        credited=credit, idempotency_key=idempotency_key)
+    if credit:
+        wallet = organization_account_ids(organization_id)[AccountPurpose.WALLET]
+        transfer_post(kind=TransferKind.SELL_BACK, idempotency_key=f"sell-back:{sell_back.pk}",
+                      legs=[(system_account(AccountPurpose.BANK_CAPACITY).pk, -credit),
+                            (wallet, credit)],
+                      reference=f"block:{block.pk}",
+                      memo=f"sold back {gpu_count} GPUs x {sold_hours} h")
+    Block.objects.filter(pk=block.pk).update(sold_back=F("sold_back") + credit)
+    return sell_back

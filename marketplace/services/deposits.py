@@ -1,0 +1,212 @@
+"""Capacity deposits and their availability yield."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.db.models.functions import TruncMinute
+from django.utils import timezone
+
+from banking.errors import InvalidInput, NotFound
+from banking.models.ledger import AccountPurpose, TransferKind
+from banking.selectors import organization_account_ids
+from banking.services.ledger import system_account, transfer_post
+from banking.services.transactions import money_transaction
+from marketplace.errors import DepositOverlap, NodeNotInBankMode
+from marketplace.locks import inventory_slots_lock
+from marketplace.models import Advance, CapacityDeposit, YieldAccrual
+from marketplace.windows import hour_slots, window_check
+from scheduler.locks import nodes_lock
+from scheduler.models import Node, NodeHeartbeat
+from scheduler.services.nodes import node_reliability_lower
+
+RELIABILITY_PENALTY_MISSED_INTERVAL = 10
+
+
+def interval_yield(total: int, intervals: int, i: int) -> int:
+    """The yield of interval i: the intervals' yields are whole tokens that sum exactly to
+    `total`, so k online intervals of n earn total*k/n rounded down at most by one token."""
+    return total * (i + 1) // intervals - total * i // intervals
+
+
+@money_transaction
+def deposit_create(*, provider_id: int, node_id: int, gpu_count: int, start: datetime,
+                   end: datetime, idempotency_key: str | None = None) -> CapacityDeposit:
+    if idempotency_key:
+        existing = CapacityDeposit.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None and existing.provider_id == provider_id:
+            return existing
+    if Node.objects.filter(pk=node_id, provider_id=provider_id).first() is None:
+        raise NotFound("Node not found.", fields={"node": ["Not one of your nodes."]})
+    node = nodes_lock([node_id])[node_id]
+    if not node.is_approved:
+        raise NodeNotInBankMode("The node is not approved yet.")
+    if node.mode != Node.Mode.BANK:
+        raise NodeNotInBankMode("Only nodes in bank mode can deposit capacity; switch its mode.")
+    if isinstance(gpu_count, bool) or not isinstance(gpu_count, int) or not (
+        1 <= gpu_count <= node.gpu_count
+    ):
+        raise InvalidInput(f"gpu_count must be from 1 to {node.gpu_count}.",
+                           fields={"gpu_count": [f"1 to {node.gpu_count}."]})
+    hours = window_check(start, end)
+    interval_s = settings.BANK_YIELD_INTERVAL_S
+    window_s = int((end - start).total_seconds())
+    if window_s % interval_s:
+        raise InvalidInput("The window must be a whole number of yield intervals.")
+    overlapping = list(CapacityDeposit.objects.filter(
+        node=node, status=CapacityDeposit.Status.ACTIVE, start__lt=end, end__gt=start))
+    for slot in hour_slots(start, end):
+        used = sum(d.gpu_count for d in overlapping if d.start <= slot < d.end)
+        if used + gpu_count > node.gpu_count:
+            raise DepositOverlap(
+                f"At {slot:%Y-%m-%d %H:00} this node already has {used} of its "
+                f"{node.gpu_count} GPUs deposited.",
+                fields={"gpu_count": [f"At most {node.gpu_count - used} here."]},
+            )
+    rate = node.gpu_class.deposit_rate
+    deposit = CapacityDeposit.objects.create(
+        provider_id=provider_id, node=node, gpu_class_id=node.gpu_class_id, gpu_count=gpu_count,
+        start=start, end=end, rate_per_gpu_hour=rate, interval_s=interval_s,
+        intervals=window_s // interval_s, total_yield=gpu_count * rate * hours,
+        idempotency_key=idempotency_key,
+    )
+    slots = inventory_slots_lock(node.gpu_class_id, hour_slots(start, end))
+    from marketplace.models import InventorySlot
+
+    InventorySlot.objects.filter(pk__in=[s.pk for s in slots.values()]).update(
+        capacity=F("capacity") + gpu_count)
+    return deposit
+
+
+def heartbeat_coverage(node_id: int, start: datetime, end: datetime) -> float:
+    minutes = int((end - start).total_seconds() // 60) or 1
+    seen = (NodeHeartbeat.objects.filter(node_id=node_id, at__gte=start, at__lt=end)
+            .annotate(minute=TruncMinute("at")).values("minute").distinct().count())
+    return min(1.0, seen / minutes)
+
+
+@dataclass
+class AccrualRun:
+    intervals: int = 0
+    paid: int = 0
+    missed: int = 0
+    defaulted: int = 0
+
+
+def yield_accrue(*, now: datetime | None = None) -> AccrualRun:
+    """Accrue every finished interval of every active deposit. Safe to run twice: each
+    interval is accrued once (unique per deposit and interval)."""
+    now = now or timezone.now()
+    run = AccrualRun()
+    for deposit_id in CapacityDeposit.objects.filter(
+        status=CapacityDeposit.Status.ACTIVE, start__lt=now
+    ).values_list("id", flat=True):
+        _accrue_deposit(deposit_id, now, run)
+    return run
+
+
+@money_transaction
+def _accrue_deposit(deposit_id: int, now: datetime, run: AccrualRun) -> None:
+    deposit = CapacityDeposit.objects.select_for_update().get(pk=deposit_id)
+    if deposit.status != CapacityDeposit.Status.ACTIVE:
+        return
+    step = timedelta(seconds=deposit.interval_s)
+    wallet = organization_account_ids(deposit.provider_id)[AccountPurpose.WALLET]
+    capacity = system_account(AccountPurpose.BANK_CAPACITY).pk
+    lending = system_account(AccountPurpose.LENDING).pk
+    while deposit.next_interval < deposit.intervals:
+        i = deposit.next_interval
+        t0 = deposit.start + i * step
+        if t0 + step > now:
+            break
+        coverage = heartbeat_coverage(deposit.node_id, t0, t0 + step)
+        online = coverage >= settings.BANK_COVERAGE_THRESHOLD
+        amount = interval_yield(deposit.total_yield, deposit.intervals, i)
+        try:
+            with transaction.atomic():
+                accrual = YieldAccrual.objects.create(deposit=deposit, interval_start=t0,
+                                                      online=online, coverage=coverage,
+                                                      amount=amount)
+        except IntegrityError:
+            deposit.next_interval = i + 1
+            continue
+        if online and amount:
+            repaid = _advances_repay(deposit.provider_id, amount)
+            legs = [(capacity, -amount)]
+            if amount - repaid:
+                legs.append((wallet, amount - repaid))
+            if repaid:
+                legs.append((lending, repaid))
+            transfer_post(kind=TransferKind.YIELD, idempotency_key=f"yield:{accrual.pk}",
+                          legs=legs, reference=f"deposit:{deposit.pk}",
+                          memo=f"availability yield {t0:%Y-%m-%d %H:%M}"
+                               + (f", {repaid} to advances" if repaid else ""))
+            YieldAccrual.objects.filter(pk=accrual.pk).update(repaid_advance=repaid)
+            deposit.earned += amount
+            run.paid += 1
+        elif not online:
+            deposit.missed_yield += amount
+            deposit.missed_intervals += 1
+            node_reliability_lower(node_id=deposit.node_id, by=RELIABILITY_PENALTY_MISSED_INTERVAL)
+            run.missed += 1
+        run.intervals += 1
+        deposit.next_interval = i + 1
+        if deposit.missed_intervals > settings.BANK_DEFAULT_MISSED_SHARE * deposit.intervals:
+            deposit.status = CapacityDeposit.Status.DEFAULTED
+            advances_default(provider_id=deposit.provider_id)
+            run.defaulted += 1
+            break
+    finished = deposit.next_interval >= deposit.intervals
+    if deposit.status == CapacityDeposit.Status.ACTIVE and finished:
+        deposit.status = CapacityDeposit.Status.COMPLETED
+    deposit.save(update_fields=["next_interval", "earned", "missed_yield", "missed_intervals",
+                                "status"])
+
+
+def _advances_repay(provider_id: int, amount: int) -> int:
+    """Accruals repay open advances first, oldest first; returns what was withheld."""
+    left = amount
+    for advance in Advance.objects.select_for_update().filter(
+        provider_id=provider_id, status=Advance.Status.OPEN
+    ).order_by("id"):
+        if left == 0:
+            break
+        part = min(left, advance.outstanding)
+        advance.outstanding -= part
+        if advance.outstanding == 0:
+            advance.status = Advance.Status.REPAID
+        advance.save(update_fields=["outstanding", "status", "updated_at"])
+        left -= part
+    return amount - left
+
+
+def advances_default(*, provider_id: int) -> int:
+    """A defaulted deposit makes the provider's unpaid advances owed at once: they move
+    to its debt account, which blocks spending until repaid."""
+    owed = 0
+    debt = organization_account_ids(provider_id)[AccountPurpose.DEBT]
+    lending = system_account(AccountPurpose.LENDING).pk
+    for advance in Advance.objects.select_for_update().filter(
+        provider_id=provider_id, status=Advance.Status.OPEN
+    ).order_by("id"):
+        transfer_post(kind=TransferKind.ADVANCE, idempotency_key=f"advance-default:{advance.pk}",
+                      legs=[(debt, -advance.outstanding), (lending, advance.outstanding)],
+                      reference=f"advance:{advance.pk}",
+                      memo="advance owed at once: a deposit defaulted")
+        owed += advance.outstanding
+        advance.outstanding = 0
+        advance.status = Advance.Status.DEFAULTED
+        advance.save(update_fields=["outstanding", "status", "updated_at"])
+    return owed
+
+
+def remaining_expected_yield(provider_id: int) -> int:
+    rows = CapacityDeposit.objects.filter(provider_id=provider_id,
+                                          status=CapacityDeposit.Status.ACTIVE)
+    total = 0
+    for d in rows:
+        total += d.total_yield - d.total_yield * d.next_interval // d.intervals
+    return total
+
