@@ -1,0 +1,125 @@
+"""The bank products' endpoints: who may call them, and nothing changes on a denial."""
+
+from datetime import timedelta
+
+import pytest
+
+from marketplace.models import Advance, Block, CapacityDeposit
+from marketplace.services.deposits import deposit_create
+from tests.marketplace.bank.conftest import next_hour
+
+
+def iso(t):
+    return t.isoformat().replace("+00:00", "Z")
+
+
+@pytest.fixture
+def stocked(provider, bank_node):
+    start = next_hour()
+    node = bank_node(gpus=8)
+    deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=8, start=start,
+                   end=start + timedelta(hours=4))
+    return start, node
+
+
+def test_a_provider_deposits_and_lists_expected_earned_and_missed(provider, bank_node,
+                                                                 api_client_for):
+    node = bank_node(gpus=2)
+    start = next_hour(2)
+    client = api_client_for(provider)
+    response = client.post("/api/v1/deposits/", {"node": node.pk, "gpu_count": 2,
+                           "start": iso(start), "end": iso(start + timedelta(hours=1))},
+                           format="json", HTTP_IDEMPOTENCY_KEY="d1")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["expected"], body["earned"], body["missed"]) == (2 * body["rate_per_gpu_hour"],
+                                                                  0, 0)
+    listed = client.get("/api/v1/deposits/").json()
+    assert [d["id"] for d in listed["results"]] == [body["id"]]
+
+
+def test_buyers_cannot_deposit_and_other_providers_cannot_use_my_node(
+        provider, buyer, make_org, bank_node, api_client_for):
+    node = bank_node()
+    start = next_hour()
+    body = {"node": node.pk, "gpu_count": 1, "start": iso(start),
+            "end": iso(start + timedelta(hours=1))}
+    assert api_client_for(buyer).post("/api/v1/deposits/", body,
+                                      format="json").status_code == 403
+    other = api_client_for(make_org(provider=True))
+    assert other.post("/api/v1/deposits/", body, format="json").status_code == 404
+    assert CapacityDeposit.objects.count() == 0
+
+
+def test_blocks_availability_quote_buy_list_and_sell_back(buyer, stocked, api_client_for):
+    start, _ = stocked
+    client = api_client_for(buyer)
+    avail = client.get("/api/v1/blocks/availability/", {
+        "gpu_class": "H100-80GB", "start": iso(start), "end": iso(start + timedelta(hours=2)),
+        "gpu_count": 2}).json()
+    assert [s["free_gpus"] for s in avail["slots"]] == [8, 8]
+    body = {"gpu_class": "H100-80GB", "gpu_count": 2, "start": iso(start),
+            "end": iso(start + timedelta(hours=2)), "payment": "wallet"}
+    quote = client.post("/api/v1/blocks/quote/", body, format="json").json()
+    assert quote["price"] == avail["quote"]["price"]
+    bought = client.post("/api/v1/blocks/", body, format="json", HTTP_IDEMPOTENCY_KEY="b1")
+    assert bought.status_code == 201, bought.content
+    again = client.post("/api/v1/blocks/", body, format="json", HTTP_IDEMPOTENCY_KEY="b1")
+    assert again.json()["id"] == bought.json()["id"]
+    assert Block.objects.count() == 1
+    block_id = bought.json()["id"]
+    sold = client.post(f"/api/v1/blocks/{block_id}/sell-back/", {
+        "gpu_count": 2, "start": iso(start + timedelta(hours=1))}, format="json")
+    assert sold.status_code == 201, sold.content
+    assert client.get("/api/v1/blocks/").json()["results"][0]["end"].startswith(
+        iso(start + timedelta(hours=1))[:16])
+
+
+def test_another_organizations_block_cannot_be_sold_back(buyer, make_org, stocked,
+                                                        api_client_for):
+    start, _ = stocked
+    body = {"gpu_class": "H100-80GB", "gpu_count": 2, "start": iso(start),
+            "end": iso(start + timedelta(hours=2)), "payment": "wallet"}
+    block_id = api_client_for(buyer).post("/api/v1/blocks/", body, format="json").json()["id"]
+    other = api_client_for(make_org(tokens=10**12))
+    response = other.post(f"/api/v1/blocks/{block_id}/sell-back/", {
+        "gpu_count": 2, "start": iso(start + timedelta(hours=1))}, format="json")
+    assert response.status_code == 404
+    assert other.get("/api/v1/blocks/").json()["count"] == 0
+    assert Block.objects.get(pk=block_id).sold_back == 0
+
+
+@pytest.mark.parametrize(("overrides", "code"), [
+    ({"gpu_count": 99}, "insufficient_inventory"),
+    ({"payment": "financed", "term_months": 3}, "no_credit_line"),
+    ({"gpu_class": "nope"}, "unknown_gpu_class"),
+])
+def test_bad_block_purchases_get_codes_and_reserve_nothing(buyer, stocked, api_client_for,
+                                                          overrides, code):
+    start, _ = stocked
+    body = {"gpu_class": "H100-80GB", "gpu_count": 2, "start": iso(start),
+            "end": iso(start + timedelta(hours=2)), "payment": "wallet", **overrides}
+    response = api_client_for(buyer).post("/api/v1/blocks/", body, format="json")
+    assert response.json()["error"]["code"] == code
+    assert Block.objects.count() == 0
+
+
+def test_advances_api_enforces_the_share(provider, stocked, api_client_for):
+    client = api_client_for(provider)
+    available = client.get("/api/v1/advances/").json()["available"]
+    assert available > 0
+    too_much = client.post("/api/v1/advances/", {"amount": available + 1}, format="json")
+    assert too_much.status_code == 402
+    assert too_much.json()["error"]["code"] == "advance_limit_exceeded"
+    assert Advance.objects.count() == 0
+    ok = client.post("/api/v1/advances/", {"amount": available}, format="json")
+    assert ok.status_code == 201
+
+
+def test_the_low_balance_alert_endpoint(buyer, api_client_for):
+    client = api_client_for(buyer)
+    assert client.get("/api/v1/alerts/low-balance/").json() == {"threshold": None}
+    assert client.put("/api/v1/alerts/low-balance/", {"threshold": 5000},
+                      format="json").json() == {"threshold": 5000}
+    assert client.put("/api/v1/alerts/low-balance/", {"threshold": -1},
+                      format="json").status_code == 400
