@@ -62,8 +62,21 @@ def agent() -> int:
         return 0
 
 
+def _wait_for_nodes() -> None:
+    """The demo's nodes register themselves at start: submit once they are online."""
+    while True:
+        try:
+            classes = httpx.get(f"{SERVER}/api/v1/gpu-classes/", timeout=5).json()
+            if sum(len(c["availability"]) for c in classes) >= 3:
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(2)
+
+
 def jobs() -> int:
     _wait_for_server()
+    _wait_for_nodes()
     headers = {"Authorization": f"Api-Key {_demo()['buyer']['api_key']}"}
     rng = random.Random()
     choices = [("H100-80GB", [1, 2, 4]), ("A100-80GB", [1, 2]), ("L40S-48GB", [1])]

@@ -41,7 +41,7 @@ class Command(BaseCommand):
                     user = User.objects.create_user(username, f"{username}@suanli.local",
                                                     password)
                 membership_add(organization_id=org.pk, user=user, role=Membership.Role.OWNER)
-            grant_post(organization_id=buyer.pk, amount=50_000_000,
+            grant_post(organization_id=buyer.pk, amount=5_000_000_000,
                        reason="Demo starting balance", idempotency_key="demo-buyer-start")
             keys = {}
             for org, label in ((buyer, "buyer"), (provider, "provider")):
