@@ -187,7 +187,9 @@ class Job(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [
-            models.Index(fields=["state", "priority", "id"]),
+            # The placer's read: queued jobs of a class, highest priority, then oldest.
+            models.Index(fields=["gpu_class", "-priority", "id"],
+                         condition=models.Q(state="queued"), name="job_queue_idx"),
             models.Index(fields=["organization", "state"]),
         ]
         constraints = [

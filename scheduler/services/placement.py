@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from scheduler.locks import placement_lock_try
@@ -128,6 +128,10 @@ class _Pool:
         return node
 
 
+_JOB_FIELDS = ("id", "organization_id", "gpu_class_id", "gpu_count", "min_vram_gb", "regions",
+               "rate_per_gpu_hour", "max_price_per_gpu_hour", "priority", "reservation_id")
+
+
 def placement_run(*, limit: int | None = None, now: datetime | None = None) -> PlacementResult:
     """One placement cycle. Returns at once, placing nothing, if another placer runs."""
     now = now or timezone.now()
@@ -147,16 +151,18 @@ def placement_run(*, limit: int | None = None, now: datetime | None = None) -> P
                                     mode == Node.Mode.BANK))
         if not pools:
             return result
-        job_rows = (
-            Job.objects.filter(state=Job.State.QUEUED, gpu_class_id__in=list(pools))
-            .filter(Q(reservation__isnull=True) | Q(reservation__start__lte=now,
-                                                    reservation__end__gt=now))
-            .order_by("-priority", "id")
-            .values_list("id", "organization_id", "gpu_class_id", "gpu_count", "min_vram_gb",
-                         "regions", "rate_per_gpu_hour", "max_price_per_gpu_hour", "priority",
-                         "reservation_id")[:limit]
-        )
-        jobs = [_Job(*row) for row in job_rows]
+        jobs: list[_Job] = []
+        for cls, nodes in pools.items():
+            # No more jobs can be placed in a class than it has free GPUs: read twice that
+            # (room for jobs that do not fit), not the whole queue, so that a cycle costs
+            # what the capacity it hands out costs, whatever the queue's length.
+            free = sum(n.free for n in nodes)
+            queued = Job.objects.filter(state=Job.State.QUEUED, gpu_class_id=cls).order_by(
+                "-priority", "id").values_list(*_JOB_FIELDS)
+            in_blocks = queued.filter(reservation__isnull=False, reservation__start__lte=now,
+                                      reservation__end__gt=now)
+            on_demand = queued.filter(reservation__isnull=True)[: min(limit, 2 * free + 100)]
+            jobs.extend(_Job(*row) for row in itertools.chain(in_blocks, on_demand))
         result.considered = len(jobs)
         windows = {
             r: True
@@ -186,28 +192,39 @@ def placement_run(*, limit: int | None = None, now: datetime | None = None) -> P
 def _apply(plan: list[tuple[_Job, _Node, int]], now: datetime, result: PlacementResult) -> None:
     by_job = {job.id: (job, node, rate) for job, node, rate in plan}
     # Only jobs still queued are taken (one canceled meanwhile is left alone).
-    taken = list(
-        Job.objects.filter(id__in=list(by_job), state=Job.State.QUEUED).values_list("id",
-                                                                                  flat=True)
-    )
-    Job.objects.filter(id__in=taken, state=Job.State.QUEUED).update(
-        state=Job.State.PLACED, attempts=F("attempts") + 1, updated_at=now
-    )
+    taken = _take_jobs({job_id: node.id for job_id, (_, node, _) in by_job.items()}, now)
     used: dict[int, int] = defaultdict(int)
     lease = now + timedelta(seconds=settings.SCHEDULER_NODE_TIMEOUT_S)
     assignments = []
-    node_of_job: dict[int, int] = {}
     for job_id in taken:
         job, node, rate = by_job[job_id]
         used[node.id] += job.gpu_count
-        node_of_job[job_id] = node.id
         assignments.append(Assignment(job_id=job_id, node_id=node.id, gpu_count=job.gpu_count,
                                       rate_per_gpu_hour=rate, lease_expires_at=lease))
         result.assignments.append((job_id, node.id, job.gpu_count))
     _take_gpus(used)
-    Assignment.objects.bulk_create(assignments, batch_size=2000)
-    _set_job_nodes(node_of_job)
+    _insert_assignments(assignments, now)
     result.placed = len(taken)
+
+
+def _insert_assignments(assignments: list[Assignment], now: datetime) -> None:
+    """One `INSERT ... SELECT FROM unnest(...)` on PostgreSQL, whatever the count."""
+    if connection.vendor != "postgresql":
+        Assignment.objects.bulk_create(assignments, batch_size=2000)
+        return
+    if not assignments:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO scheduler_assignment (job_id, node_id, gpu_count, rate_per_gpu_hour, "
+            "state, lease_expires_at, last_seq, gpu_seconds, ai_tokens, settled_gpu_seconds, "
+            "settled_seq, charged, fee, reason, created_at) "
+            "SELECT j, n, g, r, %s, %s, 0, 0, 0, 0, 0, 0, 0, '', %s FROM unnest("
+            "%s::bigint[], %s::bigint[], %s::int[], %s::bigint[]) AS v(j, n, g, r)",
+            [Assignment.State.PLACED, assignments[0].lease_expires_at, now,
+             [a.job_id for a in assignments], [a.node_id for a in assignments],
+             [a.gpu_count for a in assignments], [a.rate_per_gpu_hour for a in assignments]],
+        )
 
 
 def _take_gpus(used: dict[int, int]) -> None:
@@ -227,16 +244,21 @@ def _take_gpus(used: dict[int, int]) -> None:
         Node.objects.filter(pk=node_id).update(free_gpus=F("free_gpus") - n)
 
 
-def _set_job_nodes(node_of_job: dict[int, int]) -> None:
-    if not node_of_job:
-        return
+def _take_jobs(node_of_job: dict[int, int], now: datetime) -> list[int]:
+    """Mark the planned jobs placed on their nodes, those still queued; returns them."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
-                "UPDATE scheduler_job AS j SET node_id = v.node FROM "
-                "unnest(%s::bigint[], %s::bigint[]) AS v(id, node) WHERE j.id = v.id",
-                [list(node_of_job), list(node_of_job.values())],
+                "UPDATE scheduler_job AS j SET state = %s, attempts = j.attempts + 1, "
+                "node_id = v.node, updated_at = %s FROM unnest(%s::bigint[], %s::bigint[]) "
+                "AS v(id, node) WHERE j.id = v.id AND j.state = %s RETURNING j.id",
+                [Job.State.PLACED, now, list(node_of_job), list(node_of_job.values()),
+                 Job.State.QUEUED],
             )
-        return
-    for job_id, node_id in node_of_job.items():
-        Job.objects.filter(pk=job_id).update(node_id=node_id)
+            return [row[0] for row in cursor.fetchall()]
+    taken = list(Job.objects.filter(id__in=list(node_of_job), state=Job.State.QUEUED)
+                 .values_list("id", flat=True))
+    for job_id in taken:
+        Job.objects.filter(pk=job_id).update(state=Job.State.PLACED, node_id=node_of_job[job_id],
+                                             attempts=F("attempts") + 1, updated_at=now)
+    return taken
