@@ -106,7 +106,8 @@ def main() -> None:
     print(f"usage reported -> settled in the ledger, {len(latencies)} reports: p50 "
           f"{p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms (goal p95 <= 10 s)")
     print(json.dumps({"settle_p50_ms": round(p50 * 1000), "settle_p95_ms": round(p95 * 1000),
-                      "in_process_ms": round(statistics.median(anchor) * 1000), "samples": samples}))
+                      "in_process_ms": round(statistics.median(anchor) * 1000),
+                      "samples": samples}))
 
 
 if __name__ == "__main__":
