@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from scheduler.locks import placement_lock_try
@@ -132,6 +133,32 @@ _JOB_FIELDS = ("id", "organization_id", "gpu_class_id", "gpu_count", "min_vram_g
                "rate_per_gpu_hour", "max_price_per_gpu_hour", "priority", "reservation_id")
 
 
+def _queue_page(gpu_class_id: int, *, offset: int, size: int) -> list[tuple]:
+    """Queued on-demand jobs of a class in placing order: priority, then organizations
+    take turns (each organization's n-th oldest job of a priority is in turn n), then age.
+
+    Turns are counted in the database, so a buyer with a deep backlog cannot push another
+    buyer's jobs past the page the placer reads."""
+    turns = Job.objects.filter(state=Job.State.QUEUED, gpu_class_id=gpu_class_id,
+                               reservation__isnull=True).annotate(
+        turn=Window(RowNumber(), partition_by=[F("organization_id"), F("priority")],
+                    order_by=F("id").asc()))
+    return list(turns.filter(turn__lte=offset + size).order_by("-priority", "turn", "id")
+                .values_list(*_JOB_FIELDS)[offset:offset + size])
+
+
+def _plan_into(plan: list[tuple[_Job, _Node, int]], pool: "_Pool", jobs: list[_Job],
+               windows: dict[int, bool]) -> None:
+    """Place `jobs`, already in order, on the pool's nodes; append to `plan`."""
+    for job in jobs:
+        if pool.max_free == 0:
+            return
+        node = pool.take(job, windows)
+        if node is not None:
+            rate = node.rate if node.rate is not None else job.rate
+            plan.append((job, node, rate))
+
+
 def placement_run(*, limit: int | None = None, now: datetime | None = None) -> PlacementResult:
     """One placement cycle. Returns at once, placing nothing, if another placer runs."""
     now = now or timezone.now()
@@ -151,39 +178,32 @@ def placement_run(*, limit: int | None = None, now: datetime | None = None) -> P
                                     mode == Node.Mode.BANK))
         if not pools:
             return result
-        jobs: list[_Job] = []
-        for cls, nodes in pools.items():
-            # No more jobs can be placed in a class than it has free GPUs: read twice that
-            # (room for jobs that do not fit), not the whole queue, so that a cycle costs
-            # what the capacity it hands out costs, whatever the queue's length.
-            free = sum(n.free for n in nodes)
-            queued = Job.objects.filter(state=Job.State.QUEUED, gpu_class_id=cls).order_by(
-                "-priority", "id").values_list(*_JOB_FIELDS)
-            in_blocks = queued.filter(reservation__isnull=False, reservation__start__lte=now,
-                                      reservation__end__gt=now)
-            on_demand = queued.filter(reservation__isnull=True)[: min(limit, 2 * free + 100)]
-            jobs.extend(_Job(*row) for row in itertools.chain(in_blocks, on_demand))
-        result.considered = len(jobs)
-        windows = {
-            r: True
-            for r in Reservation.objects.filter(
-                id__in={j.reservation_id for j in jobs if j.reservation_id},
-                status=Reservation.Status.ACTIVE, start__lte=now, end__gt=now,
-            ).values_list("id", flat=True)
-        }
         default_rates = dict(
             GpuClass.objects.filter(id__in=list(pools)).values_list("id", "on_demand_rate")
         )
-        class_pools = {cls: _Pool(nodes, default_rates[cls]) for cls, nodes in pools.items()}
         plan: list[tuple[_Job, _Node, int]] = []
-        for job in _order(jobs):
-            pool = class_pools[job.gpu_class_id]
-            if pool.max_free == 0:
-                continue
-            node = pool.take(job, windows)
-            if node is not None:
-                rate = node.rate if node.rate is not None else job.rate
-                plan.append((job, node, rate))
+        for cls, nodes in pools.items():
+            pool = _Pool(nodes, default_rates[cls])
+            # Block jobs inside their window first: few, and all read.
+            blocks = [_Job(*row) for row in Job.objects.filter(
+                state=Job.State.QUEUED, gpu_class_id=cls, reservation__isnull=False,
+                reservation__status=Reservation.Status.ACTIVE, reservation__start__lte=now,
+                reservation__end__gt=now).order_by("-priority", "id").values_list(*_JOB_FIELDS)]
+            result.considered += len(blocks)
+            windows = {j.reservation_id: True for j in blocks if j.reservation_id}
+            _plan_into(plan, pool, _order(blocks), windows)
+            # Then on-demand jobs, a page at a time in the order they are placed in, so a
+            # cycle reads what the capacity it hands out needs, not the whole queue; the
+            # next page only while GPUs are left (jobs that fit behind ones that do not).
+            read = 0
+            while pool.max_free and read < limit:
+                size = min(limit - read, 2 * sum(n.free for n in nodes) + 100)
+                page = [_Job(*row) for row in _queue_page(cls, offset=read, size=size)]
+                read += len(page)
+                _plan_into(plan, pool, page, windows)
+                if len(page) < size:
+                    break
+            result.considered += read
         if plan:
             _apply(plan, now, result)
     return result
