@@ -40,7 +40,8 @@ def _setup(nodes: int, jobs: int) -> None:
         Job(organization=buyers[i % 50], spec={"simulate": {"seconds": 1}},
             gpu_class=(c := classes[rng.randrange(len(classes))]),
             gpu_count=rng.choice([1, 1, 1, 2, 2, 4, 8]), max_duration_s=60,
-            priority=rng.choice([0, 0, 0, 1]), rate_per_gpu_hour=c.on_demand_rate)
+            priority=rng.choice([0, 0, 0, 1]), rate_per_gpu_hour=c.on_demand_rate,
+            turn=i // 50 + 1)  # what submission gives 50 buyers taking turns
         for i in range(jobs)
     ], batch_size=5000)
     from django.db import connection

@@ -134,6 +134,7 @@ def job_submit(
                 max_duration_s=max_duration_s,
                 max_price_per_gpu_hour=max_price_per_gpu_hour,
                 priority=priority,
+                turn=_turn(organization_id, cls.pk, priority),
                 reservation=reservation,
                 rate_per_gpu_hour=rate,
                 hold_amount=hold_amount,
@@ -158,6 +159,19 @@ def job_submit(
         job.hold = hold
     transaction.on_commit(_kick_placement)
     return job
+
+
+def _turn(organization_id: int, gpu_class_id: int, priority: int) -> int:
+    """Start-time fair queueing: a job's turn is one after its organization's last queued
+    job of the same class and priority, and never before the head of that queue. A buyer
+    with a thousand jobs queued then takes turns with one who just arrived, instead of
+    being served first for all of them."""
+    queued = Job.objects.filter(state=Job.State.QUEUED, gpu_class_id=gpu_class_id,
+                                priority=priority)
+    head = queued.order_by("turn").values_list("turn", flat=True).first() or 0
+    last = (queued.filter(organization_id=organization_id).order_by("-turn")
+            .values_list("turn", flat=True).first() or 0)
+    return max(last + 1, head)
 
 
 def _usable_reservation(organization_id: int, reservation_id: int, gpu_class_id: int,

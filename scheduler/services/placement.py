@@ -3,8 +3,9 @@
 Filters (class, free GPUs on one node, VRAM, region, online, price cap, block window),
 then scores (lowest price, best fit: fewest GPUs left idle on the node, then
 reliability). Order: block jobs first, then priority, then round-robin across
-organizations so no buyer starves the others, then age. Writes are set-based, and the
-node's free-GPU counter (CHECK >= 0) makes double allocation impossible in the database.
+organizations so no buyer starves the others (each job's turn, set at submission: see
+`jobs._turn`), then age. Writes are set-based, and the node's free-GPU counter
+(CHECK >= 0) makes double allocation impossible in the database.
 """
 
 import bisect
@@ -15,8 +16,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Window
-from django.db.models.functions import RowNumber
+from django.db.models import F
 from django.utils import timezone
 
 from scheduler.locks import placement_lock_try
@@ -134,16 +134,11 @@ _JOB_FIELDS = ("id", "organization_id", "gpu_class_id", "gpu_count", "min_vram_g
 
 
 def _queue_page(gpu_class_id: int, *, offset: int, size: int) -> list[tuple]:
-    """Queued on-demand jobs of a class in placing order: priority, then organizations
-    take turns (each organization's n-th oldest job of a priority is in turn n), then age.
-
-    Turns are counted in the database, so a buyer with a deep backlog cannot push another
-    buyer's jobs past the page the placer reads."""
-    turns = Job.objects.filter(state=Job.State.QUEUED, gpu_class_id=gpu_class_id,
-                               reservation__isnull=True).annotate(
-        turn=Window(RowNumber(), partition_by=[F("organization_id"), F("priority")],
-                    order_by=F("id").asc()))
-    return list(turns.filter(turn__lte=offset + size).order_by("-priority", "turn", "id")
+    """Queued on-demand jobs of a class in placing order: priority, then turn (the
+    organizations' fair-queueing order, set at submission), then age. An index walk."""
+    return list(Job.objects.filter(state=Job.State.QUEUED, gpu_class_id=gpu_class_id,
+                                   reservation__isnull=True)
+                .order_by("-priority", "turn", "id")
                 .values_list(*_JOB_FIELDS)[offset:offset + size])
 
 
