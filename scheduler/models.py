@@ -249,6 +249,9 @@ class Assignment(models.Model):
         indexes = [
             models.Index(fields=["node", "state"]),
             models.Index(fields=["state", "lease_expires_at"]),
+            # Settlement's read: assignments with reported usage not yet captured.
+            models.Index(fields=["id"], name="assignment_unsettled_idx",
+                         condition=models.Q(gpu_seconds__gt=models.F("settled_gpu_seconds"))),
         ]
         constraints = [
             models.CheckConstraint(
