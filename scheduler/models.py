@@ -101,8 +101,8 @@ class Node(models.Model):
 
 
 class NodeHeartbeat(models.Model):
-    """One row per heartbeat: the evidence that a node was online when, which the bank's
-    availability yield and reliability are computed from."""
+    """One row per node and minute with a heartbeat: the evidence that a node was online
+    when, which the bank's availability yield and reliability are computed from."""
 
     node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="heartbeats")
     at = models.DateTimeField()
@@ -111,7 +111,9 @@ class NodeHeartbeat(models.Model):
 
     class Meta:
         ordering = ["-at"]
-        indexes = [models.Index(fields=["node", "at"])]
+        constraints = [
+            models.UniqueConstraint(fields=["node", "at"], name="heartbeat_once_per_minute"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.node_id}@{self.at:%H:%M:%S}"
