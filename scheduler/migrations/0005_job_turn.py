@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('banking', '0004_payments'),
-        ('scheduler', '0003_job_queue_index'),
+        ('scheduler', '0004_heartbeat_per_minute'),
     ]
 
     operations = [

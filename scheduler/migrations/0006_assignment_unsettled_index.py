@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('scheduler', '0004_job_turn'),
+        ('scheduler', '0005_job_turn'),
     ]
 
     operations = [

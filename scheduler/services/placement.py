@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from scheduler.locks import placement_lock_try
@@ -55,6 +55,7 @@ class _Job:
     max_price: int | None
     priority: int
     reservation_id: int | None
+    turn: int
 
 
 def _order(jobs: list[_Job]) -> list[_Job]:
@@ -130,16 +131,24 @@ class _Pool:
 
 
 _JOB_FIELDS = ("id", "organization_id", "gpu_class_id", "gpu_count", "min_vram_gb", "regions",
-               "rate_per_gpu_hour", "max_price_per_gpu_hour", "priority", "reservation_id")
+               "rate_per_gpu_hour", "max_price_per_gpu_hour", "priority", "reservation_id", "turn")
 
 
-def _queue_page(gpu_class_id: int, *, offset: int, size: int) -> list[tuple]:
-    """Queued on-demand jobs of a class in placing order: priority, then turn (the
-    organizations' fair-queueing order, set at submission), then age. An index walk."""
-    return list(Job.objects.filter(state=Job.State.QUEUED, gpu_class_id=gpu_class_id,
-                                   reservation__isnull=True)
-                .order_by("-priority", "turn", "id")
-                .values_list(*_JOB_FIELDS)[offset:offset + size])
+def _queue_page(gpu_class_id: int, *, max_gpus: int, after: "_Job | None",
+                size: int) -> list[_Job]:
+    """Queued on-demand jobs of a class that one node could still take by size, in placing
+    order (priority, then turn: the organizations' fair-queueing order set at submission,
+    then age), after `after`. An index walk."""
+    queued = Job.objects.filter(state=Job.State.QUEUED, gpu_class_id=gpu_class_id,
+                                reservation__isnull=True, gpu_count__lte=max_gpus)
+    if after is not None:
+        queued = queued.filter(
+            Q(priority__lt=after.priority)
+            | Q(priority=after.priority, turn__gt=after.turn)
+            | Q(priority=after.priority, turn=after.turn, id__gt=after.id)
+        )
+    rows = queued.order_by("-priority", "turn", "id").values_list(*_JOB_FIELDS)[:size]
+    return [_Job(*row) for row in rows]
 
 
 def _plan_into(plan: list[tuple[_Job, _Node, int]], pool: "_Pool", jobs: list[_Job],
@@ -190,14 +199,17 @@ def placement_run(*, limit: int | None = None, now: datetime | None = None) -> P
             # Then on-demand jobs, a page at a time in the order they are placed in, so a
             # cycle reads what the capacity it hands out needs, not the whole queue; the
             # next page only while GPUs are left (jobs that fit behind ones that do not).
-            read = 0
+            # Pages are of jobs no bigger than the largest free shape (it shrinks as
+            # capacity fills, and a job skipped for size cannot fit later in the cycle).
+            read, last = 0, None
             while pool.max_free and read < limit:
-                size = min(limit - read, 2 * sum(n.free for n in nodes) + 100)
-                page = [_Job(*row) for row in _queue_page(cls, offset=read, size=size)]
+                size = min(limit - read, sum(n.free for n in nodes) + 50)
+                page = _queue_page(cls, max_gpus=pool.max_free, after=last, size=size)
                 read += len(page)
                 _plan_into(plan, pool, page, windows)
                 if len(page) < size:
                     break
+                last = page[-1]
             result.considered += read
         if plan:
             _apply(plan, now, result)
