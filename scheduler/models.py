@@ -167,6 +167,11 @@ class Job(models.Model):
     max_duration_s = models.PositiveIntegerField()
     max_price_per_gpu_hour = models.BigIntegerField(null=True, blank=True)
     priority = models.IntegerField(default=0)
+    turn = models.BigIntegerField(
+        default=0,
+        help_text="fair-queueing position within its class and priority: organizations take "
+                  "turns, however many jobs each has queued",
+    )
     reservation = models.ForeignKey(
         Reservation, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
     )
@@ -189,9 +194,12 @@ class Job(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [
-            # The placer's read: queued jobs of a class, highest priority, then oldest.
-            models.Index(fields=["gpu_class", "-priority", "id"],
-                         condition=models.Q(state="queued"), name="job_queue_idx"),
+            # The placer's read: queued jobs of a class in placing order.
+            models.Index(fields=["gpu_class", "-priority", "turn", "id"],
+                         condition=models.Q(state="queued"), name="job_queue_turn_idx"),
+            # A submission's turn: the organization's last queued one.
+            models.Index(fields=["organization", "gpu_class", "priority", "turn"],
+                         condition=models.Q(state="queued"), name="job_org_turn_idx"),
             models.Index(fields=["organization", "state"]),
         ]
         constraints = [
@@ -243,6 +251,9 @@ class Assignment(models.Model):
         indexes = [
             models.Index(fields=["node", "state"]),
             models.Index(fields=["state", "lease_expires_at"]),
+            # Settlement's read: assignments with reported usage not yet captured.
+            models.Index(fields=["id"], name="assignment_unsettled_idx",
+                         condition=models.Q(gpu_seconds__gt=models.F("settled_gpu_seconds"))),
         ]
         constraints = [
             models.CheckConstraint(

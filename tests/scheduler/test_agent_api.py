@@ -58,8 +58,9 @@ def test_the_lease_lists_active_assignments_with_their_spec(running):
     _node, job, assignment, client = running
     body = client.post("/api/v1/agent/lease/", {}, format="json").json()
     assert body["kill"] == []
-    assert [(a["id"], a["job_id"], a["gpu_count"], a["spec"]) for a in body["assignments"]] == [
-        (assignment.pk, job.pk, 2, {"simulate": {"seconds": 60}})
+    assert [(a["id"], a["job_id"], a["gpu_count"], a["spec"], a["max_duration_s"])
+            for a in body["assignments"]] == [
+        (assignment.pk, job.pk, 2, {"simulate": {"seconds": 60}}, 3600)
     ]
 
 
