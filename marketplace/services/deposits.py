@@ -9,14 +9,14 @@ from django.db.models import F
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from banking.errors import InvalidInput, NotFound
+from banking.errors import IdempotencyConflict, InvalidInput, NotFound
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account_ids
 from banking.services.ledger import system_account, transfer_post
 from banking.services.transactions import money_transaction
 from marketplace.errors import DepositOverlap, NodeNotInBankMode
 from marketplace.locks import inventory_slots_lock
-from marketplace.models import Advance, CapacityDeposit, YieldAccrual
+from marketplace.models import Advance, CapacityDeposit, InventorySlot, YieldAccrual
 from marketplace.windows import hour_slots, window_check
 from scheduler.locks import nodes_lock
 from scheduler.models import Node, NodeHeartbeat
@@ -36,7 +36,12 @@ def deposit_create(*, provider_id: int, node_id: int, gpu_count: int, start: dat
                    end: datetime, idempotency_key: str | None = None) -> CapacityDeposit:
     if idempotency_key:
         existing = CapacityDeposit.objects.filter(idempotency_key=idempotency_key).first()
-        if existing is not None and existing.provider_id == provider_id:
+        if existing is not None:
+            if (existing.provider_id, existing.node_id, existing.gpu_count, existing.start,
+                    existing.end) != (provider_id, node_id, gpu_count, start, end):
+                raise IdempotencyConflict(
+                    "This idempotency key was already used for a different deposit.",
+                    fields={"idempotency_key": ["Already used."]})
             return existing
     if Node.objects.filter(pk=node_id, provider_id=provider_id).first() is None:
         raise NotFound("Node not found.", fields={"node": ["Not one of your nodes."]})
@@ -73,8 +78,6 @@ def deposit_create(*, provider_id: int, node_id: int, gpu_count: int, start: dat
         idempotency_key=idempotency_key,
     )
     slots = inventory_slots_lock(node.gpu_class_id, hour_slots(start, end))
-    from marketplace.models import InventorySlot
-
     InventorySlot.objects.filter(pk__in=[s.pk for s in slots.values()]).update(
         capacity=F("capacity") + gpu_count)
     return deposit
@@ -115,7 +118,6 @@ def _accrue_deposit(deposit_id: int, now: datetime, run: AccrualRun) -> None:
     step = timedelta(seconds=deposit.interval_s)
     wallet = organization_account_ids(deposit.provider_id)[AccountPurpose.WALLET]
     capacity = system_account(AccountPurpose.BANK_CAPACITY).pk
-    lending = system_account(AccountPurpose.LENDING).pk
     while deposit.next_interval < deposit.intervals:
         i = deposit.next_interval
         t0 = deposit.start + i * step
@@ -133,16 +135,15 @@ def _accrue_deposit(deposit_id: int, now: datetime, run: AccrualRun) -> None:
             deposit.next_interval = i + 1
             continue
         if online and amount:
+            # Advances were paid out of bank_capacity ahead of time: the part of the yield
+            # that repays them stays there, only the rest reaches the wallet.
             repaid = _advances_repay(deposit.provider_id, amount)
-            legs = [(capacity, -amount)]
             if amount - repaid:
-                legs.append((wallet, amount - repaid))
-            if repaid:
-                legs.append((lending, repaid))
-            transfer_post(kind=TransferKind.YIELD, idempotency_key=f"yield:{accrual.pk}",
-                          legs=legs, reference=f"deposit:{deposit.pk}",
-                          memo=f"availability yield {t0:%Y-%m-%d %H:%M}"
-                               + (f", {repaid} to advances" if repaid else ""))
+                transfer_post(kind=TransferKind.YIELD, idempotency_key=f"yield:{accrual.pk}",
+                              legs=[(capacity, -(amount - repaid)), (wallet, amount - repaid)],
+                              reference=f"deposit:{deposit.pk}",
+                              memo=f"availability yield {t0:%Y-%m-%d %H:%M}"
+                                   + (f", {repaid} repaid an advance" if repaid else ""))
             YieldAccrual.objects.filter(pk=accrual.pk).update(repaid_advance=repaid)
             deposit.earned += amount
             run.paid += 1
@@ -183,16 +184,17 @@ def _advances_repay(provider_id: int, amount: int) -> int:
 
 
 def advances_default(*, provider_id: int) -> int:
-    """A defaulted deposit makes the provider's unpaid advances owed at once: they move
-    to its debt account, which blocks spending until repaid."""
+    """A defaulted deposit makes the provider's unpaid advances owed at once: the bank
+    takes them back into bank_capacity from the provider's debt account (no floor;
+    negative = owed), which blocks spending until a top-up repays it."""
     owed = 0
     debt = organization_account_ids(provider_id)[AccountPurpose.DEBT]
-    lending = system_account(AccountPurpose.LENDING).pk
+    capacity = system_account(AccountPurpose.BANK_CAPACITY).pk
     for advance in Advance.objects.select_for_update().filter(
         provider_id=provider_id, status=Advance.Status.OPEN
     ).order_by("id"):
         transfer_post(kind=TransferKind.ADVANCE, idempotency_key=f"advance-default:{advance.pk}",
-                      legs=[(debt, -advance.outstanding), (lending, advance.outstanding)],
+                      legs=[(debt, -advance.outstanding), (capacity, advance.outstanding)],
                       reference=f"advance:{advance.pk}",
                       memo="advance owed at once: a deposit defaulted")
         owed += advance.outstanding

@@ -50,7 +50,7 @@ def _block_sla(block_id: int, now: datetime, step: timedelta) -> int:
         # A shortfall is shared among the blocks of the interval in proportion to size.
         undelivered = shortfall * r.gpu_count // booked if booked else 0
         if undelivered:
-            amount = (undelivered * block.rate_per_gpu_hour * step.seconds
+            amount = (undelivered * block.rate_per_gpu_hour * int(step.total_seconds())
                       * settings.BANK_SLA_MULTIPLE // 3600)
             try:
                 with transaction.atomic():
