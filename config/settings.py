@@ -233,6 +233,14 @@ CELERY_BEAT_SCHEDULE.update(
         "bank-low-balance": {"task": "marketplace.low_balance_check", "schedule": 60.0},
     }
 )
+CELERY_TASK_ROUTES.update(
+    {
+        "marketplace.yield_accrue": {"queue": "settlement"},
+        "marketplace.sla_credits_post": {"queue": "settlement"},
+        "marketplace.prices_adjust": {"queue": "default"},
+        "marketplace.low_balance_check": {"queue": "default"},
+    }
+)
 
 # Ledger
 LEDGER_HOLD_DEFAULT_TTL_S = env.int("LEDGER_HOLD_DEFAULT_TTL_S", default=7 * 24 * 3600)

@@ -56,9 +56,8 @@ def block_quote(*, organization_id: int, gpu_class: str, gpu_count: int, start: 
     cls = gpu_class_by_name(gpu_class)
     gpu_count = _count(gpu_count)
     hours = window_check(start, end)
-    base = cls.block_rate * gpu_count * hours
-    discount = discount_bps_for(hours)
-    price = base - base * discount // 10_000
+    discount, price = block_price(rate_per_gpu_hour=cls.block_rate, gpu_count=gpu_count,
+                                  hours=hours)
     down = financed = 0
     schedule: list[ScheduleRow] = []
     if payment == Block.Payment.FINANCED:
@@ -75,13 +74,42 @@ def block_quote(*, organization_id: int, gpu_class: str, gpu_count: int, start: 
                       schedule)
 
 
-def availability(*, gpu_class: str, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
+@dataclass(frozen=True)
+class Availability:
+    gpu_class: GpuClass
+    slots: list[tuple[datetime, int]]
+    gpu_count: int
+    rate_per_gpu_hour: int
+    discount_bps: int
+    price: int
+
+    @property
+    def min_free_gpus(self) -> int:
+        return min((free for _, free in self.slots), default=0)
+
+
+def block_price(*, rate_per_gpu_hour: int, gpu_count: int, hours: int) -> tuple[int, int]:
+    """The one block pricing rule: rate x GPU-hours less the length discount, rounded
+    down to whole tokens. Returns (discount_bps, price)."""
+    base = rate_per_gpu_hour * gpu_count * hours
+    discount = discount_bps_for(hours)
+    return discount, base - base * discount // 10_000
+
+
+def availability(*, gpu_class: str, start: datetime, end: datetime,
+                 gpu_count: int = 1) -> Availability:
+    """Bank GPUs of the class free in each hour of `[start, end)` (a read, no locks) and
+    what `gpu_count` of them would cost for the window at today's block rate."""
     cls = gpu_class_by_name(gpu_class)
-    window_check(start, end, allow_past=True)
+    hours = window_check(start, end, allow_past=True)
+    gpu_count = _count(gpu_count)
     rows = dict(InventorySlot.objects.filter(gpu_class=cls, slot_start__gte=start,
                                              slot_start__lt=end)
                 .values_list("slot_start").annotate(free=F("capacity") - F("booked")))
-    return [(slot, rows.get(slot, 0)) for slot in hour_slots(start, end)]
+    discount, price = block_price(rate_per_gpu_hour=cls.block_rate, gpu_count=gpu_count,
+                                  hours=hours)
+    return Availability(cls, [(slot, rows.get(slot, 0)) for slot in hour_slots(start, end)],
+                        gpu_count, cls.block_rate, discount, price)
 
 
 @money_transaction

@@ -17,7 +17,7 @@ from banking.services.transactions import money_transaction
 from marketplace.errors import DepositOverlap, NodeNotInBankMode
 from marketplace.locks import inventory_slots_lock
 from marketplace.models import Advance, CapacityDeposit, InventorySlot, YieldAccrual
-from marketplace.windows import hour_slots, window_check
+from marketplace.windows import HOUR, hour_slots, window_check
 from scheduler.locks import nodes_lock
 from scheduler.models import Node, NodeHeartbeat
 from scheduler.services.nodes import node_reliability_lower
@@ -107,7 +107,34 @@ def yield_accrue(*, now: datetime | None = None) -> AccrualRun:
         status=CapacityDeposit.Status.ACTIVE, start__lt=now
     ).values_list("id", flat=True):
         _accrue_deposit(deposit_id, now, run)
+    for deposit_id in CapacityDeposit.objects.filter(
+        status=CapacityDeposit.Status.DEFAULTED, inventory_withdrawn=False
+    ).values_list("id", flat=True):
+        deposit_inventory_withdraw(deposit_id=deposit_id, now=now)
     return run
+
+
+@money_transaction
+def deposit_inventory_withdraw(*, deposit_id: int, now: datetime) -> int:
+    """A defaulted deposit's GPUs are not for sale any more: from the next hour to the end
+    of its window, each slot's capacity drops by its GPUs, or by what is still unsold if
+    blocks were booked on them (those blocks are covered by SLA credits if undelivered).
+    Its own transaction, after the accrual's: slots are locked before accounts, never after.
+    Returns the GPU-hours withdrawn; runs once per deposit."""
+    deposit = CapacityDeposit.objects.select_for_update().get(pk=deposit_id)
+    if deposit.status != CapacityDeposit.Status.DEFAULTED or deposit.inventory_withdrawn:
+        return 0
+    from_hour = max(deposit.start, now.replace(minute=0, second=0, microsecond=0) + HOUR)
+    withdrawn = 0
+    if from_hour < deposit.end:
+        slots = inventory_slots_lock(deposit.gpu_class_id, hour_slots(from_hour, deposit.end))
+        for slot in slots.values():
+            take = min(deposit.gpu_count, slot.capacity - slot.booked)
+            if take > 0:
+                InventorySlot.objects.filter(pk=slot.pk).update(capacity=F("capacity") - take)
+                withdrawn += take
+    CapacityDeposit.objects.filter(pk=deposit.pk).update(inventory_withdrawn=True)
+    return withdrawn
 
 
 @money_transaction

@@ -44,7 +44,7 @@ def test_buying_a_block_books_inventory_pays_the_bank_and_reserves(buyer, stocke
     assert wallet_get(organization_id=buyer.pk).available == 10_000_000_000 - block.price
     assert system_account(AccountPurpose.BANK_CAPACITY).balance == capacity_before + block.price
     assert [free for _, free in availability(gpu_class="H100-80GB", start=stocked,
-                                             end=stocked + timedelta(hours=4))] == [5] * 4
+                                             end=stocked + timedelta(hours=4)).slots] == [5] * 4
     reservation = Reservation.objects.get(pk=block.pk)
     assert (reservation.gpu_count, reservation.start) == (3, stocked)
     assert buy(buyer, stocked, 3).pk == block.pk  # same key: bought once
@@ -103,8 +103,8 @@ def test_selling_back_the_second_half_returns_it_to_inventory_for_another_buyer(
     assert sell_back.credited == half - half * settings.BANK_SELL_BACK_DISCOUNT_BPS // 10_000
     assert wallet_get(organization_id=buyer.pk).available == paid + sell_back.credited
     assert Reservation.objects.get(pk=block.pk).end == stocked + timedelta(hours=2)
-    assert [free for _, free in availability(gpu_class="H100-80GB", start=stocked,
-                                             end=stocked + timedelta(hours=4))] == [0, 0, 8, 8]
+    after = availability(gpu_class="H100-80GB", start=stocked, end=stocked + timedelta(hours=4))
+    assert [free for _, free in after.slots] == [0, 0, 8, 8]
     again = block_sell_back(organization_id=buyer.pk, block_id=block.pk, gpu_count=8,
                             start=stocked + timedelta(hours=2), idempotency_key="sb")
     assert again.pk == sell_back.pk
