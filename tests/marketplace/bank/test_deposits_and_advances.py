@@ -6,12 +6,14 @@ from datetime import timedelta
 import pytest
 import time_machine
 
+from banking.errors import IdempotencyConflict
 from banking.models.ledger import AccountPurpose
 from banking.selectors import wallet_get
 from banking.services.ledger import system_account
 from marketplace.errors import AdvanceLimitExceeded, DepositOverlap, NodeNotInBankMode
 from marketplace.models import Advance, CapacityDeposit, InventorySlot, YieldAccrual
 from marketplace.services.advances import advance_create, advance_limit
+from marketplace.services.blocks import block_buy
 from marketplace.services.deposits import deposit_create, interval_yield, yield_accrue
 from scheduler.models import Node
 from tests.marketplace.bank.conftest import beat_every_minute, next_hour
@@ -116,3 +118,33 @@ def test_a_defaulted_deposit_makes_the_unpaid_advance_owed_at_once(provider, ban
     summary = wallet_get(organization_id=provider.pk)
     assert (summary.available, summary.debt, summary.owed) == (1_000_000, 1_000_000, 1_000_000)
     assert Advance.objects.get(pk=advance.pk).status == "defaulted"
+
+
+def test_a_defaulted_deposit_leaves_the_inventory_but_keeps_what_was_sold(provider, buyer,
+                                                                          bank_node):
+    node = bank_node(gpus=4)
+    start = next_hour()
+    deposit = deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=4,
+                             start=start, end=start + timedelta(hours=4))
+    block_buy(organization_id=buyer.pk, gpu_class="H100-80GB", gpu_count=1,
+              start=start + timedelta(hours=3), end=start + timedelta(hours=4),
+              payment="wallet", idempotency_key="b")
+    with time_machine.travel(start + timedelta(hours=2), tick=False):
+        assert yield_accrue().defaulted == 1
+        yield_accrue()  # twice: withdrawn once
+    deposit.refresh_from_db()
+    assert (deposit.status, deposit.inventory_withdrawn) == ("defaulted", True)
+    # hours 0-2 are past or current and stay; hour 3 keeps the GPU already sold
+    assert list(InventorySlot.objects.order_by("slot_start").values_list(
+        "capacity", "booked")) == [(4, 0), (4, 0), (4, 0), (1, 1)]
+
+
+def test_a_reused_idempotency_key_for_another_deposit_is_a_conflict(provider, bank_node):
+    node = bank_node(gpus=2)
+    start = next_hour()
+    deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=2, start=start,
+                   end=start + timedelta(hours=1), idempotency_key="d")
+    with pytest.raises(IdempotencyConflict, match="different deposit"):
+        deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=1, start=start,
+                       end=start + timedelta(hours=1), idempotency_key="d")
+    assert CapacityDeposit.objects.count() == 1
