@@ -69,7 +69,7 @@ def test_blocks_availability_quote_buy_list_and_sell_back(buyer, stocked, api_cl
     assert Block.objects.count() == 1
     block_id = bought.json()["id"]
     sold = client.post(f"/api/v1/blocks/{block_id}/sell-back/", {
-        "gpu_count": 2, "start": iso(start + timedelta(hours=1))}, format="json")
+        "gpu_count": 2, "from": iso(start + timedelta(hours=1))}, format="json")
     assert sold.status_code == 201, sold.content
     assert client.get("/api/v1/blocks/").json()["results"][0]["end"].startswith(
         iso(start + timedelta(hours=1))[:16])
