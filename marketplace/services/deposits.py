@@ -231,11 +231,16 @@ def advances_default(*, provider_id: int) -> int:
     return owed
 
 
-def remaining_expected_yield(provider_id: int) -> int:
-    rows = CapacityDeposit.objects.filter(provider_id=provider_id,
-                                          status=CapacityDeposit.Status.ACTIVE)
+def remaining_expected_yield(provider_id: int, *, now: datetime | None = None) -> int:
+    """What the provider's active deposits would still earn fully online: the yield of
+    every interval that has not started yet (intervals already under way or not accrued yet
+    are not lent against). By the rounding rule, intervals k..n-1 earn total - floor(total*k/n)."""
+    now = now or timezone.now()
     total = 0
-    for d in rows:
-        total += d.total_yield - d.total_yield * d.next_interval // d.intervals
+    for d in CapacityDeposit.objects.filter(provider_id=provider_id,
+                                            status=CapacityDeposit.Status.ACTIVE):
+        elapsed_s = max(0, (now - d.start).total_seconds())
+        first = max(d.next_interval, min(d.intervals, -(-int(elapsed_s) // d.interval_s)))
+        total += d.total_yield - d.total_yield * first // d.intervals
     return total
 

@@ -148,3 +148,16 @@ def test_a_reused_idempotency_key_for_another_deposit_is_a_conflict(provider, ba
         deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=1, start=start,
                        end=start + timedelta(hours=1), idempotency_key="d")
     assert CapacityDeposit.objects.count() == 1
+
+
+def test_advances_lend_only_against_intervals_not_started_yet(provider, bank_node):
+    node = bank_node(gpus=2)
+    start = next_hour()
+    deposit = deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=2,
+                             start=start, end=start + timedelta(hours=4))
+    # 20 minutes in, nothing accrued yet: intervals 0 and 1 have started, 14 of 16 remain
+    with time_machine.travel(start + timedelta(minutes=20), tick=False):
+        limit = advance_limit(provider_id=provider.pk)
+    remaining = deposit.total_yield - deposit.total_yield * 2 // 16
+    assert limit.remaining_expected_yield == remaining
+    assert limit.available == remaining * 5000 // 10_000
