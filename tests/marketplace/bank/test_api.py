@@ -4,8 +4,11 @@ from datetime import timedelta
 
 import pytest
 
-from marketplace.models import Advance, Block, CapacityDeposit
+from banking.models import Transfer
+from banking.services.lending import credit_line_set
+from marketplace.models import Advance, Block, CapacityDeposit, InventorySlot
 from marketplace.services.deposits import deposit_create
+from scheduler.models import Reservation
 from tests.marketplace.bank.conftest import next_hour
 
 
@@ -89,19 +92,40 @@ def test_another_organizations_block_cannot_be_sold_back(buyer, make_org, stocke
     assert Block.objects.get(pk=block_id).sold_back == 0
 
 
-@pytest.mark.parametrize(("overrides", "code"), [
-    ({"gpu_count": 99}, "insufficient_inventory"),
-    ({"payment": "financed", "term_months": 3}, "no_credit_line"),
-    ({"gpu_class": "nope"}, "unknown_gpu_class"),
+PAST = "2020-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(("overrides", "code", "status"), [
+    ({"gpu_count": 99}, "insufficient_inventory", 409),
+    ({"payment": "financed", "term_months": 3}, "no_credit_line", None),
+    ({"gpu_class": "nope"}, "unknown_gpu_class", 400),
+    ({"start": PAST}, "invalid_window", 400),
+    ({"end": "reversed"}, "invalid_window", 400),
+    ({"end": "half-hour"}, "invalid_window", 400),
+    ({"payment": "financed", "term_months": 99, "credit_line": True},
+     "term_exceeds_credit_line", None),
 ])
 def test_bad_block_purchases_get_codes_and_reserve_nothing(buyer, stocked, api_client_for,
-                                                          overrides, code):
+                                                          overrides, code, status):
     start, _ = stocked
+    if overrides.pop("credit_line", False):
+        credit_line_set(organization_id=buyer.pk, limit=10**11, apr_bps=1200,
+                        max_term_months=12)
+    if overrides.get("end") == "reversed":
+        overrides["end"] = iso(start - timedelta(hours=1))
+    if overrides.get("end") == "half-hour":
+        overrides["end"] = iso(start + timedelta(minutes=90))
     body = {"gpu_class": "H100-80GB", "gpu_count": 2, "start": iso(start),
             "end": iso(start + timedelta(hours=2)), "payment": "wallet", **overrides}
+    transfers = Transfer.objects.count()
     response = api_client_for(buyer).post("/api/v1/blocks/", body, format="json")
     assert response.json()["error"]["code"] == code
+    if status is not None:
+        assert response.status_code == status
     assert Block.objects.count() == 0
+    assert Reservation.objects.count() == 0
+    assert Transfer.objects.count() == transfers
+    assert not InventorySlot.objects.filter(booked__gt=0).exists()
 
 
 def test_advances_api_enforces_the_share(provider, stocked, api_client_for):

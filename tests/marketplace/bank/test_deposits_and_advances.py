@@ -161,3 +161,22 @@ def test_advances_lend_only_against_intervals_not_started_yet(provider, bank_nod
     remaining = deposit.total_yield - deposit.total_yield * 2 // 16
     assert limit.remaining_expected_yield == remaining
     assert limit.available == remaining * 5000 // 10_000
+
+
+@pytest.mark.parametrize(("silent_minutes", "online"), [(0, True), (1, True), (2, False)])
+def test_an_interval_counts_when_heartbeats_cover_at_least_90_percent_of_its_minutes(
+        provider, bank_node, silent_minutes, online):
+    """15-minute intervals: 14 of 15 minutes with a heartbeat is 93 % (counts), 13 is 87 %
+    (missed)."""
+    node = bank_node(gpus=1)
+    start = next_hour()
+    deposit = deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=1,
+                             start=start, end=start + timedelta(hours=1))
+    beat_every_minute(node, start + timedelta(minutes=silent_minutes),
+                      start + timedelta(minutes=15))
+    run = yield_accrue(now=start + timedelta(minutes=15))
+    assert (run.paid, run.missed) == ((1, 0) if online else (0, 1))
+    accrual = YieldAccrual.objects.get(deposit=deposit)
+    assert accrual.online is online
+    expected = interval_yield(deposit.total_yield, 4, 0) if online else 0
+    assert wallet_get(organization_id=provider.pk).available == expected
