@@ -191,6 +191,10 @@ def _accrue_deposit(deposit_id: int, now: datetime, run: AccrualRun) -> None:
         deposit.status = CapacityDeposit.Status.COMPLETED
     deposit.save(update_fields=["next_interval", "earned", "missed_yield", "missed_intervals",
                                 "status"])
+    if finished and not CapacityDeposit.objects.filter(
+            provider_id=deposit.provider_id, status=CapacityDeposit.Status.ACTIVE).exists():
+        # No yield left to repay from: what is still outstanding is owed now.
+        advances_default(provider_id=deposit.provider_id)
 
 
 def _advances_repay(provider_id: int, amount: int) -> int:

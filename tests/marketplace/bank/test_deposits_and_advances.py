@@ -16,6 +16,7 @@ from marketplace.services.advances import advance_create, advance_limit
 from marketplace.services.blocks import block_buy
 from marketplace.services.deposits import deposit_create, interval_yield, yield_accrue
 from scheduler.models import Node
+from tests.concurrency import run_threads
 from tests.marketplace.bank.conftest import beat_every_minute, next_hour
 
 
@@ -180,3 +181,35 @@ def test_an_interval_counts_when_heartbeats_cover_at_least_90_percent_of_its_min
     assert accrual.online is online
     expected = interval_yield(deposit.total_yield, 4, 0) if online else 0
     assert wallet_get(organization_id=provider.pk).available == expected
+
+
+def test_an_advance_left_when_the_last_deposit_ends_is_owed(provider, bank_node, settings):
+    settings.BANK_DEFAULT_MISSED_SHARE = 0.75  # 3 of 4 missed: completed, not defaulted
+    node = bank_node(gpus=2)
+    start = next_hour()
+    deposit = deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=2,
+                             start=start, end=start + timedelta(hours=1))
+    advance = advance_create(provider_id=provider.pk, amount=deposit.total_yield // 2,
+                             idempotency_key="a")
+    beat_every_minute(node, start, start + timedelta(minutes=15))  # 1 of 4 intervals online
+    yield_accrue(now=start + timedelta(hours=1))
+    deposit.refresh_from_db()
+    advance.refresh_from_db()
+    assert deposit.status == "completed"
+    owed = deposit.total_yield // 2 - interval_yield(deposit.total_yield, 4, 0)
+    assert (advance.status, advance.outstanding) == ("defaulted", 0)
+    assert wallet_get(organization_id=provider.pk).owed == owed
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.xdist_group("pg-concurrency")
+def test_two_accrual_runs_at_once_pay_each_interval_once(provider, bank_node):
+    node = bank_node(gpus=2)
+    start = next_hour()
+    deposit = deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=2,
+                             start=start, end=start + timedelta(hours=2))
+    beat_every_minute(node, start, start + timedelta(hours=2))
+    results = run_threads(4, lambda i: yield_accrue(now=start + timedelta(hours=2)))
+    assert sum(r.paid for r in results) == 8  # type: ignore[attr-defined]
+    assert YieldAccrual.objects.filter(deposit=deposit).count() == 8
+    assert wallet_get(organization_id=provider.pk).available == deposit.total_yield
