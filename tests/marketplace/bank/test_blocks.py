@@ -4,6 +4,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.db import connection
 
 from banking.models import Loan
@@ -12,10 +13,11 @@ from banking.selectors import wallet_get
 from banking.services.ledger import system_account
 from banking.services.lending import credit_line_set
 from marketplace.errors import InsufficientInventory, SellBackNotAllowed
-from marketplace.models import Block, InventorySlot
+from marketplace.models import Block, InventorySlot, SellBack
 from marketplace.services.blocks import availability, block_buy, block_quote, block_sell_back
 from marketplace.services.deposits import deposit_create
 from scheduler.models import Reservation
+from scheduler.services.jobs import job_submit
 from tests.concurrency import run_threads
 from tests.marketplace.bank.conftest import next_hour
 
@@ -153,3 +155,28 @@ def test_financing_without_a_credit_line_is_refused_and_nothing_is_reserved(buye
     assert info.value.code == "no_credit_line"  # type: ignore[attr-defined]
     assert Block.objects.count() == 0
     assert InventorySlot.objects.filter(booked__gt=0).count() == 0
+
+
+def test_inside_the_window_only_later_unused_hours_can_be_sold_back(buyer, stocked, settings):
+    """90 minutes into a 4-hour block with a job on it: the current hour and the next are
+    refused (past / in use), the last two hours are sold back."""
+    block = buy(buyer, stocked, 4)
+    with time_machine.travel(stocked + timedelta(minutes=90), tick=False):
+        job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 60}},
+                   gpu_class="H100-80GB", gpu_count=4, max_duration_s=600,
+                   reservation_id=block.pk)
+        with pytest.raises(SellBackNotAllowed, match="Past time"):
+            block_sell_back(organization_id=buyer.pk, block_id=block.pk, gpu_count=4,
+                            start=stocked + timedelta(hours=1), idempotency_key="now")
+        with pytest.raises(SellBackNotAllowed, match="in use"):
+            block_sell_back(organization_id=buyer.pk, block_id=block.pk, gpu_count=4,
+                            start=stocked + timedelta(hours=2), idempotency_key="next")
+        assert SellBack.objects.count() == 0
+        sold = block_sell_back(organization_id=buyer.pk, block_id=block.pk, gpu_count=4,
+                               start=stocked + timedelta(hours=3),
+                               idempotency_key="later")
+    quarter = block.price // 4
+    assert sold.credited == quarter - quarter * settings.BANK_SELL_BACK_DISCOUNT_BPS // 10_000
+    assert Reservation.objects.get(pk=block.pk).end == stocked + timedelta(hours=3)
+    assert list(InventorySlot.objects.order_by("slot_start").values_list("booked", flat=True)
+                ) == [4, 4, 4, 0]
