@@ -7,9 +7,9 @@ import pytest
 from banking.models import Transfer
 from banking.services.lending import credit_line_set
 from marketplace.models import Advance, Block, CapacityDeposit, InventorySlot
-from marketplace.services.deposits import deposit_create
+from marketplace.services.deposits import deposit_create, yield_accrue
 from scheduler.models import Reservation
-from tests.marketplace.bank.conftest import next_hour
+from tests.marketplace.bank.conftest import beat_every_minute, next_hour
 
 
 def iso(t):
@@ -147,3 +147,37 @@ def test_the_low_balance_alert_endpoint(buyer, api_client_for):
                       format="json").json() == {"threshold": 5000}
     assert client.put("/api/v1/alerts/low-balance/", {"threshold": -1},
                       format="json").status_code == 400
+
+
+def test_a_financed_quote_shows_the_schedule_and_writes_nothing(buyer, stocked,
+                                                                api_client_for):
+    start, _ = stocked
+    credit_line_set(organization_id=buyer.pk, limit=10**11, apr_bps=1200, max_term_months=12)
+    transfers = Transfer.objects.count()
+    response = api_client_for(buyer).post("/api/v1/blocks/quote/", {
+        "gpu_class": "H100-80GB", "gpu_count": 2, "start": iso(start),
+        "end": iso(start + timedelta(hours=2)), "payment": "financed", "term_months": 6},
+        format="json")
+    assert response.status_code == 200, response.content
+    quote = response.json()
+    assert quote["down_payment"] == quote["price"] * 2000 // 10_000
+    assert quote["financed"] == quote["price"] - quote["down_payment"]
+    assert [r["number"] for r in quote["schedule"]] == [1, 2, 3, 4, 5, 6]
+    assert sum(r["principal"] for r in quote["schedule"]) == quote["financed"]
+    assert (Transfer.objects.count(), Block.objects.count()) == (transfers, 0)
+
+
+def test_the_deposit_list_shows_earned_and_missed_after_accrual(provider, bank_node,
+                                                                api_client_for, settings):
+    settings.BANK_DEFAULT_MISSED_SHARE = 0.5
+    node = bank_node(gpus=2)
+    start = next_hour()
+    deposit = deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=2,
+                             start=start, end=start + timedelta(hours=2))
+    beat_every_minute(node, start, start + timedelta(hours=1))
+    yield_accrue(now=start + timedelta(hours=2))
+    row = api_client_for(provider).get("/api/v1/deposits/").json()["results"][0]
+    half = deposit.total_yield // 2
+    assert (row["expected"], row["earned"], row["missed"], row["status"]) == (
+        deposit.total_yield, half, half, "completed")
+    assert (row["intervals"], row["intervals_accrued"], row["missed_intervals"]) == (8, 8, 4)
