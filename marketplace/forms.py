@@ -55,10 +55,14 @@ class IdempotentForm(forms.Form):
         self.initial[IDEMPOTENCY_FIELD] = fresh
 
 
-def apply_domain_error(form: forms.BaseForm, error: DomainError) -> None:
-    """Show a service's error on the form: the fields it names under those fields, the
-    message at the top. A money form gets a new one-time key for the retry."""
-    for name, messages in (error.fields or {}).items():
+def apply_domain_error(
+    form: forms.BaseForm, error: DomainError, *, field_map: dict[str, str] | None = None
+) -> None:
+    """Show a service's error on the form: the fields it names under those fields (a
+    service's field name can be mapped to the form's with `field_map`), the message at
+    the top. A money form gets a new one-time key for the retry."""
+    for service_name, messages in (error.fields or {}).items():
+        name = (field_map or {}).get(service_name, service_name)
         listed = messages if isinstance(messages, list | tuple) else [messages]
         if name in form.fields and name != IDEMPOTENCY_FIELD:
             for message in listed:

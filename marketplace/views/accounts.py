@@ -38,7 +38,7 @@ def signup(request: HttpRequest) -> HttpResponse:
                 is_provider=form.is_provider,
             )
         except DomainError as exc:
-            apply_domain_error(form, exc)
+            apply_domain_error(form, exc, field_map={"name": "organization_name"})
         else:
             login(request, membership.user, backend="django.contrib.auth.backends.ModelBackend")
             request.session["organization_id"] = membership.organization_id
