@@ -19,6 +19,7 @@ def wallet(request: OrganizationRequest) -> HttpResponse:
     filters = StatementFilterForm(request.GET or None)
     entries = statement_list(organization_id=org_id, **filters.filters())
     page = Paginator(entries, STATEMENT_PAGE_SIZE).get_page(request.GET.get("page"))
+    spend = spend_per_day(organization_id=org_id, days=SPEND_CHART_DAYS)
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -30,10 +31,8 @@ def wallet(request: OrganizationRequest) -> HttpResponse:
             "filters": filters,
             "page": page,
             "filter_query": query.urlencode(),
-            "spend": [
-                {"day": day.isoformat(), "tokens": tokens}
-                for day, tokens in spend_per_day(organization_id=org_id, days=SPEND_CHART_DAYS)
-            ],
+            "spend": [{"day": day.isoformat(), "tokens": tokens} for day, tokens in spend],
+            "spend_total": sum(tokens for _day, tokens in spend),
         },
     )
 

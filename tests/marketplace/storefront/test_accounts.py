@@ -83,7 +83,9 @@ def test_password_reset_emails_a_link_that_sets_a_new_password(db):
     client.post(reverse("store:password_reset"), {"email": "ada@lumen.example"})
 
     assert len(mail.outbox) == 1
-    link = re.search(r"http://testserver(/password-reset/\S+/)", mail.outbox[0].body).group(1)
+    found = re.search(r"http://testserver(/password-reset/\S+/)", str(mail.outbox[0].body))
+    assert found is not None
+    link = found.group(1)
     form_url = client.get(link)["Location"]  # Django swaps the token for a session marker
     client.post(form_url, {"new_password1": "another-horse-43",
                            "new_password2": "another-horse-43"})

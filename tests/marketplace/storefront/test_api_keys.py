@@ -14,7 +14,9 @@ def test_a_new_keys_secret_is_shown_on_the_next_page_only(org, owner_client):
     again = owner_client.get(reverse("store:api_key_created"))
 
     secret = shown.context["secret"]
-    assert api_key_authenticate(secret).organization_id == org.pk
+    authenticated = api_key_authenticate(secret)
+    assert authenticated is not None
+    assert authenticated.organization_id == org.pk
     assert secret in shown.content.decode()
     assert again.status_code == 302
     listing = owner_client.get(reverse("store:api_keys")).content.decode()
