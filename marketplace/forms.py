@@ -13,6 +13,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import password_validation
+from django.contrib.auth.forms import AuthenticationForm
 
 from banking.errors import DomainError
 from banking.models import Membership
@@ -73,6 +74,18 @@ def apply_domain_error(
 
 
 # Accounts
+
+
+class EmailAuthenticationForm(AuthenticationForm):
+    """Log in with the email address (it is the username, in lower case)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["username"].label = "Email"
+        self.fields["username"].widget.attrs.update({"autocomplete": "email", "type": "email"})
+
+    def clean_username(self) -> str:
+        return str(self.cleaned_data.get("username", "")).strip().lower()
 
 
 class SignupForm(forms.Form):
@@ -164,6 +177,14 @@ class StatementFilterForm(forms.Form):
             "date_from": data.get("date_from"),
             "date_to": data.get("date_to"),
         }
+
+
+class LowBalanceAlertForm(forms.Form):
+    threshold = forms.IntegerField(
+        required=False, min_value=1, label="Email us when available tokens fall below",
+        help_text="Leave empty to turn the alert off.",
+        widget=forms.NumberInput(attrs={"placeholder": "e.g. 1000000", "inputmode": "numeric"}),
+    )
 
 
 # API keys

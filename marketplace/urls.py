@@ -6,6 +6,7 @@ from typing import Any
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
+from marketplace.forms import EmailAuthenticationForm
 from marketplace.views import accounts, api_keys, pages, wallet
 
 app_name = "store"
@@ -21,8 +22,8 @@ urlpatterns = [
     path("", pages.home, name="home"),
     # accounts
     path("signup/", accounts.signup, name="signup"),
-    path("login/", _auth(auth_views.LoginView, "login.html", redirect_authenticated_user=True),
-         name="login"),
+    path("login/", _auth(auth_views.LoginView, "login.html", redirect_authenticated_user=True,
+                         authentication_form=EmailAuthenticationForm), name="login"),
     path("logout/", auth_views.LogoutView.as_view(next_page=reverse_lazy("store:login")),
          name="logout"),
     path("password-reset/", _auth(
@@ -47,6 +48,7 @@ urlpatterns = [
     path("wallet/", wallet.wallet, name="wallet"),
     path("wallet/statement.csv", wallet.statement_csv, name="statement_csv"),
     path("wallet/spend.json", wallet.spend_json, name="spend_json"),
+    path("wallet/alert/", wallet.low_balance_alert, name="low_balance_alert"),
     path("wallet/transfers/<int:transfer_id>/", wallet.transfer_detail, name="transfer_detail"),
     # API keys
     path("api-keys/", api_keys.api_keys, name="api_keys"),

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from banking.errors import DomainError
@@ -104,7 +105,9 @@ def organization_switch(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"You are now acting for {membership.organization.name}.")
         else:
             messages.error(request, "You are not a member of that organization.")
-    target = request.POST.get("next") or reverse("store:wallet")
-    if not target.startswith("/") or target.startswith("//"):
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         target = reverse("store:wallet")
     return redirect(target)

@@ -1,12 +1,17 @@
 """The wallet: balances, the statement (filters, CSV), spending per day."""
 
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
+from banking.errors import DomainError
 from banking.exports import statement_csv_response
 from banking.selectors import spend_per_day, statement_list, wallet_get
-from marketplace.forms import StatementFilterForm
+from marketplace.forms import LowBalanceAlertForm, StatementFilterForm, apply_domain_error
+from marketplace.selectors import low_balance_alert_get
+from marketplace.services.alerts import low_balance_alert_set
 from marketplace.views.base import OrganizationRequest, organization_required
 
 STATEMENT_PAGE_SIZE = 25
@@ -15,7 +20,16 @@ SPEND_CHART_DAYS = 30
 
 @organization_required
 def wallet(request: OrganizationRequest) -> HttpResponse:
+    return _wallet_page(request)
+
+
+def _wallet_page(
+    request: OrganizationRequest, alert_form: LowBalanceAlertForm | None = None
+) -> HttpResponse:
     org_id = request.organization.pk
+    if alert_form is None:
+        alert = low_balance_alert_get(organization_id=org_id)
+        alert_form = LowBalanceAlertForm(initial={"threshold": alert.threshold if alert else None})
     filters = StatementFilterForm(request.GET or None)
     entries = statement_list(organization_id=org_id, **filters.filters())
     page = Paginator(entries, STATEMENT_PAGE_SIZE).get_page(request.GET.get("page"))
@@ -33,8 +47,29 @@ def wallet(request: OrganizationRequest) -> HttpResponse:
             "filter_query": query.urlencode(),
             "spend": [{"day": day.isoformat(), "tokens": tokens} for day, tokens in spend],
             "spend_total": sum(tokens for _day, tokens in spend),
+            "alert_form": alert_form,
         },
     )
+
+
+@organization_required
+@require_POST
+def low_balance_alert(request: OrganizationRequest) -> HttpResponse:
+    form = LowBalanceAlertForm(request.POST)
+    if form.is_valid():
+        threshold = form.cleaned_data["threshold"]
+        try:
+            low_balance_alert_set(organization_id=request.organization.pk, threshold=threshold)
+        except DomainError as exc:
+            apply_domain_error(form, exc)
+        else:
+            messages.success(
+                request,
+                f"We will email your members when fewer than {threshold:,} tokens are available."
+                if threshold else "Low-balance alerts are off.",
+            )
+            return redirect("store:wallet")
+    return _wallet_page(request, alert_form=form)
 
 
 @organization_required

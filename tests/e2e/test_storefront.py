@@ -60,7 +60,8 @@ def test_sign_up_then_a_grant_shows_on_the_wallet_and_in_the_csv(ui: UI) -> None
     rows = ui.page.locator("table.statement tbody tr")
     assert rows.count() == 4
     assert ui.page.locator("#spend-chart").is_visible()
-    grant_row = ui.page.locator(f"tr[data-entry='{grant.entries.get(account__organization=org).pk}']")
+    grant_entry = grant.entries.get(account__organization=org)
+    grant_row = ui.page.locator(f"tr[data-entry='{grant_entry.pk}']")
     assert "Promotional grant" in grant_row.inner_text()
     assert "+2,500,000" in grant_row.inner_text()
     assert "Welcome credit" in grant_row.inner_text()

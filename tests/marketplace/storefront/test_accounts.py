@@ -178,3 +178,24 @@ def test_anonymous_visitors_are_sent_to_log_in(db):
         response = Client().get(reverse(name))
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("store:login"))
+
+
+def test_log_in_takes_the_email_in_any_case(db):
+    _signup(Client())
+    client = Client()
+
+    response = client.post(reverse("store:login"),
+                           {"username": " ADA@lumen.example ", "password": "correct-horse-42"})
+
+    assert response.status_code == 302
+    assert client.get(reverse("store:wallet")).status_code == 200
+
+
+def test_switching_never_redirects_off_site(make_org, client_for):
+    client = client_for(make_org("Mine"))
+    org_id = client.get(reverse("store:wallet")).context["request"].organization.pk
+
+    response = client.post(reverse("store:organization_switch"),
+                           {"organization_id": org_id, "next": "https://evil.example/"})
+
+    assert response["Location"] == reverse("store:wallet")

@@ -99,3 +99,26 @@ def test_another_organizations_transfer_is_a_404(make_org, client_for):
 
     assert response.status_code == 404
     assert Entry.objects.filter(transfer=transfer).count() == 2
+
+
+def test_setting_and_clearing_the_low_balance_alert(org, owner_client):
+    from marketplace.models import LowBalanceAlert
+
+    response = owner_client.post(reverse("store:low_balance_alert"), {"threshold": "500000"})
+    assert response.status_code == 302
+    assert LowBalanceAlert.objects.get(organization=org).threshold == 500_000
+    page = owner_client.get(reverse("store:wallet"))
+    assert page.context["alert_form"].initial["threshold"] == 500_000
+
+    owner_client.post(reverse("store:low_balance_alert"), {"threshold": ""})
+
+    assert not LowBalanceAlert.objects.filter(organization=org).exists()
+
+
+def test_a_non_positive_alert_threshold_is_a_form_error_on_the_wallet_page(org, owner_client):
+    response = owner_client.post(reverse("store:low_balance_alert"), {"threshold": "0"})
+
+    assert response.status_code == 200
+    assert response.context["alert_form"].errors["threshold"] == [
+        "Ensure this value is greater than or equal to 1."]
+    assert response.context["summary"].available == 0
