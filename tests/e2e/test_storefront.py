@@ -14,6 +14,7 @@ from banking.services.ledger import grant_post, system_account
 from tests.e2e.conftest import UI
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect
 
 PASSWORD = "correct-horse-42"
 
@@ -85,9 +86,12 @@ def test_sign_up_then_a_grant_shows_on_the_wallet_and_in_the_csv(ui: UI) -> None
     # And filtering by kind narrows the statement
     ui.page.select_option("#id_kind", "grant")
     ui.page.click("form.filters button[type=submit]")
-    ui.page.wait_for_load_state()
+    expect(ui.page.locator("table.statement tbody tr")).to_have_count(1)
     ui.shot("statement filtered")
-    assert ui.page.locator("table.statement tbody tr").count() == 1
+    assert ui.page.url.endswith("/wallet/?kind=grant&account=&date_from=&date_to=")
+    assert ui.page.locator("#spend-chart").is_visible()  # swapped in place: no reload
+    csv_link = ui.page.get_attribute("text=Download CSV", "href")
+    assert csv_link == "/wallet/statement.csv?kind=grant&account=&date_from=&date_to="
 
 
 def test_an_api_key_is_shown_once_and_can_be_revoked(ui: UI) -> None:

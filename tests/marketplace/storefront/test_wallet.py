@@ -122,3 +122,21 @@ def test_a_non_positive_alert_threshold_is_a_form_error_on_the_wallet_page(org, 
     assert response.context["alert_form"].errors["threshold"] == [
         "Ensure this value is greater than or equal to 1."]
     assert response.context["summary"].available == 0
+
+
+def test_the_wallet_page_runs_as_many_queries_for_20_entries_as_for_2(org, owner_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert owner_client.get(reverse("store:wallet")).status_code == 200
+        return len(captured)
+
+    for i in range(2):
+        grant_post(organization_id=org.pk, amount=10 + i, reason=f"grant {i}")
+    few = queries()
+    for i in range(18):
+        grant_post(organization_id=org.pk, amount=100 + i, reason=f"more {i}")
+
+    assert queries() == few
