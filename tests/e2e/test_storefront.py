@@ -155,3 +155,8 @@ def test_the_wallet_fits_a_phone(phone_ui: UI) -> None:
         "document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow == 0
     phone_ui.shot("wallet viewport", full_page=False)
+    api_key_issue(organization_id=org.pk, name="notebook")
+    for path in ("/api-keys/", "/members/", "/jobs/"):
+        phone_ui.goto(path, f"{path} at 390px")
+        assert phone_ui.page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth") == 0
