@@ -79,6 +79,12 @@ def apply_domain_error(
 class EmailAuthenticationForm(AuthenticationForm):
     """Log in with the email address (it is the username, in lower case)."""
 
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "That email and password do not match an account. "
+        "Passwords are case-sensitive.",
+    }
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["username"].label = "Email"

@@ -44,6 +44,11 @@ def signup(request: HttpRequest) -> HttpResponse:
             login(request, membership.user, backend="django.contrib.auth.backends.ModelBackend")
             request.session["organization_id"] = membership.organization_id
             messages.success(request, f"Welcome to Suanli, {membership.organization.name}.")
+            if membership.organization.is_provider:
+                messages.info(
+                    request,
+                    "An operator reviews new providers; your nodes go live once approved.",
+                )
             return redirect("store:wallet")
     return render(request, "marketplace/accounts/signup.html", {"form": form})
 

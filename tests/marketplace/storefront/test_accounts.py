@@ -199,3 +199,14 @@ def test_switching_never_redirects_off_site(make_org, client_for):
                            {"organization_id": org_id, "next": "https://evil.example/"})
 
     assert response["Location"] == reverse("store:wallet")
+
+
+def test_a_wrong_password_says_so_in_words_about_email(db):
+    _signup(Client())
+
+    response = Client().post(reverse("store:login"),
+                             {"username": "ada@lumen.example", "password": "wrong-horse"})
+
+    assert response.status_code == 200
+    assert response.context["form"].non_field_errors() == [
+        "That email and password do not match an account. Passwords are case-sensitive."]
