@@ -318,3 +318,14 @@ cast(dict[str, str], SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}))
     LoanStatusEnum="banking.models.lending.LoanStatus",
     InstallmentStatusEnum="banking.models.lending.InstallmentStatus",
 )
+
+# Storefront
+# Server-rendered pages at "/" (marketplace/urls.py); vendored CSS/JS only, nothing from
+# the internet at run time.
+cast(list[str], TEMPLATES[0]["OPTIONS"]["context_processors"]).append(  # type: ignore[index]
+    "marketplace.context_processors.storefront"
+)
+LOGIN_URL = "store:login"
+LOGIN_REDIRECT_URL = "store:wallet"
+LOGOUT_REDIRECT_URL = "store:login"
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3 * 24 * 3600)
