@@ -194,7 +194,7 @@ class FakeAgentServer:
         return self._error(404, "not_found", path)
 
 
-def wait_for(predicate: Any, *, timeout: float = 10.0, interval: float = 0.05) -> None:
+def wait_for(predicate: Any, *, timeout: float = 30.0, interval: float = 0.05) -> None:
     """Poll until ``predicate()`` is true; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -111,7 +111,7 @@ def test_kill_order_stops_and_removes_the_container(
 
     server.order_kill(91)
 
-    wait_for(lambda: 91 not in node.runs, timeout=5)
+    wait_for(lambda: 91 not in node.runs, timeout=20)
     # and the GPU is released only once the container is stopped and removed
     assert node.pool.free_count == 4
     assert [c[0] for c in _calls(fake_docker)] == ["info", "run", "stop", "rm"]

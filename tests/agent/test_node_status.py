@@ -33,5 +33,5 @@ def test_pending_node_heartbeats_until_approved_then_runs_work(
 
     # When the node is approved, it runs the work
     server.pending_nodes.clear()
-    wait_for(lambda: 100 in server.completed, timeout=5)
-    wait_for(lambda: node.status == "online", timeout=3)
+    wait_for(lambda: 100 in server.completed, timeout=20)
+    wait_for(lambda: node.status == "online", timeout=20)

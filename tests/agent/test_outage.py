@@ -42,7 +42,7 @@ def test_server_down_then_back_final_complete_arrives_once(
     server.come_back()
 
     # Then the complete arrives, once, with the full usage
-    wait_for(lambda: 60 in server.completed, timeout=5)
+    wait_for(lambda: 60 in server.completed, timeout=20)
     time.sleep(1.5)
     assert len(server.completed[60]) == 1
     assert server.completed[60][0]["gpu_seconds"] == 6

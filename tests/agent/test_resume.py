@@ -25,7 +25,7 @@ def test_new_agent_with_same_token_resumes_a_leased_assignment(
     make_node(state_dir=state)
 
     # Then it resumes the run and completes it once, with usage that never went back
-    wait_for(lambda: 70 in server.completed, timeout=10)
+    wait_for(lambda: 70 in server.completed, timeout=20)
     usage = server.usage_of(70)
     assert usage[: len(before)] == before
     seqs = [u["seq"] for u in usage]
@@ -47,7 +47,7 @@ def test_undelivered_final_report_is_sent_by_the_next_agent(
     first = make_node(state_dir=state)
     wait_for(lambda: len(server.usage_of(80)) >= 1)
     server.unavailable = True
-    wait_for(lambda: 80 in first.runs and first.runs[80].record.final is not None, timeout=5)
+    wait_for(lambda: 80 in first.runs and first.runs[80].record.final is not None, timeout=20)
     first.stop(timeout=5)
     server.unavailable = False
     assert 80 not in server.completed
@@ -56,7 +56,7 @@ def test_undelivered_final_report_is_sent_by_the_next_agent(
     second = make_node(state_dir=state)
 
     # Then it delivers the pending complete once, and never runs the job again
-    wait_for(lambda: 80 in server.completed, timeout=5)
+    wait_for(lambda: 80 in server.completed, timeout=20)
     wait_for(lambda: len(server.calls_to("/lease/")) >= 1)
     assert len(server.completed[80]) == 1
     assert server.completed[80][0]["gpu_seconds"] == 1

@@ -73,7 +73,7 @@ def test_simulated_node_registers_runs_a_job_and_completes_it(server: FakeAgentS
         )
 
         # Then it runs, reports usage, and completes once with 2 s x 2 GPUs
-        wait_for(lambda: 12 in server.completed, timeout=10)
+        wait_for(lambda: 12 in server.completed, timeout=20)
     finally:
         agent.send_signal(signal.SIGTERM)
         out, _ = agent.communicate(timeout=15)
