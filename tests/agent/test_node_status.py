@@ -20,7 +20,7 @@ def test_pending_node_heartbeats_until_approved_then_runs_work(
     server.pending_nodes.add(1)
     server.add_assignment(1, 100, spec={"simulate": {"seconds": 0}})
     node = make_node()
-    wait_for(lambda: len(server.calls_to("/heartbeat/")) >= 3, timeout=5)
+    wait_for(lambda: len(server.calls_to("/heartbeat/")) >= 3, timeout=20)
 
     # Then it heartbeats once a second (no backoff) and says once that leasing is refused
     beats = [c.at for c in server.calls_to("/heartbeat/")]
