@@ -106,7 +106,9 @@ def test_an_owner_adds_a_new_member_who_gets_a_link_to_set_a_password(
     assert len(mail.outbox) == 1
     assert mail.outbox[0].to == ["bo@acme.example"]
     assert "/password-reset/" in mail.outbox[0].body
-    assert "bo@acme.example" in owner_client.get(reverse("store:members")).content.decode()
+    listing = owner_client.get(reverse("store:members")).content.decode()
+    assert "bo@acme.example" in listing
+    assert "Invited</span>" in listing
 
 
 def test_a_plain_member_sees_the_list_but_may_not_add(org, client_for):
