@@ -200,3 +200,81 @@ class ApiKeyCreateForm(forms.Form):
     name = forms.CharField(
         max_length=100, initial="default", help_text="So you can tell your keys apart."
     )
+
+
+# Compute
+
+
+class TopUpForm(IdempotentForm):
+    idempotency_scope = "topup"
+
+    amount_usd = forms.IntegerField(
+        label="Amount (USD)", min_value=1, max_value=10_000, initial=50,
+        help_text="Whole dollars; the tokens it buys are shown before you pay.",
+    )
+    payment_method = forms.CharField(
+        label="Card", initial="pm_card_visa",
+        help_text="A saved card or a test card such as pm_card_visa.",
+    )
+
+
+class JobSubmitForm(IdempotentForm):
+    idempotency_scope = "job"
+
+    gpu_class = forms.ChoiceField(label="GPU class")
+    gpu_count = forms.IntegerField(label="GPUs", min_value=1, max_value=64, initial=1)
+    max_duration_s = forms.IntegerField(
+        label="Maximum duration (seconds)", min_value=1, max_value=30 * 86400, initial=600,
+        help_text="The job is stopped at this limit; its hold covers exactly this much.",
+    )
+    command = forms.CharField(
+        label="Command", required=False,
+        help_text="Leave empty to run a simulated job of the seconds below.",
+    )
+    simulate_seconds = forms.IntegerField(label="Simulated run (seconds)", min_value=1,
+                                          max_value=86400, initial=20, required=False)
+    priority = forms.IntegerField(min_value=-100, max_value=100, initial=0, required=False)
+
+    def __init__(self, *args: Any, gpu_classes: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["gpu_class"].choices = gpu_classes  # type: ignore[attr-defined]
+
+    def spec(self) -> dict[str, Any]:
+        command = (self.cleaned_data.get("command") or "").strip()
+        if command:
+            return {"command": command}
+        return {"simulate": {"seconds": self.cleaned_data.get("simulate_seconds") or 20}}
+
+
+class NodeRegisterForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    gpu_class = forms.ChoiceField(label="GPU class")
+    gpu_count = forms.IntegerField(label="GPUs", min_value=1, max_value=64, initial=8)
+    region = forms.CharField(max_length=32, initial="eu-west")
+    mode = forms.ChoiceField(choices=[("market", "Open market"), ("bank", "Bank deposit")],
+                             initial="market")
+
+    def __init__(self, *args: Any, gpu_classes: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["gpu_class"].choices = gpu_classes  # type: ignore[attr-defined]
+
+
+class DepositForm(IdempotentForm):
+    idempotency_scope = "deposit"
+
+    node = forms.ChoiceField(label="Node (bank mode)")
+    gpu_count = forms.IntegerField(label="GPUs", min_value=1, max_value=64, initial=1)
+    start = forms.DateTimeField(label="From (UTC, whole hour)",
+                                widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    end = forms.DateTimeField(label="Until (UTC, whole hour)",
+                              widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+
+    def __init__(self, *args: Any, nodes: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["node"].choices = nodes  # type: ignore[attr-defined]
+
+
+class PayoutForm(IdempotentForm):
+    idempotency_scope = "payout"
+
+    tokens = forms.IntegerField(label="Tokens to cash out", min_value=1)

@@ -7,7 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
 from marketplace.forms import EmailAuthenticationForm
-from marketplace.views import accounts, api_keys, pages, wallet
+from marketplace.views import accounts, api_keys, compute, pages, provider, wallet
 
 app_name = "store"
 
@@ -56,9 +56,16 @@ urlpatterns = [
     path("api-keys/<int:api_key_id>/revoke/", api_keys.api_key_revoke_view,
          name="api_key_revoke"),
     # filled in by the other parts of the product
-    path("catalog/", pages.coming_soon("catalog"), name="catalog"),
-    path("jobs/", pages.coming_soon("jobs"), name="jobs"),
+    path("catalog/", compute.catalog, name="catalog"),
+    path("wallet/topup/", compute.topup, name="topup"),
+    path("jobs/", compute.jobs, name="jobs"),
+    path("jobs/rows/", compute.job_rows, name="job_rows"),
+    path("jobs/estimate/", compute.job_estimate, name="job_estimate"),
+    path("jobs/<int:job_id>/", compute.job_detail, name="job_detail"),
+    path("jobs/<int:job_id>/cancel/", compute.job_cancel_view, name="job_cancel"),
     path("blocks/", pages.coming_soon("blocks"), name="blocks"),
     path("loans/", pages.coming_soon("loans"), name="loans"),
-    path("provider/", pages.coming_soon("provider"), name="provider"),
+    path("provider/", provider.provider, name="provider"),
+    path("provider/nodes/created/", provider.node_created, name="node_created"),
+    path("provider/nodes/<int:node_id>/drain/", provider.node_drain, name="node_drain"),
 ]

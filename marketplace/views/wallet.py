@@ -9,7 +9,13 @@ from django.views.decorators.http import require_POST
 from banking.errors import DomainError
 from banking.exports import statement_csv_response
 from banking.selectors import spend_per_day, statement_list, wallet_get
-from marketplace.forms import LowBalanceAlertForm, StatementFilterForm, apply_domain_error
+from banking.services.payments import topup_quote
+from marketplace.forms import (
+    LowBalanceAlertForm,
+    StatementFilterForm,
+    TopUpForm,
+    apply_domain_error,
+)
 from marketplace.selectors import low_balance_alert_get
 from marketplace.services.alerts import low_balance_alert_set
 from marketplace.views.base import OrganizationRequest, organization_required
@@ -48,6 +54,8 @@ def _wallet_page(
             "spend": [{"day": day.isoformat(), "tokens": tokens} for day, tokens in spend],
             "spend_total": sum(tokens for _day, tokens in spend),
             "alert_form": alert_form,
+            "topup_form": TopUpForm(),
+            "topup_price": _price_line(),
         },
     )
 
@@ -101,3 +109,11 @@ def transfer_detail(request: OrganizationRequest, transfer_id: int) -> HttpRespo
         "marketplace/wallet/transfer_detail.html",
         {"nav": "wallet", "transfer": rows[0].transfer, "entries": rows},
     )
+
+
+def _price_line() -> str:
+    try:
+        quote = topup_quote(currency="usd", amount_cents=100)
+    except DomainError:
+        return ""
+    return f"USD 1 buys {quote.tokens:,} tokens today (volume discounts above USD 1,000)."
