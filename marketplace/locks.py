@@ -16,8 +16,6 @@ own transaction after the accrual that posted money has committed."""
 from collections.abc import Iterable
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
-
 from marketplace.models import InventorySlot
 
 
@@ -26,15 +24,15 @@ def inventory_slots_lock(gpu_class_id: int, slot_starts: Iterable[datetime]
     """Lock (creating the missing ones) the class's inventory rows for these hours, in
     ascending hour order."""
     starts = sorted(set(slot_starts))
+    # One INSERT ... ON CONFLICT DO NOTHING for the missing hours, in ascending order (a
+    # 720-hour block makes one statement, not 720 savepoints); a concurrent creator's row
+    # is waited for and then locked below.
     existing = set(InventorySlot.objects.filter(gpu_class_id=gpu_class_id, slot_start__in=starts)
                    .values_list("slot_start", flat=True))
-    for start in starts:
-        if start not in existing:
-            try:
-                with transaction.atomic():
-                    InventorySlot.objects.create(gpu_class_id=gpu_class_id, slot_start=start)
-            except IntegrityError:
-                pass  # a concurrent creator made it; it is locked below
+    missing = [InventorySlot(gpu_class_id=gpu_class_id, slot_start=start)
+               for start in starts if start not in existing]
+    if missing:
+        InventorySlot.objects.bulk_create(missing, ignore_conflicts=True, batch_size=1000)
     rows = (InventorySlot.objects.select_for_update()
             .filter(gpu_class_id=gpu_class_id, slot_start__in=starts).order_by("slot_start"))
     return {r.slot_start: r for r in rows}
