@@ -12,8 +12,9 @@ import json
 import random
 import statistics
 import time
+from urllib.parse import urlsplit
 
-from bench.scratch import scratch_database, use_database
+from bench.scratch import scratch_database, server_url, use_database
 
 
 def _setup(nodes: int, jobs: int) -> None:
@@ -39,7 +40,8 @@ def _setup(nodes: int, jobs: int) -> None:
         Job(organization=buyers[i % 50], spec={"simulate": {"seconds": 1}},
             gpu_class=(c := classes[rng.randrange(len(classes))]),
             gpu_count=rng.choice([1, 1, 1, 2, 2, 4, 8]), max_duration_s=60,
-            priority=rng.choice([0, 0, 0, 1]), rate_per_gpu_hour=c.on_demand_rate)
+            priority=rng.choice([0, 0, 0, 1]), rate_per_gpu_hour=c.on_demand_rate,
+            turn=i // 50 + 1)  # what submission gives 50 buyers taking turns
         for i in range(jobs)
     ], batch_size=5000)
     from django.db import connection
@@ -115,7 +117,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     nodes, jobs, cycles = (1_000, 100_000, 30) if not args.quick else (1_000, 20_000, 10)
-    with scratch_database("suanli_bench_scheduler") as url:
+    # Named after DATABASE_URL's database, so that two people benchmarking on one server
+    # (each with their own DATABASE_URL) never drop each other's scratch database.
+    name = urlsplit(server_url()).path.strip("/") or "suanli"
+    with scratch_database(f"{name}_bench_scheduler") as url:
         use_database(url)
         from django.db.models import Sum
 

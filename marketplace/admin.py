@@ -4,8 +4,10 @@ inventory change only through the services (deposits, blocks, accruals), never h
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import Sum
 from django.http import HttpRequest
 
+from config.admin_dashboard import dashboard_panel
 from marketplace.models import (
     Advance,
     Block,
@@ -88,3 +90,17 @@ class PriceHistoryAdmin(ReadOnlyAdmin):
 @admin.register(LowBalanceAlert)
 class LowBalanceAlertAdmin(ReadOnlyAdmin):
     list_display = ["organization", "threshold", "armed", "last_sent_at"]
+
+
+@dashboard_panel
+def bank_panel() -> tuple[str, list[tuple[str, Any]]]:
+    deposits = CapacityDeposit.objects.filter(status=CapacityDeposit.Status.ACTIVE)
+    return "Computing bank", [
+        ("Active deposits", deposits.count()),
+        ("Deposited GPUs (active)", deposits.aggregate(s=Sum("gpu_count"))["s"] or 0),
+        ("Yield earned (all time)", CapacityDeposit.objects.aggregate(s=Sum("earned"))["s"] or 0),
+        ("Advances outstanding", Advance.objects.filter(status=Advance.Status.OPEN)
+         .aggregate(s=Sum("outstanding"))["s"] or 0),
+        ("Blocks sold", Block.objects.count()),
+        ("SLA credits paid", SlaCredit.objects.aggregate(s=Sum("amount"))["s"] or 0),
+    ]

@@ -5,7 +5,15 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from config.admin_dashboard import dashboard_panel
-from scheduler.models import Assignment, GpuClass, Job, Node, Reservation, UsageRecord
+from scheduler.models import (
+    Assignment,
+    GpuClass,
+    Job,
+    Node,
+    NodeHeartbeat,
+    Reservation,
+    UsageRecord,
+)
 from scheduler.selectors import jobs_by_state
 from scheduler.services.nodes import node_approve, node_drain
 
@@ -78,6 +86,34 @@ class ReservationAdmin(admin.ModelAdmin):
     search_fields = ["organization__name", "reference"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "job", "node", "gpu_count", "state", "gpu_seconds", "charged", "fee",
+                    "lease_expires_at", "created_at"]
+    list_filter = ["state"]
+    search_fields = ["job__id", "node__name"]
+    list_select_related = ["job", "node"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(NodeHeartbeat)
+class NodeHeartbeatAdmin(admin.ModelAdmin):
+    list_display = ["node", "at", "free_gpus", "busy_gpus"]
+    search_fields = ["node__name"]
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 

@@ -101,8 +101,8 @@ class Node(models.Model):
 
 
 class NodeHeartbeat(models.Model):
-    """One row per heartbeat: the evidence that a node was online when, which the bank's
-    availability yield and reliability are computed from."""
+    """One row per node and minute with a heartbeat: the evidence that a node was online
+    when, which the bank's availability yield and reliability are computed from."""
 
     node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="heartbeats")
     at = models.DateTimeField()
@@ -111,7 +111,9 @@ class NodeHeartbeat(models.Model):
 
     class Meta:
         ordering = ["-at"]
-        indexes = [models.Index(fields=["node", "at"])]
+        constraints = [
+            models.UniqueConstraint(fields=["node", "at"], name="heartbeat_once_per_minute"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.node_id}@{self.at:%H:%M:%S}"
@@ -165,6 +167,11 @@ class Job(models.Model):
     max_duration_s = models.PositiveIntegerField()
     max_price_per_gpu_hour = models.BigIntegerField(null=True, blank=True)
     priority = models.IntegerField(default=0)
+    turn = models.BigIntegerField(
+        default=0,
+        help_text="fair-queueing position within its class and priority: organizations take "
+                  "turns, however many jobs each has queued",
+    )
     reservation = models.ForeignKey(
         Reservation, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
     )
@@ -187,9 +194,12 @@ class Job(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [
-            # The placer's read: queued jobs of a class, highest priority, then oldest.
-            models.Index(fields=["gpu_class", "-priority", "id"],
-                         condition=models.Q(state="queued"), name="job_queue_idx"),
+            # The placer's read: queued jobs of a class in placing order.
+            models.Index(fields=["gpu_class", "-priority", "turn", "id"],
+                         condition=models.Q(state="queued"), name="job_queue_turn_idx"),
+            # A submission's turn: the organization's last queued one.
+            models.Index(fields=["organization", "gpu_class", "priority", "turn"],
+                         condition=models.Q(state="queued"), name="job_org_turn_idx"),
             models.Index(fields=["organization", "state"]),
         ]
         constraints = [
@@ -241,6 +251,9 @@ class Assignment(models.Model):
         indexes = [
             models.Index(fields=["node", "state"]),
             models.Index(fields=["state", "lease_expires_at"]),
+            # Settlement's read: assignments with reported usage not yet captured.
+            models.Index(fields=["id"], name="assignment_unsettled_idx",
+                         condition=models.Q(gpu_seconds__gt=models.F("settled_gpu_seconds"))),
         ]
         constraints = [
             models.CheckConstraint(

@@ -119,8 +119,9 @@ class LeaseAssignmentSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     job_id = serializers.IntegerField()
     gpu_count = serializers.IntegerField()
-    spec = serializers.JSONField(source="job.spec")
-    max_duration_s = serializers.IntegerField(source="job.max_duration_s")
+    spec = serializers.JSONField()
+    max_duration_s = serializers.IntegerField(
+        help_text="what is left of the job's maximum duration after earlier attempts")
     lease_expires_at = serializers.DateTimeField()
 
 

@@ -199,8 +199,14 @@ class AgentLeaseApi(_AgentApi):
     @extend_schema(request=None, responses=LeaseOutputSerializer)
     def post(self, request: Request) -> Response:
         lease = node_lease(node_id=self.node_id(request))
-        return Response(LeaseOutputSerializer(
-            {"assignments": lease.assignments, "kill": lease.kill}).data)
+        assignments = [
+            {"id": a.pk, "job_id": a.job_id, "gpu_count": a.gpu_count, "spec": a.job.spec,
+             "max_duration_s": lease.max_duration_s[a.pk],
+             "lease_expires_at": a.lease_expires_at}
+            for a in lease.assignments
+        ]
+        return Response(LeaseOutputSerializer({"assignments": assignments,
+                                               "kill": lease.kill}).data)
 
 
 class AgentUsageApi(_AgentApi):

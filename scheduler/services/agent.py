@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from banking.errors import InvalidInput, NotFound
@@ -44,6 +44,24 @@ def _locked_assignment(node_id: int, assignment_id: int) -> Assignment:
     return assignments_lock([assignment_id])[assignment_id]
 
 
+def _earlier_attempts(job_ids: list[int], exclude: list[int]) -> dict[int, int]:
+    """GPU-seconds reported by the jobs' earlier (lost) assignments."""
+    return dict(
+        Assignment.objects.filter(job_id__in=job_ids).exclude(id__in=exclude)
+        .values_list("job_id").annotate(s=Sum("gpu_seconds")).order_by()
+    )
+
+
+def budget_gpu_seconds(a: Assignment) -> int:
+    """What this run may bill: gpu_count x max_duration (what the job's hold covers), less
+    what earlier runs of the job reported before they were lost. Every attempt together
+    never bills more than the buyer agreed to, and no provider runs unpaid."""
+    total = a.gpu_count * a.job.max_duration_s
+    if a.job.attempts <= 1:
+        return total
+    return max(0, total - _earlier_attempts([a.job_id], [a.pk]).get(a.job_id, 0))
+
+
 def _record_usage(a: Assignment, seq: Any, gpu_seconds: Any, ai_tokens: Any) -> bool:
     """Apply a cumulative report; False when it repeats the last sequence number."""
     seq = _count(seq, "seq")
@@ -59,8 +77,8 @@ def _record_usage(a: Assignment, seq: Any, gpu_seconds: Any, ai_tokens: Any) -> 
     if gpu_seconds < a.gpu_seconds or ai_tokens < a.ai_tokens:
         raise InvalidInput("Usage is cumulative: it cannot go down.",
                            fields={"gpu_seconds": [f"At least {a.gpu_seconds}."]})
-    # Never bill past what the buyer agreed to: gpu_count x max_duration.
-    gpu_seconds = min(gpu_seconds, a.gpu_count * a.job.max_duration_s)
+    # Never bill past what the buyer agreed to: gpu_count x max_duration over all attempts.
+    gpu_seconds = min(gpu_seconds, budget_gpu_seconds(a))
     UsageRecord.objects.create(assignment=a, seq=seq, gpu_seconds=gpu_seconds,
                                ai_tokens=ai_tokens)
     a.last_seq, a.gpu_seconds, a.ai_tokens = seq, gpu_seconds, ai_tokens
@@ -95,7 +113,7 @@ def usage_report(*, node_id: int, assignment_id: int, seq: Any, gpu_seconds: Any
                           "lease_expires_at"])
     if changed:
         transaction.on_commit(lambda: _kick_settlement(assignment_id))
-    over = a.gpu_seconds >= a.gpu_count * a.job.max_duration_s
+    over = a.gpu_seconds >= budget_gpu_seconds(a)
     return UsageResult(accepted=changed, action="stop" if over else "continue",
                        lease_expires_at=a.lease_expires_at)
 
@@ -155,6 +173,7 @@ def assignment_fail(*, node_id: int, assignment_id: int, seq: Any, gpu_seconds: 
 class Lease:
     assignments: list[Assignment]
     kill: list[int]
+    max_duration_s: dict[int, int]  # per assignment: what the job's budget has left
 
 
 def node_lease(*, node_id: int) -> Lease:
@@ -164,6 +183,14 @@ def node_lease(*, node_id: int) -> Lease:
         Assignment.objects.filter(node_id=node_id, state__in=ACTIVE_ASSIGNMENT_STATES)
         .select_related("job").order_by("id")
     )
+    retried = [a.job_id for a in active if a.job.attempts > 1]
+    earlier = _earlier_attempts(retried, [a.pk for a in active]) if retried else {}
+    # A retried job runs for what its earlier attempts left of its maximum duration.
+    durations = {
+        a.pk: max(0, a.job.max_duration_s * a.gpu_count - earlier.get(a.job_id, 0))
+        // a.gpu_count
+        for a in active
+    }
     since = timezone.now() - timedelta(hours=1)
     kill = list(
         Assignment.objects.filter(
@@ -172,7 +199,7 @@ def node_lease(*, node_id: int) -> Lease:
             ended_at__gte=since,
         ).values_list("id", flat=True)
     )
-    return Lease(assignments=active, kill=kill)
+    return Lease(assignments=active, kill=kill, max_duration_s=durations)
 
 
 __all__ = ["jobs_lock"]

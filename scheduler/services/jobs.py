@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from banking.errors import InvalidInput, NotFound
+from banking.errors import IdempotencyConflict, InvalidInput, NotFound
 from banking.models import Organization
 from banking.services.holds import hold_place
 from banking.services.spending import organization_assert_can_spend
@@ -88,11 +88,10 @@ def job_submit(
 ) -> Job:
     """Queue a job. The on-demand rate is locked and a hold of the most the job can cost
     (gpu_count x max_duration at that rate) placed; without the tokens, nothing is created.
-    A job that names a reservation draws on it instead and holds nothing."""
-    if idempotency_key:
-        existing = Job.objects.filter(idempotency_key=idempotency_key).first()
-        if existing is not None and existing.organization_id == organization_id:
-            return existing
+    A job that names a reservation draws on it instead and holds nothing.
+
+    A repeated idempotency key returns the first job; the same key for another job is a
+    conflict."""
     spec = spec_validate(spec)
     cls = gpu_class_by_name(gpu_class)
     gpu_count = _whole(gpu_count, "gpu_count", minimum=1, maximum=64)
@@ -107,6 +106,14 @@ def job_submit(
     if max_price_per_gpu_hour is not None:
         max_price_per_gpu_hour = _whole(max_price_per_gpu_hour, "max_price_per_gpu_hour",
                                         minimum=1, maximum=10**12)
+    request = {"spec": spec, "gpu_class_id": cls.pk, "gpu_count": gpu_count,
+               "max_duration_s": max_duration_s, "min_vram_gb": min_vram_gb,
+               "regions": regions, "max_price_per_gpu_hour": max_price_per_gpu_hour,
+               "priority": priority, "reservation_id": reservation_id}
+    if idempotency_key:
+        existing = Job.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _replayed(existing, organization_id, request)
     organization_assert_can_spend(organization_id)
     largest = Node.objects.filter(gpu_class=cls, is_approved=True).exclude(
         status=Node.Status.DISABLED
@@ -134,6 +141,7 @@ def job_submit(
                 max_duration_s=max_duration_s,
                 max_price_per_gpu_hour=max_price_per_gpu_hour,
                 priority=priority,
+                turn=_turn(organization_id, cls.pk, priority),
                 reservation=reservation,
                 rate_per_gpu_hour=rate,
                 hold_amount=hold_amount,
@@ -142,8 +150,8 @@ def job_submit(
             )
     except IntegrityError:
         raced = Job.objects.filter(idempotency_key=idempotency_key).first()
-        if raced is not None and raced.organization_id == organization_id:
-            return raced
+        if raced is not None:
+            return _replayed(raced, organization_id, request)
         raise
     if hold_amount:
         hold = hold_place(
@@ -158,6 +166,31 @@ def job_submit(
         job.hold = hold
     transaction.on_commit(_kick_placement)
     return job
+
+
+def _replayed(job: Job, organization_id: int, request: dict[str, Any]) -> Job:
+    """The job a repeated idempotency key names, if it was submitted with the same body."""
+    if job.organization_id != organization_id or any(
+        getattr(job, name) != value for name, value in request.items()
+    ):
+        raise IdempotencyConflict(
+            "This Idempotency-Key was already used for a different job; use a new key.",
+            fields={"Idempotency-Key": ["Already used for a different job."]},
+        )
+    return job
+
+
+def _turn(organization_id: int, gpu_class_id: int, priority: int) -> int:
+    """Start-time fair queueing: a job's turn is one after its organization's last queued
+    job of the same class and priority, and never before the head of that queue. A buyer
+    with a thousand jobs queued then takes turns with one who just arrived, instead of
+    being served first for all of them."""
+    queued = Job.objects.filter(state=Job.State.QUEUED, gpu_class_id=gpu_class_id,
+                                priority=priority)
+    head = queued.order_by("turn").values_list("turn", flat=True).first() or 0
+    last = (queued.filter(organization_id=organization_id).order_by("-turn")
+            .values_list("turn", flat=True).first() or 0)
+    return max(last + 1, head)
 
 
 def _usable_reservation(organization_id: int, reservation_id: int, gpu_class_id: int,

@@ -3,8 +3,9 @@
 Filters (class, free GPUs on one node, VRAM, region, online, price cap, block window),
 then scores (lowest price, best fit: fewest GPUs left idle on the node, then
 reliability). Order: block jobs first, then priority, then round-robin across
-organizations so no buyer starves the others, then age. Writes are set-based, and the
-node's free-GPU counter (CHECK >= 0) makes double allocation impossible in the database.
+organizations so no buyer starves the others (each job's turn, set at submission: see
+`jobs._turn`), then age. Writes are set-based, and the node's free-GPU counter
+(CHECK >= 0) makes double allocation impossible in the database.
 """
 
 import bisect
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from scheduler.locks import placement_lock_try
@@ -54,6 +55,7 @@ class _Job:
     max_price: int | None
     priority: int
     reservation_id: int | None
+    turn: int
 
 
 def _order(jobs: list[_Job]) -> list[_Job]:
@@ -129,7 +131,36 @@ class _Pool:
 
 
 _JOB_FIELDS = ("id", "organization_id", "gpu_class_id", "gpu_count", "min_vram_gb", "regions",
-               "rate_per_gpu_hour", "max_price_per_gpu_hour", "priority", "reservation_id")
+               "rate_per_gpu_hour", "max_price_per_gpu_hour", "priority", "reservation_id", "turn")
+
+
+def _queue_page(gpu_class_id: int, *, max_gpus: int, after: "_Job | None",
+                size: int) -> list[_Job]:
+    """Queued on-demand jobs of a class that one node could still take by size, in placing
+    order (priority, then turn: the organizations' fair-queueing order set at submission,
+    then age), after `after`. An index walk."""
+    queued = Job.objects.filter(state=Job.State.QUEUED, gpu_class_id=gpu_class_id,
+                                reservation__isnull=True, gpu_count__lte=max_gpus)
+    if after is not None:
+        queued = queued.filter(
+            Q(priority__lt=after.priority)
+            | Q(priority=after.priority, turn__gt=after.turn)
+            | Q(priority=after.priority, turn=after.turn, id__gt=after.id)
+        )
+    rows = queued.order_by("-priority", "turn", "id").values_list(*_JOB_FIELDS)[:size]
+    return [_Job(*row) for row in rows]
+
+
+def _plan_into(plan: list[tuple[_Job, _Node, int]], pool: "_Pool", jobs: list[_Job],
+               windows: dict[int, bool]) -> None:
+    """Place `jobs`, already in order, on the pool's nodes; append to `plan`."""
+    for job in jobs:
+        if pool.max_free == 0:
+            return
+        node = pool.take(job, windows)
+        if node is not None:
+            rate = node.rate if node.rate is not None else job.rate
+            plan.append((job, node, rate))
 
 
 def placement_run(*, limit: int | None = None, now: datetime | None = None) -> PlacementResult:
@@ -151,39 +182,35 @@ def placement_run(*, limit: int | None = None, now: datetime | None = None) -> P
                                     mode == Node.Mode.BANK))
         if not pools:
             return result
-        jobs: list[_Job] = []
-        for cls, nodes in pools.items():
-            # No more jobs can be placed in a class than it has free GPUs: read twice that
-            # (room for jobs that do not fit), not the whole queue, so that a cycle costs
-            # what the capacity it hands out costs, whatever the queue's length.
-            free = sum(n.free for n in nodes)
-            queued = Job.objects.filter(state=Job.State.QUEUED, gpu_class_id=cls).order_by(
-                "-priority", "id").values_list(*_JOB_FIELDS)
-            in_blocks = queued.filter(reservation__isnull=False, reservation__start__lte=now,
-                                      reservation__end__gt=now)
-            on_demand = queued.filter(reservation__isnull=True)[: min(limit, 2 * free + 100)]
-            jobs.extend(_Job(*row) for row in itertools.chain(in_blocks, on_demand))
-        result.considered = len(jobs)
-        windows = {
-            r: True
-            for r in Reservation.objects.filter(
-                id__in={j.reservation_id for j in jobs if j.reservation_id},
-                status=Reservation.Status.ACTIVE, start__lte=now, end__gt=now,
-            ).values_list("id", flat=True)
-        }
         default_rates = dict(
             GpuClass.objects.filter(id__in=list(pools)).values_list("id", "on_demand_rate")
         )
-        class_pools = {cls: _Pool(nodes, default_rates[cls]) for cls, nodes in pools.items()}
         plan: list[tuple[_Job, _Node, int]] = []
-        for job in _order(jobs):
-            pool = class_pools[job.gpu_class_id]
-            if pool.max_free == 0:
-                continue
-            node = pool.take(job, windows)
-            if node is not None:
-                rate = node.rate if node.rate is not None else job.rate
-                plan.append((job, node, rate))
+        for cls, nodes in pools.items():
+            pool = _Pool(nodes, default_rates[cls])
+            # Block jobs inside their window first: few, and all read.
+            blocks = [_Job(*row) for row in Job.objects.filter(
+                state=Job.State.QUEUED, gpu_class_id=cls, reservation__isnull=False,
+                reservation__status=Reservation.Status.ACTIVE, reservation__start__lte=now,
+                reservation__end__gt=now).order_by("-priority", "id").values_list(*_JOB_FIELDS)]
+            result.considered += len(blocks)
+            windows = {j.reservation_id: True for j in blocks if j.reservation_id}
+            _plan_into(plan, pool, _order(blocks), windows)
+            # Then on-demand jobs, a page at a time in the order they are placed in, so a
+            # cycle reads what the capacity it hands out needs, not the whole queue; the
+            # next page only while GPUs are left (jobs that fit behind ones that do not).
+            # Pages are of jobs no bigger than the largest free shape (it shrinks as
+            # capacity fills, and a job skipped for size cannot fit later in the cycle).
+            read, last = 0, None
+            while pool.max_free and read < limit:
+                size = min(limit - read, sum(n.free for n in nodes) + 50)
+                page = _queue_page(cls, max_gpus=pool.max_free, after=last, size=size)
+                read += len(page)
+                _plan_into(plan, pool, page, windows)
+                if len(page) < size:
+                    break
+                last = page[-1]
+            result.considered += read
         if plan:
             _apply(plan, now, result)
     return result

@@ -80,3 +80,25 @@ def test_the_admin_index_shows_tokens_in_circulation_held_and_owed(operator_clie
     assert ledger["Owed to the bank (credit + debt)"] == 0
     assert ledger["System: Promotions"] == -1_234
     assert b"Ledger health" in page.content
+
+
+def test_every_registered_model_has_a_working_change_list(operator_client, make_org):
+    from django.contrib import admin
+
+    make_org(tokens=5)
+    for model in admin.site._registry:
+        url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+        assert operator_client.get(url).status_code == 200, url
+
+
+def test_every_app_model_is_registered_in_the_admin(db):
+    from django.apps import apps
+    from django.contrib import admin
+
+    ours = [m for app in ("banking", "scheduler", "marketplace")
+            for m in apps.get_app_config(app).get_models()]
+    inlined = {inline.model for model_admin in admin.site._registry.values()
+               for inline in model_admin.inlines}
+    missing = sorted(m.__name__ for m in ours
+                     if m not in admin.site._registry and m not in inlined)
+    assert missing == []

@@ -73,6 +73,19 @@ def test_the_same_idempotency_key_submits_once(buyer, online_node, api_client_fo
     assert wallet_get(organization_id=buyer.pk).held == first.json()["hold_amount"]
 
 
+def test_the_same_idempotency_key_for_another_job_is_a_conflict(buyer, online_node,
+                                                                  api_client_for):
+    online_node()
+    client = api_client_for(buyer)
+    first = client.post("/api/v1/jobs/", job_body(), format="json", HTTP_IDEMPOTENCY_KEY="k1")
+    other = client.post("/api/v1/jobs/", job_body(gpu_count=2), format="json",
+                        HTTP_IDEMPOTENCY_KEY="k1")
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "idempotency_conflict"
+    assert Job.objects.count() == 1
+    assert wallet_get(organization_id=buyer.pk).held == first.json()["hold_amount"]
+
+
 @pytest.mark.parametrize("status", [Organization.Status.FROZEN, Organization.Status.DELINQUENT])
 def test_frozen_or_delinquent_organizations_cannot_submit(buyer, online_node, api_client_for,
                                                           status):

@@ -9,7 +9,7 @@ from django.utils import timezone
 from banking.selectors import wallet_get
 from scheduler.models import Assignment, Job, Node
 from scheduler.pricing import charge_for
-from scheduler.services.agent import usage_report
+from scheduler.services.agent import assignment_complete, node_lease, usage_report
 from scheduler.services.jobs import job_submit
 from scheduler.services.leases import leases_expire
 from scheduler.services.nodes import node_heartbeat
@@ -76,3 +76,34 @@ def test_a_node_back_before_its_lease_expires_keeps_its_assignment(buyer, online
         sweep = leases_expire()
     assert sweep.assignments_lost == 0
     assert Job.objects.get(pk=job.pk).state == "placed"
+
+
+def test_a_retried_job_runs_for_what_its_lost_attempt_left_and_never_bills_past_its_hold(
+        buyer, online_node):
+    """gpu_count x max_duration is the job's budget over every attempt: the hold covers it,
+    the retry is told how long it may still run, and usage past it is neither billed nor
+    run."""
+    first = online_node(gpus=2)
+    job = job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 90}},
+                     gpu_class="H100-80GB", gpu_count=2, max_duration_s=100)
+    placement_run()
+    lost = Assignment.objects.get(job=job)
+    usage_report(node_id=first.pk, assignment_id=lost.pk, seq=1, gpu_seconds=120)  # 60 s x 2
+    with time_machine.travel(timezone.now() + timedelta(seconds=31), tick=False):
+        leases_expire()
+    second = online_node(gpus=2)
+    placement_run()
+    retry = Assignment.objects.get(job=job, node=second)
+
+    lease = node_lease(node_id=second.pk)
+    assert lease.max_duration_s == {retry.pk: 40}  # (2 x 100 - 120) / 2
+    result = usage_report(node_id=second.pk, assignment_id=retry.pk, seq=1, gpu_seconds=150)
+    assert result.action == "stop"
+    assignment_complete(node_id=second.pk, assignment_id=retry.pk, seq=2, gpu_seconds=180)
+
+    retry.refresh_from_db()
+    assert retry.gpu_seconds == 80
+    total = charge_for(120, job.rate_per_gpu_hour) + charge_for(80, job.rate_per_gpu_hour)
+    assert total <= job.hold_amount
+    assert wallet_get(organization_id=buyer.pk).available == 10_000_000_000 - total
+    assert wallet_get(organization_id=buyer.pk).held == 0

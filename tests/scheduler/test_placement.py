@@ -97,6 +97,50 @@ def test_a_job_that_does_not_fit_now_waits_and_smaller_ones_backfill(buyer, onli
     assert states == {three.pk: "placed", two.pk: "queued", one.pk: "placed"}
 
 
+def _backlog(org, n: int, **kw: Any) -> None:
+    """n queued jobs straight into the table (no holds: placement does not look at them)."""
+    from scheduler.models import GpuClass
+
+    cls = GpuClass.objects.get(name="H100-80GB")
+    Job.objects.bulk_create([
+        Job(organization=org, spec={"simulate": {"seconds": 1}}, gpu_class=cls, gpu_count=1,
+            max_duration_s=60, rate_per_gpu_hour=cls.on_demand_rate, turn=k + 1, **kw)
+        for k in range(n)
+    ])
+
+
+def test_a_deep_backlog_of_one_buyer_does_not_push_another_buyer_out_of_the_cycle(
+    make_org, online_node
+):
+    """The placer reads a page sized by free capacity (here 2 x 4 + 100 jobs); the late
+    buyer's job gets the turn at the head of the queue, so it is in the first page."""
+    online_node(gpus=4)
+    greedy, late = make_org(tokens=10**12), make_org(tokens=10**12)
+    _backlog(greedy, 500)
+    late_job = submit(late)
+
+    placement_run()
+
+    placed = Counter(Job.objects.filter(state="placed").values_list("organization_id",
+                                                                     flat=True))
+    assert placed == {greedy.pk: 3, late.pk: 1}
+    assert Job.objects.get(pk=late_job.pk).state == "placed"
+
+
+def test_jobs_that_fit_behind_a_page_of_jobs_that_do_not_are_placed(buyer, online_node):
+    """Head-of-line: 500 older jobs want a region no node is in; the next page is read
+    while GPUs are left, and the job that fits is placed in the same cycle."""
+    online_node(gpus=4, region="eu-west")
+    _backlog(buyer, 500, regions=["ap-south"])
+    fits = submit(buyer, regions=["eu-west"])
+
+    result = placement_run()
+
+    assert Job.objects.get(pk=fits.pk).state == "placed"
+    assert result.placed == 1
+    assert result.considered == 501
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.xdist_group("pg-concurrency")
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
@@ -144,3 +188,21 @@ def test_four_placers_200_nodes_5000_jobs_never_assign_a_gpu_twice(make_org, onl
     if smallest is not None:
         assert not Node.objects.filter(free_gpus__gte=smallest.gpu_count).exists()
     assert sum(used.values()) <= total_gpus
+
+
+def test_a_submission_takes_the_turn_after_its_organizations_last_never_before_the_head(
+    make_org, online_node
+):
+    online_node(gpus=2)
+    a, b, c = make_org(tokens=10**12), make_org(tokens=10**12), make_org(tokens=10**12)
+    a_jobs = [submit(a) for _ in range(4)]
+    b_jobs = [submit(b) for _ in range(2)]
+    assert [j.turn for j in a_jobs] == [1, 2, 3, 4]
+    assert [j.turn for j in b_jobs] == [1, 2]
+
+    placement_run()  # a's and b's first jobs take the 2 GPUs: the head is now turn 2
+    late = submit(c)
+    other_priority = submit(c, priority=1)
+
+    assert late.turn == 2
+    assert other_priority.turn == 1

@@ -157,6 +157,45 @@ def test_financing_without_a_credit_line_is_refused_and_nothing_is_reserved(buye
     assert InventorySlot.objects.filter(booked__gt=0).count() == 0
 
 
+def test_jobs_in_a_block_run_first_on_bank_nodes_and_are_not_charged_again(
+        buyer, stocked, online_node):
+    import time_machine
+
+    from scheduler.models import Assignment, Job
+    from scheduler.services.agent import assignment_complete
+    from scheduler.services.jobs import job_submit
+    from scheduler.services.nodes import node_heartbeat
+    from scheduler.services.placement import placement_run
+
+    market = online_node(gpus=8)  # an open-market node of the same class, also free
+    block = buy(buyer, stocked, 2)
+    paid = wallet_get(organization_id=buyer.pk).available
+    with time_machine.travel(stocked + timedelta(minutes=5), tick=False):
+        from scheduler.models import Node
+
+        bank = Node.objects.get(mode="bank")
+        for n in (bank, market):
+            node_heartbeat(node_id=n.pk, free_gpus=8, busy_gpus=0, utilization=0,
+                           agent_version="t")
+        on_demand = job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 5}},
+                               gpu_class="H100-80GB", gpu_count=2, max_duration_s=60,
+                               priority=10)
+        in_block = job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 5}},
+                              gpu_class="H100-80GB", gpu_count=2, max_duration_s=600,
+                              reservation_id=block.pk)
+        assert (in_block.hold_amount, in_block.hold_id) == (0, None)
+        placement_run()
+        in_block.refresh_from_db()
+        assert (in_block.state, in_block.node_id) == ("placed", bank.pk)
+        assert Job.objects.get(pk=on_demand.pk).state == "placed"
+        a = Assignment.objects.get(job=in_block)
+        assignment_complete(node_id=bank.pk, assignment_id=a.pk, seq=1, gpu_seconds=1000)
+    a.refresh_from_db()
+    assert (a.gpu_seconds, a.charged, a.settled_gpu_seconds) == (1000, 0, 1000)
+    spent_on_demand = Job.objects.get(pk=on_demand.pk).hold_amount
+    assert wallet_get(organization_id=buyer.pk).available == paid - spent_on_demand
+
+
 def test_inside_the_window_only_later_unused_hours_can_be_sold_back(buyer, stocked, settings):
     """90 minutes into a 4-hour block with a job on it: the current hour and the next are
     refused (past / in use), the last two hours are sold back."""

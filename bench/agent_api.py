@@ -1,0 +1,174 @@
+"""Agent API under load: heartbeats from 10,000 node tokens against gunicorn on this
+machine, load from a separate process (wrk when installed, else a Python generator).
+
+Prints req/s (goal >= 2,000) and p99 latency (goal <= 50 ms) of heartbeats and, as the
+anchor in the same run against the same server, of GET /healthz. Last line: JSON.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.scratch import ROOT, scratch_database, use_database
+
+WRK_SCRIPT = """
+local tokens = {}
+for line in io.lines("%(tokens)s") do tokens[#tokens + 1] = line end
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"free_gpus": 4, "busy_gpus": 4, "utilization": 0.5, "agent_version": "bench"}'
+request = function()
+  i = i %% #tokens + 1
+  wrk.headers["Authorization"] = "Node " .. tokens[i]
+  return wrk.format(nil, "/api/v1/agent/heartbeat/")
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %%d %%d %%f\\n", summary.requests, summary.errors.status,
+                         latency:percentile(99)))
+end
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _make_nodes(n: int) -> list[str]:
+    from django.utils import timezone
+
+    from banking.services.customers import organization_create
+    from scheduler.models import GpuClass, Node
+
+    provider = organization_create(name="bench-fleet", is_buyer=False, is_provider=True)
+    cls = GpuClass.objects.get(name="H100-80GB")
+    tokens, rows = [], []
+    for i in range(n):
+        prefix = f"{i:012x}"
+        token = f"nt_{prefix}_{secrets.token_urlsafe(16)}"
+        tokens.append(token)
+        rows.append(Node(provider=provider, name=f"fleet-{i}", gpu_class=cls, gpu_count=8,
+                         free_gpus=8, vram_gb=80, region="eu", status=Node.Status.ONLINE,
+                         is_approved=True, last_heartbeat_at=timezone.now(),
+                         token_prefix=prefix,
+                         token_hash=hashlib.sha256(token.encode()).hexdigest()))
+    Node.objects.bulk_create(rows, batch_size=2000)
+    return tokens
+
+
+def _wrk(url: str, path: str, seconds: int, tokens_file: str | None) -> tuple[float, float]:
+    args = ["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        if tokens_file:
+            script.write(WRK_SCRIPT % {"tokens": tokens_file})
+        else:
+            script.write('done = function(s, l, r) io.write(string.format('
+                         '"RESULT %d %d %f\\n", s.requests, s.errors.status, '
+                         'l:percentile(99))) end\n')
+    out = subprocess.run([*args, "-s", script.name, url + path], capture_output=True,
+                         text=True, check=True).stdout
+    requests, errors, p99_us = re.search(r"RESULT (\d+) (\d+) ([\d.]+)", out).groups()  # type: ignore[union-attr]
+    if int(errors):
+        print(f"  ({errors} non-2xx responses)")
+    return int(requests) / seconds, float(p99_us) / 1000
+
+
+def _python_load(
+    url: str, path: str, seconds: int, tokens: list[str] | None
+) -> tuple[float, float]:
+    """Fallback load generator, in its own process (this one)."""
+    import asyncio
+
+    async def run() -> tuple[int, list[float]]:
+        lat: list[float] = []
+        count = 0
+        deadline = time.monotonic() + seconds
+        async with httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=64)) as c:
+            async def worker(k: int) -> None:
+                nonlocal count
+                i = k
+                while time.monotonic() < deadline:
+                    headers = {"Authorization": f"Node {tokens[i % len(tokens)]}"} if tokens else {}
+                    t = time.perf_counter()
+                    if tokens:
+                        await c.post(path, json={"free_gpus": 4, "busy_gpus": 4}, headers=headers)
+                    else:
+                        await c.get(path)
+                    lat.append(time.perf_counter() - t)
+                    count += 1
+                    i += 64
+            await asyncio.gather(*(worker(k) for k in range(64)))
+        return count, lat
+
+    count, lat = asyncio.run(run())
+    lat.sort()
+    return count / seconds, lat[int(0.99 * (len(lat) - 1))] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    seconds = 8 if args.quick else 20
+    with scratch_database("suanli_bench_agent") as db_url:
+        use_database(db_url)
+        tokens = _make_nodes(10_000)
+        from django.db import connections
+
+        connections.close_all()
+        port = _free_port()
+        env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_DEBUG": "false",
+               "LOG_LEVEL": "WARNING", "AGENT_RATE_LIMIT": "100000/min",
+               "DATABASE_CONN_MAX_AGE": "60"}
+        workers = str(max(2, (os.cpu_count() or 2) * 2))
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "config.wsgi:application", "-b",
+             f"127.0.0.1:{port}", "-w", workers, "--log-level", "warning"],
+            cwd=ROOT, env=env, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(100):
+                try:
+                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            tool = "wrk" if shutil.which("wrk") else "python"
+            with tempfile.NamedTemporaryFile("w", delete=False) as f:
+                f.write("\n".join(tokens) + "\n")
+            if tool == "wrk":
+                anchor_rps, anchor_p99 = _wrk(url, "/healthz", seconds, None)
+                rps, p99 = _wrk(url, "/api/v1/agent/heartbeat/", seconds, f.name)
+            else:
+                anchor_rps, anchor_p99 = _python_load(url, "/healthz", seconds, None)
+                rps, p99 = _python_load(url, "/api/v1/agent/heartbeat/", seconds, tokens)
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=20)
+            Path(f.name).unlink(missing_ok=True)
+    print(f"load: {tool}, 64 connections, {seconds}s, gunicorn with {workers} sync workers")
+    print(f"anchor: GET /healthz {anchor_rps:,.0f} req/s, p99 {anchor_p99:.1f} ms")
+    print(f"heartbeats from 10,000 node tokens: {rps:,.0f} req/s (goal >= 2,000), "
+          f"p99 {p99:.1f} ms (goal <= 50 ms); {rps / anchor_rps:.2f} x the anchor")
+    print(json.dumps({"heartbeat_rps": round(rps), "heartbeat_p99_ms": round(p99, 1),
+                      "healthz_rps": round(anchor_rps), "healthz_p99_ms": round(anchor_p99, 1),
+                      "ratio": round(rps / anchor_rps, 3), "load_tool": tool}))
+
+
+if __name__ == "__main__":
+    main()
