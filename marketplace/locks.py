@@ -10,13 +10,28 @@ deadlock on each other:
 4. advances of a provider, ascending id (accrual repayments, defaults),
 5. ledger accounts, ascending id (inside `transfer_post` and lending).
 
+0. before all of these, a purchase, sell-back, deposit or advance with an idempotency key
+   takes `idempotency_key_lock(scope, key)` so two requests with one key run one after
+   the other and the second returns the first's row instead of hitting the unique index.
+
 Nothing locks slots after accounts: a defaulted deposit's inventory is withdrawn in its
 own transaction after the accrual that posted money has committed."""
 
 from collections.abc import Iterable
 from datetime import datetime
 
+from django.db import connection
+
 from marketplace.models import InventorySlot
+
+
+def idempotency_key_lock(scope: str, key: str) -> None:
+    """A transaction-scoped PostgreSQL advisory lock on (scope, key), taken first. Other
+    databases (SQLite in the embedded demo) serialize writers anyway."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))",
+                           [f"marketplace:{scope}", key])
 
 
 def inventory_slots_lock(gpu_class_id: int, slot_starts: Iterable[datetime]

@@ -9,6 +9,7 @@ from django.db import connection
 
 from banking.models import Loan
 from banking.models.ledger import AccountPurpose
+from banking.selectors import wallet_get
 from banking.services.ledger import system_account
 from banking.services.lending import credit_line_set
 from marketplace.models import Block, InventorySlot, SellBack
@@ -85,3 +86,26 @@ def test_a_sell_back_racing_ten_buyers_never_overbooks(make_org, provider, bank_
     assert errors <= {"insufficient_inventory"}
     assert list(InventorySlot.objects.order_by("slot_start").values_list("booked", flat=True)
                 ) == [8, len(won)]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.xdist_group("pg-concurrency")
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL locks")
+def test_an_idempotency_storm_buys_one_block_and_pays_once(make_org, provider, bank_node):
+    start = next_hour()
+    node = bank_node(gpus=8)
+    deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=8, start=start,
+                   end=start + timedelta(hours=2))
+    buyer = make_org(tokens=10**12)
+
+    def storm(i: int) -> object:
+        return block_buy(organization_id=buyer.pk, gpu_class="H100-80GB", gpu_count=2,
+                         start=start, end=start + timedelta(hours=2), payment="wallet",
+                         idempotency_key="same-key")
+
+    results = run_threads(10, storm)
+    assert all(isinstance(r, Block) for r in results), results
+    assert {r.pk for r in results} == {Block.objects.get().pk}  # type: ignore[attr-defined]
+    block = Block.objects.get()
+    assert wallet_get(organization_id=buyer.pk).available == 10**12 - block.price
+    assert list(InventorySlot.objects.values_list("booked", flat=True)) == [2, 2]
