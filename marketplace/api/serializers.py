@@ -46,6 +46,26 @@ class AvailabilityQuerySerializer(serializers.Serializer):
     gpu_count = serializers.IntegerField(required=False, default=1)
 
 
+class AvailabilitySlotSerializer(serializers.Serializer):
+    start = serializers.DateTimeField()
+    free_gpus = serializers.IntegerField()
+
+
+class AvailabilityQuoteSerializer(serializers.Serializer):
+    gpu_count = serializers.IntegerField()
+    hours = serializers.IntegerField()
+    rate_per_gpu_hour = serializers.IntegerField()
+    discount_bps = serializers.IntegerField()
+    price = serializers.IntegerField()
+
+
+class AvailabilityOutputSerializer(serializers.Serializer):
+    gpu_class = serializers.CharField()
+    slots = AvailabilitySlotSerializer(many=True)
+    min_free_gpus = serializers.IntegerField()
+    quote = AvailabilityQuoteSerializer()
+
+
 class BlockInputSerializer(serializers.Serializer):
     gpu_class = serializers.CharField()
     gpu_count = serializers.IntegerField()
@@ -62,7 +82,7 @@ class ScheduleRowSerializer(serializers.Serializer):
     interest = serializers.IntegerField()
 
 
-class QuoteOutputSerializer(serializers.Serializer):
+class BlockQuoteOutputSerializer(serializers.Serializer):
     gpu_class = serializers.CharField(source="gpu_class.name")
     gpu_count = serializers.IntegerField()
     hours = serializers.IntegerField()

@@ -89,6 +89,7 @@ class BlockAvailabilityApi(APIView):
     permission_classes = [AllowAny]
 
     @extend_schema(parameters=[s.AvailabilityQuerySerializer],
+                   responses=s.AvailabilityOutputSerializer,
                    summary="Bank GPUs free per hour slot, and a price quote")
     def get(self, request: Request) -> Response:
         q = s.AvailabilityQuerySerializer(data=request.query_params)
@@ -109,13 +110,13 @@ class BlockAvailabilityApi(APIView):
 class BlockQuoteApi(APIView):
     permission_classes = [IsBuyer]
 
-    @extend_schema(request=s.BlockInputSerializer, responses=s.QuoteOutputSerializer,
+    @extend_schema(request=s.BlockInputSerializer, responses=s.BlockQuoteOutputSerializer,
                    summary="Price, and the installment schedule when financed; writes nothing")
     def post(self, request: Request) -> Response:
         data = s.BlockInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         quote = block_quote(organization_id=_org(request), **data.validated_data)
-        return Response(s.QuoteOutputSerializer(quote).data)
+        return Response(s.BlockQuoteOutputSerializer(quote).data)
 
 
 class BlockListCreateApi(APIView):

@@ -12,6 +12,7 @@ from banking.selectors import organization_account_ids
 from banking.services.ledger import require_positive_tokens, system_account, transfer_post
 from banking.services.transactions import money_transaction
 from marketplace.errors import AdvanceLimitExceeded
+from marketplace.locks import idempotency_key_lock
 from marketplace.models import Advance
 from marketplace.services.deposits import remaining_expected_yield
 
@@ -35,6 +36,7 @@ def advance_limit(*, provider_id: int) -> AdvanceLimit:
 @money_transaction
 def advance_create(*, provider_id: int, amount: int, idempotency_key: str) -> Advance:
     require_positive_tokens(amount)
+    idempotency_key_lock("advance", idempotency_key)
     existing = Advance.objects.filter(idempotency_key=idempotency_key).first()
     if existing is not None:
         if existing.provider_id != provider_id or existing.amount != amount:

@@ -19,7 +19,7 @@ from banking.services.lending import loan_originate
 from banking.services.spending import organization_assert_can_spend
 from banking.services.transactions import money_transaction
 from marketplace.errors import InsufficientInventory, SellBackNotAllowed
-from marketplace.locks import inventory_slots_lock
+from marketplace.locks import idempotency_key_lock, inventory_slots_lock
 from marketplace.models import Block, InventorySlot, SellBack
 from marketplace.windows import HOUR, hour_slots, window_check
 from scheduler.models import ACTIVE_JOB_STATES, GpuClass, Reservation
@@ -126,6 +126,7 @@ def block_buy(*, organization_id: int, gpu_class: str, gpu_count: int, start: da
     `invalid_window`, `insufficient_inventory`, `no_credit_line`,
     `term_exceeds_credit_line`, `credit_limit_exceeded`, `insufficient_funds`,
     `organization_delinquent`, `organization_frozen`, `idempotency_conflict`."""
+    idempotency_key_lock("block", idempotency_key)
     existing = Block.objects.filter(idempotency_key=idempotency_key).first()
     if existing is not None:
         _same_purchase_check(existing, organization_id=organization_id, gpu_count=gpu_count,
@@ -193,6 +194,7 @@ def block_sell_back(*, organization_id: int, block_id: int, gpu_count: int, star
     """Return GPUs of a block from `start` to its end to the bank, credited pro rata at a
     discount. Only future, unused time: the whole block's GPUs from a later hour, or some
     of its GPUs for the whole window before it begins."""
+    idempotency_key_lock("sell-back", idempotency_key)
     existing = SellBack.objects.select_related("block").filter(
         idempotency_key=idempotency_key).first()
     if existing is not None:

@@ -15,7 +15,7 @@ from banking.selectors import organization_account_ids
 from banking.services.ledger import system_account, transfer_post
 from banking.services.transactions import money_transaction
 from marketplace.errors import DepositOverlap, NodeNotInBankMode
-from marketplace.locks import inventory_slots_lock
+from marketplace.locks import idempotency_key_lock, inventory_slots_lock
 from marketplace.models import Advance, CapacityDeposit, InventorySlot, YieldAccrual
 from marketplace.windows import HOUR, hour_slots, window_check
 from scheduler.locks import nodes_lock
@@ -35,6 +35,7 @@ def interval_yield(total: int, intervals: int, i: int) -> int:
 def deposit_create(*, provider_id: int, node_id: int, gpu_count: int, start: datetime,
                    end: datetime, idempotency_key: str | None = None) -> CapacityDeposit:
     if idempotency_key:
+        idempotency_key_lock("deposit", idempotency_key)
         existing = CapacityDeposit.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
             if (existing.provider_id, existing.node_id, existing.gpu_count, existing.start,

@@ -106,3 +106,15 @@ def test_block_list_queries_do_not_grow_with_rows(world, buyer, api_client_for,
                   payment="wallet", idempotency_key=f"more-{hour}")
     with django_assert_max_num_queries(8):
         assert client.get("/api/v1/blocks/").json()["count"] == 4
+
+
+def test_deposit_list_queries_do_not_grow_with_rows(provider, bank_node, api_client_for,
+                                                    django_assert_max_num_queries):
+    start = next_hour()
+    for _ in range(5):
+        node = bank_node(gpus=2)
+        deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=2, start=start,
+                       end=start + timedelta(hours=1))
+    client = api_client_for(provider)
+    with django_assert_max_num_queries(8):
+        assert client.get("/api/v1/deposits/").json()["count"] == 5

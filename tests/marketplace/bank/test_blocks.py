@@ -219,3 +219,18 @@ def test_inside_the_window_only_later_unused_hours_can_be_sold_back(buyer, stock
     assert Reservation.objects.get(pk=block.pk).end == stocked + timedelta(hours=3)
     assert list(InventorySlot.objects.order_by("slot_start").values_list("booked", flat=True)
                 ) == [4, 4, 4, 0]
+
+
+def test_a_30_day_block_takes_a_bounded_number_of_queries(buyer, provider, bank_node,
+                                                          django_assert_max_num_queries):
+    """720 hour slots: one INSERT for the missing rows and one locking SELECT, not one
+    statement per hour; the 20 % length discount applies."""
+    start = next_hour()
+    node = bank_node(gpus=8)
+    with django_assert_max_num_queries(30):
+        deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=8, start=start,
+                       end=start + timedelta(hours=720))
+    with django_assert_max_num_queries(40):
+        block = buy(buyer, start, 2, hours=720)
+    assert block.discount_bps == 2000
+    assert InventorySlot.objects.filter(booked=2, capacity=8).count() == 720

@@ -9,10 +9,11 @@ from django.db import connection
 
 from banking.models import Loan
 from banking.models.ledger import AccountPurpose
+from banking.selectors import wallet_get
 from banking.services.ledger import system_account
 from banking.services.lending import credit_line_set
-from marketplace.models import Block, InventorySlot
-from marketplace.services.blocks import block_buy
+from marketplace.models import Block, InventorySlot, SellBack
+from marketplace.services.blocks import block_buy, block_sell_back
 from marketplace.services.deposits import deposit_create
 from tests.concurrency import run_threads
 from tests.marketplace.bank.conftest import next_hour
@@ -51,3 +52,60 @@ def test_financed_and_wallet_buyers_racing_for_8_gpus_get_exactly_8(make_org, pr
     # The bank got every price in full: down payments and loans for the financed ones.
     assert (system_account(AccountPurpose.BANK_CAPACITY).balance - capacity_before
             == sum(b.price for b in won))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.xdist_group("pg-concurrency")
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL locks")
+def test_a_sell_back_racing_ten_buyers_never_overbooks(make_org, provider, bank_node):
+    """One owner sells back the second half of a full block while ten buyers try to buy
+    a GPU of it: whoever comes after the sell-back gets one, nobody gets more than 8."""
+    start = next_hour()
+    node = bank_node(gpus=8)
+    deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=8, start=start,
+                   end=start + timedelta(hours=2))
+    owner = make_org(tokens=10**12)
+    full = block_buy(organization_id=owner.pk, gpu_class="H100-80GB", gpu_count=8,
+                     start=start, end=start + timedelta(hours=2), payment="wallet",
+                     idempotency_key="full")
+    buyers = [make_org(tokens=10**12) for _ in range(10)]
+
+    def race(i: int) -> object:
+        if i == 10:
+            return block_sell_back(organization_id=owner.pk, block_id=full.pk, gpu_count=8,
+                                   start=start + timedelta(hours=1), idempotency_key="sb")
+        return block_buy(organization_id=buyers[i].pk, gpu_class="H100-80GB", gpu_count=1,
+                         start=start + timedelta(hours=1), end=start + timedelta(hours=2),
+                         payment="wallet", idempotency_key=f"late-{i}")
+
+    results = run_threads(11, race)
+    assert isinstance(results[10], SellBack)
+    won = [r for r in results[:10] if isinstance(r, Block)]
+    errors = {getattr(r, "code", type(r).__name__) for r in results[:10]
+              if not isinstance(r, Block)}
+    assert errors <= {"insufficient_inventory"}
+    assert list(InventorySlot.objects.order_by("slot_start").values_list("booked", flat=True)
+                ) == [8, len(won)]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.xdist_group("pg-concurrency")
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL locks")
+def test_an_idempotency_storm_buys_one_block_and_pays_once(make_org, provider, bank_node):
+    start = next_hour()
+    node = bank_node(gpus=8)
+    deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=8, start=start,
+                   end=start + timedelta(hours=2))
+    buyer = make_org(tokens=10**12)
+
+    def storm(i: int) -> object:
+        return block_buy(organization_id=buyer.pk, gpu_class="H100-80GB", gpu_count=2,
+                         start=start, end=start + timedelta(hours=2), payment="wallet",
+                         idempotency_key="same-key")
+
+    results = run_threads(10, storm)
+    assert all(isinstance(r, Block) for r in results), results
+    assert {r.pk for r in results} == {Block.objects.get().pk}  # type: ignore[attr-defined]
+    block = Block.objects.get()
+    assert wallet_get(organization_id=buyer.pk).available == 10**12 - block.price
+    assert list(InventorySlot.objects.values_list("booked", flat=True)) == [2, 2]

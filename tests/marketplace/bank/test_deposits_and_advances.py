@@ -15,7 +15,8 @@ from marketplace.models import Advance, CapacityDeposit, InventorySlot, YieldAcc
 from marketplace.services.advances import advance_create, advance_limit
 from marketplace.services.blocks import block_buy
 from marketplace.services.deposits import deposit_create, interval_yield, yield_accrue
-from scheduler.models import Node
+from scheduler.models import Node, NodeHeartbeat
+from scheduler.services.nodes import node_heartbeat
 from tests.concurrency import run_threads
 from tests.marketplace.bank.conftest import beat_every_minute, next_hour
 
@@ -213,3 +214,22 @@ def test_two_accrual_runs_at_once_pay_each_interval_once(provider, bank_node):
     assert sum(r.paid for r in results) == 8  # type: ignore[attr-defined]
     assert YieldAccrual.objects.filter(deposit=deposit).count() == 8
     assert wallet_get(organization_id=provider.pk).available == deposit.total_yield
+
+
+def test_heartbeats_through_the_scheduler_count_toward_the_yield(provider, bank_node):
+    """The real heartbeat path (one row per node and minute) is the evidence."""
+    node = bank_node(gpus=1)
+    start = next_hour()
+    deposit = deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=1,
+                             start=start, end=start + timedelta(hours=1))
+    for minute in range(15):
+        for second in (10, 20, 30):  # several beats a minute still make one row
+            with time_machine.travel(start + timedelta(minutes=minute, seconds=second),
+                                     tick=False):
+                node_heartbeat(node_id=node.pk, free_gpus=1, busy_gpus=0, utilization=0.0,
+                               agent_version="test")
+    assert NodeHeartbeat.objects.filter(node=node).count() == 15
+    run = yield_accrue(now=start + timedelta(minutes=15))
+    assert (run.paid, run.missed) == (1, 0)
+    deposit.refresh_from_db()
+    assert deposit.earned == interval_yield(deposit.total_yield, 4, 0)
