@@ -15,7 +15,7 @@ from scheduler.services.classes import gpu_classes_seed
 from tests.stripe_server import localstripe_url
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-pytest_plugins = ["tests.fixtures"]
+pytest_plugins = ["tests.fixtures", "tests.live"]
 
 # One localstripe process per test session, shared by every folder (it writes one
 # /tmp/localstripe.pickle): registered here only, never in a sub-folder's conftest.

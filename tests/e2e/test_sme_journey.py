@@ -12,12 +12,7 @@ from banking.models import Entry, Organization, TopUp
 from banking.services.customers import api_key_issue, organization_create
 from scheduler.models import Job, Node
 from tests.e2e.conftest import UI
-from tests.reliability.conftest import (  # noqa: F401  fixtures
-    celery_worker,
-    live_settings,
-    start_agent,
-    wait_until,
-)
+from tests.live import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 

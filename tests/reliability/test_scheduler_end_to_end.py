@@ -14,7 +14,7 @@ from banking.services.customers import api_key_issue
 from banking.services.ledger import system_account
 from scheduler.models import Assignment, Job, Node
 from scheduler.pricing import charge_for, fee_of
-from tests.reliability.conftest import wait_until
+from tests.live import wait_until
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -1,5 +1,5 @@
-"""Live processes for reliability suites: a real Celery worker (with beat) and real node
-agents, against pytest-django's live server on PostgreSQL."""
+"""Live processes for the reliability and browser suites: a real Celery worker (with beat)
+and real node agents, against pytest-django's live server on PostgreSQL."""
 
 import os
 import signal
