@@ -1,13 +1,15 @@
 """Reads. Every organization-facing read is scoped to one organization."""
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
 from banking.errors import NotFound
-from banking.models import Account, ApiKey, Entry, Organization
-from banking.models.ledger import AccountPurpose
+from banking.models import Account, ApiKey, Entry, Membership, Organization
+from banking.models.ledger import AccountPurpose, TransferKind
 from banking.models.payments import Payout, PayoutAccount, TopUp
 
 
@@ -91,6 +93,62 @@ def organization_get(*, organization_id: int) -> Organization:
     if org is None:
         raise NotFound("Organization not found.")
     return org
+
+
+# What an organization spends: tokens leaving its wallet or its held account for good, to
+# pay for compute (captured usage, block purchases) or to repay a loan. Holds and releases
+# only move tokens between its own accounts; payouts are cash-outs, not spending.
+SPEND_KINDS = (TransferKind.CAPTURE, TransferKind.PURCHASE, TransferKind.INSTALLMENT)
+
+
+def spend_per_day(
+    *, organization_id: int, days: int = 30, today: date | None = None
+) -> list[tuple[date, int]]:
+    """Tokens spent on each of the last `days` days (UTC), oldest first, zeros included."""
+    today = today or timezone.now().date()
+    first = today - timedelta(days=days - 1)
+    totals = dict(
+        Entry.objects.filter(
+            account__organization_id=organization_id,
+            account__purpose__in=[AccountPurpose.WALLET, AccountPurpose.HELD],
+            amount__lt=0,
+            transfer__kind__in=SPEND_KINDS,
+            transfer__created_at__date__gte=first,
+            transfer__created_at__date__lte=today,
+        )
+        .annotate(day=TruncDate("transfer__created_at"))
+        .values("day")
+        .annotate(total=Sum("amount"))
+        .values_list("day", "total")
+    )
+    return [
+        (first + timedelta(days=i), -(totals.get(first + timedelta(days=i)) or 0))
+        for i in range(days)
+    ]
+
+
+def membership_list(*, organization_id: int) -> QuerySet[Membership]:
+    """The organization's members with their user, in the order they joined."""
+    return (
+        Membership.objects.filter(organization_id=organization_id)
+        .select_related("user")
+        .order_by("id")
+    )
+
+
+def membership_get(*, user_id: int, organization_id: int) -> Membership | None:
+    return (
+        Membership.objects.filter(user_id=user_id, organization_id=organization_id)
+        .select_related("organization")
+        .first()
+    )
+
+
+def user_membership_list(*, user_id: int) -> QuerySet[Membership]:
+    """Every organization a user belongs to, in the order they joined."""
+    return (
+        Membership.objects.filter(user_id=user_id).select_related("organization").order_by("id")
+    )
 
 
 def api_key_list(*, organization_id: int) -> QuerySet[ApiKey]:

@@ -211,6 +211,10 @@ CELERY_BEAT_SCHEDULE.update(
 )
 
 # Bank products
+# Availability yield: a deposit of g GPUs for h whole hours at rate r earns at most
+# total = g * r * h tokens over its n = h * 3600 / BANK_YIELD_INTERVAL_S intervals;
+# interval i earns floor(total*(i+1)/n) - floor(total*i/n), so the yields are whole tokens
+# summing to total exactly and an online half earns floor(total/2) (exactly half when even).
 BANK_YIELD_INTERVAL_S = env.int("BANK_YIELD_INTERVAL_S", default=900)
 # An interval counts as online when this share of its minutes saw a heartbeat.
 BANK_COVERAGE_THRESHOLD = env.float("BANK_COVERAGE_THRESHOLD", default=0.9)
@@ -231,6 +235,14 @@ CELERY_BEAT_SCHEDULE.update(
         "bank-sla": {"task": "marketplace.sla_credits_post", "schedule": 60.0},
         "bank-prices": {"task": "marketplace.prices_adjust", "schedule": 300.0},
         "bank-low-balance": {"task": "marketplace.low_balance_check", "schedule": 60.0},
+    }
+)
+CELERY_TASK_ROUTES.update(
+    {
+        "marketplace.yield_accrue": {"queue": "settlement"},
+        "marketplace.sla_credits_post": {"queue": "settlement"},
+        "marketplace.prices_adjust": {"queue": "default"},
+        "marketplace.low_balance_check": {"queue": "default"},
     }
 )
 
@@ -306,3 +318,14 @@ cast(dict[str, str], SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}))
     LoanStatusEnum="banking.models.lending.LoanStatus",
     InstallmentStatusEnum="banking.models.lending.InstallmentStatus",
 )
+
+# Storefront
+# Server-rendered pages at "/" (marketplace/urls.py); vendored CSS/JS only, nothing from
+# the internet at run time.
+cast(list[str], TEMPLATES[0]["OPTIONS"]["context_processors"]).append(  # type: ignore[index]
+    "marketplace.context_processors.storefront"
+)
+LOGIN_URL = "store:login"
+LOGIN_REDIRECT_URL = "store:wallet"
+LOGOUT_REDIRECT_URL = "store:login"
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3 * 24 * 3600)

@@ -20,4 +20,6 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
     path("webhooks/stripe/", stripe_webhook, name="stripe-webhook"),
+    # The storefront last: its pages never shadow the API or the admin.
+    path("", include("marketplace.urls")),
 ]

@@ -1,3 +1,6 @@
+"""The bank's products in the admin: read-only views of what services wrote. Money and
+inventory change only through the services (deposits, blocks, accruals), never here."""
+
 from typing import Any
 
 from django.contrib import admin
@@ -18,10 +21,8 @@ from marketplace.models import (
 )
 
 
-class ReadOnly(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Bank products change only through their services (and the API that calls them)."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -32,62 +33,63 @@ class ReadOnly(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(CapacityDeposit)
-class CapacityDepositAdmin(ReadOnly):
+class CapacityDepositAdmin(ReadOnlyAdmin):
     list_display = ["id", "provider", "node", "gpu_class", "gpu_count", "start", "end",
-                    "rate_per_gpu_hour", "total_yield", "earned", "missed_intervals", "status"]
+                    "rate_per_gpu_hour", "total_yield", "earned", "missed_yield", "status"]
     list_filter = ["status", "gpu_class"]
     search_fields = ["provider__name", "node__name"]
     list_select_related = ["provider", "node", "gpu_class"]
 
 
 @admin.register(YieldAccrual)
-class YieldAccrualAdmin(ReadOnly):
-    list_display = ["deposit", "interval_start", "online", "coverage", "amount", "repaid_advance"]
+class YieldAccrualAdmin(ReadOnlyAdmin):
+    list_display = ["deposit", "interval_start", "online", "coverage", "amount",
+                    "repaid_advance"]
     list_filter = ["online"]
 
 
 @admin.register(Advance)
-class AdvanceAdmin(ReadOnly):
+class AdvanceAdmin(ReadOnlyAdmin):
     list_display = ["id", "provider", "amount", "outstanding", "status", "created_at"]
     list_filter = ["status"]
-    search_fields = ["provider__name"]
+    list_select_related = ["provider"]
 
 
 @admin.register(InventorySlot)
-class InventorySlotAdmin(ReadOnly):
+class InventorySlotAdmin(ReadOnlyAdmin):
     list_display = ["gpu_class", "slot_start", "capacity", "booked"]
     list_filter = ["gpu_class"]
     date_hierarchy = "slot_start"
 
 
 @admin.register(Block)
-class BlockAdmin(ReadOnly):
+class BlockAdmin(ReadOnlyAdmin):
     list_display = ["pk", "organization", "gpu_class", "gpu_count", "start", "end", "price",
                     "payment", "loan", "sold_back"]
     list_filter = ["payment", "gpu_class"]
     search_fields = ["organization__name"]
+    list_select_related = ["organization", "gpu_class", "loan"]
 
 
 @admin.register(SellBack)
-class SellBackAdmin(ReadOnly):
+class SellBackAdmin(ReadOnlyAdmin):
     list_display = ["id", "block", "gpu_count", "start", "end", "credited", "created_at"]
 
 
+@admin.register(SlaCredit)
+class SlaCreditAdmin(ReadOnlyAdmin):
+    list_display = ["block", "interval_start", "undelivered_gpus", "amount"]
+
+
 @admin.register(PriceHistory)
-class PriceHistoryAdmin(ReadOnly):
+class PriceHistoryAdmin(ReadOnlyAdmin):
     list_display = ["gpu_class", "on_demand_rate", "utilization_permille", "created_at"]
     list_filter = ["gpu_class"]
 
 
-@admin.register(SlaCredit)
-class SlaCreditAdmin(ReadOnly):
-    list_display = ["block", "interval_start", "undelivered_gpus", "amount", "created_at"]
-
-
 @admin.register(LowBalanceAlert)
-class LowBalanceAlertAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class LowBalanceAlertAdmin(ReadOnlyAdmin):
     list_display = ["organization", "threshold", "armed", "last_sent_at"]
-    search_fields = ["organization__name"]
 
 
 @dashboard_panel

@@ -1,5 +1,17 @@
-"""Row locks of the marketplace, in one order: inventory slots (by class, then hour),
-then what banking and the scheduler lock."""
+"""Row locks of the bank's products. Every path takes them in this one order, each kind
+by ascending key, so concurrent purchases, sell-backs, deposits and accruals never
+deadlock on each other:
+
+1. the organization (banking's `organizations_lock`; block purchases take it first, as
+   lending does, and `loan_originate` re-takes it for free),
+2. a node (scheduler's `nodes_lock`; deposits) or a reservation (sell-backs) or a
+   deposit / block row (accrual, SLA sweep),
+3. inventory slots of one class, ascending hour (`inventory_slots_lock` below),
+4. advances of a provider, ascending id (accrual repayments, defaults),
+5. ledger accounts, ascending id (inside `transfer_post` and lending).
+
+Nothing locks slots after accounts: a defaulted deposit's inventory is withdrawn in its
+own transaction after the accrual that posted money has committed."""
 
 from collections.abc import Iterable
 from datetime import datetime

@@ -32,6 +32,8 @@ class CapacityDeposit(models.Model):
     missed_yield = models.BigIntegerField(default=0)
     missed_intervals = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    inventory_withdrawn = models.BooleanField(
+        default=False, help_text="defaulted: its unsold future GPUs left the inventory")
     idempotency_key = models.CharField(max_length=255, unique=True, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

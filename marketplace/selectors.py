@@ -1,7 +1,8 @@
 from django.db.models import QuerySet
 
 from banking.errors import NotFound
-from marketplace.models import Advance, Block, CapacityDeposit, PriceHistory
+from marketplace.models import Advance, Block, CapacityDeposit, LowBalanceAlert, PriceHistory
+from scheduler.models import GpuClass
 
 
 def deposit_list(*, provider_id: int) -> QuerySet[CapacityDeposit]:
@@ -26,4 +27,10 @@ def block_get(*, organization_id: int, block_id: int) -> Block:
 
 
 def price_history_list(*, gpu_class_id: int) -> QuerySet[PriceHistory]:
+    if not GpuClass.objects.filter(pk=gpu_class_id).exists():
+        raise NotFound("GPU class not found.")
     return PriceHistory.objects.filter(gpu_class_id=gpu_class_id).order_by("-created_at", "-id")
+
+
+def low_balance_alert_get(*, organization_id: int) -> LowBalanceAlert | None:
+    return LowBalanceAlert.objects.filter(organization_id=organization_id).first()

@@ -1,6 +1,3 @@
-import csv
-from collections.abc import Iterator
-
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
@@ -13,15 +10,8 @@ from banking.api.serializers import (
     StatementFilterSerializer,
     WalletOutputSerializer,
 )
+from banking.exports import statement_csv_response
 from banking.selectors import statement_list, wallet_get
-
-CSV_COLUMNS = ["entry_id", "transfer_id", "created_at", "kind", "account", "amount",
-               "reference", "memo"]
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
 
 
 class WalletGetApi(APIView):
@@ -58,24 +48,7 @@ class WalletTransferListApi(APIView):
             date_to=f.get("date_to"),
         )
         if f["format"] == "csv":
-            return self._csv(entries)
+            return statement_csv_response(entries)
         paginator = StandardPagination()
         page = paginator.paginate_queryset(entries, request, view=self)
         return paginator.get_paginated_response(StatementEntrySerializer(page, many=True).data)
-
-    def _csv(self, entries: object) -> StreamingHttpResponse:
-        writer = csv.writer(_Echo())
-
-        def rows() -> Iterator[str]:
-            yield writer.writerow(CSV_COLUMNS)
-            for e in entries.iterator(chunk_size=2000):  # type: ignore[attr-defined]
-                yield writer.writerow(
-                    [e.id, e.transfer_id, e.transfer.created_at.isoformat(), e.transfer.kind,
-                     e.account.purpose, e.amount, e.transfer.reference, e.transfer.memo]
-                )
-
-        response = StreamingHttpResponse(rows(), content_type="text/csv")
-        response["Content-Disposition"] = 'attachment; filename="statement.csv"'
-        return response
-
-

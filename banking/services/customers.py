@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from banking.errors import Conflict, InvalidInput, NotFound
+from banking.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from banking.models import Account, ApiKey, Membership, Organization
 from banking.models.ledger import AccountPurpose
 
@@ -71,6 +71,77 @@ def membership_add(
         membership.role = role
         membership.save(update_fields=["role"])
     return membership
+
+
+@dataclass(frozen=True)
+class MemberInvite:
+    membership: Membership
+    user_created: bool  # a new user has no password yet: send them a link to set one
+
+
+def _normalized_email(email: str) -> str:
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 254:
+        raise InvalidInput("Enter a valid email address.", fields={"email": ["Invalid."]})
+    return email
+
+
+@transaction.atomic
+def organization_signup(
+    *, name: str, email: str, password: str, is_buyer: bool = True, is_provider: bool = False
+) -> Membership:
+    """A new user and a new organization, the user its owner. A provider waits for an
+    operator's approval before its nodes go live."""
+    email = _normalized_email(email)
+    if User.objects.filter(username__iexact=email).exists() or User.objects.filter(
+        email__iexact=email
+    ).exists():
+        raise Conflict(
+            "An account with this email already exists. Log in instead.",
+            fields={"email": ["Already registered."]},
+        )
+    org = organization_create(
+        name=name, is_buyer=is_buyer, is_provider=is_provider, is_approved=not is_provider
+    )
+    user = User.objects.create_user(username=email, email=email, password=password)
+    return Membership.objects.create(
+        organization=org, user=user, role=Membership.Role.OWNER
+    )
+
+
+@transaction.atomic
+def member_invite(
+    *, organization_id: int, invited_by_id: int, email: str, role: str = Membership.Role.MEMBER
+) -> MemberInvite:
+    """Add a member by email. Owners and admins may invite; only an owner makes owners.
+    An unknown email gets a new user without a password."""
+    inviter = Membership.objects.filter(
+        organization_id=organization_id, user_id=invited_by_id
+    ).first()
+    if inviter is None or inviter.role not in (Membership.Role.OWNER, Membership.Role.ADMIN):
+        raise PermissionDenied("Only owners and admins may add members.")
+    if role not in Membership.Role.values:
+        raise InvalidInput(f"Unknown role {role!r}.", fields={"role": ["Unknown role."]})
+    if role == Membership.Role.OWNER and inviter.role != Membership.Role.OWNER:
+        raise PermissionDenied(
+            "Only an owner may add another owner.", fields={"role": ["Owners only."]}
+        )
+    email = _normalized_email(email)
+    user = (
+        User.objects.filter(username__iexact=email).first()
+        or User.objects.filter(email__iexact=email).first()
+    )
+    created = user is None
+    if user is None:
+        user = User.objects.create_user(username=email, email=email, password=None)
+    elif Membership.objects.filter(organization_id=organization_id, user=user).exists():
+        raise Conflict(
+            f"{email} is already a member.", fields={"email": ["Already a member."]}
+        )
+    membership = Membership.objects.create(
+        organization_id=organization_id, user=user, role=role
+    )
+    return MemberInvite(membership=membership, user_created=created)
 
 
 def api_key_issue(*, organization_id: int, name: str = "default") -> IssuedApiKey:

@@ -91,8 +91,25 @@ class BlockOutputSerializer(serializers.Serializer):
 
 
 class SellBackInputSerializer(serializers.Serializer):
+    """`{"gpu_count": 8, "from": "2026-11-23T14:00:00Z"}`: sell back from this hour to the
+    block's end. `start` is accepted as an alias of `from`."""
+
     gpu_count = serializers.IntegerField()
-    start = serializers.DateTimeField(help_text="sell back from this hour to the block's end")
+    start = serializers.DateTimeField(required=False, help_text="alias of `from`")
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        # `from` is a Python keyword, so it cannot be a class attribute.
+        fields["from"] = serializers.DateTimeField(
+            required=False, help_text="sell back from this whole hour to the block's end")
+        return fields
+
+    def validate(self, attrs: dict) -> dict:
+        start = attrs.pop("from", None) or attrs.get("start")
+        if start is None:
+            raise serializers.ValidationError({"from": ["This field is required."]})
+        attrs["start"] = start
+        return attrs
 
 
 class SellBackOutputSerializer(serializers.Serializer):

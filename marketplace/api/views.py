@@ -94,21 +94,15 @@ class BlockAvailabilityApi(APIView):
         q = s.AvailabilityQuerySerializer(data=request.query_params)
         q.is_valid(raise_exception=True)
         d = q.validated_data
-        slots = availability(gpu_class=d["gpu_class"], start=d["start"], end=d["end"])
-        from marketplace.services.blocks import discount_bps_for
-        from scheduler.services.classes import gpu_class_by_name
-
-        cls = gpu_class_by_name(d["gpu_class"])
-        hours = len(slots)
-        base = cls.block_rate * d["gpu_count"] * hours
-        discount = discount_bps_for(hours)
+        a = availability(gpu_class=d["gpu_class"], start=d["start"], end=d["end"],
+                         gpu_count=d["gpu_count"])
         return Response({
-            "gpu_class": cls.name,
-            "slots": [{"start": t, "free_gpus": free} for t, free in slots],
-            "min_free_gpus": min((free for _, free in slots), default=0),
-            "quote": {"gpu_count": d["gpu_count"], "hours": hours,
-                      "rate_per_gpu_hour": cls.block_rate, "discount_bps": discount,
-                      "price": base - base * discount // 10_000},
+            "gpu_class": a.gpu_class.name,
+            "slots": [{"start": t, "free_gpus": free} for t, free in a.slots],
+            "min_free_gpus": a.min_free_gpus,
+            "quote": {"gpu_count": a.gpu_count, "hours": len(a.slots),
+                      "rate_per_gpu_hour": a.rate_per_gpu_hour, "discount_bps": a.discount_bps,
+                      "price": a.price},
         })
 
 
@@ -170,6 +164,8 @@ class PriceHistoryApi(APIView):
 
 
 class LowBalanceAlertApi(APIView):
+    permission_classes = [HasOrganization]
+
     @extend_schema(responses=s.AlertSerializer)
     def get(self, request: Request) -> Response:
         alert = LowBalanceAlert.objects.filter(organization_id=_org(request)).first()

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import Sum
 
-from banking.errors import InvalidInput
+from banking.errors import IdempotencyConflict
 from banking.locks import organizations_lock
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account_ids
@@ -38,8 +38,8 @@ def advance_create(*, provider_id: int, amount: int, idempotency_key: str) -> Ad
     existing = Advance.objects.filter(idempotency_key=idempotency_key).first()
     if existing is not None:
         if existing.provider_id != provider_id or existing.amount != amount:
-            raise InvalidInput("This idempotency key was used for another advance.",
-                               code="idempotency_conflict", status=409)
+            raise IdempotencyConflict("This idempotency key was used for another advance.",
+                                      fields={"idempotency_key": ["Already used."]})
         return existing
     organizations_lock([provider_id])
     limit = advance_limit(provider_id=provider_id)
@@ -54,6 +54,7 @@ def advance_create(*, provider_id: int, amount: int, idempotency_key: str) -> Ad
                                      idempotency_key=idempotency_key)
     wallet = organization_account_ids(provider_id)[AccountPurpose.WALLET]
     transfer_post(kind=TransferKind.ADVANCE, idempotency_key=f"advance:{advance.pk}",
-                  legs=[(system_account(AccountPurpose.LENDING).pk, -amount), (wallet, amount)],
+                  legs=[(system_account(AccountPurpose.BANK_CAPACITY).pk, -amount),
+                        (wallet, amount)],
                   reference=f"advance:{advance.pk}", memo="advance on expected yield")
     return advance

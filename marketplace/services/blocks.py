@@ -9,7 +9,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from banking.amortization import ScheduleRow
-from banking.errors import InvalidInput, NotFound
+from banking.errors import IdempotencyConflict, InvalidInput, NotFound
+from banking.locks import organizations_lock
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account_ids
 from banking.selectors_lending import loan_quote
@@ -55,9 +56,8 @@ def block_quote(*, organization_id: int, gpu_class: str, gpu_count: int, start: 
     cls = gpu_class_by_name(gpu_class)
     gpu_count = _count(gpu_count)
     hours = window_check(start, end)
-    base = cls.block_rate * gpu_count * hours
-    discount = discount_bps_for(hours)
-    price = base - base * discount // 10_000
+    discount, price = block_price(rate_per_gpu_hour=cls.block_rate, gpu_count=gpu_count,
+                                  hours=hours)
     down = financed = 0
     schedule: list[ScheduleRow] = []
     if payment == Block.Payment.FINANCED:
@@ -74,47 +74,91 @@ def block_quote(*, organization_id: int, gpu_class: str, gpu_count: int, start: 
                       schedule)
 
 
-def availability(*, gpu_class: str, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
+@dataclass(frozen=True)
+class Availability:
+    gpu_class: GpuClass
+    slots: list[tuple[datetime, int]]
+    gpu_count: int
+    rate_per_gpu_hour: int
+    discount_bps: int
+    price: int
+
+    @property
+    def min_free_gpus(self) -> int:
+        return min((free for _, free in self.slots), default=0)
+
+
+def block_price(*, rate_per_gpu_hour: int, gpu_count: int, hours: int) -> tuple[int, int]:
+    """The one block pricing rule: rate x GPU-hours less the length discount, rounded
+    down to whole tokens. Returns (discount_bps, price)."""
+    base = rate_per_gpu_hour * gpu_count * hours
+    discount = discount_bps_for(hours)
+    return discount, base - base * discount // 10_000
+
+
+def availability(*, gpu_class: str, start: datetime, end: datetime,
+                 gpu_count: int = 1) -> Availability:
+    """Bank GPUs of the class free in each hour of `[start, end)` (a read, no locks) and
+    what `gpu_count` of them would cost for the window at today's block rate."""
     cls = gpu_class_by_name(gpu_class)
-    window_check(start, end, allow_past=True)
+    hours = window_check(start, end, allow_past=True)
+    gpu_count = _count(gpu_count)
     rows = dict(InventorySlot.objects.filter(gpu_class=cls, slot_start__gte=start,
                                              slot_start__lt=end)
                 .values_list("slot_start").annotate(free=F("capacity") - F("booked")))
-    return [(slot, rows.get(slot, 0)) for slot in hour_slots(start, end)]
+    discount, price = block_price(rate_per_gpu_hour=cls.block_rate, gpu_count=gpu_count,
+                                  hours=hours)
+    return Availability(cls, [(slot, rows.get(slot, 0)) for slot in hour_slots(start, end)],
+                        gpu_count, cls.block_rate, discount, price)
 
 
 @money_transaction
 def block_buy(*, organization_id: int, gpu_class: str, gpu_count: int, start: datetime,
               end: datetime, payment: str, term_months: int | None = None,
               idempotency_key: str) -> Block:
+    """Book `gpu_count` bank GPUs of the class for every hour of `[start, end)`, pay the
+    bank (wallet, or a down payment and a loan for the rest) and create the scheduler
+    reservation that jobs name as their `block`. The same key returns the same block.
+
+    Locks, in the marketplace's order: the organization (as lending does), the inventory
+    slots (ascending hour), then the accounts (inside the ledger and lending). The loan is
+    originated before the down payment is posted. Refused with nothing booked or posted:
+    `invalid_window`, `insufficient_inventory`, `no_credit_line`,
+    `term_exceeds_credit_line`, `credit_limit_exceeded`, `insufficient_funds`,
+    `organization_delinquent`, `organization_frozen`, `idempotency_conflict`."""
     existing = Block.objects.filter(idempotency_key=idempotency_key).first()
-    if existing is not None and existing.organization_id == organization_id:
+    if existing is not None:
+        _same_purchase_check(existing, organization_id=organization_id, gpu_count=gpu_count,
+                             start=start, end=end, payment=payment)
         return existing
+    organizations_lock([organization_id])
     organization_assert_can_spend(organization_id)
     quote = block_quote(organization_id=organization_id, gpu_class=gpu_class,
                         gpu_count=gpu_count, start=start, end=end, payment=payment,
                         term_months=term_months)
+    slots = inventory_slots_lock(quote.gpu_class.pk, hour_slots(start, end))
+    short = [s for s in slots.values() if s.capacity - s.booked < quote.gpu_count]
+    if short or len(slots) != quote.hours:
+        free = min((s.capacity - s.booked for s in slots.values()), default=0)
+        worst = min(short, key=lambda s: s.capacity - s.booked) if short else None
+        at = f" at {worst.slot_start:%Y-%m-%d %H:00}" if worst else ""
+        raise InsufficientInventory(
+            f"The bank has {max(0, free)} {quote.gpu_class.name} GPUs free{at}; "
+            f"{quote.gpu_count} asked.",
+            fields={"gpu_count": [f"At most {max(0, free)}."]},
+        )
+    InventorySlot.objects.filter(pk__in=[s.pk for s in slots.values()]).update(
+        booked=F("booked") + quote.gpu_count)
     capacity = system_account(AccountPurpose.BANK_CAPACITY).pk
     wallet = organization_account_ids(organization_id)[AccountPurpose.WALLET]
     loan = None
     if payment == Block.Payment.FINANCED:
         assert term_months is not None
-        # Lending locks the organization first: originate before anything else is locked.
+        # The loan first, then the down payment, in this one transaction.
         loan = loan_originate(organization_id=organization_id, principal=quote.financed,
                               term_months=term_months, reference=f"block-key:{idempotency_key}",
                               pay_to_account_id=capacity,
                               idempotency_key=f"block-loan:{idempotency_key}")
-    slots = inventory_slots_lock(quote.gpu_class.pk, hour_slots(start, end))
-    short = [s for s in slots.values() if s.capacity - s.booked < quote.gpu_count]
-    if short:
-        worst = min(short, key=lambda s: s.capacity - s.booked)
-        raise InsufficientInventory(
-            f"The bank has {max(0, worst.capacity - worst.booked)} {quote.gpu_class.name} GPUs "
-            f"free at {worst.slot_start:%Y-%m-%d %H:00}; {quote.gpu_count} asked.",
-            fields={"gpu_count": [f"At most {max(0, worst.capacity - worst.booked)}."]},
-        )
-    InventorySlot.objects.filter(pk__in=[s.pk for s in slots.values()]).update(
-        booked=F("booked") + quote.gpu_count)
     pay_now = quote.down_payment if loan else quote.price
     reservation = Reservation.objects.create(
         organization_id=organization_id, gpu_class=quote.gpu_class, gpu_count=quote.gpu_count,
@@ -134,14 +178,29 @@ def block_buy(*, organization_id: int, gpu_class: str, gpu_count: int, start: da
     )
 
 
+def _same_purchase_check(block: Block, *, organization_id: int, gpu_count: int,
+                         start: datetime, end: datetime, payment: str) -> None:
+    if (block.organization_id, block.gpu_count, block.start, block.end, block.payment) != (
+            organization_id, gpu_count, start, end, payment):
+        raise IdempotencyConflict(
+            "This idempotency key was already used for a different purchase.",
+            fields={"idempotency_key": ["Already used."]})
+
+
 @money_transaction
 def block_sell_back(*, organization_id: int, block_id: int, gpu_count: int, start: datetime,
                     idempotency_key: str) -> SellBack:
     """Return GPUs of a block from `start` to its end to the bank, credited pro rata at a
     discount. Only future, unused time: the whole block's GPUs from a later hour, or some
     of its GPUs for the whole window before it begins."""
-    existing = SellBack.objects.filter(idempotency_key=idempotency_key).first()
+    existing = SellBack.objects.select_related("block").filter(
+        idempotency_key=idempotency_key).first()
     if existing is not None:
+        if (existing.block.organization_id, existing.block_id, existing.gpu_count,
+                existing.start) != (organization_id, block_id, gpu_count, start):
+            raise IdempotencyConflict(
+                "This idempotency key was already used for a different sell-back.",
+                fields={"idempotency_key": ["Already used."]})
         return existing
     block = Block.objects.select_related("reservation").filter(
         pk=block_id, organization_id=organization_id).first()

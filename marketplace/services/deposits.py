@@ -9,15 +9,15 @@ from django.db.models import F
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from banking.errors import InvalidInput, NotFound
+from banking.errors import IdempotencyConflict, InvalidInput, NotFound
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account_ids
 from banking.services.ledger import system_account, transfer_post
 from banking.services.transactions import money_transaction
 from marketplace.errors import DepositOverlap, NodeNotInBankMode
 from marketplace.locks import inventory_slots_lock
-from marketplace.models import Advance, CapacityDeposit, YieldAccrual
-from marketplace.windows import hour_slots, window_check
+from marketplace.models import Advance, CapacityDeposit, InventorySlot, YieldAccrual
+from marketplace.windows import HOUR, hour_slots, window_check
 from scheduler.locks import nodes_lock
 from scheduler.models import Node, NodeHeartbeat
 from scheduler.services.nodes import node_reliability_lower
@@ -36,7 +36,12 @@ def deposit_create(*, provider_id: int, node_id: int, gpu_count: int, start: dat
                    end: datetime, idempotency_key: str | None = None) -> CapacityDeposit:
     if idempotency_key:
         existing = CapacityDeposit.objects.filter(idempotency_key=idempotency_key).first()
-        if existing is not None and existing.provider_id == provider_id:
+        if existing is not None:
+            if (existing.provider_id, existing.node_id, existing.gpu_count, existing.start,
+                    existing.end) != (provider_id, node_id, gpu_count, start, end):
+                raise IdempotencyConflict(
+                    "This idempotency key was already used for a different deposit.",
+                    fields={"idempotency_key": ["Already used."]})
             return existing
     if Node.objects.filter(pk=node_id, provider_id=provider_id).first() is None:
         raise NotFound("Node not found.", fields={"node": ["Not one of your nodes."]})
@@ -73,8 +78,6 @@ def deposit_create(*, provider_id: int, node_id: int, gpu_count: int, start: dat
         idempotency_key=idempotency_key,
     )
     slots = inventory_slots_lock(node.gpu_class_id, hour_slots(start, end))
-    from marketplace.models import InventorySlot
-
     InventorySlot.objects.filter(pk__in=[s.pk for s in slots.values()]).update(
         capacity=F("capacity") + gpu_count)
     return deposit
@@ -104,7 +107,34 @@ def yield_accrue(*, now: datetime | None = None) -> AccrualRun:
         status=CapacityDeposit.Status.ACTIVE, start__lt=now
     ).values_list("id", flat=True):
         _accrue_deposit(deposit_id, now, run)
+    for deposit_id in CapacityDeposit.objects.filter(
+        status=CapacityDeposit.Status.DEFAULTED, inventory_withdrawn=False
+    ).values_list("id", flat=True):
+        deposit_inventory_withdraw(deposit_id=deposit_id, now=now)
     return run
+
+
+@money_transaction
+def deposit_inventory_withdraw(*, deposit_id: int, now: datetime) -> int:
+    """A defaulted deposit's GPUs are not for sale any more: from the next hour to the end
+    of its window, each slot's capacity drops by its GPUs, or by what is still unsold if
+    blocks were booked on them (those blocks are covered by SLA credits if undelivered).
+    Its own transaction, after the accrual's: slots are locked before accounts, never after.
+    Returns the GPU-hours withdrawn; runs once per deposit."""
+    deposit = CapacityDeposit.objects.select_for_update().get(pk=deposit_id)
+    if deposit.status != CapacityDeposit.Status.DEFAULTED or deposit.inventory_withdrawn:
+        return 0
+    from_hour = max(deposit.start, now.replace(minute=0, second=0, microsecond=0) + HOUR)
+    withdrawn = 0
+    if from_hour < deposit.end:
+        slots = inventory_slots_lock(deposit.gpu_class_id, hour_slots(from_hour, deposit.end))
+        for slot in slots.values():
+            take = min(deposit.gpu_count, slot.capacity - slot.booked)
+            if take > 0:
+                InventorySlot.objects.filter(pk=slot.pk).update(capacity=F("capacity") - take)
+                withdrawn += take
+    CapacityDeposit.objects.filter(pk=deposit.pk).update(inventory_withdrawn=True)
+    return withdrawn
 
 
 @money_transaction
@@ -115,7 +145,6 @@ def _accrue_deposit(deposit_id: int, now: datetime, run: AccrualRun) -> None:
     step = timedelta(seconds=deposit.interval_s)
     wallet = organization_account_ids(deposit.provider_id)[AccountPurpose.WALLET]
     capacity = system_account(AccountPurpose.BANK_CAPACITY).pk
-    lending = system_account(AccountPurpose.LENDING).pk
     while deposit.next_interval < deposit.intervals:
         i = deposit.next_interval
         t0 = deposit.start + i * step
@@ -133,16 +162,15 @@ def _accrue_deposit(deposit_id: int, now: datetime, run: AccrualRun) -> None:
             deposit.next_interval = i + 1
             continue
         if online and amount:
+            # Advances were paid out of bank_capacity ahead of time: the part of the yield
+            # that repays them stays there, only the rest reaches the wallet.
             repaid = _advances_repay(deposit.provider_id, amount)
-            legs = [(capacity, -amount)]
             if amount - repaid:
-                legs.append((wallet, amount - repaid))
-            if repaid:
-                legs.append((lending, repaid))
-            transfer_post(kind=TransferKind.YIELD, idempotency_key=f"yield:{accrual.pk}",
-                          legs=legs, reference=f"deposit:{deposit.pk}",
-                          memo=f"availability yield {t0:%Y-%m-%d %H:%M}"
-                               + (f", {repaid} to advances" if repaid else ""))
+                transfer_post(kind=TransferKind.YIELD, idempotency_key=f"yield:{accrual.pk}",
+                              legs=[(capacity, -(amount - repaid)), (wallet, amount - repaid)],
+                              reference=f"deposit:{deposit.pk}",
+                              memo=f"availability yield {t0:%Y-%m-%d %H:%M}"
+                                   + (f", {repaid} repaid an advance" if repaid else ""))
             YieldAccrual.objects.filter(pk=accrual.pk).update(repaid_advance=repaid)
             deposit.earned += amount
             run.paid += 1
@@ -163,6 +191,10 @@ def _accrue_deposit(deposit_id: int, now: datetime, run: AccrualRun) -> None:
         deposit.status = CapacityDeposit.Status.COMPLETED
     deposit.save(update_fields=["next_interval", "earned", "missed_yield", "missed_intervals",
                                 "status"])
+    if finished and not CapacityDeposit.objects.filter(
+            provider_id=deposit.provider_id, status=CapacityDeposit.Status.ACTIVE).exists():
+        # No yield left to repay from: what is still outstanding is owed now.
+        advances_default(provider_id=deposit.provider_id)
 
 
 def _advances_repay(provider_id: int, amount: int) -> int:
@@ -183,16 +215,17 @@ def _advances_repay(provider_id: int, amount: int) -> int:
 
 
 def advances_default(*, provider_id: int) -> int:
-    """A defaulted deposit makes the provider's unpaid advances owed at once: they move
-    to its debt account, which blocks spending until repaid."""
+    """A defaulted deposit makes the provider's unpaid advances owed at once: the bank
+    takes them back into bank_capacity from the provider's debt account (no floor;
+    negative = owed), which blocks spending until a top-up repays it."""
     owed = 0
     debt = organization_account_ids(provider_id)[AccountPurpose.DEBT]
-    lending = system_account(AccountPurpose.LENDING).pk
+    capacity = system_account(AccountPurpose.BANK_CAPACITY).pk
     for advance in Advance.objects.select_for_update().filter(
         provider_id=provider_id, status=Advance.Status.OPEN
     ).order_by("id"):
         transfer_post(kind=TransferKind.ADVANCE, idempotency_key=f"advance-default:{advance.pk}",
-                      legs=[(debt, -advance.outstanding), (lending, advance.outstanding)],
+                      legs=[(debt, -advance.outstanding), (capacity, advance.outstanding)],
                       reference=f"advance:{advance.pk}",
                       memo="advance owed at once: a deposit defaulted")
         owed += advance.outstanding
@@ -202,11 +235,16 @@ def advances_default(*, provider_id: int) -> int:
     return owed
 
 
-def remaining_expected_yield(provider_id: int) -> int:
-    rows = CapacityDeposit.objects.filter(provider_id=provider_id,
-                                          status=CapacityDeposit.Status.ACTIVE)
+def remaining_expected_yield(provider_id: int, *, now: datetime | None = None) -> int:
+    """What the provider's active deposits would still earn fully online: the yield of
+    every interval that has not started yet (intervals already under way or not accrued yet
+    are not lent against). By the rounding rule, intervals k..n-1 earn total - floor(total*k/n)."""
+    now = now or timezone.now()
     total = 0
-    for d in rows:
-        total += d.total_yield - d.total_yield * d.next_interval // d.intervals
+    for d in CapacityDeposit.objects.filter(provider_id=provider_id,
+                                            status=CapacityDeposit.Status.ACTIVE):
+        elapsed_s = max(0, (now - d.start).total_seconds())
+        first = max(d.next_interval, min(d.intervals, -(-int(elapsed_s) // d.interval_s)))
+        total += d.total_yield - d.total_yield * first // d.intervals
     return total
 

@@ -41,10 +41,11 @@ def prices_adjust() -> list[PriceMove]:
         if util is None:
             continue
         new = cls.on_demand_rate
+        delta = max(1, cls.on_demand_rate * step // 10_000)  # a cheap class still moves
         if util > target + 50:
-            new = cls.on_demand_rate + cls.on_demand_rate * step // 10_000
+            new = cls.on_demand_rate + delta
         elif util < target - 50:
-            new = cls.on_demand_rate - cls.on_demand_rate * step // 10_000
+            new = cls.on_demand_rate - delta
         new = max(cls.min_rate, min(cls.max_rate, new))
         if new != cls.on_demand_rate or not PriceHistory.objects.filter(gpu_class=cls).exists():
             PriceHistory.objects.create(gpu_class=cls, on_demand_rate=new,

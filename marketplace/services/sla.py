@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from banking.models.ledger import AccountPurpose, TransferKind
@@ -23,14 +24,34 @@ def delivered_gpus(gpu_class_id: int, t0: datetime, t1: datetime) -> int:
                if heartbeat_coverage(n.pk, t0, t1) >= settings.BANK_COVERAGE_THRESHOLD)
 
 
+def shortfall_share(sizes: list[tuple[int, int]], delivered: int, reservation_id: int) -> int:
+    """The undelivered GPUs of one reservation when `sizes` (id, GPUs; ascending id) were
+    booked in an interval and only `delivered` GPUs were online: the shortfall is split in
+    proportion to size with cumulative flooring, so the shares are whole GPUs that sum to
+    the shortfall exactly (the rounding rule of the yield, applied to GPUs)."""
+    booked = sum(n for _, n in sizes)
+    shortfall = max(0, booked - delivered)
+    if not shortfall:
+        return 0
+    before = 0
+    for rid, n in sizes:
+        if rid == reservation_id:
+            return shortfall * (before + n) // booked - shortfall * before // booked
+        before += n
+    return 0
+
+
 def sla_credits_post(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     posted = 0
     step = timedelta(seconds=settings.BANK_SLA_INTERVAL_S)
-    blocks = Block.objects.filter(reservation__status=Reservation.Status.ACTIVE,
-                                  start__lt=now).select_related("reservation")
-    for block in blocks:
-        posted += _block_sla(block.pk, now, step)
+    # Blocks whose window has started and is not checked to its end yet (a finished block
+    # drops out once its last interval is checked).
+    blocks = Block.objects.filter(
+        reservation__status=Reservation.Status.ACTIVE, start__lt=now
+    ).filter(Q(sla_checked_until__isnull=True) | Q(sla_checked_until__lt=F("reservation__end")))
+    for block_id in blocks.values_list("pk", flat=True):
+        posted += _block_sla(block_id, now, step)
     return posted
 
 
@@ -42,15 +63,13 @@ def _block_sla(block_id: int, now: datetime, step: timedelta) -> int:
     posted = 0
     while t0 + step <= min(now, r.end):
         t1 = t0 + step
-        booked = sum(other.gpu_count for other in Reservation.objects.filter(
+        sizes = list(Reservation.objects.filter(
             gpu_class_id=r.gpu_class_id, status=Reservation.Status.ACTIVE,
-            start__lt=t1, end__gt=t0))
+            start__lt=t1, end__gt=t0).order_by("id").values_list("id", "gpu_count"))
         delivered = delivered_gpus(r.gpu_class_id, t0, t1)
-        shortfall = max(0, booked - delivered)
-        # A shortfall is shared among the blocks of the interval in proportion to size.
-        undelivered = shortfall * r.gpu_count // booked if booked else 0
+        undelivered = shortfall_share(sizes, delivered, r.pk)
         if undelivered:
-            amount = (undelivered * block.rate_per_gpu_hour * step.seconds
+            amount = (undelivered * block.rate_per_gpu_hour * int(step.total_seconds())
                       * settings.BANK_SLA_MULTIPLE // 3600)
             try:
                 with transaction.atomic():

@@ -22,6 +22,12 @@ pytestmark = [
 ]
 
 
+@pytest.fixture(autouse=True, params=[True, False], ids=["sql-function", "python"])
+def _posting_form(request, monkeypatch):
+    """Every race runs against both forms of the single-transfer posting service."""
+    monkeypatch.setattr("banking.services.ledger.DATABASE_FUNCTION", request.param)
+
+
 def wallet(org) -> int:
     return organization_account(org.pk, AccountPurpose.WALLET).pk
 

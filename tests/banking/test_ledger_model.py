@@ -168,7 +168,10 @@ class LedgerMachine(RuleBasedStateMachine):
         assert ledger_verify() == []
 
 
-def test_ledger_matches_a_simple_model(db: None) -> None:
+@pytest.mark.parametrize("database_function", [True, False], ids=["sql-function", "python"])
+def test_ledger_matches_a_simple_model(db: None, monkeypatch: pytest.MonkeyPatch,
+                                       database_function: bool) -> None:
+    monkeypatch.setattr("banking.services.ledger.DATABASE_FUNCTION", database_function)
     run_state_machine_as_test(
         LedgerMachine,
         settings=settings(

@@ -4,6 +4,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.db import connection
 
 from banking.models import Loan
@@ -12,10 +13,11 @@ from banking.selectors import wallet_get
 from banking.services.ledger import system_account
 from banking.services.lending import credit_line_set
 from marketplace.errors import InsufficientInventory, SellBackNotAllowed
-from marketplace.models import Block, InventorySlot
+from marketplace.models import Block, InventorySlot, SellBack
 from marketplace.services.blocks import availability, block_buy, block_quote, block_sell_back
 from marketplace.services.deposits import deposit_create
 from scheduler.models import Reservation
+from scheduler.services.jobs import job_submit
 from tests.concurrency import run_threads
 from tests.marketplace.bank.conftest import next_hour
 
@@ -44,7 +46,7 @@ def test_buying_a_block_books_inventory_pays_the_bank_and_reserves(buyer, stocke
     assert wallet_get(organization_id=buyer.pk).available == 10_000_000_000 - block.price
     assert system_account(AccountPurpose.BANK_CAPACITY).balance == capacity_before + block.price
     assert [free for _, free in availability(gpu_class="H100-80GB", start=stocked,
-                                             end=stocked + timedelta(hours=4))] == [5] * 4
+                                             end=stocked + timedelta(hours=4)).slots] == [5] * 4
     reservation = Reservation.objects.get(pk=block.pk)
     assert (reservation.gpu_count, reservation.start) == (3, stocked)
     assert buy(buyer, stocked, 3).pk == block.pk  # same key: bought once
@@ -87,10 +89,16 @@ def test_20_buyers_race_for_the_last_8_gpus_and_exactly_the_fitting_purchases_wi
                      if not isinstance(r, Block))
     assert set(errors) == {"insufficient_inventory"}
     assert sum(won) <= 8
-    assert sum(won) >= 6  # the race stops only when no asked size fits any more
+    # Exactly the fitting purchases win: free GPUs only shrink during the race, so every
+    # refused buyer asked for more than what is left at the end.
+    lost = [sizes[i] for i, r in enumerate(results) if not isinstance(r, Block)]
+    assert all(size > 8 - sum(won) for size in lost)
     booked = list(InventorySlot.objects.values_list("booked", "capacity"))
     assert booked == [(sum(won), 8), (sum(won), 8)]
     assert Block.objects.count() == len(won)
+    for i, r in enumerate(results):  # winners paid exactly their price, losers nothing
+        paid = r.price if isinstance(r, Block) else 0
+        assert wallet_get(organization_id=buyers[i].pk).available == 10**12 - paid
 
 
 def test_selling_back_the_second_half_returns_it_to_inventory_for_another_buyer(
@@ -103,8 +111,8 @@ def test_selling_back_the_second_half_returns_it_to_inventory_for_another_buyer(
     assert sell_back.credited == half - half * settings.BANK_SELL_BACK_DISCOUNT_BPS // 10_000
     assert wallet_get(organization_id=buyer.pk).available == paid + sell_back.credited
     assert Reservation.objects.get(pk=block.pk).end == stocked + timedelta(hours=2)
-    assert [free for _, free in availability(gpu_class="H100-80GB", start=stocked,
-                                             end=stocked + timedelta(hours=4))] == [0, 0, 8, 8]
+    after = availability(gpu_class="H100-80GB", start=stocked, end=stocked + timedelta(hours=4))
+    assert [free for _, free in after.slots] == [0, 0, 8, 8]
     again = block_sell_back(organization_id=buyer.pk, block_id=block.pk, gpu_count=8,
                             start=stocked + timedelta(hours=2), idempotency_key="sb")
     assert again.pk == sell_back.pk
@@ -186,3 +194,28 @@ def test_jobs_in_a_block_run_first_on_bank_nodes_and_are_not_charged_again(
     assert (a.gpu_seconds, a.charged, a.settled_gpu_seconds) == (1000, 0, 1000)
     spent_on_demand = Job.objects.get(pk=on_demand.pk).hold_amount
     assert wallet_get(organization_id=buyer.pk).available == paid - spent_on_demand
+
+
+def test_inside_the_window_only_later_unused_hours_can_be_sold_back(buyer, stocked, settings):
+    """90 minutes into a 4-hour block with a job on it: the current hour and the next are
+    refused (past / in use), the last two hours are sold back."""
+    block = buy(buyer, stocked, 4)
+    with time_machine.travel(stocked + timedelta(minutes=90), tick=False):
+        job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 60}},
+                   gpu_class="H100-80GB", gpu_count=4, max_duration_s=600,
+                   reservation_id=block.pk)
+        with pytest.raises(SellBackNotAllowed, match="Past time"):
+            block_sell_back(organization_id=buyer.pk, block_id=block.pk, gpu_count=4,
+                            start=stocked + timedelta(hours=1), idempotency_key="now")
+        with pytest.raises(SellBackNotAllowed, match="in use"):
+            block_sell_back(organization_id=buyer.pk, block_id=block.pk, gpu_count=4,
+                            start=stocked + timedelta(hours=2), idempotency_key="next")
+        assert SellBack.objects.count() == 0
+        sold = block_sell_back(organization_id=buyer.pk, block_id=block.pk, gpu_count=4,
+                               start=stocked + timedelta(hours=3),
+                               idempotency_key="later")
+    quarter = block.price // 4
+    assert sold.credited == quarter - quarter * settings.BANK_SELL_BACK_DISCOUNT_BPS // 10_000
+    assert Reservation.objects.get(pk=block.pk).end == stocked + timedelta(hours=3)
+    assert list(InventorySlot.objects.order_by("slot_start").values_list("booked", flat=True)
+                ) == [4, 4, 4, 0]

@@ -6,14 +6,17 @@ from datetime import timedelta
 import pytest
 import time_machine
 
+from banking.errors import IdempotencyConflict
 from banking.models.ledger import AccountPurpose
 from banking.selectors import wallet_get
 from banking.services.ledger import system_account
 from marketplace.errors import AdvanceLimitExceeded, DepositOverlap, NodeNotInBankMode
 from marketplace.models import Advance, CapacityDeposit, InventorySlot, YieldAccrual
 from marketplace.services.advances import advance_create, advance_limit
+from marketplace.services.blocks import block_buy
 from marketplace.services.deposits import deposit_create, interval_yield, yield_accrue
 from scheduler.models import Node
+from tests.concurrency import run_threads
 from tests.marketplace.bank.conftest import beat_every_minute, next_hour
 
 
@@ -98,7 +101,8 @@ def test_an_advance_is_repaid_from_accruals_first(provider, bank_node):
     assert (advance.outstanding, advance.status) == (0, "repaid")
     # 4 intervals earned; 1.5 of them went to repay the advance
     assert wallet_get(organization_id=provider.pk).available == 4 * per_interval
-    assert system_account(AccountPurpose.LENDING).balance == 0
+    # the 1.5 intervals withheld stayed in bank_capacity, which had paid the advance
+    assert system_account(AccountPurpose.BANK_CAPACITY).balance == -4 * per_interval
 
 
 def test_a_defaulted_deposit_makes_the_unpaid_advance_owed_at_once(provider, bank_node):
@@ -115,3 +119,97 @@ def test_a_defaulted_deposit_makes_the_unpaid_advance_owed_at_once(provider, ban
     summary = wallet_get(organization_id=provider.pk)
     assert (summary.available, summary.debt, summary.owed) == (1_000_000, 1_000_000, 1_000_000)
     assert Advance.objects.get(pk=advance.pk).status == "defaulted"
+
+
+def test_a_defaulted_deposit_leaves_the_inventory_but_keeps_what_was_sold(provider, buyer,
+                                                                          bank_node):
+    node = bank_node(gpus=4)
+    start = next_hour()
+    deposit = deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=4,
+                             start=start, end=start + timedelta(hours=4))
+    block_buy(organization_id=buyer.pk, gpu_class="H100-80GB", gpu_count=1,
+              start=start + timedelta(hours=3), end=start + timedelta(hours=4),
+              payment="wallet", idempotency_key="b")
+    with time_machine.travel(start + timedelta(hours=2), tick=False):
+        assert yield_accrue().defaulted == 1
+        yield_accrue()  # twice: withdrawn once
+    deposit.refresh_from_db()
+    assert (deposit.status, deposit.inventory_withdrawn) == ("defaulted", True)
+    # hours 0-2 are past or current and stay; hour 3 keeps the GPU already sold
+    assert list(InventorySlot.objects.order_by("slot_start").values_list(
+        "capacity", "booked")) == [(4, 0), (4, 0), (4, 0), (1, 1)]
+
+
+def test_a_reused_idempotency_key_for_another_deposit_is_a_conflict(provider, bank_node):
+    node = bank_node(gpus=2)
+    start = next_hour()
+    deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=2, start=start,
+                   end=start + timedelta(hours=1), idempotency_key="d")
+    with pytest.raises(IdempotencyConflict, match="different deposit"):
+        deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=1, start=start,
+                       end=start + timedelta(hours=1), idempotency_key="d")
+    assert CapacityDeposit.objects.count() == 1
+
+
+def test_advances_lend_only_against_intervals_not_started_yet(provider, bank_node):
+    node = bank_node(gpus=2)
+    start = next_hour()
+    deposit = deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=2,
+                             start=start, end=start + timedelta(hours=4))
+    # 20 minutes in, nothing accrued yet: intervals 0 and 1 have started, 14 of 16 remain
+    with time_machine.travel(start + timedelta(minutes=20), tick=False):
+        limit = advance_limit(provider_id=provider.pk)
+    remaining = deposit.total_yield - deposit.total_yield * 2 // 16
+    assert limit.remaining_expected_yield == remaining
+    assert limit.available == remaining * 5000 // 10_000
+
+
+@pytest.mark.parametrize(("silent_minutes", "online"), [(0, True), (1, True), (2, False)])
+def test_an_interval_counts_when_heartbeats_cover_at_least_90_percent_of_its_minutes(
+        provider, bank_node, silent_minutes, online):
+    """15-minute intervals: 14 of 15 minutes with a heartbeat is 93 % (counts), 13 is 87 %
+    (missed)."""
+    node = bank_node(gpus=1)
+    start = next_hour()
+    deposit = deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=1,
+                             start=start, end=start + timedelta(hours=1))
+    beat_every_minute(node, start + timedelta(minutes=silent_minutes),
+                      start + timedelta(minutes=15))
+    run = yield_accrue(now=start + timedelta(minutes=15))
+    assert (run.paid, run.missed) == ((1, 0) if online else (0, 1))
+    accrual = YieldAccrual.objects.get(deposit=deposit)
+    assert accrual.online is online
+    expected = interval_yield(deposit.total_yield, 4, 0) if online else 0
+    assert wallet_get(organization_id=provider.pk).available == expected
+
+
+def test_an_advance_left_when_the_last_deposit_ends_is_owed(provider, bank_node, settings):
+    settings.BANK_DEFAULT_MISSED_SHARE = 0.75  # 3 of 4 missed: completed, not defaulted
+    node = bank_node(gpus=2)
+    start = next_hour()
+    deposit = deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=2,
+                             start=start, end=start + timedelta(hours=1))
+    advance = advance_create(provider_id=provider.pk, amount=deposit.total_yield // 2,
+                             idempotency_key="a")
+    beat_every_minute(node, start, start + timedelta(minutes=15))  # 1 of 4 intervals online
+    yield_accrue(now=start + timedelta(hours=1))
+    deposit.refresh_from_db()
+    advance.refresh_from_db()
+    assert deposit.status == "completed"
+    owed = deposit.total_yield // 2 - interval_yield(deposit.total_yield, 4, 0)
+    assert (advance.status, advance.outstanding) == ("defaulted", 0)
+    assert wallet_get(organization_id=provider.pk).owed == owed
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.xdist_group("pg-concurrency")
+def test_two_accrual_runs_at_once_pay_each_interval_once(provider, bank_node):
+    node = bank_node(gpus=2)
+    start = next_hour()
+    deposit = deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=2,
+                             start=start, end=start + timedelta(hours=2))
+    beat_every_minute(node, start, start + timedelta(hours=2))
+    results = run_threads(4, lambda i: yield_accrue(now=start + timedelta(hours=2)))
+    assert sum(r.paid for r in results) == 8  # type: ignore[attr-defined]
+    assert YieldAccrual.objects.filter(deposit=deposit).count() == 8
+    assert wallet_get(organization_id=provider.pk).available == deposit.total_yield

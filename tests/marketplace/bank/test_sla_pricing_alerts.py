@@ -9,12 +9,12 @@ from banking.models import Organization
 from banking.selectors import wallet_get
 from banking.services.ledger import grant_post
 from banking.services.lending import credit_line_set, installments_collect, loan_prepay
-from marketplace.models import PriceHistory, SlaCredit
+from marketplace.models import Block, PriceHistory, SlaCredit
 from marketplace.services.alerts import low_balance_alert_set, low_balance_check
 from marketplace.services.blocks import block_buy
 from marketplace.services.deposits import deposit_create
 from marketplace.services.pricing import prices_adjust
-from marketplace.services.sla import sla_credits_post
+from marketplace.services.sla import shortfall_share, sla_credits_post
 from scheduler.models import GpuClass, Job, Node
 from scheduler.services.jobs import job_submit
 from tests.marketplace.bank.conftest import beat_every_minute, next_hour
@@ -64,6 +64,56 @@ def test_the_price_history_endpoint(client, buyer, online_node):
     h100 = GpuClass.objects.get(name="H100-80GB")
     body = client.get(f"/api/v1/gpu-classes/{h100.pk}/price-history/").json()
     assert [r["on_demand_rate"] for r in body["results"]] == [h100.on_demand_rate]
+    assert client.get("/api/v1/gpu-classes/999999/price-history/").status_code == 404
+
+
+def test_sla_checks_stop_once_a_block_is_checked_to_its_end(provider, buyer, bank_node):
+    start = next_hour()
+    node = bank_node(gpus=2)
+    deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=2, start=start,
+                   end=start + timedelta(hours=1))
+    block = block_buy(organization_id=buyer.pk, gpu_class="H100-80GB", gpu_count=2,
+                      start=start, end=start + timedelta(hours=1), payment="wallet",
+                      idempotency_key="b")
+    beat_every_minute(node, start, start + timedelta(hours=1))  # delivered throughout
+    assert sla_credits_post(now=start + timedelta(hours=2)) == 0
+    block.refresh_from_db()
+    assert block.sla_checked_until == start + timedelta(hours=1)
+    assert SlaCredit.objects.count() == 0
+
+
+def test_sla_credit_amount_is_shared_by_blocks_in_proportion(provider, buyer, make_org,
+                                                             bank_node, settings):
+    """4 GPUs booked by two blocks (3 + 1), only 2 delivered: the 2 missing GPUs are
+    split 3:1 by cumulative flooring, 1 and 1, so both are credited."""
+    start = next_hour()
+    online, offline = bank_node(gpus=2), bank_node(gpus=2)
+    for node in (online, offline):
+        deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=2, start=start,
+                       end=start + timedelta(hours=1))
+    other = make_org(tokens=10**12)
+    big = block_buy(organization_id=buyer.pk, gpu_class="H100-80GB", gpu_count=3, start=start,
+                    end=start + timedelta(hours=1), payment="wallet", idempotency_key="big")
+    small = block_buy(organization_id=other.pk, gpu_class="H100-80GB", gpu_count=1,
+                      start=start, end=start + timedelta(hours=1), payment="wallet",
+                      idempotency_key="small")
+    beat_every_minute(online, start, start + timedelta(minutes=15))
+    assert sla_credits_post(now=start + timedelta(minutes=15)) == 2
+    credits = {c.block_id: c for c in SlaCredit.objects.all()}
+    assert {pk: c.undelivered_gpus for pk, c in credits.items()} == {big.pk: 1, small.pk: 1}
+    per_gpu = big.rate_per_gpu_hour * 900 * settings.BANK_SLA_MULTIPLE // 3600
+    assert [credits[big.pk].amount, credits[small.pk].amount] == [per_gpu, per_gpu]
+
+
+@pytest.mark.parametrize(("sizes", "delivered", "shares"), [
+    ([(1, 3), (2, 1)], 2, [1, 1]),
+    ([(1, 4)], 0, [4]),
+    ([(1, 2), (2, 2), (3, 2)], 5, [0, 0, 1]),
+    ([(1, 5), (2, 5)], 12, [0, 0]),
+])
+def test_shortfall_shares_are_whole_gpus_that_sum_to_the_shortfall(sizes, delivered, shares):
+    assert [shortfall_share(sizes, delivered, rid) for rid, _ in sizes] == shares
+    assert sum(shares) == max(0, sum(n for _, n in sizes) - delivered)
 
 
 def test_a_low_balance_alert_emails_once_until_the_balance_recovers(make_org, settings):
@@ -110,6 +160,9 @@ def test_missed_installment_delinquency_refuses_jobs_until_paid(buyer, online_no
     with time_machine.travel(first.due_date + timedelta(days=1), tick=False):
         installments_collect()
     assert Organization.objects.get(pk=buyer.pk).status == "active"
+    first.refresh_from_db()
+    block.loan.refresh_from_db()
+    assert (first.status, block.loan.status) == ("overdue", "overdue")
     with time_machine.travel(first.due_date + timedelta(days=9), tick=False):
         installments_collect()
         assert Organization.objects.get(pk=buyer.pk).status == "delinquent"
@@ -118,6 +171,12 @@ def test_missed_installment_delinquency_refuses_jobs_until_paid(buyer, online_no
                        gpu_class="H100-80GB", gpu_count=1, max_duration_s=60)
         assert info.value.code == "organization_delinquent"
         assert Job.objects.filter(organization=buyer).count() == 0
+        with pytest.raises(DomainError) as info:  # nor a new block
+            block_buy(organization_id=buyer.pk, gpu_class="H100-80GB", gpu_count=1,
+                      start=stocked_day, end=stocked_day + timedelta(hours=1),
+                      payment="wallet", idempotency_key="while-delinquent")
+        assert info.value.code == "organization_delinquent"
+        assert Block.objects.filter(organization=buyer).count() == 1
         grant_post(organization_id=buyer.pk, amount=10**10, reason="funds")
         loan_prepay(organization_id=buyer.pk, loan_id=block.loan.pk, amount=None,
                     idempotency_key="pay")

@@ -1,0 +1,202 @@
+"""Storefront forms. Services raise `DomainError`; `apply_domain_error` shows its message
+and its per-field messages on the form, so a page shows the same words as the API.
+
+Every form that moves money inherits `IdempotentForm`: it carries a hidden one-time key
+made when the form is rendered, and the view passes `form.idempotency_key` to the
+service as its idempotency key: `form.posting_key`. A double click posts the same key
+twice; the ledger posts once.
+"""
+
+import uuid
+from datetime import date
+from typing import Any
+
+from django import forms
+from django.contrib.auth import password_validation
+from django.contrib.auth.forms import AuthenticationForm
+
+from banking.errors import DomainError
+from banking.models import Membership
+from banking.models.ledger import AccountPurpose, TransferKind
+
+IDEMPOTENCY_FIELD = "idempotency_key"
+
+
+class IdempotentForm(forms.Form):
+    """A form whose submission is posted at most once.
+
+    Unbound, it renders a fresh UUID in a hidden field; bound, it reads the UUID back.
+    `posting_key` is that UUID scoped by the form's purpose (`idempotency_scope`), so
+    the same browser key can never collide with another form's. After a domain error the
+    view calls `renew_idempotency_key()` so that the corrected retry is a new request.
+    """
+
+    idempotency_scope = "web"
+
+    idempotency_key = forms.UUIDField(widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial[IDEMPOTENCY_FIELD] = str(uuid.uuid4())
+
+    @property
+    def posting_key(self) -> str:
+        """The idempotency key to hand to the service (valid once the form is)."""
+        value = self.cleaned_data[IDEMPOTENCY_FIELD]
+        return f"{self.idempotency_scope}:{value}"
+
+    def renew_idempotency_key(self) -> None:
+        """Render the form again with a new key (the next submission is a new request)."""
+        fresh = str(uuid.uuid4())
+        if self.is_bound:
+            data = self.data.copy()  # type: ignore[attr-defined]  # a QueryDict or a dict
+            data[self.add_prefix(IDEMPOTENCY_FIELD)] = fresh
+            self.data = data
+        self.initial[IDEMPOTENCY_FIELD] = fresh
+
+
+def apply_domain_error(
+    form: forms.BaseForm, error: DomainError, *, field_map: dict[str, str] | None = None
+) -> None:
+    """Show a service's error on the form: the fields it names under those fields (a
+    service's field name can be mapped to the form's with `field_map`), the message at
+    the top. A money form gets a new one-time key for the retry."""
+    for service_name, messages in (error.fields or {}).items():
+        name = (field_map or {}).get(service_name, service_name)
+        listed = messages if isinstance(messages, list | tuple) else [messages]
+        if name in form.fields and name != IDEMPOTENCY_FIELD:
+            for message in listed:
+                form.add_error(name, str(message))
+    form.add_error(None, error.message)
+    if isinstance(form, IdempotentForm):
+        form.renew_idempotency_key()
+
+
+# Accounts
+
+
+class EmailAuthenticationForm(AuthenticationForm):
+    """Log in with the email address (it is the username, in lower case)."""
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "That email and password do not match an account. "
+        "Passwords are case-sensitive.",
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["username"].label = "Email"
+        self.fields["username"].widget.attrs.update({"autocomplete": "email", "type": "email"})
+
+    def clean_username(self) -> str:
+        return str(self.cleaned_data.get("username", "")).strip().lower()
+
+
+class SignupForm(forms.Form):
+    class Kind:
+        BUYER = "buyer"
+        PROVIDER = "provider"
+        BOTH = "both"
+
+    KIND_CHOICES = [
+        (Kind.BUYER, "Buyer: buy GPU compute"),
+        (Kind.PROVIDER, "Provider: sell or deposit GPU capacity"),
+        (Kind.BOTH, "Both"),
+    ]
+
+    organization_name = forms.CharField(max_length=200, label="Organization name")
+    kind = forms.ChoiceField(
+        choices=KIND_CHOICES, initial=Kind.BUYER, widget=forms.RadioSelect,
+        label="Your organization is a",
+    )
+    email = forms.EmailField(label="Work email")
+    password = forms.CharField(
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=password_validation.password_validators_help_text_html(),
+    )
+
+    def clean_password(self) -> str:
+        password: str = self.cleaned_data["password"]
+        password_validation.validate_password(password)
+        return password
+
+    @property
+    def is_buyer(self) -> bool:
+        return self.cleaned_data["kind"] in (self.Kind.BUYER, self.Kind.BOTH)
+
+    @property
+    def is_provider(self) -> bool:
+        return self.cleaned_data["kind"] in (self.Kind.PROVIDER, self.Kind.BOTH)
+
+
+class MemberInviteForm(forms.Form):
+    email = forms.EmailField()
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
+
+
+class OrganizationSwitchForm(forms.Form):
+    organization_id = forms.IntegerField(widget=forms.HiddenInput)
+
+
+# Wallet
+
+
+class StatementFilterForm(forms.Form):
+    kind = forms.ChoiceField(
+        choices=[("", "All kinds"), *TransferKind.choices], required=False
+    )
+    account = forms.ChoiceField(
+        choices=[
+            ("", "All accounts"),
+            (AccountPurpose.WALLET, "Wallet"),
+            (AccountPurpose.HELD, "Held"),
+            (AccountPurpose.CREDIT, "Credit"),
+            (AccountPurpose.DEBT, "Debt"),
+        ],
+        required=False,
+    )
+    date_from = forms.DateField(
+        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    date_to = forms.DateField(
+        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        start: date | None = data.get("date_from")
+        end: date | None = data.get("date_to")
+        if start and end and start > end:
+            self.add_error("date_to", "Must not be before the start date.")
+        return data
+
+    def filters(self) -> dict[str, Any]:
+        """Keyword arguments for `statement_list` (empty when the form is invalid)."""
+        if not self.is_valid():
+            return {}
+        data = self.cleaned_data
+        return {
+            "kinds": [data["kind"]] if data.get("kind") else None,
+            "purposes": [data["account"]] if data.get("account") else None,
+            "date_from": data.get("date_from"),
+            "date_to": data.get("date_to"),
+        }
+
+
+class LowBalanceAlertForm(forms.Form):
+    threshold = forms.IntegerField(
+        required=False, min_value=1, label="Email us when available tokens fall below",
+        help_text="Leave empty to turn the alert off.",
+        widget=forms.NumberInput(attrs={"placeholder": "e.g. 1000000", "inputmode": "numeric"}),
+    )
+
+
+# API keys
+
+
+class ApiKeyCreateForm(forms.Form):
+    name = forms.CharField(
+        max_length=100, initial="default", help_text="So you can tell your keys apart."
+    )

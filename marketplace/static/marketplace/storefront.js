@@ -1,0 +1,27 @@
+// Storefront behaviour that works without it: pages are plain forms and links.
+(function () {
+  "use strict";
+  // A button marked data-once is disabled after its form is submitted, so a double click
+  // sends one request. (Money forms also carry a one-time key: the server posts once.)
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    form.querySelectorAll("button[data-once]").forEach(function (button) {
+      window.setTimeout(function () { button.disabled = true; button.setAttribute("aria-busy", "true"); }, 0);
+    });
+  });
+  // Copy buttons: data-copy="#selector" copies that input's value.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy]");
+    if (!button) return;
+    var input = document.querySelector(button.getAttribute("data-copy"));
+    if (!input) return;
+    input.select();
+    var done = function () { button.textContent = "Copied"; };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(input.value).then(done);
+    } else {
+      document.execCommand("copy");
+      done();
+    }
+  });
+})();

@@ -1,0 +1,64 @@
+"""Storefront pages, mounted at "/" (after the API and the admin). Names live in the
+`store` namespace: `{% url 'store:wallet' %}`."""
+
+from typing import Any
+
+from django.contrib.auth import views as auth_views
+from django.urls import path, reverse_lazy
+
+from marketplace.forms import EmailAuthenticationForm
+from marketplace.views import accounts, api_keys, pages, wallet
+
+app_name = "store"
+
+AUTH = "marketplace/auth/"
+
+
+def _auth(view: Any, template: str, **kwargs: Any) -> Any:
+    return view.as_view(template_name=AUTH + template, **kwargs)
+
+
+urlpatterns = [
+    path("", pages.home, name="home"),
+    # accounts
+    path("signup/", accounts.signup, name="signup"),
+    path("login/", _auth(auth_views.LoginView, "login.html", redirect_authenticated_user=True,
+                         authentication_form=EmailAuthenticationForm), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(next_page=reverse_lazy("store:login")),
+         name="logout"),
+    path("password-reset/", _auth(
+        auth_views.PasswordResetView, "password_reset_form.html",
+        email_template_name="marketplace/emails/password_reset.txt",
+        subject_template_name="marketplace/emails/password_reset_subject.txt",
+        success_url=reverse_lazy("store:password_reset_done"),
+    ), name="password_reset"),
+    path("password-reset/sent/", _auth(auth_views.PasswordResetDoneView,
+                                       "password_reset_done.html"),
+         name="password_reset_done"),
+    path("password-reset/<uidb64>/<token>/", _auth(
+        auth_views.PasswordResetConfirmView, "password_reset_confirm.html",
+        success_url=reverse_lazy("store:password_reset_complete"),
+    ), name="password_reset_confirm"),
+    path("password-reset/done/", _auth(auth_views.PasswordResetCompleteView,
+                                       "password_reset_complete.html"),
+         name="password_reset_complete"),
+    path("members/", accounts.members, name="members"),
+    path("organization/switch/", accounts.organization_switch, name="organization_switch"),
+    # wallet
+    path("wallet/", wallet.wallet, name="wallet"),
+    path("wallet/statement.csv", wallet.statement_csv, name="statement_csv"),
+    path("wallet/spend.json", wallet.spend_json, name="spend_json"),
+    path("wallet/alert/", wallet.low_balance_alert, name="low_balance_alert"),
+    path("wallet/transfers/<int:transfer_id>/", wallet.transfer_detail, name="transfer_detail"),
+    # API keys
+    path("api-keys/", api_keys.api_keys, name="api_keys"),
+    path("api-keys/created/", api_keys.api_key_created, name="api_key_created"),
+    path("api-keys/<int:api_key_id>/revoke/", api_keys.api_key_revoke_view,
+         name="api_key_revoke"),
+    # filled in by the other parts of the product
+    path("catalog/", pages.coming_soon("catalog"), name="catalog"),
+    path("jobs/", pages.coming_soon("jobs"), name="jobs"),
+    path("blocks/", pages.coming_soon("blocks"), name="blocks"),
+    path("loans/", pages.coming_soon("loans"), name="loans"),
+    path("provider/", pages.coming_soon("provider"), name="provider"),
+]

@@ -1,0 +1,118 @@
+"""Sign-up, members, switching organization."""
+
+from typing import cast
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from banking.errors import DomainError
+from banking.selectors import membership_list, user_membership_list
+from banking.services.customers import member_invite, organization_signup
+from marketplace.emails import member_invite_email_send
+from marketplace.forms import (
+    MemberInviteForm,
+    OrganizationSwitchForm,
+    SignupForm,
+    apply_domain_error,
+)
+from marketplace.views.base import OrganizationRequest, can_manage_members, organization_required
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("store:wallet")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            membership = organization_signup(
+                name=form.cleaned_data["organization_name"],
+                email=form.cleaned_data["email"],
+                password=form.cleaned_data["password"],
+                is_buyer=form.is_buyer,
+                is_provider=form.is_provider,
+            )
+        except DomainError as exc:
+            apply_domain_error(form, exc, field_map={"name": "organization_name"})
+        else:
+            login(request, membership.user, backend="django.contrib.auth.backends.ModelBackend")
+            request.session["organization_id"] = membership.organization_id
+            messages.success(request, f"Welcome to Suanli, {membership.organization.name}.")
+            if membership.organization.is_provider:
+                messages.info(
+                    request,
+                    "An operator reviews new providers; your nodes go live once approved.",
+                )
+            return redirect("store:wallet")
+    return render(request, "marketplace/accounts/signup.html", {"form": form})
+
+
+@organization_required
+def members(request: OrganizationRequest) -> HttpResponse:
+    manage = can_manage_members(request.membership)
+    form = MemberInviteForm(request.POST or None) if manage else None
+    if request.method == "POST":
+        if form is None:
+            messages.error(request, "Only owners and admins may add members.")
+            return redirect("store:members")
+        if form.is_valid():
+            try:
+                with transaction.atomic():
+                    invite = member_invite(
+                        organization_id=request.organization.pk,
+                        invited_by_id=request.user.pk,
+                        email=form.cleaned_data["email"],
+                        role=form.cleaned_data["role"],
+                    )
+                    member_invite_email_send(
+                        request, user=invite.membership.user, organization=request.organization,
+                        invited_by=request.user,
+                        new_user=invite.user_created,
+                    )
+            except DomainError as exc:
+                apply_domain_error(form, exc)
+            else:
+                messages.success(
+                    request,
+                    f"{invite.membership.user.email} was added as "
+                    f"{invite.membership.get_role_display().lower()}; "
+                    "we emailed them a link to sign in.",
+                )
+                return redirect("store:members")
+    return render(
+        request,
+        "marketplace/accounts/members.html",
+        {
+            "members": membership_list(organization_id=request.organization.pk),
+            "form": form,
+            "nav": "members",
+        },
+    )
+
+
+@login_required
+@require_POST
+def organization_switch(request: HttpRequest) -> HttpResponse:
+    form = OrganizationSwitchForm(request.POST)
+    if form.is_valid():
+        wanted = form.cleaned_data["organization_id"]
+        membership = user_membership_list(user_id=cast(int, request.user.pk)).filter(
+            organization_id=wanted
+        ).first()
+        if membership is not None:
+            request.session["organization_id"] = membership.organization_id
+            messages.success(request, f"You are now acting for {membership.organization.name}.")
+        else:
+            messages.error(request, "You are not a member of that organization.")
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = reverse("store:wallet")
+    return redirect(target)

@@ -1,0 +1,61 @@
+"""What every storefront page needs: the organization the request acts for."""
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
+from django.http import Http404, HttpRequest, HttpResponseBase
+from django.shortcuts import render
+
+from banking.api.authentication import request_organization
+from banking.errors import NotFound
+from banking.models import Membership, Organization
+from banking.selectors import membership_get
+
+View = TypeVar("View", bound=Callable[..., HttpResponseBase])
+T = TypeVar("T")
+
+
+class OrganizationRequest(HttpRequest):
+    """A request of a signed-in member, as `organization_required` leaves it."""
+
+    user: User  # type: ignore[assignment]
+    organization: Organization
+    membership: Membership
+
+
+def organization_required(view: View) -> View:
+    """Sign-in required; sets `request.organization` (the member's current organization)
+    and `request.membership`. A user who belongs to none sees a page that says so."""
+
+    @login_required
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        organization = request_organization(request)
+        membership = (
+            membership_get(user_id=cast(int, request.user.pk), organization_id=organization.pk)
+            if organization is not None
+            else None
+        )
+        if organization is None or membership is None:
+            return render(request, "marketplace/no_organization.html", status=403)
+        request.organization = organization  # type: ignore[attr-defined]
+        request.membership = membership  # type: ignore[attr-defined]
+        return view(request, *args, **kwargs)
+
+    return cast(View, wrapped)
+
+
+def found_or_404(call: Callable[[], T]) -> T:
+    """Run a selector or service; its `NotFound` (another organization's object, or
+    none at all) becomes the page's 404."""
+    try:
+        return call()
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+
+
+def can_manage_members(membership: Membership) -> bool:
+    return membership.role in (Membership.Role.OWNER, Membership.Role.ADMIN)

@@ -1,0 +1,124 @@
+"""Browser tests: Python Playwright drives the Debian Chromium at /usr/bin/chromium,
+headless, against pytest-django's live server on PostgreSQL.
+
+Each test gets `ui`, a page with helpers; every page it visits (and every `ui.shot()`)
+is saved as a PNG under `screenshots/<test name>/` at the repository root (git-ignored),
+so a person can look at what the test saw. Mark browser tests with
+`pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]`; they skip,
+saying why, when Chromium is not installed.
+"""
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Playwright's sync API runs an event loop in this thread; the test's own ORM calls are
+# still synchronous.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+CHROMIUM = Path(os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 390, "height": 844}
+
+
+def _skip_reason() -> str | None:
+    if not CHROMIUM.exists():
+        return f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright Python package is not installed"
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+class UI:
+    """One browser tab on the live server, saving a screenshot of each page it shows."""
+
+    def __init__(self, page: Any, base_url: str, folder: Path) -> None:
+        self.page = page
+        self.base_url = base_url
+        self.folder = folder
+        self.count = 0
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def goto(self, path: str, label: str | None = None) -> Any:
+        response = self.page.goto(self.url(path))
+        self.shot(label or path)
+        return response
+
+    def shot(self, label: str, *, full_page: bool = True) -> Path:
+        self.count += 1
+        name = re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-") or "page"
+        path = self.folder / f"{self.count:02d}-{name}.png"
+        self.page.screenshot(path=str(path), full_page=full_page)
+        return path
+
+    def click_and_shot(self, selector: str, label: str) -> None:
+        self.page.click(selector)
+        self.page.wait_for_load_state()
+        self.shot(label)
+
+    def sign_in(self, email: str, password: str) -> None:
+        self.goto("/login/", "login")
+        self.page.fill("#id_username", email)
+        self.page.fill("#id_password", password)
+        self.page.click("button[type=submit]")
+        self.page.wait_for_url(re.compile(r".*/wallet/$"))
+        self.shot("signed in")
+
+
+def _ui(browser: Any, live_server: Any, request: pytest.FixtureRequest,
+        viewport: dict[str, int], suffix: str = "") -> Iterator[UI]:
+    folder = SCREENSHOTS / (re.sub(r"[^A-Za-z0-9_]+", "-", request.node.name) + suffix)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    context = browser.new_context(viewport=viewport, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        yield UI(page, live_server.url, folder)
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def ui(browser: Any, live_server: Any, transactional_db: None,
+       request: pytest.FixtureRequest) -> Iterator[UI]:
+    yield from _ui(browser, live_server, request, DESKTOP)
+
+
+@pytest.fixture
+def phone_ui(browser: Any, live_server: Any, transactional_db: None,
+             request: pytest.FixtureRequest) -> Iterator[UI]:
+    yield from _ui(browser, live_server, request, PHONE, "-phone")
