@@ -19,10 +19,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
-from bench.scratch import ROOT, scratch_database, use_database
+from bench.scratch import ROOT, scratch_database, server_url, use_database
 
 WRK_SCRIPT = """
 local tokens = {}
@@ -125,7 +126,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     seconds = 8 if args.quick else 20
-    with scratch_database("suanli_bench_agent") as db_url:
+    # Named after DATABASE_URL's database: two people benchmarking on one server (each
+    # with their own DATABASE_URL) never drop each other's scratch database.
+    name = urlsplit(server_url()).path.strip("/") or "suanli"
+    with scratch_database(f"{name}_bench_agent") as db_url:
         use_database(db_url)
         tokens = _make_nodes(10_000)
         from django.db import connections

@@ -116,7 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    nodes, jobs, cycles = (1_000, 100_000, 30) if not args.quick else (1_000, 20_000, 10)
+    nodes, jobs, cycles = (1_000, 100_000, 100) if not args.quick else (1_000, 20_000, 20)
     # Named after DATABASE_URL's database, so that two people benchmarking on one server
     # (each with their own DATABASE_URL) never drop each other's scratch database.
     name = urlsplit(server_url()).path.strip("/") or "suanli"

@@ -92,3 +92,42 @@ def test_the_catalog_shows_free_gpus_and_the_largest_shape(db, client, online_no
     ]
     assert {c["name"] for c in classes} >= {"H200-141GB", "A100-80GB", "L40S-48GB",
                                             "RTX4090-24GB"}
+
+
+def test_anonymous_callers_are_refused_and_nothing_changes(client, provider, api_client_for):
+    node_id = api_client_for(provider).post("/api/v1/nodes/", BODY, format="json").json()["id"]
+    assert client.get("/api/v1/nodes/").status_code == 401
+    assert client.post("/api/v1/nodes/", {**BODY, "name": "x"},
+                       content_type="application/json").status_code == 401
+    assert client.patch(f"/api/v1/nodes/{node_id}/", {"drain": True},
+                        content_type="application/json").status_code == 401
+    assert client.delete(f"/api/v1/nodes/{node_id}/").status_code == 401
+    assert list(Node.objects.values_list("id", "status")) == [(node_id, "offline")]
+
+
+def test_a_node_token_is_not_a_provider_key(provider, online_node, agent_client):
+    node = online_node()
+    response = agent_client(node).get("/api/v1/nodes/")
+    assert response.status_code in (401, 403)
+
+
+def test_list_query_counts_do_not_grow_with_rows(db, client, provider, api_client_for,
+                                                 online_node):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    provider_client = api_client_for(provider)
+    online_node()
+
+    def count(c, url: str) -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert c.get(url).status_code == 200
+        return len(ctx.captured_queries)
+
+    count(provider_client, "/api/v1/nodes/")  # the key's first use is recorded once
+    nodes, catalog = count(provider_client, "/api/v1/nodes/"), count(client, "/api/v1/gpu-classes/")
+    for gpus, region in [(1, "eu-west"), (2, "us-east"), (4, "ap-south"), (8, "eu-west")]:
+        online_node(gpus=gpus, region=region)
+        online_node(gpu_class="A100-80GB", gpus=gpus, region=region)
+    assert count(provider_client, "/api/v1/nodes/") == nodes
+    assert count(client, "/api/v1/gpu-classes/") == catalog
