@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bench.scratch import ROOT, scratch_database, server_url, use_database
+from bench._scratch import ROOT, scratch_database, server_url, use_database
 
 WRK_SCRIPT = """
 local tokens = {}

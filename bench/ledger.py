@@ -18,7 +18,7 @@ import subprocess
 import time
 from urllib.parse import urlsplit
 
-from bench.scratch import pg_binary, scratch_database, use_database
+from bench._scratch import pg_binary, scratch_database, use_database
 
 CLIENTS = 16
 

@@ -14,7 +14,7 @@ import statistics
 import time
 from urllib.parse import urlsplit
 
-from bench.scratch import scratch_database, server_url, use_database
+from bench._scratch import scratch_database, server_url, use_database
 
 
 def _setup(nodes: int, jobs: int) -> None:

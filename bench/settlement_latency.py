@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from bench.scratch import ROOT, scratch_database, use_database
+from bench._scratch import ROOT, scratch_database, use_database
 
 
 def main() -> None:

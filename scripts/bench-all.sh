@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every benchmark in bench/, one after another; each prints its figures and, last, one
+# Every benchmark in bench/ (modules starting with "_" are helpers), one after another;
+# each prints its figures and, last, one
 # JSON line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
