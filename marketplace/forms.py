@@ -278,3 +278,21 @@ class PayoutForm(IdempotentForm):
     idempotency_scope = "payout"
 
     tokens = forms.IntegerField(label="Tokens to cash out", min_value=1)
+
+
+class BlockForm(IdempotentForm):
+    idempotency_scope = "block"
+
+    gpu_class = forms.ChoiceField(label="GPU class")
+    gpu_count = forms.IntegerField(label="GPUs", min_value=1, max_value=1024, initial=1)
+    start = forms.DateTimeField(label="From (UTC, whole hour)",
+                                widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    hours = forms.IntegerField(label="Hours", min_value=1, max_value=24 * 366, initial=24)
+    payment = forms.ChoiceField(choices=[("wallet", "Pay now from the wallet"),
+                                         ("financed", "Finance on my credit line")])
+    term_months = forms.IntegerField(label="Term (months, when financed)", min_value=1,
+                                     max_value=120, required=False)
+
+    def __init__(self, *args: Any, gpu_classes: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["gpu_class"].choices = gpu_classes  # type: ignore[attr-defined]

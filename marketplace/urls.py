@@ -7,7 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
 from marketplace.forms import EmailAuthenticationForm
-from marketplace.views import accounts, api_keys, compute, pages, provider, wallet
+from marketplace.views import accounts, api_keys, bank, compute, pages, provider, wallet
 
 app_name = "store"
 
@@ -63,8 +63,9 @@ urlpatterns = [
     path("jobs/estimate/", compute.job_estimate, name="job_estimate"),
     path("jobs/<int:job_id>/", compute.job_detail, name="job_detail"),
     path("jobs/<int:job_id>/cancel/", compute.job_cancel_view, name="job_cancel"),
-    path("blocks/", pages.coming_soon("blocks"), name="blocks"),
-    path("loans/", pages.coming_soon("loans"), name="loans"),
+    path("blocks/", bank.blocks, name="blocks"),
+    path("loans/", bank.loans, name="loans"),
+    path("loans/<int:loan_id>/prepay/", bank.loan_prepay_view, name="loan_prepay"),
     path("provider/", provider.provider, name="provider"),
     path("provider/nodes/created/", provider.node_created, name="node_created"),
     path("provider/nodes/<int:node_id>/drain/", provider.node_drain, name="node_drain"),

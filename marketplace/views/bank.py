@@ -1,0 +1,84 @@
+"""Compute blocks (quote, then buy: financed ones show their installment schedule before
+anything is bought) and loans (schedule, prepay)."""
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import messages
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from banking.errors import DomainError
+from banking.selectors_lending import loan_get, loan_list
+from banking.services.lending import loan_prepay
+from marketplace.forms import BlockForm, apply_domain_error
+from marketplace.selectors import block_list
+from marketplace.services.blocks import availability, block_buy, block_quote
+from marketplace.views.base import OrganizationRequest, found_or_404, organization_required
+from scheduler.selectors import gpu_class_list
+
+
+def _classes() -> list[tuple[str, str]]:
+    return [(c.name, c.name) for c in gpu_class_list()]
+
+
+@organization_required
+def blocks(request: OrganizationRequest) -> HttpResponse:
+    org_id = request.organization.pk
+    form = BlockForm(request.POST or None, gpu_classes=_classes())
+    quote = None
+    if request.method == "POST" and form.is_valid():
+        d = form.cleaned_data
+        start = d["start"]
+        end = start + timedelta(hours=d["hours"])
+        terms: dict[str, Any] = {"organization_id": org_id, "gpu_class": d["gpu_class"],
+                                 "gpu_count": d["gpu_count"], "start": start, "end": end,
+                                 "payment": d["payment"], "term_months": d["term_months"]}
+        try:
+            if request.POST.get("action") == "buy":
+                block = block_buy(idempotency_key=form.posting_key, **terms)
+                messages.success(request, f"Block {block.pk} bought: {block.gpu_count} x "
+                                          f"{d['gpu_class']} for {d['hours']} h. Name it as "
+                                          f"`block` when you submit jobs.")
+                return redirect("store:blocks")
+            quote = block_quote(**terms)
+        except DomainError as exc:
+            apply_domain_error(form, exc)
+    now = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    calendar_class = str(request.GET.get("gpu_class")
+                         or (form.data.get("gpu_class") if form.is_bound else None)
+                         or "H100-80GB")
+    try:
+        calendar = availability(gpu_class=calendar_class, start=now,
+                                end=now + timedelta(hours=24))
+    except DomainError:
+        calendar = None
+    return render(request, "marketplace/bank/blocks.html", {
+        "nav": "blocks", "form": form, "quote": quote, "calendar": calendar,
+        "blocks": block_list(organization_id=org_id)[:50],
+    })
+
+
+@organization_required
+def loans(request: OrganizationRequest) -> HttpResponse:
+    org_id = request.organization.pk
+    items = [loan_get(organization_id=org_id, loan_id=loan.pk)
+             for loan in loan_list(organization_id=org_id)[:20]]
+    return render(request, "marketplace/bank/loans.html", {"nav": "loans", "loans": items})
+
+
+@organization_required
+@require_POST
+def loan_prepay_view(request: OrganizationRequest, loan_id: int) -> HttpResponse:
+    found_or_404(lambda: loan_get(organization_id=request.organization.pk, loan_id=loan_id))
+    key = request.POST.get("idempotency_key", "")
+    try:
+        loan_prepay(organization_id=request.organization.pk, loan_id=loan_id, amount=None,
+                    idempotency_key=f"web-prepay:{key}" if key else f"web-prepay:{loan_id}")
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Loan paid off.")
+    return redirect("store:loans")
