@@ -1,0 +1,104 @@
+"""A provider registers a node, copies the agent command, deposits capacity and sees
+earnings accrue; an operator approves a payout and posts a reversal in Django admin."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from banking.models import Organization, Payout, Transfer
+from banking.selectors import wallet_get
+from banking.services.customers import organization_create, organization_signup
+from banking.services.ledger import grant_post
+from banking.services.payouts import payout_account_set, payout_request
+from marketplace.services.deposits import yield_accrue
+from scheduler.models import Node, NodeHeartbeat
+from scheduler.services.nodes import node_approve
+from tests.e2e.conftest import UI
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+PASSWORD = "correct-horse-42"
+
+
+def test_a_provider_registers_a_node_deposits_capacity_and_sees_earnings(ui: UI) -> None:
+    org = organization_signup(name="Rack Owners", email="ops@rack.example", password=PASSWORD,
+                              is_buyer=False, is_provider=True).organization
+    ui.sign_in("ops@rack.example", PASSWORD)
+    ui.goto("/provider/", "portal")
+    form = "form:has(input[name=form][value=node])"
+    ui.page.fill(f"{form} #id_name", "vault-1")
+    ui.page.select_option(f"{form} #id_gpu_class", "H100-80GB")
+    ui.page.fill(f"{form} #id_gpu_count", "4")
+    ui.page.select_option(f"{form} #id_mode", "bank")
+    ui.page.click(f"{form} button[type=submit]")
+    ui.page.wait_for_url(re.compile(r".*/provider/nodes/created/$"))
+    ui.shot("token and command")
+    token = ui.page.input_value("[data-testid=node-token]")
+    command = ui.page.input_value("[data-testid=agent-command]")
+    assert token.startswith("nt_")
+    assert command == f"python -m scheduler.agent --server {ui.base_url} --token {token}"
+
+    node = Node.objects.get(provider=org, name="vault-1")
+    node_approve(node_id=node.pk)  # an operator approves it
+    start = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    ui.goto("/provider/", "portal with node")
+    form = "form:has(input[name=form][value=deposit])"
+    ui.page.select_option(f"{form} #id_node", str(node.pk))
+    ui.page.fill(f"{form} #id_gpu_count", "4")
+    ui.page.fill(f"{form} #id_start", start.strftime("%Y-%m-%dT%H:%M"))
+    ui.page.fill(f"{form} #id_end", (start + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
+    ui.page.click(f"{form} button[type=submit]")
+    ui.page.wait_for_url(re.compile(r".*/provider/$"))
+    ui.shot("deposited")
+    deposit = org.deposits.get()
+
+    # Time passes: the node heartbeats through the first hour, the accrual task runs.
+    NodeHeartbeat.objects.bulk_create([
+        NodeHeartbeat(node=node, at=start + timedelta(minutes=m), free_gpus=0, busy_gpus=4)
+        for m in range(60)])
+    yield_accrue(now=start + timedelta(hours=1))
+    ui.page.reload()
+    ui.shot("earnings accrued")
+    deposit.refresh_from_db()
+    assert deposit.earned == deposit.total_yield // 2
+    earned = ui.page.inner_text(f"[data-testid=earned-{deposit.pk}]").replace(",", "")
+    assert int(earned) == deposit.earned
+    assert wallet_get(organization_id=org.pk).available == deposit.earned
+
+
+def test_an_operator_approves_a_payout_and_posts_a_reversal_in_admin(ui: UI) -> None:
+    User.objects.create_superuser("operator", "op@suanli.example", PASSWORD)
+    provider = organization_create(name="Payee", is_buyer=False, is_provider=True)
+    grant_post(organization_id=provider.pk, amount=50_000_000, reason="earnings")
+    payout_account_set(organization_id=provider.pk, stripe_account_id="acct_test_payee")
+    payout = payout_request(organization_id=provider.pk, tokens=20_000_000,
+                            idempotency_key="p1")
+    mistake = grant_post(organization_id=provider.pk, amount=1_234, reason="posted twice")
+
+    ui.goto("/admin/login/", "admin login")
+    ui.page.fill("#id_username", "operator")
+    ui.page.fill("#id_password", PASSWORD)
+    ui.page.click("input[type=submit]")
+    ui.page.wait_for_url(re.compile(r".*/admin/$"))
+    ui.shot("admin dashboard")
+
+    ui.goto("/admin/banking/payout/", "payouts")
+    ui.page.check(f"input[name=_selected_action][value='{payout.pk}']")
+    ui.page.select_option("select[name=action]", "approve")
+    ui.page.click("button[name=index]")
+    ui.page.wait_for_load_state()
+    ui.shot("payout approved")
+    payout.refresh_from_db()
+    assert payout.status in ("approved", "paid")
+
+    ui.goto("/admin/banking/transfer/", "transfers")
+    ui.page.check(f"input[name=_selected_action][value='{mistake.pk}']")
+    ui.page.select_option("select[name=action]", "post_reversal")
+    ui.page.click("button[name=index]")
+    ui.page.wait_for_load_state()
+    ui.shot("reversal posted")
+    assert Transfer.objects.filter(reverses=mistake).count() == 1
+    assert Organization.objects.filter(pk=provider.pk).exists()
+    assert Payout.objects.filter(pk=payout.pk).count() == 1
