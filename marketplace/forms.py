@@ -296,3 +296,25 @@ class BlockForm(IdempotentForm):
     def __init__(self, *args: Any, gpu_classes: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["gpu_class"].choices = gpu_classes  # type: ignore[attr-defined]
+
+
+class PayoutAccountForm(forms.Form):
+    stripe_account_id = forms.CharField(label="Stripe connected account", max_length=255,
+                                        help_text="acct_…, where payouts are sent.")
+    auto_payout_threshold = forms.IntegerField(
+        label="Auto-payout above (tokens)", min_value=0, required=False,
+        help_text="Earnings above this are swept into a payout daily. Empty: off.")
+
+
+class AdvanceForm(IdempotentForm):
+    idempotency_scope = "advance"
+
+    amount = forms.IntegerField(label="Tokens to borrow", min_value=1)
+
+
+class SellBackForm(IdempotentForm):
+    idempotency_scope = "sell-back"
+
+    gpu_count = forms.IntegerField(label="GPUs", min_value=1)
+    start = forms.DateTimeField(label="From (UTC, whole hour)",
+                                widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))

@@ -64,6 +64,8 @@ urlpatterns = [
     path("jobs/<int:job_id>/", compute.job_detail, name="job_detail"),
     path("jobs/<int:job_id>/cancel/", compute.job_cancel_view, name="job_cancel"),
     path("blocks/", bank.blocks, name="blocks"),
+    path("blocks/<int:block_id>/sell-back/", bank.block_sell_back_view,
+         name="block_sell_back"),
     path("loans/", bank.loans, name="loans"),
     path("loans/<int:loan_id>/prepay/", bank.loan_prepay_view, name="loan_prepay"),
     path("provider/", provider.provider, name="provider"),

@@ -13,9 +13,9 @@ from django.views.decorators.http import require_POST
 from banking.errors import DomainError
 from banking.selectors_lending import loan_get, loan_list
 from banking.services.lending import loan_prepay
-from marketplace.forms import BlockForm, apply_domain_error
-from marketplace.selectors import block_list
-from marketplace.services.blocks import availability, block_buy, block_quote
+from marketplace.forms import BlockForm, SellBackForm, apply_domain_error
+from marketplace.selectors import block_get, block_list
+from marketplace.services.blocks import availability, block_buy, block_quote, block_sell_back
 from marketplace.views.base import OrganizationRequest, found_or_404, organization_required
 from scheduler.selectors import gpu_class_list
 
@@ -57,8 +57,30 @@ def blocks(request: OrganizationRequest) -> HttpResponse:
         calendar = None
     return render(request, "marketplace/bank/blocks.html", {
         "nav": "blocks", "form": form, "quote": quote, "calendar": calendar,
-        "blocks": block_list(organization_id=org_id)[:50],
+        "blocks": block_list(organization_id=org_id)[:50], "sell_back_form": SellBackForm(),
     })
+
+
+@organization_required
+@require_POST
+def block_sell_back_view(request: OrganizationRequest, block_id: int) -> HttpResponse:
+    found_or_404(lambda: block_get(organization_id=request.organization.pk, block_id=block_id))
+    form = SellBackForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give the GPUs and the hour to sell back from.")
+        return redirect("store:blocks")
+    try:
+        sold = block_sell_back(organization_id=request.organization.pk, block_id=block_id,
+                               gpu_count=form.cleaned_data["gpu_count"],
+                               start=form.cleaned_data["start"],
+                               idempotency_key=form.posting_key)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Sold back {sold.gpu_count} GPUs from "
+                                  f"{sold.start:%Y-%m-%d %H:%M} UTC: {sold.credited:,} tokens "
+                                  "credited.")
+    return redirect("store:blocks")
 
 
 @organization_required

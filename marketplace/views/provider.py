@@ -8,11 +8,18 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from banking.errors import DomainError
-from banking.models import Payout
-from banking.services.payouts import payout_request
-from marketplace.forms import DepositForm, NodeRegisterForm, PayoutForm, apply_domain_error
+from banking.models import Payout, PayoutAccount
+from banking.services.payouts import payout_account_set, payout_request
+from marketplace.forms import (
+    AdvanceForm,
+    DepositForm,
+    NodeRegisterForm,
+    PayoutAccountForm,
+    PayoutForm,
+    apply_domain_error,
+)
 from marketplace.selectors import advance_list, deposit_list
-from marketplace.services.advances import advance_limit
+from marketplace.services.advances import advance_create, advance_limit
 from marketplace.services.deposits import deposit_create
 from marketplace.views.base import OrganizationRequest, organization_required
 from scheduler.models import Node
@@ -42,6 +49,11 @@ def provider(request: OrganizationRequest) -> HttpResponse:
     node_form = NodeRegisterForm(gpu_classes=classes)
     deposit_form = DepositForm(nodes=bank_nodes)
     payout_form = PayoutForm()
+    account = PayoutAccount.objects.filter(organization_id=org_id).first()
+    account_form = PayoutAccountForm(initial={
+        "stripe_account_id": account.stripe_account_id if account else "",
+        "auto_payout_threshold": account.auto_payout_threshold if account else None})
+    advance_form = AdvanceForm()
     form_name = request.POST.get("form")
     if request.method == "POST" and form_name == "node":
         node_form = NodeRegisterForm(request.POST, gpu_classes=classes)
@@ -68,6 +80,29 @@ def provider(request: OrganizationRequest) -> HttpResponse:
                 messages.success(request, "Capacity deposited: it earns for every hour the "
                                           "node is online.")
                 return redirect("store:provider")
+    elif request.method == "POST" and form_name == "payout-account":
+        account_form = PayoutAccountForm(request.POST)
+        if account_form.is_valid():
+            try:
+                payout_account_set(organization_id=org_id, **account_form.cleaned_data)
+            except DomainError as exc:
+                apply_domain_error(account_form, exc)
+            else:
+                messages.success(request, "Payout account saved.")
+                return redirect("store:provider")
+    elif request.method == "POST" and form_name == "advance":
+        advance_form = AdvanceForm(request.POST)
+        if advance_form.is_valid():
+            try:
+                advance = advance_create(provider_id=org_id,
+                                         amount=advance_form.cleaned_data["amount"],
+                                         idempotency_key=advance_form.posting_key)
+            except DomainError as exc:
+                apply_domain_error(advance_form, exc)
+            else:
+                messages.success(request, f"Advance of {advance.amount:,} tokens credited; "
+                                          "yield repays it first.")
+                return redirect("store:provider")
     elif request.method == "POST" and form_name == "payout":
         payout_form = PayoutForm(request.POST)
         if payout_form.is_valid():
@@ -86,7 +121,8 @@ def provider(request: OrganizationRequest) -> HttpResponse:
         "deposit_form": deposit_form, "deposits": deposit_list(provider_id=org_id)[:20],
         "advances": advance_list(provider_id=org_id)[:10],
         "advance_available": advance_limit(provider_id=org_id).available,
-        "payout_form": payout_form,
+        "payout_form": payout_form, "account_form": account_form,
+        "advance_form": advance_form,
         "payouts": Payout.objects.filter(organization_id=org_id).order_by("-id")[:10],
     })
 

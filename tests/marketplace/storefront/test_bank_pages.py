@@ -65,3 +65,35 @@ def test_another_organizations_loan_cannot_be_prepaid(provider, make_org, client
     assert loan.status == "active"
     page = client_for(borrower).get("/loans/")
     assert f"Loan #{loan.pk}" in page.content.decode()
+
+
+def test_selling_back_the_second_half_of_a_block_from_the_page(provider, make_org, client_for):
+    start = _stock(provider)
+    org = make_org(tokens=10**11)
+    client = client_for(org)
+    client.post("/blocks/", {**_body(start, hours=2), "action": "buy"})
+    block = Block.objects.get(organization=org)
+    later = (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    response = client.post(f"/blocks/{block.pk}/sell-back/",
+                           {"gpu_count": 2, "start": later, "idempotency_key": str(uuid.uuid4())})
+    assert response.status_code == 302
+    block.refresh_from_db()
+    assert block.sold_back > 0
+    other = client_for(make_org(tokens=10))
+    assert other.post(f"/blocks/{block.pk}/sell-back/",
+                      {"gpu_count": 2, "start": later,
+                       "idempotency_key": str(uuid.uuid4())}).status_code == 404
+
+
+def test_a_provider_saves_a_payout_account_and_takes_an_advance(provider, client_for, settings):
+    _stock(provider)
+    client = client_for(provider)
+    client.post("/provider/", {"form": "payout-account", "stripe_account_id": "acct_123",
+                               "auto_payout_threshold": 5_000_000})
+    assert provider.payout_account.auto_payout_threshold == 5_000_000
+    from marketplace.services.advances import advance_limit
+
+    available = advance_limit(provider_id=provider.pk).available
+    client.post("/provider/", {"form": "advance", "amount": available,
+                               "idempotency_key": str(uuid.uuid4())})
+    assert provider.advances.get().amount == available
