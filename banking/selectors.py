@@ -127,6 +127,36 @@ def spend_per_day(
     ]
 
 
+EARNING_KINDS = (TransferKind.CAPTURE, TransferKind.YIELD)
+
+
+def earnings_per_day(
+    *, organization_id: int, days: int = 30, today: date | None = None
+) -> list[tuple[date, int]]:
+    """Tokens a provider earned into its wallet each day (usage and availability yield),
+    oldest first, zeros included."""
+    today = today or timezone.now().date()
+    first = today - timedelta(days=days - 1)
+    totals = dict(
+        Entry.objects.filter(
+            account__organization_id=organization_id,
+            account__purpose=AccountPurpose.WALLET,
+            amount__gt=0,
+            transfer__kind__in=EARNING_KINDS,
+            transfer__created_at__date__gte=first,
+            transfer__created_at__date__lte=today,
+        )
+        .annotate(day=TruncDate("transfer__created_at"))
+        .values("day")
+        .annotate(total=Sum("amount"))
+        .values_list("day", "total")
+    )
+    return [
+        (first + timedelta(days=i), totals.get(first + timedelta(days=i)) or 0)
+        for i in range(days)
+    ]
+
+
 def membership_list(*, organization_id: int) -> QuerySet[Membership]:
     """The organization's members with their user, in the order they joined."""
     return (

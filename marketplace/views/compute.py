@@ -25,11 +25,15 @@ from scheduler.services.jobs import job_cancel, job_submit
 
 def catalog(request: HttpRequest) -> HttpResponse:
     availability = gpu_class_availability()
-    classes = [
-        {"cls": c, "regions": availability.get(c.pk, []),
-         "history": list(price_history_list(gpu_class_id=c.pk)[:30])[::-1]}
-        for c in gpu_class_list()
-    ]
+    classes = []
+    for c in gpu_class_list():
+        history = list(price_history_list(gpu_class_id=c.pk)[:48])[::-1]
+        classes.append({
+            "cls": c, "regions": availability.get(c.pk, []), "history": history,
+            "script_id": f"history-{c.pk}",
+            "chart": [{"label": h.created_at.strftime("%m-%d %H:%M"), "value": h.on_demand_rate}
+                      for h in history],
+        })
     return render(request, "marketplace/compute/catalog.html",
                   {"nav": "catalog", "classes": classes})
 

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 
 from banking.errors import DomainError
 from banking.models import Payout, PayoutAccount
+from banking.selectors import earnings_per_day
 from banking.services.payouts import payout_account_set, payout_request
 from marketplace.forms import (
     AdvanceForm,
@@ -124,6 +125,8 @@ def provider(request: OrganizationRequest) -> HttpResponse:
         "payout_form": payout_form, "account_form": account_form,
         "advance_form": advance_form,
         "payouts": Payout.objects.filter(organization_id=org_id).order_by("-id")[:10],
+        "earnings": [{"label": day.strftime("%m-%d"), "value": tokens}
+                     for day, tokens in earnings_per_day(organization_id=org_id, days=30)],
     })
 
 

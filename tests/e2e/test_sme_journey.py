@@ -68,6 +68,10 @@ def test_an_sme_tops_up_runs_a_job_and_finds_the_charge(ui: UI, celery_worker, s
     # The charge is on the statement, and the CSV is the ledger
     ui.goto("/wallet/", "wallet after the job")
     assert "capture" in ui.page.inner_text("main").lower()
+    # ...and in the spend-per-day chart, drawn from the same ledger
+    assert ui.page.locator("#spend-chart").is_visible()
+    spend = ui.page.evaluate("JSON.parse(document.getElementById('spend-data').textContent)")
+    assert spend[-1]["tokens"] == cost
     with ui.page.expect_download() as info:
         ui.page.click("text=Download CSV")
     path = Path(info.value.path())
