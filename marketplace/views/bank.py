@@ -4,6 +4,7 @@ anything is bought) and loans (schedule, prepay)."""
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
@@ -16,7 +17,13 @@ from banking.services.lending import loan_prepay
 from marketplace.forms import BlockForm, SellBackForm, apply_domain_error
 from marketplace.selectors import block_get, block_list
 from marketplace.services.blocks import availability, block_buy, block_quote, block_sell_back
-from marketplace.views.base import OrganizationRequest, found_or_404, organization_required
+from marketplace.views.base import (
+    OrganizationRequest,
+    confirm_page,
+    confirmed,
+    found_or_404,
+    organization_required,
+)
 from scheduler.selectors import gpu_class_list
 
 
@@ -69,6 +76,18 @@ def block_sell_back_view(request: OrganizationRequest, block_id: int) -> HttpRes
     if not form.is_valid():
         messages.error(request, "Give the GPUs and the hour to sell back from.")
         return redirect("store:blocks")
+    if not confirmed(request):
+        block = block_get(organization_id=request.organization.pk, block_id=block_id)
+        start = form.cleaned_data["start"]
+        hours = max(0, int((block.reservation.end - start).total_seconds() // 3600))
+        total = block.gpu_count * int((block.end - block.start).total_seconds() // 3600)
+        pro_rata = block.price * form.cleaned_data["gpu_count"] * hours // max(1, total)
+        credit = pro_rata - pro_rata * settings.BANK_SELL_BACK_DISCOUNT_BPS // 10_000
+        return confirm_page(
+            request, title="Confirm the sell-back",
+            text=f"Sell back {form.cleaned_data['gpu_count']} GPUs of block #{block.pk} from "
+                 f"{start:%Y-%m-%d %H:%M} UTC for about {credit:,} tokens?",
+            button="Sell back", cancel_url="/blocks/")
     try:
         sold = block_sell_back(organization_id=request.organization.pk, block_id=block_id,
                                gpu_count=form.cleaned_data["gpu_count"],

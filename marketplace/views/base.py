@@ -6,7 +6,7 @@ from typing import Any, TypeVar, cast
 
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
-from django.http import Http404, HttpRequest, HttpResponseBase
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
 
 from banking.api.authentication import request_organization
@@ -59,3 +59,19 @@ def found_or_404(call: Callable[[], T]) -> T:
 
 def can_manage_members(membership: Membership) -> bool:
     return membership.role in (Membership.Role.OWNER, Membership.Role.ADMIN)
+
+
+def confirm_page(request: HttpRequest, *, title: str, text: str, button: str,
+                 cancel_url: str) -> HttpResponse:
+    """Ask once before money moves: the same form posted again with `confirm=1` (and the
+    same one-time key, so a double click on either page still posts once)."""
+    fields = [(k, v) for k, v in request.POST.items()
+              if k not in ("csrfmiddlewaretoken", "confirm")]
+    return render(request, "marketplace/_confirm.html", {
+        "confirm_title": title, "confirm_text": text, "confirm_button": button,
+        "confirm_action": request.path, "confirm_fields": fields, "cancel_url": cancel_url,
+    })
+
+
+def confirmed(request: HttpRequest) -> bool:
+    return request.POST.get("confirm") == "1"

@@ -8,10 +8,16 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from banking.errors import DomainError
-from banking.services.payments import topup_create
+from banking.services.payments import topup_create, topup_quote
 from marketplace.forms import JobSubmitForm, TopUpForm, apply_domain_error
 from marketplace.selectors import price_history_list
-from marketplace.views.base import OrganizationRequest, found_or_404, organization_required
+from marketplace.views.base import (
+    OrganizationRequest,
+    confirm_page,
+    confirmed,
+    found_or_404,
+    organization_required,
+)
 from scheduler.pricing import charge_for
 from scheduler.selectors import (
     gpu_class_availability,
@@ -47,6 +53,17 @@ def _class_choices() -> list[tuple[str, str]]:
 @require_POST
 def topup(request: OrganizationRequest) -> HttpResponse:
     form = TopUpForm(request.POST)
+    if form.is_valid() and not confirmed(request):
+        try:
+            quote = topup_quote(currency="usd", amount_cents=form.cleaned_data["amount_usd"] * 100)
+        except DomainError as exc:
+            messages.error(request, exc.message)
+            return redirect("store:wallet")
+        return confirm_page(
+            request, title="Confirm your top-up",
+            text=f"Pay USD {quote.amount_cents / 100:,.2f} with card "
+                 f"{form.cleaned_data['payment_method']} for {quote.tokens:,} tokens?",
+            button=f"Pay USD {quote.amount_cents / 100:,.2f}", cancel_url="/wallet/")
     if form.is_valid():
         try:
             done = topup_create(

@@ -22,7 +22,12 @@ from marketplace.forms import (
 from marketplace.selectors import advance_list, deposit_list
 from marketplace.services.advances import advance_create, advance_limit
 from marketplace.services.deposits import deposit_create
-from marketplace.views.base import OrganizationRequest, organization_required
+from marketplace.views.base import (
+    OrganizationRequest,
+    confirm_page,
+    confirmed,
+    organization_required,
+)
 from scheduler.models import Node
 from scheduler.selectors import gpu_class_list, node_list
 from scheduler.services.nodes import node_register, node_update
@@ -93,6 +98,13 @@ def provider(request: OrganizationRequest) -> HttpResponse:
                 return redirect("store:provider")
     elif request.method == "POST" and form_name == "advance":
         advance_form = AdvanceForm(request.POST)
+        if advance_form.is_valid() and not confirmed(request):
+            return confirm_page(
+                request, title="Confirm the advance",
+                text=f"Borrow {advance_form.cleaned_data['amount']:,} tokens now? Your "
+                     "deposits' yield repays it first.",
+                button=f"Borrow {advance_form.cleaned_data['amount']:,} tokens",
+                cancel_url="/provider/")
         if advance_form.is_valid():
             try:
                 advance = advance_create(provider_id=org_id,
@@ -106,6 +118,13 @@ def provider(request: OrganizationRequest) -> HttpResponse:
                 return redirect("store:provider")
     elif request.method == "POST" and form_name == "payout":
         payout_form = PayoutForm(request.POST)
+        if payout_form.is_valid() and not confirmed(request):
+            tokens = payout_form.cleaned_data["tokens"]
+            return confirm_page(
+                request, title="Confirm the payout",
+                text=f"Cash out {tokens:,} tokens to your payout account? They are held "
+                     "until the payout is made.",
+                button=f"Cash out {tokens:,} tokens", cancel_url="/provider/")
         if payout_form.is_valid():
             try:
                 payout = payout_request(organization_id=org_id,

@@ -74,8 +74,14 @@ def test_selling_back_the_second_half_of_a_block_from_the_page(provider, make_or
     client.post("/blocks/", {**_body(start, hours=2), "action": "buy"})
     block = Block.objects.get(organization=org)
     later = (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    key = str(uuid.uuid4())
+    asked = client.post(f"/blocks/{block.pk}/sell-back/",
+                        {"gpu_count": 2, "start": later, "idempotency_key": key})
+    assert 'data-testid="confirm"' in asked.content.decode()
+    assert Block.objects.get(pk=block.pk).sold_back == 0
     response = client.post(f"/blocks/{block.pk}/sell-back/",
-                           {"gpu_count": 2, "start": later, "idempotency_key": str(uuid.uuid4())})
+                           {"gpu_count": 2, "start": later, "idempotency_key": key,
+                            "confirm": "1"})
     assert response.status_code == 302
     block.refresh_from_db()
     assert block.sold_back > 0
@@ -94,6 +100,9 @@ def test_a_provider_saves_a_payout_account_and_takes_an_advance(provider, client
     from marketplace.services.advances import advance_limit
 
     available = advance_limit(provider_id=provider.pk).available
-    client.post("/provider/", {"form": "advance", "amount": available,
-                               "idempotency_key": str(uuid.uuid4())})
+    key = str(uuid.uuid4())
+    client.post("/provider/", {"form": "advance", "amount": available, "idempotency_key": key})
+    assert not provider.advances.exists()  # asked first
+    client.post("/provider/", {"form": "advance", "amount": available, "idempotency_key": key,
+                               "confirm": "1"})
     assert provider.advances.get().amount == available

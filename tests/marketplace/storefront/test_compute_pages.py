@@ -29,8 +29,15 @@ def test_a_top_up_with_a_test_card_credits_once_even_when_posted_twice(make_org,
     client = client_for(org)
     body = {"amount_usd": 20, "payment_method": "pm_card_visa",
             "idempotency_key": str(uuid.uuid4())}
-    client.post("/wallet/topup/", body)
-    client.post("/wallet/topup/", body)  # a double click: the same form key
+    asked = client.post("/wallet/topup/", body)  # first the exact amount, asked once
+    from banking.services.payments import topup_quote
+
+    tokens = topup_quote(currency="usd", amount_cents=2000).tokens
+    assert f"Pay USD 20.00 with card pm_card_visa for {tokens:,} tokens?" in (
+        asked.content.decode())
+    assert org.topups.count() == 0
+    client.post("/wallet/topup/", {**body, "confirm": "1"})
+    client.post("/wallet/topup/", {**body, "confirm": "1"})  # a double click: the same key
     credited = wallet_get(organization_id=org.pk).available
     assert credited > 0
     assert org.topups.count() == 1
