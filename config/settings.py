@@ -257,6 +257,8 @@ STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")  # empty: Stripe itself
+# Where browsers load Stripe.js (the card Element); tests point it at localstripe's copy.
+STRIPE_JS_URL = env.str("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
 PAYOUT_CURRENCY = env.str("PAYOUT_CURRENCY", default="usd")
 # What the bank pays a provider for 1M tokens, in cents (a Decimal string).
 PAYOUT_CENTS_PER_MILLION = env.str("PAYOUT_CENTS_PER_MILLION", default="25")

@@ -217,6 +217,13 @@ class TopUpForm(IdempotentForm):
         help_text="A saved card or a test card such as pm_card_visa.",
     )
 
+    def __init__(self, *args: Any, card_entry: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if card_entry:
+            # The card is entered on the next page, into Stripe Elements: it never
+            # passes through this server.
+            del self.fields["payment_method"]
+
 
 class JobSubmitForm(IdempotentForm):
     idempotency_scope = "job"

@@ -50,14 +50,15 @@ urlpatterns = [
     path("wallet/spend.json", wallet.spend_json, name="spend_json"),
     path("wallet/alert/", wallet.low_balance_alert, name="low_balance_alert"),
     path("wallet/transfers/<int:transfer_id>/", wallet.transfer_detail, name="transfer_detail"),
+    path("wallet/topup/", wallet.topup, name="topup"),
+    path("wallet/topups/<int:topup_id>/pay/", wallet.topup_pay, name="topup_pay"),
     # API keys
     path("api-keys/", api_keys.api_keys, name="api_keys"),
     path("api-keys/created/", api_keys.api_key_created, name="api_key_created"),
     path("api-keys/<int:api_key_id>/revoke/", api_keys.api_key_revoke_view,
          name="api_key_revoke"),
-    # filled in by the other parts of the product
+    # compute and the bank's products
     path("catalog/", compute.catalog, name="catalog"),
-    path("wallet/topup/", compute.topup, name="topup"),
     path("jobs/", compute.jobs, name="jobs"),
     path("jobs/rows/", compute.job_rows, name="job_rows"),
     path("jobs/estimate/", compute.job_estimate, name="job_estimate"),

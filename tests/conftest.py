@@ -12,14 +12,11 @@ from banking.services.customers import api_key_issue, organization_create
 from banking.services.ledger import grant_post
 from banking.services.payments import token_prices_seed
 from scheduler.services.classes import gpu_classes_seed
-from tests.stripe_server import localstripe_url
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-pytest_plugins = ["tests.fixtures", "tests.live"]
-
-# One localstripe process per test session, shared by every folder (it writes one
-# /tmp/localstripe.pickle): registered here only, never in a sub-folder's conftest.
-__all__ = ["localstripe_url"]
+# tests.stripe_server: one localstripe process per test session, shared by every folder
+# (it writes one /tmp/localstripe.pickle), so registered here only.
+pytest_plugins = ["tests.fixtures", "tests.live", "tests.stripe_server"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

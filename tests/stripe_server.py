@@ -2,8 +2,9 @@
 
 ``localstripe_server()`` starts ``python -m localstripe --from-scratch --port <free>`` as
 a child process, waits until it answers, yields its base URL and kills it afterwards.
-The ``localstripe_url`` fixture (session scope) wraps it; the repo-wide conftest can
-import it from here.
+The ``localstripe_url`` fixture (session scope) wraps it, and ``localstripe`` points
+the payment gateway at it for one test; the repo-wide conftest registers this module as
+a plugin.
 
 localstripe quirks worth knowing: it keeps all state in memory and rewrites
 ``/tmp/localstripe.pickle`` after every write (``--from-scratch`` only skips *loading*
@@ -23,8 +24,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -129,8 +132,65 @@ def create_card_payment_method(
     return str(created["id"])
 
 
+LOCALSTRIPE_PUBLISHABLE_KEY = "pk_test_suanli_localstripe"
+
+
+def create_card_token(base_url: str, card_number: str) -> str:
+    """What Stripe.js does with a card Element in the buyer's browser: trade the card
+    details, authenticated by the publishable key alone, for a one-use ``tok_...``."""
+    form = urllib.parse.urlencode(
+        {
+            "card[number]": card_number,
+            "card[exp_month]": "12",
+            "card[exp_year]": "2034",
+            "card[cvc]": "123",
+            "key": LOCALSTRIPE_PUBLISHABLE_KEY,
+        }
+    ).encode("ascii")
+    created = _post(f"{base_url}/v1/tokens", form, "application/x-www-form-urlencoded", None)
+    return str(created["id"])
+
+
+def authenticate_payment(base_url: str, payment_intent_id: str, client_secret: str) -> None:
+    """What Stripe.js does when the buyer passes the issuer's 3-D Secure check."""
+    _post(
+        f"{base_url}/v1/payment_intents/{payment_intent_id}/_authenticate?success=true",
+        json.dumps({"key": LOCALSTRIPE_PUBLISHABLE_KEY, "client_secret": client_secret}).encode(),
+        "application/json",
+        None,
+    )
+
+
 @pytest.fixture(scope="session")
 def localstripe_url() -> Iterator[str]:
     """Base URL of a localstripe process shared by the whole test session."""
     with localstripe_server() as base_url:
         yield base_url
+
+
+@dataclass(frozen=True)
+class LocalStripe:
+    url: str
+    webhook_secret: str
+    publishable_key: str = LOCALSTRIPE_PUBLISHABLE_KEY
+
+    @property
+    def stripe_js_url(self) -> str:
+        """localstripe's stand-in for Stripe.js, for pages opened in a test browser."""
+        return f"{self.url}/js.stripe.com/v3/"
+
+
+@pytest.fixture
+def localstripe(localstripe_url: str, settings: Any) -> Iterator[LocalStripe]:
+    """get_gateway() is a StripeGateway on localstripe, chosen by settings as in prod."""
+    from banking.gateway import reset_gateway
+
+    secret = f"whsec_{uuid.uuid4().hex}"
+    settings.STRIPE_SECRET_KEY = LOCALSTRIPE_SECRET_KEY
+    settings.STRIPE_API_BASE = localstripe_url
+    settings.STRIPE_WEBHOOK_SECRET = secret
+    reset_gateway()
+    try:
+        yield LocalStripe(url=localstripe_url, webhook_secret=secret)
+    finally:
+        reset_gateway()

@@ -33,7 +33,9 @@ class TopUpOutputSerializer(serializers.ModelSerializer):
     payment_intent_id = serializers.CharField(allow_null=True)
     cents_per_million = serializers.DecimalField(max_digits=14, decimal_places=6)
     publishable_key = serializers.SerializerMethodField(
-        help_text="For Stripe.js: confirm the payment in the browser with client_secret."
+        help_text="For Stripe.js in the buyer's browser: a card Element makes the "
+        "card_token for the confirm call; when payment_status is requires_action, "
+        "stripe.confirmCardPayment(client_secret) runs the issuer's authentication."
     )
 
     def get_publishable_key(self, obj: TopUp) -> str:
@@ -43,10 +45,14 @@ class TopUpOutputSerializer(serializers.ModelSerializer):
         model = TopUp
         fields = [
             "id", "status", "amount_cents", "currency", "tokens", "cents_per_million",
-            "payment_intent_id", "client_secret", "failure_code", "failure_message",
+            "payment_intent_id", "client_secret", "payment_status", "failure_code",
+            "failure_message",
             "refunded_cents", "refunded_tokens", "created_at", "succeeded_at",
             "publishable_key",
         ]
+        extra_kwargs = {
+            "payment_status": {"help_text": "The PaymentIntent's status when last seen."},
+        }
 
 
 def _declined(topup: TopUp) -> DomainError:
@@ -136,6 +142,18 @@ class TopUpGetApi(APIView):
 class TopUpConfirmApi(APIView):
     class TopUpConfirmInputSerializer(serializers.Serializer):
         payment_method = serializers.CharField(required=False, max_length=255)
+        card_token = serializers.RegexField(
+            r"^tok_\w+$", required=False, max_length=255,
+            help_text="A Stripe.js card token (stripe.createToken on a card Element): the "
+            "card is saved on your customer and the payment confirmed with it.",
+        )
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            if attrs.get("payment_method") and attrs.get("card_token"):
+                raise serializers.ValidationError(
+                    "Give payment_method or card_token, not both."
+                )
+            return attrs
 
     @extend_schema(
         request=TopUpConfirmInputSerializer,

@@ -22,6 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from banking.gateway.interface import (
+    CardDeclined,
     ChargeInfo,
     GatewayError,
     PaymentIntentInfo,
@@ -48,6 +49,8 @@ DECLINED_PAYMENT_METHODS = frozenset(
         "4000000000000341",
     }
 )
+# Stripe's test tokens, as Stripe.js would hand them over, and the card each stands for.
+FAKE_CARD_TOKENS = {"tok_visa": "pm_card_visa", "tok_chargeDeclined": "pm_card_chargeDeclined"}
 
 OPERATIONS = frozenset(
     {
@@ -55,6 +58,7 @@ OPERATIONS = frozenset(
         "payment_intent_create",
         "payment_intent_retrieve",
         "payment_intent_confirm",
+        "card_token_attach",
         "refund_create",
         "payout_transfer_create",
         "payments_succeeded_list",
@@ -338,6 +342,16 @@ class FakeGateway:
             pi = self._charge(pi, payment_method, events)
         self._deliver(events)
         return pi
+
+    def card_token_attach(self, *, customer_id: str, token: str, idempotency_key: str) -> str:
+        with self._lock:
+            self._maybe_fail("card_token_attach")
+        card = FAKE_CARD_TOKENS.get(token)
+        if card is None:
+            raise GatewayError(f"No such token: {token!r}", code="resource_missing")
+        if card in DECLINED_PAYMENT_METHODS:
+            raise CardDeclined(DECLINE_MESSAGE)
+        return card
 
     def refund_create(
         self, *, payment_intent_id: str, amount_cents: int | None = None, idempotency_key: str

@@ -151,6 +151,12 @@ class PaymentGateway(Protocol):
         self, payment_intent_id: str, *, payment_method: str
     ) -> PaymentIntentInfo: ...
 
+    def card_token_attach(self, *, customer_id: str, token: str, idempotency_key: str) -> str:
+        """Save the card behind a Stripe.js token (``tok_...``, made in the buyer's browser
+        by Stripe Elements) on the customer; return the id to pay with (``card_...``).
+        Raises :class:`CardDeclined` when the issuer refuses the card."""
+        ...
+
     def refund_create(
         self, *, payment_intent_id: str, amount_cents: int | None = None, idempotency_key: str
     ) -> RefundInfo: ...

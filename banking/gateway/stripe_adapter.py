@@ -266,6 +266,13 @@ class StripeGateway:
             return self._declined_payment_intent(declined, payment_intent_id=payment_intent_id)
         return _payment_intent_info(_as_dict(pi))
 
+    def card_token_attach(self, *, customer_id: str, token: str, idempotency_key: str) -> str:
+        with _translated_errors():
+            card = self._client.v1.customers.payment_sources.create(
+                customer_id, {"source": token}, {"idempotency_key": idempotency_key}
+            )
+        return str(card.id)
+
     def _declined_payment_intent(
         self, declined: CardDeclined, *, payment_intent_id: str | None
     ) -> PaymentIntentInfo:

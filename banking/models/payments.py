@@ -105,6 +105,9 @@ class TopUp(models.Model):
     idempotency_key = models.CharField(max_length=255, unique=True)
     payment_intent_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
     client_secret = models.CharField(max_length=255, blank=True)
+    # The PaymentIntent's own status when last seen: "requires_action" tells the buyer's
+    # browser to run the card issuer's authentication (3-D Secure) through Stripe.js.
+    payment_status = models.CharField(max_length=32, blank=True)
     charge_id = models.CharField(max_length=255, blank=True, db_index=True)
     failure_code = models.CharField(max_length=100, blank=True)
     failure_message = models.CharField(max_length=500, blank=True)

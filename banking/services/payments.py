@@ -23,6 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from banking.errors import Conflict, DomainError, InvalidInput, NotFound, OrganizationFrozen
+from banking.gateway import CardDeclined as GatewayCardDeclined
 from banking.gateway import (
     GatewayError,
     PaymentIntentInfo,
@@ -388,6 +389,7 @@ def _topup_record_payment_intent(topup_id: int, pi: PaymentIntentInfo) -> TopUp:
     if topup.payment_intent_id is None:
         topup.payment_intent_id = pi.id
     topup.client_secret = pi.client_secret or topup.client_secret
+    topup.payment_status = pi.status
     topup.charge_id = pi.latest_charge_id or topup.charge_id
     topup.status = _status_of(pi)
     topup.failure_code = (pi.failure_code or "")[:100] if topup.status != "pending" else ""
@@ -464,6 +466,7 @@ def _topup_credit(topup_id: int, pi: PaymentIntentInfo) -> TopUp:
         memo=memo,
     )
     topup.status = TopUp.Status.SUCCEEDED
+    topup.payment_status = pi.status
     topup.credit_transfer = transfer
     topup.payment_intent_id = topup.payment_intent_id or pi.id
     topup.charge_id = pi.latest_charge_id or topup.charge_id
@@ -475,14 +478,26 @@ def _topup_credit(topup_id: int, pi: PaymentIntentInfo) -> TopUp:
 
 
 def topup_confirm(
-    *, organization_id: int, topup_id: int, payment_method: str | None = None
+    *,
+    organization_id: int,
+    topup_id: int,
+    payment_method: str | None = None,
+    card_token: str | None = None,
 ) -> TopUp:
-    """The buyer's return path: confirm with `payment_method` if given, then fulfil."""
+    """The buyer's return path: confirm with `payment_method`, or with the card behind a
+    Stripe.js `card_token` (saved on the organization's customer first), then fulfil.
+    Repeating it is harmless: a payment already under way is not confirmed again."""
     topup = TopUp.objects.filter(pk=topup_id, organization_id=organization_id).first()
     if topup is None:
         raise NotFound("Top-up not found.")
     if topup.status == TopUp.Status.SUCCEEDED:
         return topup
+    if card_token:
+        if topup.payment_intent_id is not None and _payment_under_way(topup.payment_intent_id):
+            return topup_fulfil(topup_id=topup.pk)
+        payment_method = _card_token_attach(topup, card_token)
+        if payment_method is None:
+            return TopUp.objects.get(pk=topup.pk)
     if topup.payment_intent_id is None:
         if topup.status == TopUp.Status.CREATED:
             return _topup_start_payment(topup, payment_method=payment_method)
@@ -496,6 +511,33 @@ def topup_confirm(
             _check_payment_intent(topup, pi)
             return _topup_record_payment_intent(topup.pk, pi)
     return topup_fulfil(topup_id=topup.pk)
+
+
+def _payment_under_way(payment_intent_id: str) -> bool:
+    """Whether the PaymentIntent already has a payment method it is working with (so a
+    second card must not be attached to it)."""
+    pi = _gateway_call(lambda: get_gateway().payment_intent_retrieve(payment_intent_id))
+    return pi.status in ("requires_action", "processing", "requires_capture", "succeeded")
+
+
+def _card_token_attach(topup: TopUp, card_token: str) -> str | None:
+    """The id to pay with, or None when the issuer declined the card (the top-up is then
+    marked failed, and another card may still be tried)."""
+    customer_id = stripe_customer_ensure(organization_id=topup.organization_id)
+    gateway = get_gateway()
+    try:
+        return str(_gateway_call(
+            lambda: gateway.card_token_attach(
+                customer_id=customer_id, token=card_token,
+                idempotency_key=f"topup:{topup.pk}:card:{card_token}",
+            )
+        ))
+    except PaymentProviderError as exc:
+        if not isinstance(exc.__cause__, GatewayCardDeclined):
+            raise
+        _topup_mark(topup.pk, status=TopUp.Status.FAILED,
+                    code=exc.__cause__.code, message=exc.message)
+        return None
 
 
 def topups_sync_pending(*, older_than_s: int | None = None, limit: int = 200) -> int:

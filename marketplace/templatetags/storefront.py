@@ -1,4 +1,4 @@
-"""Template helpers: token amounts, query strings."""
+"""Template helpers: token and money amounts, query strings."""
 
 from typing import Any
 
@@ -14,6 +14,12 @@ def tokens(value: Any) -> str:
     if value is None or value == "":
         return "0"
     return str(intcomma(int(value)))
+
+
+@register.filter
+def cents(value: Any) -> str:
+    """2500 -> "25.00", 123456 -> "1,234.56" (a money amount kept in cents)."""
+    return f"{int(value) / 100:,.2f}"
 
 
 @register.filter

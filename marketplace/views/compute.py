@@ -1,6 +1,5 @@
-"""Catalog, top-ups and jobs: what a buyer does to run compute."""
+"""Catalog and jobs: what a buyer does to run compute."""
 
-from typing import Any
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -8,13 +7,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from banking.errors import DomainError
-from banking.services.payments import topup_create, topup_quote
-from marketplace.forms import JobSubmitForm, TopUpForm, apply_domain_error
+from marketplace.forms import JobSubmitForm, apply_domain_error
 from marketplace.selectors import price_history_list
 from marketplace.views.base import (
     OrganizationRequest,
-    confirm_page,
-    confirmed,
     found_or_404,
     organization_required,
 )
@@ -50,46 +46,8 @@ def _class_choices() -> list[tuple[str, str]]:
 
 
 @organization_required
-@require_POST
-def topup(request: OrganizationRequest) -> HttpResponse:
-    form = TopUpForm(request.POST)
-    if form.is_valid() and not confirmed(request):
-        try:
-            quote = topup_quote(currency="usd", amount_cents=form.cleaned_data["amount_usd"] * 100)
-        except DomainError as exc:
-            messages.error(request, exc.message)
-            return redirect("store:wallet")
-        return confirm_page(
-            request, title="Confirm your top-up",
-            text=f"Pay USD {quote.amount_cents / 100:,.2f} with card "
-                 f"{form.cleaned_data['payment_method']} for {quote.tokens:,} tokens?",
-            button=f"Pay USD {quote.amount_cents / 100:,.2f}", cancel_url="/wallet/")
-    if form.is_valid():
-        try:
-            done = topup_create(
-                organization_id=request.organization.pk, currency="usd",
-                amount_cents=form.cleaned_data["amount_usd"] * 100,
-                idempotency_key=form.posting_key,
-                payment_method=form.cleaned_data["payment_method"].strip(),
-            )
-        except DomainError as exc:
-            messages.error(request, exc.message)
-        else:
-            if done.status == "succeeded":
-                messages.success(request, f"Paid ${done.amount_cents / 100:,.2f}: "
-                                          f"{done.tokens:,} tokens credited.")
-            else:
-                messages.error(request, f"The payment did not go through: "
-                               f"{done.failure_message or done.status}.")
-    else:
-        messages.error(request, "Check the amount and the card.")
-    return redirect("store:wallet")
-
-
-@organization_required
 def jobs(request: OrganizationRequest) -> HttpResponse:
     form = JobSubmitForm(request.POST or None, gpu_classes=_class_choices())
-    estimate = None
     if request.method == "POST" and form.is_valid():
         try:
             job = job_submit(
@@ -106,12 +64,9 @@ def jobs(request: OrganizationRequest) -> HttpResponse:
             messages.success(request, f"Job {job.pk} queued; {job.hold_amount:,} tokens held "
                                       "until it ends (only what it uses is charged).")
             return redirect("store:job_detail", job_id=job.pk)
-    rates = {c.name: c.on_demand_rate for c in gpu_class_list()}
-    context: dict[str, Any] = {
+    return render(request, "marketplace/compute/jobs.html", {
         "nav": "jobs", "form": form, "jobs": job_list(organization_id=request.organization.pk)[:50],
-        "rates": rates, "estimate": estimate,
-    }
-    return render(request, "marketplace/compute/jobs.html", context)
+    })
 
 
 @organization_required

@@ -1,5 +1,6 @@
-"""The wallet: balances, the statement (filters, CSV), spending per day."""
+"""The wallet: balances, top-ups by card, the statement (filters, CSV), spending per day."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -8,8 +9,9 @@ from django.views.decorators.http import require_POST
 
 from banking.errors import DomainError
 from banking.exports import statement_csv_response
-from banking.selectors import spend_per_day, statement_list, wallet_get
-from banking.services.payments import topup_quote
+from banking.models import TopUp
+from banking.selectors import spend_per_day, statement_list, topup_get, wallet_get
+from banking.services.payments import topup_create, topup_quote
 from marketplace.forms import (
     LowBalanceAlertForm,
     StatementFilterForm,
@@ -18,7 +20,13 @@ from marketplace.forms import (
 )
 from marketplace.selectors import low_balance_alert_get
 from marketplace.services.alerts import low_balance_alert_set
-from marketplace.views.base import OrganizationRequest, organization_required
+from marketplace.views.base import (
+    OrganizationRequest,
+    confirm_page,
+    confirmed,
+    found_or_404,
+    organization_required,
+)
 
 STATEMENT_PAGE_SIZE = 25
 SPEND_CHART_DAYS = 30
@@ -54,10 +62,87 @@ def _wallet_page(
             "spend": [{"day": day.isoformat(), "tokens": tokens} for day, tokens in spend],
             "spend_total": sum(tokens for _day, tokens in spend),
             "alert_form": alert_form,
-            "topup_form": TopUpForm(),
+            "topup_form": TopUpForm(card_entry=_card_entry()),
             "topup_price": _price_line(),
         },
     )
+
+
+def _card_entry() -> bool:
+    """Cards are entered into Stripe Elements whenever Stripe.js can be used (a
+    publishable key is configured); the fake gateway of the demo takes a test card."""
+    return bool(settings.STRIPE_PUBLISHABLE_KEY)
+
+
+@organization_required
+@require_POST
+def topup(request: OrganizationRequest) -> HttpResponse:
+    card_entry = _card_entry()
+    form = TopUpForm(request.POST, card_entry=card_entry)
+    if not form.is_valid():
+        messages.error(request, "Check the amount and the card.")
+        return redirect("store:wallet")
+    amount_cents = form.cleaned_data["amount_usd"] * 100
+    if not confirmed(request):
+        try:
+            quote = topup_quote(currency="usd", amount_cents=amount_cents)
+        except DomainError as exc:
+            messages.error(request, exc.message)
+            return redirect("store:wallet")
+        pay = f"USD {quote.amount_cents / 100:,.2f}"
+        if card_entry:
+            return confirm_page(
+                request, title="Confirm your top-up",
+                text=f"Pay {pay} for {quote.tokens:,} tokens? You enter your card next.",
+                button="Continue to card details", cancel_url="/wallet/")
+        return confirm_page(
+            request, title="Confirm your top-up",
+            text=f"Pay {pay} with card {form.cleaned_data['payment_method']} "
+                 f"for {quote.tokens:,} tokens?",
+            button=f"Pay {pay}", cancel_url="/wallet/")
+    try:
+        done = topup_create(
+            organization_id=request.organization.pk, currency="usd",
+            amount_cents=amount_cents, idempotency_key=form.posting_key,
+            payment_method=None if card_entry else form.cleaned_data["payment_method"].strip(),
+        )
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect("store:wallet")
+    if card_entry and done.status in (TopUp.Status.CREATED, TopUp.Status.PENDING):
+        return redirect("store:topup_pay", topup_id=done.pk)
+    _topup_outcome_message(request, done)
+    return redirect("store:wallet")
+
+
+@organization_required
+def topup_pay(request: OrganizationRequest, topup_id: int) -> HttpResponse:
+    """Card details go into Stripe Elements in the browser; its script confirms through
+    `POST /api/v1/topups/{id}/confirm/` and comes back here when the payment is done."""
+    topup = found_or_404(
+        lambda: topup_get(organization_id=request.organization.pk, topup_id=topup_id)
+    )
+    if topup.status in (TopUp.Status.SUCCEEDED, TopUp.Status.CANCELED) or not _card_entry():
+        _topup_outcome_message(request, topup)
+        return redirect("store:wallet")
+    return render(request, "marketplace/wallet/topup_pay.html", {
+        "nav": "wallet",
+        "topup": topup,
+        "stripe_js_url": settings.STRIPE_JS_URL,
+        "publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
+    })
+
+
+def _topup_outcome_message(request: OrganizationRequest, topup: TopUp) -> None:
+    if topup.status == TopUp.Status.SUCCEEDED:
+        messages.success(request, f"Paid ${topup.amount_cents / 100:,.2f}: "
+                                  f"{topup.tokens:,} tokens credited.")
+    elif topup.status in (TopUp.Status.FAILED, TopUp.Status.CANCELED):
+        messages.error(request, f"The payment did not go through: "
+                                f"{topup.failure_message or topup.get_status_display()}.")
+    else:
+        messages.info(request, "The payment is still being processed; the tokens are "
+                               "credited as soon as it clears.")
 
 
 @organization_required

@@ -88,6 +88,17 @@ class UI:
         self.page.wait_for_load_state()
         self.shot(label)
 
+    def sign_up(self, organization: str, email: str, password: str,
+                kind: str = "buyer") -> None:
+        """Sign up a new organization and its owner; ends on the wallet."""
+        self.goto("/signup/", "signup")
+        self.page.fill("#id_organization_name", organization)
+        self.page.check(f"input[name=kind][value={kind}]")
+        self.page.fill("#id_email", email)
+        self.page.fill("#id_password", password)
+        self.page.click("button[type=submit]")
+        self.page.wait_for_url(re.compile(r".*/wallet/$"))
+
     def sign_in(self, email: str, password: str) -> None:
         self.goto("/login/", "login")
         self.page.fill("#id_username", email)

@@ -20,13 +20,7 @@ PASSWORD = "correct-horse-42"
 
 
 def _sign_up(ui: UI, name: str, email: str) -> Organization:
-    ui.goto("/signup/", "signup")
-    ui.page.fill("#id_organization_name", name)
-    ui.page.check("input[name=kind][value=buyer]")
-    ui.page.fill("#id_email", email)
-    ui.page.fill("#id_password", PASSWORD)
-    ui.page.click("button[type=submit]")
-    ui.page.wait_for_url(re.compile(r".*/wallet/$"))
+    ui.sign_up(name, email, PASSWORD)
     return Organization.objects.get(name=name)
 
 
