@@ -11,12 +11,17 @@ import pytest
 from banking.gateway.fake import FakeGateway
 from banking.gateway.interface import PaymentGateway
 from banking.gateway.stripe_adapter import StripeGateway
-from tests.stripe_server import LOCALSTRIPE_SECRET_KEY, create_card_payment_method
+from tests.stripe_server import (
+    LOCALSTRIPE_SECRET_KEY,
+    create_card_payment_method,
+    create_card_token,
+)
 
 # `localstripe_url` (one server per session) comes from the repository-wide conftest.
 __all__ = ["GatewayUnderTest"]
 
 WEBHOOK_SECRET = "whsec_gateway_tests"
+CARD_NUMBERS = {"visa": "4242424242424242", "declined": "4000000000000002"}
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,8 @@ class GatewayUnderTest:
     gateway: PaymentGateway
     declined_card: Callable[[], str]
     """Returns a payment method whose charge is declined (card 4000000000000341)."""
+    card_token: Callable[[str], str]
+    """A Stripe.js token for the card "visa" or "declined" (4000000000000002)."""
 
 
 def unique_key(prefix: str = "key") -> str:
@@ -39,6 +46,7 @@ def gut(request: pytest.FixtureRequest) -> Iterator[GatewayUnderTest]:
             name="fake",
             gateway=FakeGateway(webhook_secret=WEBHOOK_SECRET),
             declined_card=lambda: "4000000000000341",
+            card_token={"visa": "tok_visa", "declined": "tok_chargeDeclined"}.__getitem__,
         )
         return
     base_url: str = request.getfixturevalue("localstripe_url")
@@ -48,4 +56,5 @@ def gut(request: pytest.FixtureRequest) -> Iterator[GatewayUnderTest]:
             LOCALSTRIPE_SECRET_KEY, WEBHOOK_SECRET, base_url, max_network_retries=0
         ),
         declined_card=lambda: create_card_payment_method(base_url, "4000000000000341"),
+        card_token=lambda card: create_card_token(base_url, CARD_NUMBERS[card]),
     )

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from banking.gateway.interface import GatewayError
+from banking.gateway.interface import CardDeclined, GatewayError
 from tests.gateway.conftest import GatewayUnderTest, unique_key
 
 
@@ -63,6 +63,35 @@ def test_confirming_twice_returns_the_succeeded_payment_intent(gut: GatewayUnder
 
     assert again == first
     assert again.status == "succeeded"
+
+
+def test_a_card_token_is_saved_once_on_the_customer_and_pays(gut: GatewayUnderTest) -> None:
+    customer_id = _customer(gut)
+    token = gut.card_token("visa")
+    key = unique_key("card")
+
+    card = gut.gateway.card_token_attach(customer_id=customer_id, token=token,
+                                         idempotency_key=key)
+    again = gut.gateway.card_token_attach(customer_id=customer_id, token=token,
+                                          idempotency_key=key)
+    pi = gut.gateway.payment_intent_create(
+        customer_id=customer_id, amount_cents=1200, currency="usd", metadata={},
+        idempotency_key=unique_key("pi"),
+    )
+    paid = gut.gateway.payment_intent_confirm(pi.id, payment_method=card)
+
+    assert again == card
+    assert (paid.status, paid.amount_cents) == ("succeeded", 1200)
+
+
+def test_a_declined_card_token_is_refused_when_saved(gut: GatewayUnderTest) -> None:
+    with pytest.raises(CardDeclined) as declined:
+        gut.gateway.card_token_attach(customer_id=_customer(gut),
+                                      token=gut.card_token("declined"),
+                                      idempotency_key=unique_key("card"))
+
+    assert declined.value.retryable is False
+    assert "declined" in declined.value.message
 
 
 def test_create_with_confirm_charges_at_once(gut: GatewayUnderTest) -> None:
