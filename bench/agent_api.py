@@ -25,6 +25,8 @@ import httpx
 
 from bench._scratch import ROOT, scratch_database, server_url, use_database
 
+CONNECTIONS = 64
+
 WRK_SCRIPT = """
 local tokens = {}
 for line in io.lines("%(tokens)s") do tokens[#tokens + 1] = line end
@@ -72,8 +74,9 @@ def _make_nodes(n: int) -> list[str]:
     return tokens
 
 
-def _wrk(url: str, path: str, seconds: int, tokens_file: str | None) -> tuple[float, float]:
-    args = ["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency"]
+def _wrk(url: str, path: str, seconds: int, tokens_file: str | None,
+         connections: int) -> tuple[float, float]:
+    args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         if tokens_file:
             script.write(WRK_SCRIPT % {"tokens": tokens_file})
@@ -124,6 +127,10 @@ def _python_load(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--connections", type=int, default=CONNECTIONS)
+    parser.add_argument("--workers", type=int, default=0, help="default: 2 per core")
+    parser.add_argument("--worker-class", default="sync")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     seconds = 8 if args.quick else 20
     # Named after DATABASE_URL's database: two people benchmarking on one server (each
@@ -139,10 +146,11 @@ def main() -> None:
         env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_DEBUG": "false",
                "LOG_LEVEL": "WARNING", "AGENT_RATE_LIMIT": "100000/min",
                "DATABASE_CONN_MAX_AGE": "60"}
-        workers = str(max(2, (os.cpu_count() or 2) * 2))
+        workers = str(args.workers or max(2, (os.cpu_count() or 2) * 2))
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "config.wsgi:application", "-b",
-             f"127.0.0.1:{port}", "-w", workers, "--log-level", "warning"],
+             f"127.0.0.1:{port}", "-w", workers, "-k", args.worker_class,
+             "--threads", str(args.threads), "--log-level", "warning"],
             cwd=ROOT, env=env, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -156,8 +164,9 @@ def main() -> None:
             with tempfile.NamedTemporaryFile("w", delete=False) as f:
                 f.write("\n".join(tokens) + "\n")
             if tool == "wrk":
-                anchor_rps, anchor_p99 = _wrk(url, "/healthz", seconds, None)
-                rps, p99 = _wrk(url, "/api/v1/agent/heartbeat/", seconds, f.name)
+                anchor_rps, anchor_p99 = _wrk(url, "/healthz", seconds, None, args.connections)
+                rps, p99 = _wrk(url, "/api/v1/agent/heartbeat/", seconds, f.name,
+                                args.connections)
             else:
                 anchor_rps, anchor_p99 = _python_load(url, "/healthz", seconds, None)
                 rps, p99 = _python_load(url, "/api/v1/agent/heartbeat/", seconds, tokens)
@@ -165,7 +174,8 @@ def main() -> None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=20)
             Path(f.name).unlink(missing_ok=True)
-    print(f"load: {tool}, 64 connections, {seconds}s, gunicorn with {workers} sync workers")
+    print(f"load: {tool}, {args.connections} connections, {seconds}s, gunicorn with {workers} "
+          f"{args.worker_class} workers x {args.threads} threads")
     print(f"anchor: GET /healthz {anchor_rps:,.0f} req/s, p99 {anchor_p99:.1f} ms")
     print(f"heartbeats from 10,000 node tokens: {rps:,.0f} req/s (goal >= 2,000), "
           f"p99 {p99:.1f} ms (goal <= 50 ms); {rps / anchor_rps:.2f} x the anchor")

@@ -26,6 +26,19 @@ def _flatten_detail(detail: Any) -> Any:
     return str(detail)
 
 
+def validation_error_body(detail: Any) -> dict[str, Any]:
+    """A serializer's errors as the error shape: code `invalid`, the first problem in the
+    message, every problem by field."""
+    flat = _flatten_detail(detail)
+    fields = flat if isinstance(flat, dict) else {"non_field_errors": flat}
+    first = next(iter(fields.values()), ["Invalid input."])
+    message = first[0] if isinstance(first, list) and first else str(first)
+    return error_body(ErrorCode.INVALID, f"Invalid input: {message}", fields)
+
+
+SERVER_ERROR_MESSAGE = "Something went wrong on our side; it has been logged."
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     headers: dict[str, str] = {}
     if isinstance(exc, DomainError):
@@ -42,15 +55,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         if getattr(exc, "wait", None):
             headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
         if isinstance(exc, exceptions.ValidationError):
-            detail = _flatten_detail(exc.detail)
-            fields = detail if isinstance(detail, dict) else {"non_field_errors": detail}
-            first = next(iter(fields.values()), ["Invalid input."])
-            message = first[0] if isinstance(first, list) and first else str(first)
-            return Response(
-                error_body(ErrorCode.INVALID, f"Invalid input: {message}", fields),
-                status=400,
-                headers=headers,
-            )
+            return Response(validation_error_body(exc.detail), status=400, headers=headers)
         code_map = {
             exceptions.NotAuthenticated: ErrorCode.NOT_AUTHENTICATED,
             exceptions.AuthenticationFailed: ErrorCode.NOT_AUTHENTICATED,
@@ -70,7 +75,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         )
     logger.exception("Unhandled API error", exc_info=exc)
     return Response(
-        error_body("server_error", "Something went wrong on our side; it has been logged."),
+        error_body("server_error", SERVER_ERROR_MESSAGE),
         status=500,
     )
 

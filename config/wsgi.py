@@ -3,4 +3,9 @@ import os
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+from scheduler.api.heartbeat import HeartbeatFastPath  # noqa: E402 - needs Django set up
+
+# Agents' heartbeats skip Django's request cycle; everything else is Django's.
+application = HeartbeatFastPath(django_application)

@@ -74,6 +74,10 @@ class Node(models.Model):
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     utilization = models.FloatField(default=0.0)
     agent_version = models.CharField(max_length=64, blank=True)
+    # The heartbeat rate limit, counted where the heartbeat is written (one statement, no
+    # other store to ask): beats in the current fixed window, and which window that is.
+    beat_window = models.BigIntegerField(default=0, editable=False)
+    beats_in_window = models.PositiveIntegerField(default=0, editable=False)
     token_prefix = models.CharField(max_length=16, unique=True)
     token_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)

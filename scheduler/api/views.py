@@ -1,6 +1,5 @@
 from typing import Any
 
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -11,6 +10,7 @@ from banking.api.idempotency import idempotency_key_from
 from banking.api.pagination import StandardPagination
 from banking.api.permissions import HasOrganization, IsBuyer, IsProvider
 from scheduler.api.authentication import IsNode, NodeRateThrottle, NodeTokenAuthentication
+from scheduler.api.heartbeat import heartbeat_answer
 from scheduler.api.serializers import (
     AssignmentOutputSerializer,
     CompleteInputSerializer,
@@ -44,7 +44,7 @@ from scheduler.services.agent import (
     usage_report,
 )
 from scheduler.services.jobs import job_cancel, job_submit
-from scheduler.services.nodes import node_heartbeat, node_register, node_retire, node_update
+from scheduler.services.nodes import node_register, node_retire, node_update
 
 
 def _org_id(request: Request) -> int:
@@ -177,22 +177,21 @@ class _AgentApi(APIView):
         return int(request.auth.pk)
 
 
-class AgentHeartbeatApi(_AgentApi):
-    @extend_schema(request=HeartbeatInputSerializer, responses=HeartbeatOutputSerializer,
-                   )
-    def post(self, request: Request) -> Response:
-        s = HeartbeatInputSerializer(data=request.data)
-        s.is_valid(raise_exception=True)
-        d = s.validated_data
-        result = node_heartbeat(node_id=self.node_id(request), free_gpus=d["free_gpus"],
-                                busy_gpus=d["busy_gpus"], utilization=d["utilization"],
-                                agent_version=d["agent_version"])
-        if result.freed_capacity:
-            from scheduler.tasks import placement_kick
+class AgentHeartbeatApi(APIView):
+    """The same answer as the WSGI fast path in front of Django (see
+    scheduler.api.heartbeat), which serves this URL under gunicorn and runserver."""
 
-            placement_kick()
-        return Response({"status": result.status, "next_heartbeat_s": result.next_heartbeat_s,
-                         "server_time": timezone.now()})
+    # heartbeat_answer authenticates, rate-limits and validates by itself, as the fast
+    # path needs it to.
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+    throttle_classes: list[type] = []
+
+    @extend_schema(request=HeartbeatInputSerializer, responses=HeartbeatOutputSerializer,
+                   auth=["NodeToken"])
+    def post(self, request: Request) -> Response:
+        answer = heartbeat_answer(request.META.get("HTTP_AUTHORIZATION", ""), request.body)
+        return Response(answer.body, status=answer.status, headers=answer.headers)
 
 
 class AgentLeaseApi(_AgentApi):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
@@ -108,11 +109,11 @@ def _check_rate(cls: GpuClass, rate: Any) -> None:
 
 
 def node_authenticate(raw: str) -> Node | None:
-    parts = raw.strip().split("_", 2)
-    if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+    token = NodeToken.parse(raw)
+    if token is None:
         return None
-    node = Node.objects.filter(token_prefix=parts[1]).first()
-    if node is None or not hmac.compare_digest(node.token_hash, _hash(raw.strip())):
+    node = Node.objects.filter(token_prefix=token.prefix).first()
+    if node is None or not hmac.compare_digest(node.token_hash, token.hash):
         return None
     return node
 
@@ -189,75 +190,159 @@ def node_drain(*, node_id: int) -> Node:
 
 @dataclass(frozen=True)
 class HeartbeatResult:
+    node_id: int
     status: str
     next_heartbeat_s: int
     freed_capacity: bool
+    retry_after_s: int = 0  # > 0: over the rate limit, the beat was not recorded
+
+
+@dataclass(frozen=True)
+class NodeToken:
+    """A node token as the agent presents it, split for lookup: the visible prefix finds
+    the row, the hash proves the secret."""
+
+    prefix: str
+    hash: str
+
+    @classmethod
+    def parse(cls, raw: str) -> "NodeToken | None":
+        token = raw.strip()
+        parts = token.split("_", 2)
+        if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1] or not parts[2]:
+            return None
+        return cls(prefix=parts[1], hash=_hash(token))
+
+
+@dataclass(frozen=True)
+class BeatLimit:
+    """At most `beats` heartbeats per node in each fixed window of `window_s` seconds."""
+
+    beats: int
+    window_s: int
+
+
+# The agent API's hottest path: one statement, one round trip. It finds the node (by id,
+# or by its token when the caller is an agent not yet authenticated), counts the beat
+# against the node's rate limit and, within the limit, turns an approved node online,
+# extends its leases, keeps one heartbeat row per minute (the evidence of availability)
+# and says what the status was before.
+# A disabled node's token finds nothing. The token hash is compared by PostgreSQL: it is
+# a SHA-256 of a 128-bit secret, so the comparison's timing tells nothing about the secret.
+# Its commit does not wait for the WAL to reach the disk (synchronous_commit off, for this
+# transaction only): a heartbeat moves no money, and if PostgreSQL crashed, the last
+# fraction of a second of beats would be lost and simply sent again by the agents ten
+# seconds later. Waiting for the disk is most of a heartbeat's time otherwise.
+_HEARTBEAT_SQL = """
+WITH old AS (
+    SELECT id, status, (beat_window <> %(window)s OR beats_in_window < %(beats)s) AS counted
+    FROM scheduler_node WHERE {where} FOR UPDATE),
+node AS (
+    UPDATE scheduler_node AS n SET
+        beats_in_window = CASE WHEN n.beat_window = %(window)s
+                               THEN n.beats_in_window + 1 ELSE 1 END,
+        beat_window = %(window)s,
+        status = CASE WHEN old.counted AND n.is_approved AND n.status IN ('offline', 'pending')
+                      THEN 'online' ELSE n.status END,
+        last_heartbeat_at = CASE WHEN old.counted THEN %(now)s ELSE n.last_heartbeat_at END,
+        utilization = CASE WHEN old.counted THEN %(util)s ELSE n.utilization END,
+        agent_version = CASE WHEN old.counted THEN %(version)s ELSE n.agent_version END
+    FROM old WHERE n.id = old.id
+    RETURNING n.id, n.status, old.status AS was, old.counted),
+leases AS (
+    UPDATE scheduler_assignment SET lease_expires_at = %(lease)s
+    WHERE node_id = (SELECT id FROM old WHERE counted) AND state IN ('placed', 'running')),
+beat AS (
+    INSERT INTO scheduler_nodeheartbeat (node_id, at, free_gpus, busy_gpus)
+    SELECT id, %(minute)s, %(free)s, %(busy)s FROM old WHERE counted
+    ON CONFLICT (node_id, at) DO NOTHING)
+SELECT node.id, node.status, node.was, node.counted FROM node
+CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
+"""
+_HEARTBEAT_BY_ID = _HEARTBEAT_SQL.format(where="id = %(node)s")
+_HEARTBEAT_BY_TOKEN = _HEARTBEAT_SQL.format(
+    where="token_prefix = %(prefix)s AND token_hash = %(hash)s AND status <> 'disabled'")
+_UNLIMITED = BeatLimit(beats=2**31 - 1, window_s=60)
 
 
 def node_heartbeat(
-    *, node_id: int, free_gpus: int, busy_gpus: int, utilization: float, agent_version: str
-) -> HeartbeatResult:
-    """Record that the node is alive: it turns online (if approved), its active leases are
-    extended, and the beat is kept as evidence of availability."""
+    *, node_id: int | None = None, token: NodeToken | None = None, free_gpus: int,
+    busy_gpus: int, utilization: float, agent_version: str, limit: BeatLimit = _UNLIMITED,
+) -> HeartbeatResult | None:
+    """Record that the node (given by id, or by the token its agent presented) is alive:
+    it turns online (if approved), its active leases are extended, and the beat is kept as
+    evidence of availability. A beat over `limit` changes nothing but the count, and says
+    when to come back. None when the token matches no usable node."""
+    if (node_id is None) == (token is None):
+        raise TypeError("Give node_id or token.")
     now = timezone.now()
-    lease = now + timedelta(seconds=settings.SCHEDULER_NODE_TIMEOUT_S)
-    utilization = max(0.0, min(1.0, float(utilization)))
-    minute = now.replace(second=0, microsecond=0)
+    epoch_s = int(now.timestamp())
+    params: dict[str, Any] = {
+        "node": node_id,
+        "prefix": token.prefix if token else None, "hash": token.hash if token else None,
+        "window": epoch_s // limit.window_s, "beats": limit.beats,
+        "now": now, "util": max(0.0, min(1.0, float(utilization))),
+        "version": agent_version[:64],
+        "lease": now + timedelta(seconds=settings.SCHEDULER_NODE_TIMEOUT_S),
+        "minute": now.replace(second=0, microsecond=0),
+        "free": max(0, free_gpus), "busy": max(0, busy_gpus),
+    }
     if connection.vendor == "postgresql":
-        # The agent API's hottest path: one statement, one round trip. It turns an approved
-        # node online, extends its leases and keeps one heartbeat row per minute (the
-        # evidence of availability), and says what the status was before.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                """
-                WITH old AS (SELECT id, status FROM scheduler_node WHERE id = %(node)s
-                             FOR UPDATE),
-                node AS (
-                    UPDATE scheduler_node AS n SET
-                        status = CASE WHEN n.is_approved AND n.status IN ('offline', 'pending')
-                                      THEN 'online' ELSE n.status END,
-                        last_heartbeat_at = %(now)s, utilization = %(util)s,
-                        agent_version = %(version)s
-                    FROM old WHERE n.id = old.id
-                    RETURNING n.status, old.status AS was),
-                leases AS (
-                    UPDATE scheduler_assignment SET lease_expires_at = %(lease)s
-                    WHERE node_id = %(node)s AND state IN ('placed', 'running')),
-                beat AS (
-                    INSERT INTO scheduler_nodeheartbeat (node_id, at, free_gpus, busy_gpus)
-                    VALUES (%(node)s, %(minute)s, %(free)s, %(busy)s)
-                    ON CONFLICT (node_id, at) DO NOTHING)
-                SELECT status, was FROM node
-                """,
-                {"node": node_id, "now": now, "util": utilization, "version": agent_version[:64],
-                 "lease": lease, "minute": minute, "free": max(0, free_gpus),
-                 "busy": max(0, busy_gpus)},
-            )
-            status, was = cursor.fetchone()
+        # A server-side bound, prepared statement (Django binds on the client and sends
+        # the whole text every time): PostgreSQL parses and plans it once per connection.
+        connection.ensure_connection()
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(_HEARTBEAT_BY_ID if token is None else _HEARTBEAT_BY_TOKEN, params,
+                           prepare=True)
+            row = cursor.fetchone()
     else:
-        with transaction.atomic():
-            node = Node.objects.select_for_update().get(pk=node_id)
-            was = node.status
-            if node.is_approved and was in (Node.Status.OFFLINE, Node.Status.PENDING):
-                node.status = Node.Status.ONLINE
-            node.last_heartbeat_at, node.utilization = now, utilization
-            node.agent_version = agent_version[:64]
-            node.save(update_fields=["status", "last_heartbeat_at", "utilization",
-                                     "agent_version", "updated_at"])
-            Assignment.objects.filter(node_id=node_id, state__in=ACTIVE_ASSIGNMENT_STATES
-                                      ).update(lease_expires_at=lease)
-            NodeHeartbeat.objects.get_or_create(
-                node_id=node_id, at=minute,
-                defaults={"free_gpus": max(0, free_gpus), "busy_gpus": max(0, busy_gpus)})
-            status = node.status
+        row = _heartbeat_orm(params)
+    if row is None:
+        return None
+    found_id, status, was, counted = row
     turned_online = status == Node.Status.ONLINE and was != Node.Status.ONLINE
     return HeartbeatResult(
+        node_id=found_id,
         status=status,
         next_heartbeat_s=settings.SCHEDULER_HEARTBEAT_INTERVAL_S,
         # GPUs freed by finished work already asked for placement; a node that just came
         # online brings capacity nobody has asked about yet.
         freed_capacity=turned_online,
+        retry_after_s=0 if counted else limit.window_s - epoch_s % limit.window_s,
     )
+
+
+@transaction.atomic
+def _heartbeat_orm(p: dict[str, Any]) -> tuple[int, str, str, bool] | None:
+    """The same as _HEARTBEAT_SQL, for SQLite (the embedded demo)."""
+    nodes = Node.objects.select_for_update()
+    if p["node"] is not None:
+        node = nodes.filter(pk=p["node"]).first()
+    else:
+        node = nodes.filter(token_prefix=p["prefix"]).exclude(
+            status=Node.Status.DISABLED).first()
+        if node is not None and not hmac.compare_digest(node.token_hash, p["hash"]):
+            node = None
+    if node is None:
+        return None
+    was = node.status
+    node.beats_in_window = node.beats_in_window + 1 if node.beat_window == p["window"] else 1
+    node.beat_window = p["window"]
+    counted = node.beats_in_window <= p["beats"]
+    fields = ["beat_window", "beats_in_window"]
+    if counted:
+        if node.is_approved and was in (Node.Status.OFFLINE, Node.Status.PENDING):
+            node.status = Node.Status.ONLINE
+        node.last_heartbeat_at, node.utilization = p["now"], p["util"]
+        node.agent_version = p["version"]
+        fields += ["status", "last_heartbeat_at", "utilization", "agent_version", "updated_at"]
+        Assignment.objects.filter(node_id=node.pk, state__in=ACTIVE_ASSIGNMENT_STATES
+                                  ).update(lease_expires_at=p["lease"])
+        NodeHeartbeat.objects.get_or_create(
+            node_id=node.pk, at=p["minute"],
+            defaults={"free_gpus": p["free"], "busy_gpus": p["busy"]})
+    node.save(update_fields=fields)
+    return node.pk, node.status, was, counted
 
 
 def node_reliability_lower(*, node_id: int, by: int) -> None:

@@ -1,0 +1,174 @@
+"""The agent's heartbeat: the API's hottest path (every node, every few seconds).
+
+One function, `heartbeat_answer`, answers it, behind two doors that behave the same:
+the DRF view (`AgentHeartbeatApi`: the API docs, Django's test client, `runserver`)
+and `HeartbeatFastPath`, a WSGI middleware in front of Django that serves
+`POST /api/v1/agent/heartbeat/` without Django's middleware, URL resolution and DRF's
+request cycle. On this machine that cycle costs several times the heartbeat's own work
+(one SQL statement, which also counts the beat against the node's rate limit), and a
+fleet of 10,000 nodes must not need a rack of web servers to say it is alive.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+from rest_framework.exceptions import ValidationError
+from rest_framework.fields import SkipField, empty
+
+from banking.errors import ErrorCode
+from config.api_errors import SERVER_ERROR_MESSAGE, error_body, validation_error_body
+from config.observability import LATENCY, REQUESTS, request_id_var
+from scheduler.api.serializers import HeartbeatInputSerializer
+from scheduler.services.nodes import BeatLimit, NodeToken, node_heartbeat
+
+logger = logging.getLogger("suanli.request")
+
+PATH = "/api/v1/agent/heartbeat/"
+ROUTE = PATH.lstrip("/")
+MAX_BODY_BYTES = 64 * 1024
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _unauthenticated(message: str) -> Answer:
+    return Answer(401, error_body(ErrorCode.NOT_AUTHENTICATED, message),
+                  {"WWW-Authenticate": "Node"})
+
+
+def _beat_limit() -> BeatLimit:
+    """From the agent API's `node` throttle rate, e.g. "600/min"."""
+    rate = str(settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["node"])  # type: ignore[index]
+    count, period = rate.split("/")
+    return BeatLimit(beats=int(count), window_s=_PERIODS[period[0]])
+
+
+# The serializer's own fields, bound once: validating with them is the serializer's
+# validation without building a serializer (and deep-copying its fields) per request.
+_FIELDS = HeartbeatInputSerializer().fields
+
+
+def _validated(data: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(values, errors) as HeartbeatInputSerializer(data=data) would give them."""
+    if data is None:
+        return {}, {"non_field_errors": ["No data provided"]}
+    if not isinstance(data, dict):
+        return {}, {"non_field_errors": [
+            f"Invalid data. Expected a dictionary, but got {type(data).__name__}."]}
+    values: dict[str, Any] = {}
+    errors: dict[str, Any] = {}
+    for name, f in _FIELDS.items():
+        try:
+            values[name] = f.run_validation(data.get(name, empty))
+        except ValidationError as exc:
+            errors[name] = exc.detail
+        except SkipField:
+            pass
+    return values, errors
+
+
+def heartbeat_answer(authorization: str, body: bytes) -> Answer:
+    scheme, _, raw = authorization.partition(" ")
+    if scheme != "Node" or not raw:
+        return _unauthenticated("Authentication credentials were not provided."
+                                if not authorization else "Invalid node token.")
+    token = NodeToken.parse(raw)
+    if token is None:
+        return _unauthenticated("Invalid node token.")
+    try:
+        data = json.loads(body) if body else {}
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Answer(400, error_body(ErrorCode.INVALID, f"JSON parse error - {exc}"))
+    d, errors = _validated(data)
+    if errors:
+        return Answer(400, validation_error_body(errors))
+    result = node_heartbeat(token=token, free_gpus=d["free_gpus"], busy_gpus=d["busy_gpus"],
+                            utilization=d["utilization"], agent_version=d["agent_version"],
+                            limit=_beat_limit())
+    if result is None:
+        return _unauthenticated("Invalid node token.")
+    if result.retry_after_s:
+        wait = result.retry_after_s
+        return Answer(429, error_body(
+            ErrorCode.THROTTLED, f"Request was throttled. Expected available in {wait} seconds."
+        ), {"Retry-After": str(wait)})
+    if result.freed_capacity:
+        from scheduler.tasks import placement_kick
+
+        placement_kick()
+    server_time = timezone.now().isoformat().replace("+00:00", "Z")
+    return Answer(200, {"status": result.status, "next_heartbeat_s": result.next_heartbeat_s,
+                        "server_time": server_time})
+
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class HeartbeatFastPath:
+    """WSGI middleware: heartbeats are answered here, everything else goes to Django.
+
+    It keeps what Django's cycle gives every request that matters here: the database
+    connection's lifecycle (`close_old_connections`, as Django's request signals do), the
+    request id, the request log line and the Prometheus metrics, and the API's one error
+    shape, also for an unexpected failure."""
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
+            return self.app(environ, start_response)
+        started = time.perf_counter()
+        incoming = environ.get("HTTP_X_REQUEST_ID", "")
+        rid = incoming[:64] if incoming and incoming.isascii() else uuid.uuid4().hex
+        reset = request_id_var.set(rid)
+        try:
+            answer = self._answer(environ)
+        finally:
+            request_id_var.reset(reset)
+        payload = json.dumps(answer.body).encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
+                   ("X-Content-Type-Options", "nosniff"), ("X-Request-ID", rid),
+                   *answer.headers.items()]
+        start_response(f"{answer.status} {HTTPStatus(answer.status).phrase}", headers)
+        elapsed = time.perf_counter() - started
+        REQUESTS.labels("POST", ROUTE, answer.status).inc()
+        LATENCY.labels("POST", ROUTE).observe(elapsed)
+        logger.info("POST %s %s %.1fms", PATH, answer.status, elapsed * 1000,
+                    extra={"request_id": rid})
+        return [payload]
+
+    def _answer(self, environ: dict[str, Any]) -> Answer:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY_BYTES:
+            return Answer(400, error_body(ErrorCode.INVALID, "The body must be a JSON object "
+                                          f"of at most {MAX_BODY_BYTES} bytes."))
+        close_old_connections()
+        try:
+            body = environ["wsgi.input"].read(length) if length else b""
+            return heartbeat_answer(environ.get("HTTP_AUTHORIZATION", ""), body)
+        except Exception:  # an answer in the API's shape, whatever went wrong
+            logger.exception("Unhandled error in the heartbeat fast path")
+            return Answer(500, error_body("server_error", SERVER_ERROR_MESSAGE))
+        finally:
+            close_old_connections()

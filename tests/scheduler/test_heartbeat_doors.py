@@ -1,0 +1,234 @@
+"""The heartbeat has two doors, the DRF view and the WSGI fast path in front of Django
+(config.wsgi.application, what gunicorn serves): both must answer every request the same
+way, and a refused request must change nothing."""
+
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from rest_framework.test import APIClient
+
+from config.wsgi import application
+from scheduler.api.heartbeat import _validated
+from scheduler.api.serializers import HeartbeatInputSerializer
+from scheduler.models import Node, NodeHeartbeat
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+Reply = tuple[int, dict[str, Any], dict[str, str]]
+BEAT = {"free_gpus": 8, "busy_gpus": 0, "utilization": 0.25, "agent_version": "2.1"}
+
+
+def _through_drf(authorization: str | None, body: bytes, headers: dict[str, str]) -> Reply:
+    client = APIClient()
+    extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
+    if authorization is not None:
+        extra["HTTP_AUTHORIZATION"] = authorization
+    response = client.generic("POST", "/api/v1/agent/heartbeat/", body,
+                              content_type="application/json", **extra)
+    return response.status_code, response.json(), dict(response.headers)
+
+
+def _through_wsgi(authorization: str | None, body: bytes, headers: dict[str, str]) -> Reply:
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/agent/heartbeat/",
+        "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body), "SERVER_NAME": "testserver", "SERVER_PORT": "80",
+        "wsgi.url_scheme": "http",
+    }
+    environ.update({f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()})
+    if authorization is not None:
+        environ["HTTP_AUTHORIZATION"] = authorization
+    started: list[Any] = []
+    chunks = application(environ, lambda status, hdrs: started.append((status, hdrs)))
+    status, hdrs = started[0]
+    return int(status.split()[0]), json.loads(b"".join(chunks)), dict(hdrs)
+
+
+Door = Callable[..., Reply]
+
+
+@pytest.fixture(params=["drf", "wsgi"])
+def door(request: pytest.FixtureRequest) -> Door:
+    through = _through_drf if request.param == "drf" else _through_wsgi
+
+    def post(authorization: str | None, payload: Any = BEAT, *, raw: bytes | None = None,
+             headers: dict[str, str] | None = None) -> Reply:
+        body = raw if raw is not None else json.dumps(payload).encode()
+        return through(authorization, body, headers or {})
+
+    return post
+
+
+@pytest.fixture
+def offline_node(online_node) -> Node:
+    node = online_node()
+    Node.objects.filter(pk=node.pk).update(status=Node.Status.OFFLINE, last_heartbeat_at=None,
+                                           beat_window=0, beats_in_window=0)
+    NodeHeartbeat.objects.filter(node=node).delete()
+    return node
+
+
+def _state(node: Node) -> tuple[Any, ...]:
+    fresh = Node.objects.get(pk=node.pk)
+    return (fresh.status, fresh.last_heartbeat_at, fresh.utilization, fresh.agent_version,
+            NodeHeartbeat.objects.filter(node=node).count())
+
+
+def test_a_heartbeat_turns_the_node_online_through_either_door(door, offline_node):
+    status, body, headers = door(f"Node {offline_node.token}")
+
+    assert status == 200
+    assert (body["status"], body["next_heartbeat_s"]) == ("online", 10)
+    assert body["server_time"].endswith("Z")
+    assert headers["Content-Type"] == "application/json"
+    fresh = Node.objects.get(pk=offline_node.pk)
+    assert (fresh.status, fresh.utilization, fresh.agent_version) == ("online", 0.25, "2.1")
+    assert fresh.last_heartbeat_at is not None
+    assert NodeHeartbeat.objects.filter(node=offline_node, free_gpus=8).count() == 1
+
+
+@pytest.mark.parametrize("authorization, message", [
+    (None, "Authentication credentials were not provided."),
+    ("Api-Key abc", "Invalid node token."),
+    ("Node", "Invalid node token."),
+    ("Node nt_nope", "Invalid node token."),
+    ("Node nt_abc_wrongsecret", "Invalid node token."),
+])
+def test_no_valid_token_is_401_and_changes_nothing(door, offline_node, authorization, message):
+    before = _state(offline_node)
+
+    status, body, headers = door(authorization)
+
+    assert status == 401
+    assert body == {"error": {"code": "not_authenticated", "message": message, "fields": {}}}
+    assert headers["WWW-Authenticate"] == "Node"
+    assert _state(offline_node) == before
+
+
+def test_another_nodes_secret_behind_a_valid_prefix_is_401(door, offline_node, online_node):
+    other = online_node()
+    prefix = offline_node.token.split("_")[1]
+    forged = f"nt_{prefix}_{other.token.split('_', 2)[2]}"
+    before = _state(offline_node)
+
+    assert door(f"Node {forged}")[0] == 401
+    assert _state(offline_node) == before
+
+
+def test_a_disabled_nodes_token_is_401(door, offline_node):
+    Node.objects.filter(pk=offline_node.pk).update(status=Node.Status.DISABLED)
+    before = _state(offline_node)
+
+    assert door(f"Node {offline_node.token}")[0] == 401
+    assert _state(offline_node) == before
+
+
+@pytest.mark.parametrize("payload, field", [
+    ({"busy_gpus": 0}, "free_gpus"),
+    ({"free_gpus": -1, "busy_gpus": 0}, "free_gpus"),
+    ({"free_gpus": "many", "busy_gpus": 0}, "free_gpus"),
+    ({"free_gpus": 1, "busy_gpus": 0, "utilization": 1.5}, "utilization"),
+    ([1, 2], "non_field_errors"),
+])
+def test_a_bad_body_is_400_with_the_field_and_changes_nothing(door, offline_node, payload,
+                                                               field):
+    before = _state(offline_node)
+
+    status, body, _ = door(f"Node {offline_node.token}", payload)
+
+    assert status == 400
+    assert body["error"]["code"] == "invalid"
+    assert list(body["error"]["fields"]) == [field]
+    assert _state(offline_node) == before
+
+
+def test_malformed_json_is_400_and_changes_nothing(door, offline_node):
+    before = _state(offline_node)
+
+    status, body, _ = door(f"Node {offline_node.token}", raw=b'{"free_gpus": ')
+
+    assert (status, body["error"]["code"]) == (400, "invalid")
+    assert _state(offline_node) == before
+
+
+def test_beats_over_the_nodes_rate_are_429_and_record_nothing(door, offline_node, settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
+        **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "node": "3/min"}}
+    token = f"Node {offline_node.token}"
+    assert [door(token)[0] for _ in range(3)] == [200, 200, 200]
+    before = _state(offline_node)
+
+    status, body, headers = door(token, {**BEAT, "agent_version": "flood"})
+
+    if status == 200:  # the minute turned between the beats: a new window, rightly allowed
+        pytest.skip("the rate window rolled over during the test")
+    assert status == 429
+    assert body["error"]["code"] == "throttled"
+    assert 1 <= int(headers["Retry-After"]) <= 60
+    assert _state(offline_node) == before
+
+
+def test_the_request_id_is_kept(door, offline_node):
+    _, _, headers = door(f"Node {offline_node.token}", headers={"X-Request-ID": "beat-42"})
+
+    assert headers["X-Request-ID"] == "beat-42"
+
+
+def test_the_fast_path_leaves_every_other_request_to_django(offline_node):
+    def call(method: str, path: str) -> tuple[str, bytes]:
+        started: list[str] = []
+        environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "SERVER_NAME": "testserver",
+                   "SERVER_PORT": "80", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(),
+                   "HTTP_AUTHORIZATION": f"Node {offline_node.token}"}
+        chunks = application(environ, lambda status, headers: started.append(status))
+        return started[0], b"".join(chunks)
+
+    status, _ = call("GET", "/api/v1/agent/heartbeat/")  # not a POST: Django's 405
+    assert status.startswith("405")
+    status, body = call("POST", "/api/v1/agent/lease/")  # another agent call: DRF
+    assert status.startswith("200") and json.loads(body)["assignments"] == []
+
+
+def test_an_unexpected_failure_is_a_500_in_the_api_shape(offline_node, monkeypatch):
+    def broken(**_: Any) -> None:
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr("scheduler.api.heartbeat.node_heartbeat", broken)
+
+    status, body, _ = _through_wsgi(f"Node {offline_node.token}", json.dumps(BEAT).encode(), {})
+
+    assert status == 500
+    assert body["error"]["code"] == "server_error"
+    assert Node.objects.filter(pk=offline_node.pk).exists()  # the connection still serves
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                 max_size=3),
+    max_leaves=6,
+)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["free_gpus", "busy_gpus", "utilization",
+                                        "agent_version", "gpus", "running", "other"]),
+                       _json_values, max_size=7)
+       | _json_values)
+def test_the_fast_validation_agrees_with_the_serializer(data):
+    values, errors = _validated(data)
+    serializer = HeartbeatInputSerializer(data=data)
+
+    assert serializer.is_valid() == (not errors)
+    if errors:
+        assert json.dumps(errors, default=str, sort_keys=True) == json.dumps(
+            serializer.errors, default=str, sort_keys=True)
+    else:
+        assert values == serializer.validated_data
