@@ -29,8 +29,8 @@ def _through_drf(authorization: str | None, body: bytes, headers: dict[str, str]
     extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
     if authorization is not None:
         extra["HTTP_AUTHORIZATION"] = authorization
-    response = client.generic("POST", "/api/v1/agent/heartbeat/", body,
-                              content_type="application/json", **extra)
+    response = client.generic("POST", "/api/v1/agent/heartbeat/", body.decode(),
+                              content_type="application/json", **extra)  # type: ignore[arg-type]
     return response.status_code, response.json(), dict(response.headers)
 
 
