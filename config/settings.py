@@ -191,11 +191,16 @@ SCHEDULER_PLATFORM_FEE_BPS = env.int("SCHEDULER_PLATFORM_FEE_BPS", default=1000)
 SCHEDULER_QUEUE_TTL_S = env.int("SCHEDULER_QUEUE_TTL_S", default=7 * 24 * 3600)
 SCHEDULER_PLACEMENT_BATCH = env.int("SCHEDULER_PLACEMENT_BATCH", default=20000)
 SCHEDULER_SETTLEMENT_INTERVAL_S = env.float("SCHEDULER_SETTLEMENT_INTERVAL_S", default=5.0)
+# Agents' heartbeats are acknowledged from Redis and written to PostgreSQL in batches
+# every AGENT_HEARTBEAT_FLUSH_S (scheduler.services.heartbeat_buffer); off without Redis.
+AGENT_HEARTBEAT_WRITE_BEHIND = env.bool("AGENT_HEARTBEAT_WRITE_BEHIND", default=bool(REDIS_URL))
+AGENT_HEARTBEAT_FLUSH_S = env.float("AGENT_HEARTBEAT_FLUSH_S", default=1.0)
 CELERY_TASK_ROUTES.update(
     {
         "scheduler.placement_run": {"queue": "placement"},
         "scheduler.usage_settle": {"queue": "settlement"},
         "scheduler.leases_expire": {"queue": "default"},
+        "scheduler.heartbeats_flush": {"queue": "default"},
     }
 )
 CELERY_BEAT_SCHEDULE.update(
@@ -206,6 +211,7 @@ CELERY_BEAT_SCHEDULE.update(
             "schedule": SCHEDULER_SETTLEMENT_INTERVAL_S,
         },
         "leases": {"task": "scheduler.leases_expire", "schedule": 5.0},
+        "heartbeats": {"task": "scheduler.heartbeats_flush", "schedule": AGENT_HEARTBEAT_FLUSH_S},
         "holds-expire": {"task": "banking.holds_expire", "schedule": 60.0},
     }
 )

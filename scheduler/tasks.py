@@ -5,6 +5,7 @@ import logging
 from celery import shared_task
 from django.db import DatabaseError
 
+from scheduler.services.heartbeat_buffer import heartbeats_flush
 from scheduler.services.leases import leases_expire, queued_jobs_expire
 from scheduler.services.placement import placement_run
 from scheduler.services.settlement import usage_settle
@@ -37,6 +38,15 @@ def leases_expire_task() -> int:
         logger.info("lease sweep: %s", sweep)
     queued_jobs_expire()
     return sweep.assignments_lost
+
+
+@shared_task(name="scheduler.heartbeats_flush", ignore_result=True, time_limit=30,
+             soft_time_limit=25, expires=10)
+def heartbeats_flush_task() -> int:
+    flushed = heartbeats_flush()
+    if flushed.dropped:
+        logger.info("heartbeat flush: %s", flushed)
+    return flushed.written
 
 
 def placement_kick() -> None:

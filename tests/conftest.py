@@ -1,6 +1,7 @@
 import contextlib
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from django.core.cache import cache
@@ -41,6 +42,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
         if uses_localstripe or any(True for _ in item.iter_markers("xdist_group")):
             item.add_marker(pytest.mark.serial)
+
+
+@pytest.fixture(autouse=True)
+def _synchronous_heartbeats(settings: Any) -> None:
+    """Heartbeats write to PostgreSQL as they arrive unless a test asks for write-behind
+    (which needs a flush to be seen there): see tests/scheduler/test_heartbeat_buffer.py
+    and the live suites, whose Celery worker flushes."""
+    settings.AGENT_HEARTBEAT_WRITE_BEHIND = False
 
 
 @pytest.fixture(autouse=True)

@@ -61,6 +61,9 @@ def celery_worker(live_server: Any, live_settings: Any, tmp_path: Path) -> Itera
         "SCHEDULER_HEARTBEAT_INTERVAL_S": "1",
         "SCHEDULER_SETTLEMENT_INTERVAL_S": "1",
         "CELERY_TASK_ALWAYS_EAGER": "false",
+        # The worker's beat flushes buffered heartbeats when the test turns write-behind on.
+        "AGENT_HEARTBEAT_WRITE_BEHIND": str(live_settings.AGENT_HEARTBEAT_WRITE_BEHIND).lower(),
+        "AGENT_HEARTBEAT_FLUSH_S": "0.5",
     }
     log = open(tmp_path / "worker.log", "w")  # noqa: SIM115  closed below
     proc = subprocess.Popen(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
+import psycopg
 from django.db import IntegrityError, connection
 from django.db.models import F
 from django.utils import timezone
@@ -24,7 +25,7 @@ from banking.errors import (
 from banking.locks import LockedAccount, accounts_lock
 from banking.models import Account, Entry, Transfer
 from banking.models.ledger import AccountPurpose, TransferKind
-from banking.services.transactions import money_transaction
+from banking.services.transactions import money_statement, money_transaction
 
 MAX_KEY_LENGTH = 255
 KNOWN_KINDS = frozenset(TransferKind.values)
@@ -143,13 +144,13 @@ def transfer_post(
         memo=memo,
         reverses_id=reverses_id,
     )
+    if connection.vendor == "postgresql" and DATABASE_FUNCTION:
+        return _post_one_in_database(spec)
     return _post_one(spec)
 
 
 @money_transaction
 def _post_one(spec: TransferSpec) -> Transfer:
-    if connection.vendor == "postgresql" and DATABASE_FUNCTION:
-        return _post_one_in_database(spec)
     existing = _existing(spec)
     if existing is not None:
         return existing
@@ -184,26 +185,31 @@ def _post_one(spec: TransferSpec) -> Transfer:
     )
 
 
+@money_statement
 def _post_one_in_database(spec: TransferSpec) -> Transfer:
-    """The same steps as the Python form below, in one round trip (banking_ledger_post,
-    migration 0005)."""
+    """The same steps as the Python form (_post_one), in one statement and one round trip
+    (banking_ledger_post, migration 0005), prepared once per connection."""
     now = timezone.now()
+    connection.ensure_connection()
     try:
-        with connection.cursor() as cursor:
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
             cursor.execute(
                 "SELECT transfer_id, outcome, detail FROM banking_ledger_post("
                 "%s, %s, %s, %s, %s, %s, %s::bigint[], %s::bigint[], %s)",
                 [str(spec.kind), spec.idempotency_key, spec.request_hash, spec.reference,
                  spec.memo, spec.reverses_id, [leg.account_id for leg in spec.legs],
                  [leg.amount for leg in spec.legs], now],
+                prepare=True,
             )
-            transfer_id, outcome, raw_detail = cursor.fetchone()
+            row = cursor.fetchone()
+            assert row is not None
+            transfer_id, outcome, raw_detail = row
     except IntegrityError as exc:
         if spec.reverses_id is not None:
             raise Conflict("That transfer has already been reversed.",
                            code=ErrorCode.ALREADY_REVERSED) from exc
         raise
-    # Django leaves jsonb results as text.
+    # Django's adapters leave jsonb results as text.
     detail = json.loads(raw_detail) if isinstance(raw_detail, str) else raw_detail
     if outcome == "posted":
         return Transfer(id=transfer_id, kind=spec.kind, idempotency_key=spec.idempotency_key,

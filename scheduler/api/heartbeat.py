@@ -5,8 +5,9 @@ the DRF view (`AgentHeartbeatApi`: the API docs, Django's test client, `runserve
 and `HeartbeatFastPath`, a WSGI middleware in front of Django that serves
 `POST /api/v1/agent/heartbeat/` without Django's middleware, URL resolution and DRF's
 request cycle. On this machine that cycle costs several times the heartbeat's own work
-(one SQL statement, which also counts the beat against the node's rate limit), and a
-fleet of 10,000 nodes must not need a rack of web servers to say it is alive.
+(one Redis call with write-behind, see scheduler.services.heartbeat_buffer; else one SQL
+statement, which also counts the beat against the node's rate limit), and a fleet of
+10,000 nodes must not need a rack of web servers to say it is alive.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
@@ -30,6 +32,11 @@ from banking.errors import ErrorCode
 from config.api_errors import SERVER_ERROR_MESSAGE, error_body, validation_error_body
 from config.observability import LATENCY, REQUESTS, request_id_var
 from scheduler.api.serializers import HeartbeatInputSerializer
+from scheduler.services.heartbeat_buffer import (
+    beat_buffer_enabled,
+    beat_buffer_record,
+    beat_buffer_remember,
+)
 from scheduler.services.nodes import BeatLimit, NodeToken, node_heartbeat
 
 logger = logging.getLogger("suanli.request")
@@ -98,22 +105,42 @@ def heartbeat_answer(authorization: str, body: bytes) -> Answer:
     d, errors = _validated(data)
     if errors:
         return Answer(400, validation_error_body(errors))
+    limit = _beat_limit()
+    write_behind = beat_buffer_enabled()
+    if write_behind:
+        try:
+            buffered = beat_buffer_record(
+                token, free_gpus=d["free_gpus"], busy_gpus=d["busy_gpus"],
+                utilization=d["utilization"], agent_version=d["agent_version"], limit=limit)
+        except redis.RedisError:  # Redis down: the beat still counts, the synchronous way
+            logger.warning("heartbeat buffer unavailable", exc_info=True)
+            write_behind, buffered = False, None
+        if buffered is not None:
+            return _accepted(buffered.status, buffered.retry_after_s)
+    # Synchronous: no write-behind, or a token Redis does not know yet (this proves it).
     result = node_heartbeat(token=token, free_gpus=d["free_gpus"], busy_gpus=d["busy_gpus"],
                             utilization=d["utilization"], agent_version=d["agent_version"],
-                            limit=_beat_limit())
+                            limit=limit)
     if result is None:
         return _unauthenticated("Invalid node token.")
-    if result.retry_after_s:
-        wait = result.retry_after_s
-        return Answer(429, error_body(
-            ErrorCode.THROTTLED, f"Request was throttled. Expected available in {wait} seconds."
-        ), {"Retry-After": str(wait)})
+    if write_behind and not result.retry_after_s:
+        beat_buffer_remember(token, node_id=result.node_id, status=result.status)
     if result.freed_capacity:
         from scheduler.tasks import placement_kick
 
         placement_kick()
+    return _accepted(result.status, result.retry_after_s)
+
+
+def _accepted(status: str, retry_after_s: int) -> Answer:
+    if retry_after_s:
+        return Answer(429, error_body(
+            ErrorCode.THROTTLED,
+            f"Request was throttled. Expected available in {retry_after_s} seconds.",
+        ), {"Retry-After": str(retry_after_s)})
     server_time = timezone.now().isoformat().replace("+00:00", "Z")
-    return Answer(200, {"status": result.status, "next_heartbeat_s": result.next_heartbeat_s,
+    return Answer(200, {"status": status,
+                        "next_heartbeat_s": settings.SCHEDULER_HEARTBEAT_INTERVAL_S,
                         "server_time": server_time})
 
 

@@ -156,12 +156,16 @@ def node_retire(*, provider_id: int, node_id: int) -> None:
     node = _provider_node(provider_id, node_id)
     if Assignment.objects.filter(node=node, state__in=ACTIVE_ASSIGNMENT_STATES).exists():
         raise NodeBusy("This node is running work: drain it first, then delete it.")
+    token_hash = node.token_hash
     if Assignment.objects.filter(node=node).exists():
         node.status = Node.Status.DISABLED
         node.token_hash = ""  # its token stops working; its history stays
         node.save(update_fields=["status", "token_hash", "updated_at"])
     else:
         node.delete()
+    from scheduler.services.heartbeat_buffer import beat_buffer_forget
+
+    transaction.on_commit(lambda: beat_buffer_forget(token_hash))
 
 
 @transaction.atomic

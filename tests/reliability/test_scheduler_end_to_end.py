@@ -4,6 +4,7 @@ import os
 import signal
 
 import pytest
+import redis
 from django.db.models import Sum
 from rest_framework.test import APIClient
 
@@ -14,6 +15,7 @@ from banking.services.customers import api_key_issue
 from banking.services.ledger import system_account
 from scheduler.models import Assignment, Job, Node
 from scheduler.pricing import charge_for, fee_of
+from scheduler.services.heartbeat_buffer import PENDING
 from tests.live import wait_until
 
 pytestmark = [
@@ -23,6 +25,16 @@ pytestmark = [
 ]
 
 FUNDS = 10_000_000_000
+
+
+@pytest.fixture(autouse=True, params=["synchronous", "write-behind"])
+def heartbeats(request, settings) -> str:
+    """Each scenario runs with heartbeats written as they arrive, and with them buffered
+    in Redis and flushed by the worker's beat, as production runs with Redis."""
+    settings.AGENT_HEARTBEAT_WRITE_BEHIND = request.param == "write-behind"
+    if settings.AGENT_HEARTBEAT_WRITE_BEHIND:
+        redis.Redis.from_url(settings.REDIS_URL).delete(PENDING)
+    return str(request.param)
 
 
 def api(org) -> APIClient:
@@ -40,7 +52,7 @@ def submit(client: APIClient, seconds: int, gpus: int) -> int:
 
 
 def test_three_nodes_run_ten_jobs_and_every_token_is_accounted_for(
-        make_org, celery_worker, start_agent):
+        make_org, celery_worker, start_agent, heartbeats, settings):
     provider = make_org(provider=True, buyer=False)
     buyer = make_org(tokens=FUNDS)
     start_agent(api_key_issue(organization_id=provider.pk).secret, nodes=3, gpus=4)
@@ -62,6 +74,10 @@ def test_three_nodes_run_ten_jobs_and_every_token_is_accounted_for(
     assert system_account(AccountPurpose.PLATFORM_REVENUE).balance == revenue_before + sum(fees)
     assert not Hold.objects.filter(organization=buyer, status="open").exists()
     assert Node.objects.aggregate(free=Sum("free_gpus"))["free"] == 12
+    if heartbeats == "write-behind":  # the beats went through Redis, flushed all along
+        known = redis.Redis.from_url(settings.REDIS_URL)
+        assert all(known.exists(f"hb:tok:{n.token_hash}") for n in Node.objects.all())
+        assert all(n.status == "online" for n in Node.objects.all())
 
 
 def test_a_killed_agents_jobs_finish_elsewhere_and_only_reported_usage_is_paid(

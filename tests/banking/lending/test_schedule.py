@@ -94,8 +94,15 @@ def test_impossible_schedules_are_refused(principal, apr_bps, term, message):
 def test_any_schedule_repays_exactly_the_principal_in_level_payments(principal, apr_bps, term):
     if principal < 200 * term:
         return
-    rows = annuity_schedule(principal=principal, apr_bps=apr_bps, term_months=term,
-                            first_due=date(2027, 1, 28))
+    try:
+        rows = annuity_schedule(principal=principal, apr_bps=apr_bps, term_months=term,
+                                first_due=date(2027, 1, 28))
+    except ScheduleError as refused:
+        # Whole-token rounding, compounded at a high rate over many months, can repay a
+        # tiny loan before its last month: such a schedule is refused, never a real one
+        # (a million tokens is a fraction of a cent).
+        assert principal < 10**6 and "too few" in str(refused)
+        return
     assert len(rows) == term
     assert sum(r.principal for r in rows) == principal
     assert all(r.principal >= 0 and r.interest >= 0 and r.total > 0 for r in rows)

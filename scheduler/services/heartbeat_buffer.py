@@ -1,0 +1,230 @@
+"""Write-behind heartbeats: at fleet scale, a beat is acknowledged from Redis and written
+to PostgreSQL with everybody else's, in one statement a second (`heartbeats_flush`).
+
+A heartbeat moves no money and says only "alive at t": writing each one as its own
+PostgreSQL transaction costs the database a commit per node every ten seconds, which on
+this machine caps the agent API near 1,300 beats/s. Batched, a thousand beats cost one
+statement. What the synchronous heartbeat does (the node turns online, its leases are
+extended, a heartbeat row per minute is kept) is what the flush does, with the time each
+beat arrived, at most AGENT_HEARTBEAT_FLUSH_S later. Each agent's first beat (and any beat
+whose token Redis does not know) goes the synchronous way, which also proves the token.
+
+Redis holds, per node token (keyed by its SHA-256, never the token):
+- `hb:tok:<hash>`: {node, status}: whose token it is, filled on a synchronous beat for
+  TOKEN_TTL_S; a flush that finds another status writes it there, one that finds the
+  node gone or disabled deletes it, so a retired token stops working within a flush
+  (and `node_retire` deletes it at once);
+- `hb:rate:<hash>:<window>`: beats counted in the node's rate window;
+- `hb:pending`: {<hash>: "node|status|epoch_ms|free|busy|utilization|version"}, the
+  latest beat of each node not yet written, with the status Redis answered it with.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+import psycopg
+import redis
+from django.conf import settings
+from django.db import connection, transaction
+
+from scheduler.models import Node
+from scheduler.services.nodes import BeatLimit, NodeToken
+
+logger = logging.getLogger(__name__)
+
+PENDING = "hb:pending"
+# A known token is proven against PostgreSQL again (a synchronous beat) this long after
+# it was last: about one beat in sixty of a fleet beating every ten seconds.
+TOKEN_TTL_S = 600
+
+_BEAT = """
+local node = redis.call('HMGET', KEYS[1], 'node', 'status')
+if not node[1] then return false end
+local used = redis.call('INCR', KEYS[2])
+if used == 1 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
+if used > tonumber(ARGV[1]) then return {'throttled', node[2]} end
+redis.call('HSET', KEYS[3], ARGV[3], node[1] .. '|' .. node[2] .. '|' .. ARGV[4])
+return {'ok', node[2]}
+"""
+_TAKE = """
+local beats = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+return beats
+"""
+
+# One statement for every beat taken: the same effects as the synchronous heartbeat
+# (scheduler.services.nodes._HEARTBEAT_SQL), for many nodes, each at its own beat's time.
+# Only a node whose token is still the one that beat, and that is not disabled, counts.
+_FLUSH_SQL = """
+WITH v AS (
+    SELECT * FROM unnest(%(node)s::bigint[], %(hash)s::text[], %(at)s::timestamptz[],
+                         %(free)s::int[], %(busy)s::int[], %(util)s::float8[],
+                         %(version)s::text[])
+           AS v(node_id, hash, at, free, busy, util, version)),
+old AS (
+    SELECT n.id, n.status FROM scheduler_node AS n
+    JOIN v ON v.node_id = n.id AND v.hash = n.token_hash
+    WHERE n.status <> 'disabled'
+    ORDER BY n.id FOR UPDATE OF n),
+node AS (
+    UPDATE scheduler_node AS n SET
+        status = CASE WHEN n.is_approved AND n.status IN ('offline', 'pending')
+                      THEN 'online' ELSE n.status END,
+        last_heartbeat_at = GREATEST(v.at, n.last_heartbeat_at),
+        utilization = v.util, agent_version = v.version
+    FROM old JOIN v ON v.node_id = old.id
+    WHERE n.id = old.id
+    RETURNING n.id, n.status, old.status AS was, v.hash),
+leases AS (
+    UPDATE scheduler_assignment AS a
+    SET lease_expires_at = v.at + make_interval(secs => %(timeout)s)
+    FROM v JOIN old ON old.id = v.node_id
+    WHERE a.node_id = v.node_id AND a.state IN ('placed', 'running')
+      AND (a.lease_expires_at IS NULL
+           OR a.lease_expires_at < v.at + make_interval(secs => %(timeout)s))),
+beat AS (
+    INSERT INTO scheduler_nodeheartbeat (node_id, at, free_gpus, busy_gpus)
+    SELECT v.node_id, date_trunc('minute', v.at), v.free, v.busy
+    FROM v JOIN old ON old.id = v.node_id
+    ON CONFLICT (node_id, at) DO NOTHING)
+SELECT id, status, was, hash FROM node
+"""
+
+
+@dataclass(frozen=True)
+class BufferedBeat:
+    status: str  # the node's status as of the last flush
+    retry_after_s: int = 0  # > 0: over the rate limit, nothing was buffered
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    taken: int  # beats taken from Redis
+    written: int  # nodes updated in PostgreSQL
+    dropped: int  # beats of nodes gone, disabled or with another token now
+    turned_online: int
+    seconds: float
+
+
+def beat_buffer_enabled() -> bool:
+    return bool(settings.AGENT_HEARTBEAT_WRITE_BEHIND and settings.REDIS_URL
+                and connection.vendor == "postgresql")
+
+
+@cache
+def _scripts() -> tuple[redis.Redis, Any, Any]:
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    return client, client.register_script(_BEAT), client.register_script(_TAKE)
+
+
+def _token_key(token_hash: str) -> str:
+    return f"hb:tok:{token_hash}"
+
+
+def beat_buffer_record(
+    token: NodeToken, *, free_gpus: int, busy_gpus: int, utilization: float,
+    agent_version: str, limit: BeatLimit,
+) -> BufferedBeat | None:
+    """Count the beat and keep it for the next flush, in one Redis call. None when Redis
+    does not know the token (the caller then beats the synchronous way)."""
+    _, beat, _ = _scripts()
+    now = time.time()
+    window = int(now) // limit.window_s
+    value = "|".join((str(int(now * 1000)), str(max(0, free_gpus)), str(max(0, busy_gpus)),
+                      repr(max(0.0, min(1.0, float(utilization)))), agent_version[:64]))
+    answer = beat(
+        keys=[_token_key(token.hash), f"hb:rate:{token.hash[:32]}:{window}", PENDING],
+        args=[limit.beats, limit.window_s + 1, token.hash, value],
+    )
+    if answer is None:
+        return None
+    verdict, status = (part.decode() for part in answer)
+    retry_after = limit.window_s - int(now) % limit.window_s if verdict == "throttled" else 0
+    return BufferedBeat(status=status, retry_after_s=retry_after)
+
+
+def beat_buffer_remember(token: NodeToken, *, node_id: int, status: str) -> None:
+    client, _, _ = _scripts()
+    key = _token_key(token.hash)
+    pipe = client.pipeline(transaction=False)
+    pipe.hset(key, mapping={"node": node_id, "status": status})
+    pipe.expire(key, TOKEN_TTL_S)
+    pipe.execute()
+
+
+def beat_buffer_forget(token_hash: str) -> None:
+    """The token must stop working now (its node is retired or disabled)."""
+    if token_hash and settings.REDIS_URL:
+        _scripts()[0].delete(_token_key(token_hash))
+
+
+Beat = tuple[int, str, datetime, int, int, float, str]
+
+
+def _parse(raw: list[bytes]) -> dict[str, Beat]:
+    beats = {}
+    for key, value in zip(raw[::2], raw[1::2], strict=True):
+        node, status, at_ms, free, busy, util, version = value.decode().split("|", 6)
+        at = datetime.fromtimestamp(int(at_ms) / 1000, tz=UTC)
+        beats[key.decode()] = (int(node), status, at, int(free), int(busy), float(util),
+                               version)
+    return beats
+
+
+def heartbeats_flush() -> FlushResult:
+    """Write every buffered beat to PostgreSQL in one statement, then tell Redis what the
+    nodes' statuses are now. Beats that could not be written go back to the buffer (a
+    newer beat of the same node, buffered meanwhile, wins)."""
+    started = time.perf_counter()
+    if not beat_buffer_enabled():
+        return FlushResult(0, 0, 0, 0, 0.0)
+    client, _, take = _scripts()
+    raw = take(keys=[PENDING])
+    if not raw:
+        return FlushResult(0, 0, 0, 0, time.perf_counter() - started)
+    beats = _parse(raw)
+    try:
+        rows = _write(beats)
+    except Exception:
+        restore = client.pipeline(transaction=False)
+        for key, value in zip(raw[::2], raw[1::2], strict=True):
+            restore.hsetnx(PENDING, key, value)
+        restore.execute()
+        raise
+    written = {row_hash: status for _node_id, status, _was, row_hash in rows}
+    update = client.pipeline(transaction=False)
+    for token_hash, beat in beats.items():
+        if token_hash not in written:
+            update.delete(_token_key(token_hash))
+        elif written[token_hash] != beat[1]:
+            update.hset(_token_key(token_hash), "status", written[token_hash])
+    if len(update):
+        update.execute()
+    turned_online = sum(1 for _, status, was, _ in rows
+                        if status == Node.Status.ONLINE and was != Node.Status.ONLINE)
+    if turned_online:
+        from scheduler.tasks import placement_kick
+
+        placement_kick()
+    return FlushResult(taken=len(beats), written=len(rows), dropped=len(beats) - len(rows),
+                       turned_online=turned_online, seconds=time.perf_counter() - started)
+
+
+@transaction.atomic
+def _write(beats: dict[str, Beat]) -> list[tuple[int, str, str, str]]:
+    columns: dict[str, list[Any]] = {k: [] for k in
+                                     ("node", "hash", "at", "free", "busy", "util", "version")}
+    for token_hash, (node, _status, at, free, busy, util, version) in beats.items():
+        for name, value in zip(columns, (node, token_hash, at, free, busy, util, version),
+                               strict=True):
+            columns[name].append(value)
+    # Bound on the server: the arrays travel as arrays, not as SQL text built in Python.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(_FLUSH_SQL, {**columns, "timeout": settings.SCHEDULER_NODE_TIMEOUT_S})
+        return [tuple(row) for row in cursor.fetchall()]
