@@ -28,7 +28,7 @@ import httpx
 
 from bench._scratch import ROOT, scratch_database, server_url, use_database
 
-CONNECTIONS = 64
+CONNECTIONS = 32  # eight waiting per worker: every worker always has a request ready
 
 WRK_SCRIPT = """
 local tokens = {}

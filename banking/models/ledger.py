@@ -102,7 +102,7 @@ class Transfer(models.Model):
     kind = models.CharField(max_length=32, choices=TransferKind.choices)
     idempotency_key = models.CharField(max_length=255, unique=True)
     request_hash = models.CharField(max_length=64)
-    reference = models.CharField(max_length=255, blank=True, db_index=True)
+    reference = models.CharField(max_length=255, blank=True)
     memo = models.CharField(max_length=500, blank=True)
     reverses = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversed_by"
@@ -111,6 +111,9 @@ class Transfer(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        # References are looked up whole, never by prefix: a plain index (db_index=True
+        # would add a second, pattern-matching one, written by every posting for nothing).
+        indexes = [models.Index(fields=["reference"], name="transfer_reference")]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.kind} {self.reference}".strip()
