@@ -1,6 +1,6 @@
 from enum import StrEnum
 
-from banking.errors import Conflict, DomainError, InvalidInput, NotFound
+from banking.errors import Conflict, DomainError, InvalidInput
 
 
 class SchedulerErrorCode(StrEnum):
@@ -46,6 +46,3 @@ class JobFinished(Conflict):
 class NodeNotApproved(DomainError):
     code: str = SchedulerErrorCode.NODE_NOT_APPROVED
     status = 403
-
-
-__all__ = ["NotFound"]

@@ -28,7 +28,6 @@ from scheduler.api.serializers import (
     UsageInputSerializer,
     UsageOutputSerializer,
 )
-from scheduler.models import Job
 from scheduler.selectors import (
     gpu_class_availability,
     gpu_class_list,
@@ -239,6 +238,3 @@ class AgentFailApi(_AgentApi):
         a = assignment_fail(node_id=self.node_id(request), assignment_id=assignment_id,
                             **s.validated_data)
         return Response(AssignmentOutputSerializer(a).data)
-
-
-__all__ = ["Job"]

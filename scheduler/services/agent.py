@@ -12,7 +12,7 @@ from django.utils import timezone
 from banking.errors import InvalidInput, NotFound
 from banking.services.transactions import money_transaction
 from scheduler.errors import AssignmentClosed, StaleSequence
-from scheduler.locks import assignments_lock, jobs_lock
+from scheduler.locks import assignments_lock
 from scheduler.models import (
     ACTIVE_ASSIGNMENT_STATES,
     Assignment,
@@ -200,6 +200,3 @@ def node_lease(*, node_id: int) -> Lease:
         ).values_list("id", flat=True)
     )
     return Lease(assignments=active, kill=kill, max_duration_s=durations)
-
-
-__all__ = ["jobs_lock"]

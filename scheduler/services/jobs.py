@@ -9,7 +9,6 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from banking.errors import IdempotencyConflict, InvalidInput, NotFound
-from banking.models import Organization
 from banking.services.holds import hold_place
 from banking.services.spending import organization_assert_can_spend
 from banking.services.transactions import money_transaction
@@ -251,7 +250,3 @@ def job_cancel(*, organization_id: int, job_id: int) -> Job:
     if active:
         transaction.on_commit(_kick_placement)
     return job
-
-
-def job_organization(job_id: int) -> Organization:
-    return Job.objects.select_related("organization").get(pk=job_id).organization
