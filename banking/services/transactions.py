@@ -39,18 +39,28 @@ def money_transaction(fn: Callable[P, T]) -> Callable[P, T]:
         if transaction.get_connection().in_atomic_block:
             with transaction.atomic():
                 return fn(*args, **kwargs)
-        attempts = settings.LEDGER_DEADLOCK_RETRIES
-        for attempt in range(attempts):
-            try:
-                with transaction.atomic(durable=True):
-                    return fn(*args, **kwargs)
-            except OperationalError as exc:
-                if attempt == attempts - 1 or not is_retryable(exc):
-                    raise
-                time.sleep(random.uniform(0, min(0.25, 0.004 * 2**attempt)))
-        raise AssertionError("unreachable")
+
+        def attempt() -> T:
+            with transaction.atomic(durable=True):
+                return fn(*args, **kwargs)
+
+        return _retried(attempt)
 
     return wrapper
+
+
+def _retried(attempt: Callable[[], T]) -> T:
+    """Run `attempt` until it is not rolled back by a deadlock or serialization failure
+    (at most LEDGER_DEADLOCK_RETRIES times, with a short random back-off)."""
+    attempts = settings.LEDGER_DEADLOCK_RETRIES
+    for number in range(attempts):
+        try:
+            return attempt()
+        except OperationalError as exc:
+            if number == attempts - 1 or not is_retryable(exc):
+                raise
+            time.sleep(random.uniform(0, min(0.25, 0.004 * 2**number)))
+    raise AssertionError("unreachable")
 
 
 def money_statement(fn: Callable[P, T]) -> Callable[P, T]:
@@ -66,14 +76,6 @@ def money_statement(fn: Callable[P, T]) -> Callable[P, T]:
         if transaction.get_connection().in_atomic_block:
             with transaction.atomic():
                 return fn(*args, **kwargs)
-        attempts = settings.LEDGER_DEADLOCK_RETRIES
-        for attempt in range(attempts):
-            try:
-                return fn(*args, **kwargs)
-            except OperationalError as exc:
-                if attempt == attempts - 1 or not is_retryable(exc):
-                    raise
-                time.sleep(random.uniform(0, min(0.25, 0.004 * 2**attempt)))
-        raise AssertionError("unreachable")
+        return _retried(lambda: fn(*args, **kwargs))
 
     return wrapper
