@@ -211,10 +211,13 @@ CELERY_BEAT_SCHEDULE.update(
             "schedule": SCHEDULER_SETTLEMENT_INTERVAL_S,
         },
         "leases": {"task": "scheduler.leases_expire", "schedule": 5.0},
-        "heartbeats": {"task": "scheduler.heartbeats_flush", "schedule": AGENT_HEARTBEAT_FLUSH_S},
         "holds-expire": {"task": "banking.holds_expire", "schedule": 60.0},
     }
 )
+if AGENT_HEARTBEAT_WRITE_BEHIND:
+    CELERY_BEAT_SCHEDULE["heartbeats"] = {
+        "task": "scheduler.heartbeats_flush", "schedule": AGENT_HEARTBEAT_FLUSH_S,
+    }
 
 # Bank products
 # Availability yield: a deposit of g GPUs for h whole hours at rate r earns at most
