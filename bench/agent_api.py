@@ -28,6 +28,11 @@ import httpx
 
 from bench._scratch import ROOT, scratch_database, server_url, use_database
 
+# What scheduler.agent sends from a node with 8 GPUs, 4 of them busy with two jobs.
+BEAT = {"free_gpus": 4, "busy_gpus": 4, "utilization": 0.5, "agent_version": "0.1.0",
+        "gpus": [{"index": i, "name": "NVIDIA H100 80GB HBM3", "memory_mb": 81559}
+                 for i in range(8)],
+        "running": [101, 102]}
 CONNECTIONS = 32  # eight waiting per worker: every worker always has a request ready
 
 WRK_SCRIPT = """
@@ -45,7 +50,7 @@ function init(args)
 end
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"free_gpus": 4, "busy_gpus": 4, "utilization": 0.5, "agent_version": "bench"}'
+wrk.body = '%(body)s'
 request = function()
   i = i %% #tokens + 1
   wrk.headers["Authorization"] = "Node " .. tokens[i]
@@ -91,7 +96,7 @@ def _wrk(url: str, path: str, seconds: int, tokens_file: str | None,
     args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         if tokens_file:
-            script.write(WRK_SCRIPT % {"tokens": tokens_file})
+            script.write(WRK_SCRIPT % {"tokens": tokens_file, "body": json.dumps(BEAT)})
         else:
             script.write('done = function(s, l, r) io.write(string.format('
                          '"RESULT %d %d %f\\n", s.requests, s.errors.status, '
@@ -122,7 +127,7 @@ def _python_load(
                     headers = {"Authorization": f"Node {tokens[i % len(tokens)]}"} if tokens else {}
                     t = time.perf_counter()
                     if tokens:
-                        await c.post(path, json={"free_gpus": 4, "busy_gpus": 4}, headers=headers)
+                        await c.post(path, json=BEAT, headers=headers)
                     else:
                         await c.get(path)
                     lat.append(time.perf_counter() - t)

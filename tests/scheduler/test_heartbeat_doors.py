@@ -217,11 +217,28 @@ _json_values = st.recursive(
 )
 
 
-@hypothesis_settings(max_examples=300, deadline=None)
+_count = st.integers(-2, 10**6) | st.booleans() | st.floats(-1, 10) | st.text("0123 .", max_size=3)
+# Heartbeats shaped as agents send them, with every field now and then off
+_agent_beats = st.fixed_dictionaries(
+    {"free_gpus": _count, "busy_gpus": _count},
+    optional={
+        "utilization": st.floats(-0.5, 1.5) | st.integers(-1, 2) | st.booleans() | st.none(),
+        "agent_version": st.text(" \t1.0ab\x00", max_size=6) | st.integers(0, 9),
+        "gpus": st.lists(st.dictionaries(st.sampled_from(["index", "name", "memory_mb"]),
+                                         st.integers(0, 81920) | st.text(max_size=5)),
+                         max_size=8) | st.lists(st.integers(), max_size=2),
+        "running": st.lists(st.integers(-5, 10**9) | st.booleans() | st.text("12", max_size=2),
+                            max_size=4),
+        "other": _json_values,
+    },
+)
+
+
+@hypothesis_settings(max_examples=500, deadline=None)
 @given(st.dictionaries(st.sampled_from(["free_gpus", "busy_gpus", "utilization",
                                         "agent_version", "gpus", "running", "other"]),
                        _json_values, max_size=7)
-       | _json_values)
+       | _agent_beats | _json_values)
 def test_the_fast_validation_agrees_with_the_serializer(data):
     values, errors = _validated(data)
     serializer = HeartbeatInputSerializer(data=data)
