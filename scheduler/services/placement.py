@@ -222,25 +222,28 @@ def _apply(plan: list[tuple[_Job, _Node, int]], now: datetime, result: Placement
     taken = _take_jobs({job_id: node.id for job_id, (_, node, _) in by_job.items()}, now)
     used: dict[int, int] = defaultdict(int)
     lease = now + timedelta(seconds=settings.SCHEDULER_NODE_TIMEOUT_S)
-    assignments = []
+    rows = []  # (job, node, gpus, rate): plain tuples, a cycle may write thousands
     for job_id in taken:
         job, node, rate = by_job[job_id]
         used[node.id] += job.gpu_count
-        assignments.append(Assignment(job_id=job_id, node_id=node.id, gpu_count=job.gpu_count,
-                                      rate_per_gpu_hour=rate, lease_expires_at=lease))
+        rows.append((job_id, node.id, job.gpu_count, rate))
         result.assignments.append((job_id, node.id, job.gpu_count))
     _take_gpus(used)
-    _insert_assignments(assignments, now)
+    _insert_assignments(rows, lease, now)
     result.placed = len(taken)
 
 
-def _insert_assignments(assignments: list[Assignment], now: datetime) -> None:
+def _insert_assignments(rows: list[tuple[int, int, int, int]], lease: datetime,
+                        now: datetime) -> None:
     """One `INSERT ... SELECT FROM unnest(...)` on PostgreSQL, whatever the count."""
+    if not rows:
+        return
     if connection.vendor != "postgresql":
-        Assignment.objects.bulk_create(assignments, batch_size=2000)
+        Assignment.objects.bulk_create(
+            [Assignment(job_id=j, node_id=n, gpu_count=g, rate_per_gpu_hour=r,
+                        lease_expires_at=lease) for j, n, g, r in rows], batch_size=2000)
         return
-    if not assignments:
-        return
+    jobs, nodes, gpus, rates = (list(column) for column in zip(*rows, strict=True))
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO scheduler_assignment (job_id, node_id, gpu_count, rate_per_gpu_hour, "
@@ -248,9 +251,7 @@ def _insert_assignments(assignments: list[Assignment], now: datetime) -> None:
             "settled_seq, charged, fee, reason, created_at) "
             "SELECT j, n, g, r, %s, %s, 0, 0, 0, 0, 0, 0, 0, '', %s FROM unnest("
             "%s::bigint[], %s::bigint[], %s::int[], %s::bigint[]) AS v(j, n, g, r)",
-            [Assignment.State.PLACED, assignments[0].lease_expires_at, now,
-             [a.job_id for a in assignments], [a.node_id for a in assignments],
-             [a.gpu_count for a in assignments], [a.rate_per_gpu_hour for a in assignments]],
+            [Assignment.State.PLACED, lease, now, jobs, nodes, gpus, rates],
         )
 
 
