@@ -61,6 +61,9 @@ return beats
 # One statement for every beat taken: the same effects as the synchronous heartbeat
 # (scheduler.services.nodes._HEARTBEAT_SQL), for many nodes, each at its own beat's time.
 # Only a node whose token is still the one that beat, and that is not disabled, counts.
+# `old` carries each beat's values, so that nothing joins the beats again: the planner
+# cannot know how many rows `old` holds, and a nested loop over the beats per node would
+# make the flush quadratic.
 _FLUSH_SQL = """
 WITH v AS (
     SELECT * FROM unnest(%(node)s::bigint[], %(hash)s::text[], %(at)s::timestamptz[],
@@ -68,7 +71,8 @@ WITH v AS (
                          %(version)s::text[])
            AS v(node_id, hash, at, free, busy, util, version)),
 old AS (
-    SELECT n.id, n.status FROM scheduler_node AS n
+    SELECT n.id, n.status, v.hash, v.at, v.free, v.busy, v.util, v.version
+    FROM scheduler_node AS n
     JOIN v ON v.node_id = n.id AND v.hash = n.token_hash
     WHERE n.status <> 'disabled'
     ORDER BY n.id FOR UPDATE OF n),
@@ -76,22 +80,21 @@ node AS (
     UPDATE scheduler_node AS n SET
         status = CASE WHEN n.is_approved AND n.status IN ('offline', 'pending')
                       THEN 'online' ELSE n.status END,
-        last_heartbeat_at = GREATEST(v.at, n.last_heartbeat_at),
-        utilization = v.util, agent_version = v.version
-    FROM old JOIN v ON v.node_id = old.id
+        last_heartbeat_at = GREATEST(old.at, n.last_heartbeat_at),
+        utilization = old.util, agent_version = old.version
+    FROM old
     WHERE n.id = old.id
-    RETURNING n.id, n.status, old.status AS was, v.hash),
+    RETURNING n.id, n.status, old.status AS was, old.hash),
 leases AS (
     UPDATE scheduler_assignment AS a
-    SET lease_expires_at = v.at + make_interval(secs => %(timeout)s)
-    FROM v JOIN old ON old.id = v.node_id
-    WHERE a.node_id = v.node_id AND a.state IN ('placed', 'running')
+    SET lease_expires_at = old.at + make_interval(secs => %(timeout)s)
+    FROM old
+    WHERE a.node_id = old.id AND a.state IN ('placed', 'running')
       AND (a.lease_expires_at IS NULL
-           OR a.lease_expires_at < v.at + make_interval(secs => %(timeout)s))),
+           OR a.lease_expires_at < old.at + make_interval(secs => %(timeout)s))),
 beat AS (
     INSERT INTO scheduler_nodeheartbeat (node_id, at, free_gpus, busy_gpus)
-    SELECT v.node_id, date_trunc('minute', v.at), v.free, v.busy
-    FROM v JOIN old ON old.id = v.node_id
+    SELECT old.id, date_trunc('minute', old.at), old.free, old.busy FROM old
     ON CONFLICT (node_id, at) DO NOTHING)
 SELECT id, status, was, hash FROM node
 """
