@@ -162,7 +162,9 @@ class Job(models.Model):
         FAILED = "failed", "Failed"
         CANCELED = "canceled", "Canceled"
 
-    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="jobs")
+    # Indexed by (organization, state) below, which serves lookups by organization too.
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="jobs",
+                                     db_index=False)
     spec = models.JSONField()
     gpu_class = models.ForeignKey(GpuClass, on_delete=models.PROTECT, related_name="jobs")
     gpu_count = models.PositiveIntegerField()
@@ -189,7 +191,7 @@ class Job(models.Model):
     failure_reason = models.CharField(max_length=500, blank=True)
     node = models.ForeignKey(Node, null=True, blank=True, on_delete=models.PROTECT,
                              related_name="+")
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -207,6 +209,9 @@ class Job(models.Model):
             models.Index(fields=["organization", "state"]),
         ]
         constraints = [
+            # A constraint, not unique=True: keys are matched whole, and unique=True would add
+            # a pattern index that every job's insert and state change would write.
+            models.UniqueConstraint(fields=["idempotency_key"], name="job_idempotency_key"),
             models.CheckConstraint(condition=models.Q(gpu_count__gte=1), name="job_has_gpus"),
             models.CheckConstraint(condition=models.Q(max_duration_s__gte=1),
                                    name="job_has_duration"),
@@ -232,7 +237,9 @@ class Assignment(models.Model):
         CANCELED = "canceled", "Canceled"
 
     job = models.ForeignKey(Job, on_delete=models.PROTECT, related_name="assignments")
-    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="assignments")
+    # Indexed by (node, state) below, which serves lookups by node too.
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="assignments",
+                             db_index=False)
     gpu_count = models.PositiveIntegerField()
     rate_per_gpu_hour = models.BigIntegerField(help_text="what this run is charged at")
     state = models.CharField(max_length=16, choices=State.choices, default=State.PLACED)
