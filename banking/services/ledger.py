@@ -4,14 +4,12 @@ import hashlib
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-import psycopg
 from django.db import IntegrityError, connection
 from django.db.models import F
 from django.utils import timezone
@@ -28,6 +26,7 @@ from banking.locks import LockedAccount, accounts_lock
 from banking.models import Account, Entry, Transfer
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.services.transactions import money_statement, money_transaction
+from config.database import server_bound_cursor
 
 MAX_KEY_LENGTH = 255
 KNOWN_KINDS = frozenset(TransferKind.values)
@@ -199,7 +198,7 @@ def _post_one_in_database(spec: TransferSpec) -> Transfer:
     (banking_ledger_post, migration 0005), prepared once per connection."""
     now = timezone.now()
     try:
-        with _server_bound_cursor() as cursor:
+        with server_bound_cursor() as cursor:
             cursor.execute(
                 "SELECT transfer_id, outcome, detail FROM banking_ledger_post("
                 "%s, %s, %s, %s, %s, %s, %s::bigint[], %s::bigint[], %s)",
@@ -355,16 +354,6 @@ def _post_batch(specs: Sequence[TransferSpec]) -> BatchResult:
     return result
 
 
-@contextmanager
-def _server_bound_cursor() -> Iterator[psycopg.Cursor[Any]]:
-    """A cursor that sends parameters apart from the SQL (Django's binds them into the
-    text on the client): arrays of a thousand values travel as arrays, not as text built
-    in Python. Database errors still come out as Django's."""
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        yield cursor
-
-
 def _insert_transfers(specs: Sequence[TransferSpec], now: datetime) -> dict[str, int]:
     """Insert transfers; returns the ids of those inserted by idempotency key (a key
     already taken is skipped on PostgreSQL). One `INSERT ... SELECT FROM unnest(...)`
@@ -372,7 +361,7 @@ def _insert_transfers(specs: Sequence[TransferSpec], now: datetime) -> dict[str,
     if not specs:
         return {}
     if connection.vendor == "postgresql":
-        with _server_bound_cursor() as cursor:
+        with server_bound_cursor() as cursor:
             cursor.execute(
                 "INSERT INTO banking_transfer "
                 "(kind, idempotency_key, request_hash, reference, memo, reverses_id, created_at) "
@@ -409,7 +398,7 @@ def _insert_transfers(specs: Sequence[TransferSpec], now: datetime) -> dict[str,
 def _taken_keys(keys: list[str]) -> dict[str, dict[str, Any]]:
     """{key: {"id", "request_hash"}} of the transfers that already have one of `keys`."""
     if connection.vendor == "postgresql":
-        with _server_bound_cursor() as cursor:
+        with server_bound_cursor() as cursor:
             cursor.execute(
                 "SELECT idempotency_key, id, request_hash FROM banking_transfer "
                 "WHERE idempotency_key = ANY(%s::varchar[])", [keys],
@@ -428,7 +417,7 @@ def _copy_transfers(specs: Sequence[TransferSpec], now: datetime) -> dict[str, i
     COPY, and the whole batch is refused as an idempotency conflict."""
     if not specs:
         return {}
-    with _server_bound_cursor() as cursor:
+    with server_bound_cursor() as cursor:
         cursor.execute(
             "SELECT nextval(pg_get_serial_sequence('banking_transfer', 'id')) "
             "FROM generate_series(1, %s)", [len(specs)],
@@ -452,7 +441,7 @@ def _copy_transfers(specs: Sequence[TransferSpec], now: datetime) -> dict[str, i
 def _insert_entries(rows: Sequence[tuple[int, int, int]]) -> None:
     """Insert (transfer_id, account_id, amount) rows (by COPY on PostgreSQL)."""
     if connection.vendor == "postgresql":
-        with _server_bound_cursor() as cursor, cursor.copy(
+        with server_bound_cursor() as cursor, cursor.copy(
             "COPY banking_entry (transfer_id, account_id, amount) FROM STDIN"
         ) as copy:
             for row in rows:

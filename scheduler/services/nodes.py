@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
@@ -15,6 +14,7 @@ from django.utils import timezone
 
 from banking.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from banking.models import Organization
+from config.database import server_bound_cursor
 from scheduler.errors import NodeBusy
 from scheduler.models import ACTIVE_ASSIGNMENT_STATES, Assignment, GpuClass, Node, NodeHeartbeat
 from scheduler.services.classes import gpu_class_by_name
@@ -294,8 +294,7 @@ def node_heartbeat(
     if connection.vendor == "postgresql":
         # A server-side bound, prepared statement (Django binds on the client and sends
         # the whole text every time): PostgreSQL parses and plans it once per connection.
-        connection.ensure_connection()
-        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        with server_bound_cursor() as cursor:
             cursor.execute(_HEARTBEAT_BY_ID if token is None else _HEARTBEAT_BY_TOKEN, params,
                            prepare=True)
             row = cursor.fetchone()
