@@ -40,7 +40,9 @@ def accounts_lock(account_ids: Iterable[int]) -> dict[int, LockedAccount]:
         f"({', '.join(['%s'] * len(ids))}) ORDER BY id"
     )
     if connection.features.has_select_for_update:
-        sql += " FOR UPDATE"
+        # The lock an UPDATE of the balance takes: postings on an account still queue, and
+        # foreign-key checks of entries (KEY SHARE) do not wait for it, nor it for them.
+        sql += " FOR NO KEY UPDATE"
     with connection.cursor() as cursor:
         cursor.execute(sql, ids)
         return {row[0]: LockedAccount(*row) for row in cursor.fetchall()}

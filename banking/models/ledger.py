@@ -100,12 +100,17 @@ class Transfer(models.Model):
     Kind = TransferKind
 
     kind = models.CharField(max_length=32, choices=TransferKind.choices)
-    idempotency_key = models.CharField(max_length=255, unique=True)
+    # Unique by the constraint below: unique=True would add a second, pattern-matching
+    # index that no query uses and every posting writes.
+    idempotency_key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
     reference = models.CharField(max_length=255, blank=True)
     memo = models.CharField(max_length=500, blank=True)
-    reverses = models.OneToOneField(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversed_by"
+    # At most one reversal per transfer: a unique index over the reversals only, not one
+    # that every ordinary transfer adds its NULL to.
+    reverses = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversed_by",
+        db_index=False,
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
@@ -114,6 +119,13 @@ class Transfer(models.Model):
         # References are looked up whole, never by prefix: a plain index (db_index=True
         # would add a second, pattern-matching one, written by every posting for nothing).
         indexes = [models.Index(fields=["reference"], name="transfer_reference")]
+        constraints = [
+            models.UniqueConstraint(fields=["idempotency_key"], name="transfer_key_unique"),
+            models.UniqueConstraint(
+                fields=["reverses"], condition=models.Q(reverses__isnull=False),
+                name="transfer_reversed_once",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.kind} {self.reference}".strip()

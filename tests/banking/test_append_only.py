@@ -1,9 +1,9 @@
 """Entries and transfers cannot be changed or removed, even by SQL bypassing the ORM."""
 
 import pytest
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 
-from banking.models import Entry, Transfer
+from banking.models import Account, Entry, Transfer
 
 pytestmark = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="the triggers are PostgreSQL's"
@@ -48,3 +48,48 @@ def test_a_transfer_cannot_be_updated_or_deleted(posted, sql):
     ):
         cursor.execute(sql, [posted.transfer_id])
     assert Transfer.objects.get(pk=posted.transfer_id).memo == "test funds"
+
+
+@pytest.mark.parametrize(
+    ("sql", "refused"),
+    [
+        ("INSERT INTO banking_entry (transfer_id, account_id, amount) "
+         "VALUES (%(transfer)s, %(missing)s, 1), (%(transfer)s, %(account)s, -1)",
+         "banking_entry_account_id"),
+        ("INSERT INTO banking_entry (transfer_id, account_id, amount) "
+         "VALUES (%(missing)s, %(account)s, 1), (%(missing)s, %(account)s, -1)",
+         "banking_entry_transfer_id"),
+    ],
+    ids=["unknown-account", "unknown-transfer"],
+)
+def test_an_entry_must_refer_to_an_existing_transfer_and_account(posted, sql, refused):
+    count = Entry.objects.count()
+    args = {"transfer": posted.transfer_id, "account": posted.account_id, "missing": 10**12}
+    with (
+        pytest.raises(IntegrityError, match=refused),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # not at the end of the test
+        cursor.execute(sql, args)
+    assert Entry.objects.count() == count
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM banking_account WHERE id = %s",
+        "UPDATE banking_account SET id = id + 1000000 WHERE id = %s",
+    ],
+    ids=["delete", "renumber"],
+)
+def test_an_account_with_entries_is_neither_deleted_nor_renumbered(posted, sql):
+    with (
+        pytest.raises(IntegrityError, match="banking_entry_account_id"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # not at the end of the test
+        cursor.execute(sql, [posted.account_id])
+    assert Account.objects.filter(pk=posted.account_id).exists()
+    assert Entry.objects.filter(account_id=posted.account_id).exists()
