@@ -170,3 +170,48 @@ def test_a_grant_with_a_key_is_posted_once(org):
     grant_post(organization_id=org.pk, amount=500, reason="welcome", idempotency_key="w")
     assert wallet_get(organization_id=org.pk).available == 500
     assert system_account(AccountPurpose.PROMOTIONS).balance == -500
+
+
+def test_a_batch_naming_an_unknown_account_is_refused_and_posts_nothing(make_org):
+    payer = make_org(tokens=100)
+    specs = [
+        transfer_spec(kind=TransferKind.CAPTURE, idempotency_key=f"u{i}",
+                      legs=[(wallet_id(payer), -4), (10**9 + i, 4)])
+        for i in range(3)
+    ]
+    with pytest.raises(NotFound):
+        transfers_post_batch(specs)
+    assert not Transfer.objects.filter(idempotency_key__startswith="u").exists()
+    assert wallet_get(organization_id=payer.pk).available == 100
+
+
+def test_a_batch_reusing_a_key_for_another_body_is_a_conflict_and_posts_nothing(make_org):
+    payer = make_org(tokens=100)
+    revenue = system_account(AccountPurpose.PLATFORM_REVENUE).pk
+    transfers_post_batch([transfer_spec(kind=TransferKind.CAPTURE, idempotency_key="r0",
+                                        legs=[(wallet_id(payer), -4), (revenue, 4)])])
+    specs = [
+        transfer_spec(kind=TransferKind.CAPTURE, idempotency_key=f"r{i}",
+                      legs=[(wallet_id(payer), -5), (revenue, 5)])
+        for i in range(3)
+    ]
+    with pytest.raises(IdempotencyConflict):
+        transfers_post_batch(specs)
+    assert list(Transfer.objects.filter(idempotency_key__startswith="r")
+                .values_list("idempotency_key", flat=True)) == ["r0"]
+    assert wallet_get(organization_id=payer.pk).available == 96
+
+
+def test_a_batch_partly_posted_before_posts_only_the_rest(make_org):
+    payer = make_org(tokens=100)
+    revenue = system_account(AccountPurpose.PLATFORM_REVENUE).pk
+    specs = [
+        transfer_spec(kind=TransferKind.CAPTURE, idempotency_key=f"p{i}",
+                      legs=[(wallet_id(payer), -2), (revenue, 2)])
+        for i in range(6)
+    ]
+    first = transfers_post_batch(specs[:2])
+    result = transfers_post_batch(specs)
+    assert (result.posted, result.replayed) == (4, 2)
+    assert result.transfer_ids[:2] == first.transfer_ids
+    assert wallet_get(organization_id=payer.pk).available == 88
