@@ -33,6 +33,15 @@ def two_funded(make_org):
     return make_org(tokens=1_000), make_org(tokens=0)
 
 
+def captures(prefix: str, payer: int, payee: int, amount: int, n: int) -> list:
+    """n batch transfers of `amount` from `payer` to `payee`, keyed prefix0, prefix1..."""
+    return [
+        transfer_spec(kind=TransferKind.CAPTURE, idempotency_key=f"{prefix}{i}",
+                      legs=[(payer, -amount), (payee, amount)])
+        for i in range(n)
+    ]
+
+
 def move(a, b, amount, key):
     return transfer_post(
         kind=TransferKind.TRANSFER, idempotency_key=key, legs=[(wallet_id(a), -amount),
@@ -154,11 +163,7 @@ def test_the_batch_form_posts_many_transfers_with_one_update_per_account(make_or
 def test_a_batch_that_would_overdraw_any_account_posts_nothing(make_org):
     payer = make_org(tokens=10)
     revenue = system_account(AccountPurpose.PLATFORM_REVENUE)
-    specs = [
-        transfer_spec(kind=TransferKind.CAPTURE, idempotency_key=f"o{i}",
-                      legs=[(wallet_id(payer), -4), (revenue.pk, 4)])
-        for i in range(3)
-    ]
+    specs = captures("o", wallet_id(payer), revenue.pk, 4, 3)
     with pytest.raises(InsufficientFunds):
         transfers_post_batch(specs)
     assert not Transfer.objects.filter(idempotency_key__startswith="o").exists()
@@ -174,11 +179,7 @@ def test_a_grant_with_a_key_is_posted_once(org):
 
 def test_a_batch_naming_an_unknown_account_is_refused_and_posts_nothing(make_org):
     payer = make_org(tokens=100)
-    specs = [
-        transfer_spec(kind=TransferKind.CAPTURE, idempotency_key=f"u{i}",
-                      legs=[(wallet_id(payer), -4), (10**9 + i, 4)])
-        for i in range(3)
-    ]
+    specs = captures("u", wallet_id(payer), 10**9, 4, 3)
     with pytest.raises(NotFound):
         transfers_post_batch(specs)
     assert not Transfer.objects.filter(idempotency_key__startswith="u").exists()
@@ -188,13 +189,8 @@ def test_a_batch_naming_an_unknown_account_is_refused_and_posts_nothing(make_org
 def test_a_batch_reusing_a_key_for_another_body_is_a_conflict_and_posts_nothing(make_org):
     payer = make_org(tokens=100)
     revenue = system_account(AccountPurpose.PLATFORM_REVENUE).pk
-    transfers_post_batch([transfer_spec(kind=TransferKind.CAPTURE, idempotency_key="r0",
-                                        legs=[(wallet_id(payer), -4), (revenue, 4)])])
-    specs = [
-        transfer_spec(kind=TransferKind.CAPTURE, idempotency_key=f"r{i}",
-                      legs=[(wallet_id(payer), -5), (revenue, 5)])
-        for i in range(3)
-    ]
+    transfers_post_batch(captures("r", wallet_id(payer), revenue, 4, 1))
+    specs = captures("r", wallet_id(payer), revenue, 5, 3)
     with pytest.raises(IdempotencyConflict):
         transfers_post_batch(specs)
     assert list(Transfer.objects.filter(idempotency_key__startswith="r")
@@ -205,11 +201,7 @@ def test_a_batch_reusing_a_key_for_another_body_is_a_conflict_and_posts_nothing(
 def test_a_batch_partly_posted_before_posts_only_the_rest(make_org):
     payer = make_org(tokens=100)
     revenue = system_account(AccountPurpose.PLATFORM_REVENUE).pk
-    specs = [
-        transfer_spec(kind=TransferKind.CAPTURE, idempotency_key=f"p{i}",
-                      legs=[(wallet_id(payer), -2), (revenue, 2)])
-        for i in range(6)
-    ]
+    specs = captures("p", wallet_id(payer), revenue, 2, 6)
     first = transfers_post_batch(specs[:2])
     result = transfers_post_batch(specs)
     assert (result.posted, result.replayed) == (4, 2)
