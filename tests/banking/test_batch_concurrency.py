@@ -53,9 +53,10 @@ def test_one_batch_sent_by_six_callers_at_once_posts_once(make_org):
 
     results = run_threads(6, lambda i: transfers_post_batch(specs))
 
-    assert all(isinstance(r, BatchResult) for r in results), results
-    assert sorted(r.posted for r in results) == [0, 0, 0, 0, 0, 300]
-    assert all(r.transfer_ids == results[0].transfer_ids for r in results)
+    posted = [r for r in results if isinstance(r, BatchResult)]
+    assert len(posted) == 6, results
+    assert sorted(r.posted for r in posted) == [0, 0, 0, 0, 0, 300]
+    assert all(r.transfer_ids == posted[0].transfer_ids for r in posted)
     assert Transfer.objects.filter(idempotency_key__startswith="twin-").count() == 300
     assert Account.objects.get(pk=revenue).balance == start + 900
 
