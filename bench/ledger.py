@@ -19,6 +19,9 @@ import random
 import re
 import subprocess
 import time
+import uuid
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from bench._machine import CpuShare, cpu_share
@@ -62,8 +65,26 @@ def _setup_wallets(n: int) -> list[int]:
     return wallets
 
 
-def _single_worker(url: str, wallets: list[int], ready: "mp.synchronize.Barrier",
-                   seconds: float, seed: int, out: "mp.Queue[int]") -> None:
+def _clients(target: Callable[..., None], clients: int, *args: object,
+             first_seed: int = 0) -> list[Any]:
+    """Run `target(*args, seed, ready, out)` in `clients` spawned processes, seeds
+    first_seed, first_seed + 1, ...; they start together behind the `ready` barrier once
+    each is connected. Returns what each put on `out`."""
+    ctx = mp.get_context("spawn")
+    queue: mp.Queue[Any] = ctx.Queue()
+    ready = ctx.Barrier(clients)
+    procs = [ctx.Process(target=target, args=(*args, first_seed + i, ready, queue))
+             for i in range(clients)]
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return results
+
+
+def _single_worker(url: str, wallets: list[int], seconds: float, seed: int,
+                   ready: "mp.synchronize.Barrier", out: "mp.Queue[int]") -> None:
     use_database(url)
     from banking.models import Account
     from banking.models.ledger import TransferKind
@@ -84,21 +105,11 @@ def _single_worker(url: str, wallets: list[int], ready: "mp.synchronize.Barrier"
 
 
 def single_tps(url: str, wallets: list[int], seconds: float) -> float:
-    ctx = mp.get_context("spawn")
-    queue: mp.Queue[int] = ctx.Queue()
-    ready = ctx.Barrier(CLIENTS)  # every process is up and connected before the clock starts
-    procs = [ctx.Process(target=_single_worker, args=(url, wallets, ready, seconds, i, queue))
-             for i in range(CLIENTS)]
-    for p in procs:
-        p.start()
-    total = sum(queue.get() for _ in procs)
-    for p in procs:
-        p.join()
-    return total / seconds
+    return sum(_clients(_single_worker, CLIENTS, url, wallets, seconds)) / seconds
 
 
-def _batch_worker(url: str, wallets: list[int], ready: "mp.synchronize.Barrier",
-                  batches: int, size: int, seed: int,
+def _batch_worker(url: str, wallets: list[int], batches: int, size: int, run: str, seed: int,
+                  ready: "mp.synchronize.Barrier",
                   out: "mp.Queue[tuple[float, float]]") -> None:
     use_database(url)
     from banking.models.ledger import AccountPurpose, TransferKind
@@ -108,7 +119,7 @@ def _batch_worker(url: str, wallets: list[int], ready: "mp.synchronize.Barrier",
     rng = random.Random(seed)
     prepared = [
         [
-            transfer_spec(kind=TransferKind.CAPTURE, idempotency_key=f"b{seed}-{b}-{i}",
+            transfer_spec(kind=TransferKind.CAPTURE, idempotency_key=f"b{run}-{seed}-{b}-{i}",
                           legs=[(rng.choice(wallets), -3), (revenue, 3)])
             for i in range(size)
         ]
@@ -118,7 +129,8 @@ def _batch_worker(url: str, wallets: list[int], ready: "mp.synchronize.Barrier",
     ready.wait()
     started = time.monotonic()
     for specs in prepared:
-        transfers_post_batch(specs)
+        # Every key is new: a replayed batch would measure lookups, not postings.
+        assert transfers_post_batch(specs).posted == size
     out.put((started, time.monotonic()))
 
 
@@ -126,17 +138,7 @@ def batch_tps(url: str, wallets: list[int], batches: int, clients: int,
               size: int = 1_000) -> float:
     """Transfers/s of `clients` processes posting `batches` batches each, all crediting
     the platform revenue account: from the first start to the last finish."""
-    ctx = mp.get_context("spawn")
-    queue: mp.Queue[tuple[float, float]] = ctx.Queue()
-    ready = ctx.Barrier(clients)
-    procs = [ctx.Process(target=_batch_worker,
-                         args=(url, wallets, ready, batches, size, 1_000 + i, queue))
-             for i in range(clients)]
-    for p in procs:
-        p.start()
-    spans = [queue.get() for _ in procs]
-    for p in procs:
-        p.join()
+    spans = _clients(_batch_worker, clients, url, wallets, batches, size, uuid.uuid4().hex)
     elapsed = max(end for _, end in spans) - min(start for start, _ in spans)
     return clients * batches * size / elapsed
 
