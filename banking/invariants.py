@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from django.db.models import Count, F, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from banking.models import Account, Entry, Hold, Transfer
@@ -36,6 +36,18 @@ def ledger_verify(limit: int = 100) -> list[Violation]:
     found += [
         Violation("1. transfers sum to zero", f"transfer {r['id']} has {r['n']} entries")
         for r in lonely
+    ]
+    # Written entries are checked by a trigger, not foreign keys (migration 0012); this
+    # finds any that got past it, e.g. with the trigger disabled.
+    orphans = Entry.objects.filter(
+        ~Exists(Transfer.objects.filter(pk=OuterRef("transfer_id")))
+        | ~Exists(Account.objects.filter(pk=OuterRef("account_id")))
+    ).values("id", "transfer_id", "account_id")[:limit]
+    found += [
+        Violation("1. transfers sum to zero",
+                  f"entry {r['id']} names transfer {r['transfer_id']} and account "
+                  f"{r['account_id']}, one of which does not exist")
+        for r in orphans
     ]
     grand_total = Entry.objects.aggregate(total=Coalesce(Sum("amount"), 0))["total"]
     if grand_total != 0:
