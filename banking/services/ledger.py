@@ -84,10 +84,10 @@ class TransferSpec:
     def request_hash(self) -> str:
         """SHA-256 of the request's JSON, `json.dumps(body, sort_keys=True)` of
         {"kind", "legs": sorted [account, amount] pairs, "reference", "reverses"}, written
-        out by hand (a batch hashes a thousand of them): the same text, so the same hashes
-        as the transfers already stored."""
-        legs = ", ".join(f"[{a}, {n}]" for a, n in sorted(
-            (leg.account_id, leg.amount) for leg in self.legs))
+        out by hand (a batch hashes a thousand of them; the pairs %-formatted, the fastest): the
+        same text, so the same hashes as the transfers already stored."""
+        pairs = sorted([(leg.account_id, leg.amount) for leg in self.legs])
+        legs = ", ".join(["[%d, %d]" % pair for pair in pairs])  # noqa: UP031
         reverses = "null" if self.reverses_id is None else str(int(self.reverses_id))
         body = (f'{{"kind": {_json_text(str(self.kind))}, "legs": [{legs}], '
                 f'"reference": {_json_text(self.reference)}, "reverses": {reverses}}}')
@@ -204,9 +204,13 @@ def _post_one_in_database(spec: TransferSpec) -> Transfer:
             cursor.execute(
                 "SELECT transfer_id, outcome, detail FROM banking_ledger_post("
                 "%s, %s, %s, %s, %s, %s, %s::bigint[], %s::bigint[], %s)",
+                # The two arrays as array literals: psycopg's list adapter costs more than
+                # the posting's other parameters together (whole numbers only, so safe).
                 [str(spec.kind), spec.idempotency_key, spec.request_hash, spec.reference,
-                 spec.memo, spec.reverses_id, [leg.account_id for leg in spec.legs],
-                 [leg.amount for leg in spec.legs], now],
+                 spec.memo, spec.reverses_id,
+                 "{%s}" % ",".join([str(leg.account_id) for leg in spec.legs]),  # noqa: UP031
+                 "{%s}" % ",".join([str(leg.amount) for leg in spec.legs]),  # noqa: UP031
+                 now],
                 prepare=True,
             )
             row = cursor.fetchone()
