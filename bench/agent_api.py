@@ -34,6 +34,7 @@ BEAT = {"free_gpus": 4, "busy_gpus": 4, "utilization": 0.5, "agent_version": "0.
         "gpus": [{"index": i, "name": "NVIDIA H100 80GB HBM3", "memory_mb": 81559}
                  for i in range(8)],
         "running": [101, 102]}
+ASGI_WORKER = "uvicorn_worker.UvicornWorker"
 CONNECTIONS = 32  # eight waiting per worker: every worker always has a request ready
 
 WRK_SCRIPT = """
@@ -213,8 +214,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--connections", type=int, default=CONNECTIONS)
-    parser.add_argument("--workers", type=int, default=0, help="default: 2 per core")
-    parser.add_argument("--worker-class", default="sync")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="default: 1 per core (uvicorn), 2 per core (sync, gthread)")
+    parser.add_argument("--worker-class", default=ASGI_WORKER,
+                        help=f"{ASGI_WORKER} (config.asgi, as deployed) or a WSGI one "
+                             "(config.wsgi): sync, gthread")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--synchronous", action="store_true",
                         help="every beat written as it arrives (no write-behind)")
@@ -244,9 +248,12 @@ def main() -> None:
                "LOG_LEVEL": "WARNING", "AGENT_RATE_LIMIT": "100000/min",
                "DATABASE_CONN_MAX_AGE": "60",
                "AGENT_HEARTBEAT_WRITE_BEHIND": "true" if write_behind else "false"}
-        workers = str(args.workers or max(2, (os.cpu_count() or 2) * 2))
+        asgi = args.worker_class == ASGI_WORKER
+        # An event loop keeps its core busy by itself; a synchronous worker waits on Redis.
+        workers = str(args.workers or (os.cpu_count() or 2) * (1 if asgi else 2))
         server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "config.wsgi:application", "-b",
+            [sys.executable, "-m", "gunicorn",
+             "config.asgi:application" if asgi else "config.wsgi:application", "-b",
              f"127.0.0.1:{port}", "-w", workers, "-k", args.worker_class,
              "--threads", str(args.threads), "--log-level", "warning"],
             cwd=ROOT, env=env, start_new_session=True)

@@ -1,22 +1,27 @@
 """The agent's heartbeat: the API's hottest path (every node, every few seconds).
 
-One function, `heartbeat_answer`, answers it, behind two doors that behave the same:
-the DRF view (`AgentHeartbeatApi`: the API docs, Django's test client, `runserver`)
-and `HeartbeatFastPath`, a WSGI middleware in front of Django that serves
-`POST /api/v1/agent/heartbeat/` without Django's middleware, URL resolution and DRF's
-request cycle. On this machine that cycle costs several times the heartbeat's own work
-(one Redis call with write-behind, see scheduler.services.heartbeat_buffer; else one SQL
-statement, which also counts the beat against the node's rate limit), and a fleet of
-10,000 nodes must not need a rack of web servers to say it is alive.
+One function answers it, `heartbeat_answer` (and `heartbeat_answer_async`, the same steps
+with the Redis call awaited), behind three doors that behave the same: the DRF view
+(`AgentHeartbeatApi`: the API docs, Django's test client, `runserver`), and two
+middlewares in front of Django that serve `POST /api/v1/agent/heartbeat/` without
+Django's middleware, URL resolution and DRF's request cycle: `HeartbeatFastPath` for WSGI
+and `HeartbeatFastPathASGI` for ASGI (what gunicorn serves, with uvicorn workers). On this
+machine that cycle costs several times the heartbeat's own work (one Redis call with
+write-behind, see scheduler.services.heartbeat_buffer; else one SQL statement, which also
+counts the beat against the node's rate limit), and a fleet of 10,000 nodes must not need
+a rack of web servers to say it is alive.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -35,6 +40,7 @@ from scheduler.api.serializers import HeartbeatInputSerializer
 from scheduler.services.heartbeat_buffer import (
     beat_buffer_enabled,
     beat_buffer_record,
+    beat_buffer_record_async,
     beat_buffer_remember,
 )
 from scheduler.services.nodes import BeatLimit, NodeToken, node_heartbeat
@@ -61,7 +67,11 @@ def _unauthenticated(message: str) -> Answer:
 
 def _beat_limit() -> BeatLimit:
     """From the agent API's `node` throttle rate, e.g. "600/min"."""
-    rate = str(settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["node"])  # type: ignore[index]
+    return _parsed_limit(str(settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["node"]))  # type: ignore[index]
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_limit(rate: str) -> BeatLimit:
     count, period = rate.split("/")
     return BeatLimit(beats=int(count), window_s=_PERIODS[period[0]])
 
@@ -126,7 +136,17 @@ def _plainly_valid(data: Any) -> dict[str, Any] | None:
     }
 
 
-def heartbeat_answer(authorization: str, body: bytes) -> Answer:
+@dataclass(frozen=True)
+class BeatRequest:
+    """A heartbeat that passed every check made without I/O."""
+
+    token: NodeToken
+    values: dict[str, Any]
+    limit: BeatLimit
+
+
+def heartbeat_read(authorization: str, body: bytes) -> Answer | BeatRequest:
+    """The Authorization header's token and the body's values, or the refusal of either."""
     scheme, _, raw = authorization.partition(" ")
     if scheme != "Node" or not raw:
         return _unauthenticated("Authentication credentials were not provided."
@@ -138,29 +158,75 @@ def heartbeat_answer(authorization: str, body: bytes) -> Answer:
         data = json.loads(body) if body else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return Answer(400, error_body(ErrorCode.INVALID, f"JSON parse error - {exc}"))
-    d, errors = _validated(data)
+    values, errors = _validated(data)
     if errors:
         return Answer(400, validation_error_body(errors))
-    limit = _beat_limit()
+    return BeatRequest(token, values, _beat_limit())
+
+
+def heartbeat_answer(authorization: str, body: bytes) -> Answer:
+    read = heartbeat_read(authorization, body)
+    if isinstance(read, Answer):
+        return read
     write_behind = beat_buffer_enabled()
     if write_behind:
         try:
-            buffered = beat_buffer_record(
-                token, free_gpus=d["free_gpus"], busy_gpus=d["busy_gpus"],
-                utilization=d["utilization"], agent_version=d["agent_version"], limit=limit)
+            buffered = beat_buffer_record(read.token, limit=read.limit, **_beat_values(read))
         except redis.RedisError:  # Redis down: the beat still counts, the synchronous way
             logger.warning("heartbeat buffer unavailable", exc_info=True)
             write_behind, buffered = False, None
         if buffered is not None:
             return _accepted(buffered.status, buffered.retry_after_s)
-    # Synchronous: no write-behind, or a token Redis does not know yet (this proves it).
-    result = node_heartbeat(token=token, free_gpus=d["free_gpus"], busy_gpus=d["busy_gpus"],
-                            utilization=d["utilization"], agent_version=d["agent_version"],
-                            limit=limit)
+    return heartbeat_settle(read, write_behind=write_behind)
+
+
+async def heartbeat_answer_async(authorization: str, body: bytes) -> Answer:
+    """heartbeat_answer for the ASGI door: the Redis call awaited, the synchronous way
+    (PostgreSQL) in a thread."""
+    read = heartbeat_read(authorization, body)
+    if isinstance(read, Answer):
+        return read
+    write_behind = beat_buffer_enabled()
+    if write_behind:
+        try:
+            buffered = await beat_buffer_record_async(read.token, limit=read.limit,
+                                                      **_beat_values(read))
+        except redis.RedisError:
+            logger.warning("heartbeat buffer unavailable", exc_info=True)
+            write_behind, buffered = False, None
+        if buffered is not None:
+            return _accepted(buffered.status, buffered.retry_after_s)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_SETTLING, _settle_on_a_connection, read, write_behind)
+
+
+# Threads of their own, not asgiref's: each keeps its database connection from one beat to
+# the next (CONN_MAX_AGE), as a WSGI worker does.
+_SETTLING = ThreadPoolExecutor(max_workers=4, thread_name_prefix="heartbeat")
+
+
+def _settle_on_a_connection(read: BeatRequest, write_behind: bool) -> Answer:
+    close_old_connections()
+    try:
+        return heartbeat_settle(read, write_behind=write_behind)
+    finally:
+        close_old_connections()
+
+
+def _beat_values(read: BeatRequest) -> dict[str, Any]:
+    d = read.values
+    return {"free_gpus": d["free_gpus"], "busy_gpus": d["busy_gpus"],
+            "utilization": d["utilization"], "agent_version": d["agent_version"]}
+
+
+def heartbeat_settle(read: BeatRequest, *, write_behind: bool) -> Answer:
+    """The synchronous heartbeat: no write-behind, or a token Redis does not know yet (this
+    proves it)."""
+    result = node_heartbeat(token=read.token, limit=read.limit, **_beat_values(read))
     if result is None:
         return _unauthenticated("Invalid node token.")
     if write_behind and not result.retry_after_s:
-        beat_buffer_remember(token, node_id=result.node_id, status=result.status)
+        beat_buffer_remember(read.token, node_id=result.node_id, status=result.status)
     if result.freed_capacity:
         from scheduler.tasks import placement_kick
 
@@ -178,6 +244,31 @@ def _accepted(status: str, retry_after_s: int) -> Answer:
     return Answer(200, {"status": status,
                         "next_heartbeat_s": settings.SCHEDULER_HEARTBEAT_INTERVAL_S,
                         "server_time": server_time})
+
+
+def _request_id(incoming: str) -> str:
+    return incoming[:64] if incoming and incoming.isascii() else uuid.uuid4().hex
+
+
+def _reply(answer: Answer, rid: str) -> tuple[bytes, list[tuple[str, str]]]:
+    payload = json.dumps(answer.body).encode()
+    return payload, [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
+                     ("X-Content-Type-Options", "nosniff"), ("X-Request-ID", rid),
+                     *answer.headers.items()]
+
+
+def _observe(answer: Answer, rid: str, started: float) -> None:
+    """What Django's request cycle would have done for the request: metrics, a log line."""
+    elapsed = time.perf_counter() - started
+    REQUESTS.labels("POST", ROUTE, answer.status).inc()
+    LATENCY.labels("POST", ROUTE).observe(elapsed)
+    logger.info("POST %s %s %.1fms", PATH, answer.status, elapsed * 1000,
+                extra={"request_id": rid})
+
+
+def _too_long() -> Answer:
+    return Answer(400, error_body(ErrorCode.INVALID, "The body must be a JSON object "
+                                  f"of at most {MAX_BODY_BYTES} bytes."))
 
 
 StartResponse = Callable[..., Any]
@@ -199,23 +290,15 @@ class HeartbeatFastPath:
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
         started = time.perf_counter()
-        incoming = environ.get("HTTP_X_REQUEST_ID", "")
-        rid = incoming[:64] if incoming and incoming.isascii() else uuid.uuid4().hex
+        rid = _request_id(environ.get("HTTP_X_REQUEST_ID", ""))
         reset = request_id_var.set(rid)
         try:
             answer = self._answer(environ)
         finally:
             request_id_var.reset(reset)
-        payload = json.dumps(answer.body).encode()
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
-                   ("X-Content-Type-Options", "nosniff"), ("X-Request-ID", rid),
-                   *answer.headers.items()]
+        payload, headers = _reply(answer, rid)
         start_response(f"{answer.status} {HTTPStatus(answer.status).phrase}", headers)
-        elapsed = time.perf_counter() - started
-        REQUESTS.labels("POST", ROUTE, answer.status).inc()
-        LATENCY.labels("POST", ROUTE).observe(elapsed)
-        logger.info("POST %s %s %.1fms", PATH, answer.status, elapsed * 1000,
-                    extra={"request_id": rid})
+        _observe(answer, rid, started)
         return [payload]
 
     def _answer(self, environ: dict[str, Any]) -> Answer:
@@ -224,8 +307,7 @@ class HeartbeatFastPath:
         except ValueError:
             length = -1
         if not 0 <= length <= MAX_BODY_BYTES:
-            return Answer(400, error_body(ErrorCode.INVALID, "The body must be a JSON object "
-                                          f"of at most {MAX_BODY_BYTES} bytes."))
+            return _too_long()
         close_old_connections()
         try:
             body = environ["wsgi.input"].read(length) if length else b""
@@ -235,3 +317,60 @@ class HeartbeatFastPath:
             return Answer(500, error_body("server_error", SERVER_ERROR_MESSAGE))
         finally:
             close_old_connections()
+
+
+ASGIScope = dict[str, Any]
+ASGIReceive = Callable[[], Awaitable[dict[str, Any]]]
+ASGISend = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[ASGIScope, ASGIReceive, ASGISend], Awaitable[None]]
+
+
+class HeartbeatFastPathASGI:
+    """The same door for ASGI (config.asgi.application, the agents' server): one worker's
+    event loop answers many agents at once while each waits on Redis, where a synchronous
+    worker answers one at a time."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = {k.lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        rid = _request_id(headers.get(b"x-request-id", ""))
+        reset = request_id_var.set(rid)
+        try:
+            answer = await self._answer(headers, receive)
+        finally:
+            request_id_var.reset(reset)
+        payload, reply_headers = _reply(answer, rid)
+        await send({"type": "http.response.start", "status": answer.status,
+                    "headers": [(k.lower().encode(), v.encode("latin-1"))
+                                for k, v in reply_headers]})
+        await send({"type": "http.response.body", "body": payload})
+        _observe(answer, rid, started)
+
+    async def _answer(self, headers: dict[bytes, str], receive: ASGIReceive) -> Answer:
+        try:
+            length = int(headers.get(b"content-length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY_BYTES:
+            return _too_long()
+        try:
+            body = b""
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return Answer(400, error_body(ErrorCode.INVALID, "The request ended early."))
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+                if len(body) > MAX_BODY_BYTES:
+                    return _too_long()
+            return await heartbeat_answer_async(headers.get(b"authorization", ""), body)
+        except Exception:  # an answer in the API's shape, whatever went wrong
+            logger.exception("Unhandled error in the heartbeat fast path")
+            return Answer(500, error_body("server_error", SERVER_ERROR_MESSAGE))

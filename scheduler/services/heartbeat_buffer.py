@@ -115,8 +115,10 @@ class FlushResult:
 
 
 def beat_buffer_enabled() -> bool:
+    # The engine from the settings, not connection.vendor: under ASGI every request has a
+    # context of its own, and asking the connection builds a connection object for it.
     return bool(settings.AGENT_HEARTBEAT_WRITE_BEHIND and settings.REDIS_URL
-                and connection.vendor == "postgresql")
+                and settings.DATABASES["default"]["ENGINE"].endswith("postgresql"))
 
 
 @cache
@@ -137,13 +139,48 @@ def beat_buffer_record(
     does not know the token (the caller then beats the synchronous way)."""
     _, beat, _ = _scripts()
     now = time.time()
+    keys, args = _beat_call(token, free_gpus, busy_gpus, utilization, agent_version, limit, now)
+    return _buffered(beat(keys=keys, args=args), limit, now)
+
+
+async def beat_buffer_record_async(
+    token: NodeToken, *, free_gpus: int, busy_gpus: int, utilization: float,
+    agent_version: str, limit: BeatLimit,
+) -> BufferedBeat | None:
+    """beat_buffer_record for the ASGI door, on an asyncio Redis client."""
+    beat = _async_beat_script()
+    now = time.time()
+    keys, args = _beat_call(token, free_gpus, busy_gpus, utilization, agent_version, limit, now)
+    return _buffered(await beat(keys=keys, args=args), limit, now)
+
+
+def _async_beat_script() -> Any:
+    """The beat script on an asyncio client of the running event loop (a client's
+    connections belong to the loop that made them; a server has one loop per worker)."""
+    import asyncio
+
+    import redis.asyncio
+
+    loop = asyncio.get_running_loop()
+    if _async_clients.get("loop") is not loop:
+        client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+        _async_clients.update(loop=loop, script=client.register_script(_BEAT))
+    return _async_clients["script"]
+
+
+_async_clients: dict[str, Any] = {}
+
+
+def _beat_call(token: NodeToken, free_gpus: int, busy_gpus: int, utilization: float,
+               agent_version: str, limit: BeatLimit, now: float) -> tuple[list[str], list[Any]]:
     window = int(now) // limit.window_s
     value = "|".join((str(int(now * 1000)), str(max(0, free_gpus)), str(max(0, busy_gpus)),
                       repr(max(0.0, min(1.0, float(utilization)))), agent_version[:64]))
-    answer = beat(
-        keys=[_token_key(token.hash), f"hb:rate:{token.hash[:32]}:{window}", PENDING],
-        args=[limit.beats, limit.window_s + 1, token.hash, value],
-    )
+    return ([_token_key(token.hash), f"hb:rate:{token.hash[:32]}:{window}", PENDING],
+            [limit.beats, limit.window_s + 1, token.hash, value])
+
+
+def _buffered(answer: Any, limit: BeatLimit, now: float) -> BufferedBeat | None:
     if answer is None:
         return None
     verdict, status = (part.decode() for part in answer)

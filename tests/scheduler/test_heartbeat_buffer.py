@@ -18,6 +18,7 @@ from scheduler.services.heartbeat_buffer import PENDING, heartbeats_flush
 from scheduler.services.jobs import job_submit
 from scheduler.services.nodes import node_retire
 from scheduler.services.placement import placement_run
+from tests.scheduler.asgi_door import through_asgi
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -45,7 +46,11 @@ def kicks(monkeypatch) -> list[int]:
     return kicked
 
 
-def _beat(node: Node, **fields) -> tuple[int, dict]:
+def _beat(node: Node, door: str = "drf", **fields) -> tuple[int, dict]:
+    if door == "asgi":
+        status, body, _ = through_asgi(f"Node {node.token}",  # type: ignore[attr-defined]
+                                       json.dumps({**BEAT, **fields}).encode(), {})
+        return status, body
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Node {node.token}")  # type: ignore[attr-defined]
     response = client.post("/api/v1/agent/heartbeat/", {**BEAT, **fields}, format="json")
@@ -57,13 +62,14 @@ def _pending(write_behind: redis.Redis) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
+@pytest.mark.parametrize("door", ["drf", "asgi"])
 def test_the_first_beat_is_written_at_once_and_later_ones_at_the_flush(online_node,
-                                                                        write_behind):
+                                                                        write_behind, door):
     node = online_node()
-    first_status, _ = _beat(node)  # Redis does not know the token yet: synchronous
+    first_status, _ = _beat(node, door)  # Redis does not know the token yet: synchronous
     first_seen = Node.objects.get(pk=node.pk).last_heartbeat_at
 
-    status, body = _beat(node, utilization=0.9, agent_version="3.1")
+    status, body = _beat(node, door, utilization=0.9, agent_version="3.1")
 
     assert (first_status, status, body["status"]) == (200, 200, "online")
     fresh = Node.objects.get(pk=node.pk)
@@ -207,17 +213,19 @@ def test_the_flush_is_a_scheduled_task_on_a_queue_the_worker_consumes():
     assert json.dumps(entry["schedule"]) == json.dumps(django_settings.AGENT_HEARTBEAT_FLUSH_S)
 
 
-def test_with_redis_down_beats_are_written_the_synchronous_way(online_node, monkeypatch):
+@pytest.mark.parametrize("door", ["drf", "asgi"])
+def test_with_redis_down_beats_are_written_the_synchronous_way(online_node, monkeypatch, door):
     node = online_node()
-    _beat(node)
+    _beat(node, door)
 
     def unreachable() -> None:
         raise redis.ConnectionError("Connection refused")
 
     monkeypatch.setattr(heartbeat_buffer, "_scripts", unreachable)
+    monkeypatch.setattr(heartbeat_buffer, "_async_beat_script", unreachable)
     before = Node.objects.get(pk=node.pk).last_heartbeat_at
 
-    status, body = _beat(node, agent_version="3.9")
+    status, body = _beat(node, door, agent_version="3.9")
 
     assert (status, body["status"]) == (200, "online")
     fresh = Node.objects.get(pk=node.pk)

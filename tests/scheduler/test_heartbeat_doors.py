@@ -1,6 +1,6 @@
-"""The heartbeat has two doors, the DRF view and the WSGI fast path in front of Django
-(config.wsgi.application, what gunicorn serves): both must answer every request the same
-way, and a refused request must change nothing."""
+"""The heartbeat has three doors, the DRF view and the fast paths in front of Django for
+WSGI (config.wsgi.application) and ASGI (config.asgi.application, what gunicorn serves):
+all must answer every request the same way, and a refused request must change nothing."""
 
 import io
 import json
@@ -17,6 +17,7 @@ from config.wsgi import application
 from scheduler.api.heartbeat import _validated
 from scheduler.api.serializers import HeartbeatInputSerializer
 from scheduler.models import Node, NodeHeartbeat
+from tests.scheduler.asgi_door import through_asgi as _through_asgi
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,11 +52,12 @@ def _through_wsgi(authorization: str | None, body: bytes, headers: dict[str, str
 
 
 Door = Callable[..., Reply]
+DOORS = {"drf": _through_drf, "wsgi": _through_wsgi, "asgi": _through_asgi}
 
 
-@pytest.fixture(params=["drf", "wsgi"])
+@pytest.fixture(params=list(DOORS))
 def door(request: pytest.FixtureRequest) -> Door:
-    through = _through_drf if request.param == "drf" else _through_wsgi
+    through = DOORS[request.param]
 
     def post(authorization: str | None, payload: Any = BEAT, *, raw: bytes | None = None,
              headers: dict[str, str] | None = None) -> Reply:
@@ -195,13 +197,22 @@ def test_the_fast_path_leaves_every_other_request_to_django(offline_node):
     assert status.startswith("200") and json.loads(body)["assignments"] == []
 
 
-def test_an_unexpected_failure_is_a_500_in_the_api_shape(offline_node, monkeypatch):
+def test_the_asgi_fast_path_leaves_every_other_request_to_django(offline_node):
+    token = f"Node {offline_node.token}"
+    status, _, _ = _through_asgi(token, b"", {}, method="GET")  # not a POST: Django's 405
+    assert status == 405
+    status, body, _ = _through_asgi(token, b"{}", {}, path="/api/v1/agent/lease/")
+    assert status == 200 and body["assignments"] == []
+
+
+@pytest.mark.parametrize("through", [_through_wsgi, _through_asgi], ids=["wsgi", "asgi"])
+def test_an_unexpected_failure_is_a_500_in_the_api_shape(offline_node, monkeypatch, through):
     def broken(**_: Any) -> None:
         raise RuntimeError("database gone")
 
     monkeypatch.setattr("scheduler.api.heartbeat.node_heartbeat", broken)
 
-    status, body, _ = _through_wsgi(f"Node {offline_node.token}", json.dumps(BEAT).encode(), {})
+    status, body, _ = through(f"Node {offline_node.token}", json.dumps(BEAT).encode(), {})
 
     assert status == 500
     assert body["error"]["code"] == "server_error"
