@@ -2,7 +2,10 @@
 statement, by a trigger over the statement's new rows, instead of by foreign keys, which
 check (and lock) the referenced row once per entry: 4,000 checks for a batch of 1,000
 transfers, ~40 % of the batch form's time. Nothing it names can disappear meanwhile:
-transfers and accounts are never deleted nor renumbered (their triggers refuse it).
+transfers and accounts are never deleted nor renumbered (their triggers refuse it). No
+row trigger sees TRUNCATE, which can now empty the accounts table from under its entries
+(as it can empty the append-only tables themselves): `verify_ledger` reports entries that
+name a transfer or account that is gone.
 """
 
 import django.db.models.deletion

@@ -15,6 +15,7 @@ a rack of web servers to say it is alive.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import json
 import logging
@@ -196,8 +197,11 @@ async def heartbeat_answer_async(authorization: str, body: bytes) -> Answer:
             write_behind, buffered = False, None
         if buffered is not None:
             return _accepted(buffered.status, buffered.retry_after_s)
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_SETTLING, _settle_on_a_connection, read, write_behind)
+    # In the request's context (its id is in what the settling logs), on a thread that
+    # keeps its connection.
+    settle = functools.partial(contextvars.copy_context().run, _settle_on_a_connection,
+                               read, write_behind)
+    return await asyncio.get_running_loop().run_in_executor(_SETTLING, settle)
 
 
 # Threads of their own, not asgiref's: each keeps its database connection from one beat to
@@ -294,11 +298,11 @@ class HeartbeatFastPath:
         reset = request_id_var.set(rid)
         try:
             answer = self._answer(environ)
+            payload, headers = _reply(answer, rid)
+            start_response(f"{answer.status} {HTTPStatus(answer.status).phrase}", headers)
+            _observe(answer, rid, started)  # while the id is set: the log line carries it
         finally:
             request_id_var.reset(reset)
-        payload, headers = _reply(answer, rid)
-        start_response(f"{answer.status} {HTTPStatus(answer.status).phrase}", headers)
-        _observe(answer, rid, started)
         return [payload]
 
     def _answer(self, environ: dict[str, Any]) -> Answer:
@@ -343,14 +347,14 @@ class HeartbeatFastPathASGI:
         reset = request_id_var.set(rid)
         try:
             answer = await self._answer(headers, receive)
+            payload, reply_headers = _reply(answer, rid)
+            await send({"type": "http.response.start", "status": answer.status,
+                        "headers": [(k.lower().encode(), v.encode("latin-1"))
+                                    for k, v in reply_headers]})
+            await send({"type": "http.response.body", "body": payload})
+            _observe(answer, rid, started)
         finally:
             request_id_var.reset(reset)
-        payload, reply_headers = _reply(answer, rid)
-        await send({"type": "http.response.start", "status": answer.status,
-                    "headers": [(k.lower().encode(), v.encode("latin-1"))
-                                for k, v in reply_headers]})
-        await send({"type": "http.response.body", "body": payload})
-        _observe(answer, rid, started)
 
     async def _answer(self, headers: dict[bytes, str], receive: ASGIReceive) -> Answer:
         try:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import weakref
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -31,6 +32,7 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.utils import load_backend
 
 from scheduler.models import Node
 from scheduler.services.nodes import BeatLimit, NodeToken
@@ -115,10 +117,16 @@ class FlushResult:
 
 
 def beat_buffer_enabled() -> bool:
-    # The engine from the settings, not connection.vendor: under ASGI every request has a
-    # context of its own, and asking the connection builds a connection object for it.
     return bool(settings.AGENT_HEARTBEAT_WRITE_BEHIND and settings.REDIS_URL
-                and settings.DATABASES["default"]["ENGINE"].endswith("postgresql"))
+                and _vendor(settings.DATABASES["default"]["ENGINE"]) == "postgresql")
+
+
+@cache
+def _vendor(engine: str) -> str:
+    """The backend's vendor, read from its class: `connection.vendor` in the ASGI door's
+    event loop builds a connection object for each request (each has a context of its
+    own), a twentieth of a heartbeat's time."""
+    return str(load_backend(engine).DatabaseWrapper.vendor)
 
 
 @cache
@@ -162,13 +170,14 @@ def _async_beat_script() -> Any:
     import redis.asyncio
 
     loop = asyncio.get_running_loop()
-    if _async_clients.get("loop") is not loop:
-        client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
-        _async_clients.update(loop=loop, script=client.register_script(_BEAT))
-    return _async_clients["script"]
+    script = _async_scripts.get(loop)
+    if script is None:
+        script = redis.asyncio.Redis.from_url(settings.REDIS_URL).register_script(_BEAT)
+        _async_scripts[loop] = script
+    return script
 
 
-_async_clients: dict[str, Any] = {}
+_async_scripts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def _beat_call(token: NodeToken, free_gpus: int, busy_gpus: int, utilization: float,

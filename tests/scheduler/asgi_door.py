@@ -2,9 +2,9 @@
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.utils.datastructures import CaseInsensitiveMapping
 
 from config.asgi import application
@@ -37,7 +37,10 @@ def through_asgi(authorization: str | None, body: bytes, headers: dict[str, str]
     async def send(message: dict[str, Any]) -> None:
         messages.append(message)
 
-    async_to_sync(application)(scope, receive, send)
+    # On a thread and event loop of its own, as in a server: the test's thread may run a
+    # loop already (Playwright's, in the serial part of the suite).
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        thread.submit(asyncio.run, application(scope, receive, send)).result()
     start = messages[0]
     payload = b"".join(m.get("body", b"") for m in messages[1:])
     # ASGI names headers in lower case; HTTP's names are case-insensitive.
