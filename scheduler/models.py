@@ -166,7 +166,10 @@ class Job(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="jobs",
                                      db_index=False)
     spec = models.JSONField()
-    gpu_class = models.ForeignKey(GpuClass, on_delete=models.PROTECT, related_name="jobs")
+    # No index of its own: the placer reads a class's queued jobs by job_queue_turn_idx,
+    # and every job's placement would write one more index entry.
+    gpu_class = models.ForeignKey(GpuClass, on_delete=models.PROTECT, related_name="jobs",
+                                  db_index=False)
     gpu_count = models.PositiveIntegerField()
     min_vram_gb = models.PositiveIntegerField(default=0)
     regions = models.JSONField(default=list, blank=True)
@@ -178,8 +181,10 @@ class Job(models.Model):
         help_text="fair-queueing position within its class and priority: organizations take "
                   "turns, however many jobs each has queued",
     )
+    # Indexed where set only (job_reservation_idx): on-demand jobs, nearly all, have none.
     reservation = models.ForeignKey(
-        Reservation, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
+        Reservation, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs",
+        db_index=False,
     )
     rate_per_gpu_hour = models.BigIntegerField(help_text="locked at submission")
     hold = models.OneToOneField(Hold, null=True, blank=True, on_delete=models.PROTECT,
@@ -207,6 +212,8 @@ class Job(models.Model):
             models.Index(fields=["organization", "gpu_class", "priority", "turn"],
                          condition=models.Q(state="queued"), name="job_org_turn_idx"),
             models.Index(fields=["organization", "state"]),
+            models.Index(fields=["reservation"], condition=models.Q(reservation__isnull=False),
+                         name="job_reservation_idx"),
         ]
         constraints = [
             # A constraint, not unique=True: keys are matched whole, and unique=True would add
