@@ -2,12 +2,19 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from django.db import connection
 
 _KEPT = "_suanli_server_bound_cursor"
+
+
+@dataclass
+class _KeptCursor:
+    cursor: psycopg.Cursor[Any]
+    busy: bool = False
 
 
 @contextmanager
@@ -23,17 +30,17 @@ def server_bound_cursor() -> Iterator[psycopg.Cursor[Any]]:
     posting. A cursor asked for while the kept one is in use is a new one."""
     connection.ensure_connection()
     raw = connection.connection
-    kept: list[Any] | None = getattr(connection, _KEPT, None)
-    if kept is None or kept[0].connection is not raw or kept[0].closed:
-        kept = [psycopg.Cursor(raw), False]
+    kept: _KeptCursor | None = getattr(connection, _KEPT, None)
+    if kept is None or kept.cursor.connection is not raw or kept.cursor.closed:
+        kept = _KeptCursor(psycopg.Cursor(raw))
         setattr(connection, _KEPT, kept)
-    if kept[1]:
+    if kept.busy:
         with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
             yield cursor
         return
-    kept[1] = True
+    kept.busy = True
     try:
         with connection.wrap_database_errors:
-            yield kept[0]
+            yield kept.cursor
     finally:
-        kept[1] = False
+        kept.busy = False

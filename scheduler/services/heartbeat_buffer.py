@@ -21,6 +21,7 @@ Redis holds, per node token (keyed by its SHA-256, never the token):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -30,6 +31,7 @@ from functools import cache
 from typing import Any
 
 import redis
+import redis.asyncio
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.utils import load_backend
@@ -165,10 +167,6 @@ async def beat_buffer_record_async(
 def _async_beat_script() -> Any:
     """The beat script on an asyncio client of the running event loop (a client's
     connections belong to the loop that made them; a server has one loop per worker)."""
-    import asyncio
-
-    import redis.asyncio
-
     loop = asyncio.get_running_loop()
     script = _async_scripts.get(loop)
     if script is None:
