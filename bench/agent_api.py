@@ -4,7 +4,9 @@ Heartbeats are write-behind as in production with Redis (the flush runs in this 
 as the Celery beat would run it); `--synchronous` writes each beat as it arrives.
 
 Prints req/s (goal >= 2,000) and p99 latency (goal <= 50 ms) of heartbeats and, as the
-anchor in the same run against the same server, of GET /healthz. Last line: JSON.
+anchor in the same run against the same server, of GET /healthz; then what the same server
+answers of lease reads, against what the fleet asks with and without lease hints.
+Last line: JSON.
 """
 
 import argparse
@@ -28,6 +30,7 @@ import httpx
 
 from bench._machine import cpu_share
 from bench._scratch import ROOT, scratch_database, server_url, use_database
+from scheduler.agent.config import AgentConfig
 
 # What scheduler.agent sends from a node with 8 GPUs, 4 of them busy with two jobs.
 BEAT = {"free_gpus": 4, "busy_gpus": 4, "utilization": 0.5, "agent_version": "0.1.0",
@@ -35,6 +38,7 @@ BEAT = {"free_gpus": 4, "busy_gpus": 4, "utilization": 0.5, "agent_version": "0.
                  for i in range(8)],
         "running": [101, 102]}
 ASGI_WORKER = "uvicorn_worker.UvicornWorker"
+HEARTBEAT, LEASE = "/api/v1/agent/heartbeat/", "/api/v1/agent/lease/"
 CONNECTIONS = 32  # eight waiting per worker: every worker always has a request ready
 
 WRK_SCRIPT = """
@@ -56,13 +60,17 @@ wrk.body = '%(body)s'
 request = function()
   i = i %% #tokens + 1
   wrk.headers["Authorization"] = "Node " .. tokens[i]
-  return wrk.format(nil, "/api/v1/agent/heartbeat/")
+  return wrk.format(nil, "%(path)s")
 end
 done = function(summary, latency, requests)
   io.write(string.format("RESULT %%d %%d %%f\\n", summary.requests, summary.errors.status,
                          latency:percentile(99)))
 end
 """
+
+
+def _body(path: str) -> dict:
+    return BEAT if path == HEARTBEAT else {}
 
 
 def _free_port() -> int:
@@ -98,7 +106,8 @@ def _wrk(url: str, path: str, seconds: int, tokens_file: str | None,
     args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         if tokens_file:
-            script.write(WRK_SCRIPT % {"tokens": tokens_file, "body": json.dumps(BEAT)})
+            script.write(WRK_SCRIPT % {"tokens": tokens_file, "path": path,
+                                       "body": json.dumps(_body(path))})
         else:
             script.write('done = function(s, l, r) io.write(string.format('
                          '"RESULT %d %d %f\\n", s.requests, s.errors.status, '
@@ -146,7 +155,7 @@ def _python_load(
                     headers = {"Authorization": f"Node {tokens[i % len(tokens)]}"} if tokens else {}
                     t = time.perf_counter()
                     if tokens:
-                        await c.post(path, json=BEAT, headers=headers)
+                        await c.post(path, json=_body(path), headers=headers)
                     else:
                         await c.get(path)
                     lat.append(time.perf_counter() - t)
@@ -284,10 +293,11 @@ def main() -> None:
             _first_beats(url, tokens)
             known = _tokens_known(tokens) if write_behind else len(tokens)
             warm_s = time.monotonic() - warm_started
-            load("/api/v1/agent/heartbeat/", 3, True)
+            load(HEARTBEAT, 3, True)
             started = timezone.now()
             with cpu_share() as share:
-                rps, p99 = load("/api/v1/agent/heartbeat/", seconds, True)
+                rps, p99 = load(HEARTBEAT, seconds, True)
+            lease_rps, lease_p99 = load(LEASE, seconds, True)
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=20)
@@ -311,12 +321,22 @@ def main() -> None:
         print(f"flushes: {len(flusher.beats)}, {sum(flusher.beats) / len(flusher.beats):,.0f} "
               f"beats each on average, p99 {flush_p99:.1f} ms each")
     print(f"nodes whose beats during the run reached PostgreSQL: {reached:,} of {fleet:,}")
+    # What a fleet of this size asks for: a lease after every beat without hints; with
+    # them (write-behind), when its lease changed and at least once a minute.
+    interval = django_settings.SCHEDULER_HEARTBEAT_INTERVAL_S
+    asked, hinted = fleet / interval, fleet / AgentConfig.lease_at_least_s
+    print(f"leases (no work on the nodes) from {fleet:,} node tokens: {lease_rps:,.0f} req/s, "
+          f"p99 {lease_p99:.1f} ms; the fleet asks {asked:,.0f}/s when it reads its lease "
+          f"after every {interval} s beat, {hinted:,.0f}/s plus one per change with hints")
     print(json.dumps({"heartbeat_rps": round(rps), "heartbeat_p99_ms": round(p99, 1),
                       "healthz_rps": round(anchor_rps), "healthz_p99_ms": round(anchor_p99, 1),
                       "ratio": round(rps / anchor_rps, 3), "mode": mode,
                       "flush_p99_ms": round(flush_p99, 1), "nodes_reached": reached,
                       "connections": args.connections, "load_tool": tool,
-                      "node_tokens": fleet, "cpu_stolen": round(share.stolen, 3)}))
+                      "node_tokens": fleet, "cpu_stolen": round(share.stolen, 3),
+                      "lease_rps": round(lease_rps), "lease_p99_ms": round(lease_p99, 1),
+                      "lease_demand_every_beat": round(asked),
+                      "lease_demand_hinted_floor": round(hinted)}))
 
 
 if __name__ == "__main__":

@@ -10,10 +10,12 @@ class AgentConfig:
     """How often the agent talks to the server and how patiently it waits.
 
     ``heartbeat_s`` is only the interval used until the server answers a heartbeat with
-    its own ``next_heartbeat_s``.
+    its own ``next_heartbeat_s``. The lease is read when a heartbeat's answer says it
+    changed (``lease_due``), and at least every ``lease_at_least_s`` whatever it says.
     """
 
     heartbeat_s: float = 5.0
+    lease_at_least_s: float = 60.0
     usage_interval_s: float = 2.0
     kill_grace_s: float = 10.0
     backoff_base_s: float = 1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from scheduler.agent import AGENT_VERSION
@@ -54,6 +55,9 @@ class Node:
         self._stop = threading.Event()
         self._reachable = True
         self._lease_refused: str | None = None
+        self._lease_due = True
+        self._last_lease: dict[str, Any] | None = None
+        self._last_lease_at = 0.0
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------
@@ -88,7 +92,12 @@ class Node:
         while not self._stop.is_set():
             try:
                 interval = self._heartbeat()
-                self._lease()
+                if self._lease_wanted():
+                    self._lease()
+                elif self._last_lease is not None:
+                    # Nothing changed on the server; runs waiting for GPUs that have freed
+                    # since start now.
+                    self._apply_lease(self._last_lease)
             except AgentClientError as error:
                 delay = backoff.next_delay()
                 self._reachable = False
@@ -126,6 +135,10 @@ class Node:
     def _heartbeat(self) -> float:
         answer = self.client.heartbeat(self.heartbeat_body())
         status = str(answer.get("status", "unknown"))
+        # A server that gives no hint wants the lease read after every beat; so does a
+        # change of status (approved, drained) or a return after an outage.
+        self._lease_due = (answer.get("lease_due", True) is not False
+                           or status != self.status or not self._reachable)
         try:
             interval = float(answer.get("next_heartbeat_s") or self.config.heartbeat_s)
         except (TypeError, ValueError):
@@ -140,6 +153,10 @@ class Node:
         self._reachable = True
         self.status = status
         return interval
+
+    def _lease_wanted(self) -> bool:
+        return (self._lease_due or self._last_lease is None
+                or time.monotonic() - self._last_lease_at >= self.config.lease_at_least_s)
 
     def _lease(self) -> None:
         """Lease after a good heartbeat. A final refusal (say, a node not approved yet) is
@@ -156,6 +173,7 @@ class Node:
         if self._lease_refused is not None:
             self._lease_refused = None
             self.log.info("lease accepted again")
+        self._last_lease, self._last_lease_at = answer, time.monotonic()
         self._apply_lease(answer)
 
     def _apply_lease(self, answer: dict[str, Any]) -> None:

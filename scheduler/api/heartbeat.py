@@ -177,7 +177,7 @@ def heartbeat_answer(authorization: str, body: bytes) -> Answer:
             logger.warning("heartbeat buffer unavailable", exc_info=True)
             write_behind, buffered = False, None
         if buffered is not None:
-            return _accepted(buffered.status, buffered.retry_after_s)
+            return _accepted(buffered.status, buffered.retry_after_s, buffered.lease_due)
     return heartbeat_settle(read, write_behind=write_behind)
 
 
@@ -196,7 +196,7 @@ async def heartbeat_answer_async(authorization: str, body: bytes) -> Answer:
             logger.warning("heartbeat buffer unavailable", exc_info=True)
             write_behind, buffered = False, None
         if buffered is not None:
-            return _accepted(buffered.status, buffered.retry_after_s)
+            return _accepted(buffered.status, buffered.retry_after_s, buffered.lease_due)
     # In the request's context (its id is in what the settling logs), on a thread that
     # keeps its connection.
     settle = functools.partial(contextvars.copy_context().run, _settle_on_a_connection,
@@ -238,7 +238,9 @@ def heartbeat_settle(read: BeatRequest, *, write_behind: bool) -> Answer:
     return _accepted(result.status, result.retry_after_s)
 
 
-def _accepted(status: str, retry_after_s: int) -> Answer:
+def _accepted(status: str, retry_after_s: int, lease_due: bool = True) -> Answer:
+    """A beat answered from PostgreSQL always says the lease is due: only Redis keeps
+    lease hints (scheduler.services.lease_hints)."""
     if retry_after_s:
         return Answer(429, error_body(
             ErrorCode.THROTTLED,
@@ -247,7 +249,7 @@ def _accepted(status: str, retry_after_s: int) -> Answer:
     server_time = timezone.now().isoformat().replace("+00:00", "Z")
     return Answer(200, {"status": status,
                         "next_heartbeat_s": settings.SCHEDULER_HEARTBEAT_INTERVAL_S,
-                        "server_time": server_time})
+                        "lease_due": lease_due, "server_time": server_time})
 
 
 def _request_id(incoming: str) -> str:

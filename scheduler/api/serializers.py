@@ -112,6 +112,9 @@ class HeartbeatInputSerializer(serializers.Serializer):
 class HeartbeatOutputSerializer(serializers.Serializer):
     status = serializers.CharField()
     next_heartbeat_s = serializers.IntegerField()
+    lease_due = serializers.BooleanField(
+        help_text="the node's lease changed since the node last read it: read it now. "
+                  "Agents read it at least every minute whatever this says.")
     server_time = serializers.DateTimeField()
 
 

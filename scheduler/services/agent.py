@@ -20,6 +20,7 @@ from scheduler.models import (
     Node,
     UsageRecord,
 )
+from scheduler.services.lease_hints import lease_read_by
 from scheduler.services.settlement import job_hold_release, usage_settle
 
 
@@ -179,6 +180,7 @@ class Lease:
 def node_lease(*, node_id: int) -> Lease:
     """Every active assignment of the node (to start or keep running) and the ones it
     must stop: canceled or lost within the last hour."""
+    lease_read_by(node_id)
     active = list(
         Assignment.objects.filter(node_id=node_id, state__in=ACTIVE_ASSIGNMENT_STATES)
         .select_related("job").order_by("id")

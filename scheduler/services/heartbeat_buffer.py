@@ -16,7 +16,9 @@ Redis holds, per node token (keyed by its SHA-256, never the token):
   (and `node_retire` deletes it at once);
 - `hb:rate:<hash>:<window>`: beats counted in the node's rate window;
 - `hb:pending`: {<hash>: "node|status|epoch_ms|free|busy|utilization|version"}, the
-  latest beat of each node not yet written, with the status Redis answered it with.
+  latest beat of each node not yet written, with the status Redis answered it with;
+- `lease:due`: the nodes whose lease changed since they last read it
+  (scheduler.services.lease_hints), which a buffered beat's answer reports.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from scheduler.services.nodes import BeatLimit, NodeToken
 logger = logging.getLogger(__name__)
 
 PENDING = "hb:pending"
+LEASE_DUE = "lease:due"
 # A known token is proven against PostgreSQL again (a synchronous beat) this long after
 # it was last: about one beat in sixty of a fleet beating every ten seconds.
 TOKEN_TTL_S = 600
@@ -53,7 +56,7 @@ local used = redis.call('INCR', KEYS[2])
 if used == 1 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
 if used > tonumber(ARGV[1]) then return {'throttled', node[2]} end
 redis.call('HSET', KEYS[3], ARGV[3], node[1] .. '|' .. node[2] .. '|' .. ARGV[4])
-return {'ok', node[2]}
+return {'ok', node[2], redis.call('SISMEMBER', KEYS[4], node[1])}
 """
 _TAKE = """
 local beats = redis.call('HGETALL', KEYS[1])
@@ -107,6 +110,7 @@ SELECT id, status, was, hash FROM node
 class BufferedBeat:
     status: str  # the node's status as of the last flush
     retry_after_s: int = 0  # > 0: over the rate limit, nothing was buffered
+    lease_due: bool = True  # the node's lease changed since the node last read it
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,10 @@ def _vendor(engine: str) -> str:
 def _scripts() -> tuple[redis.Redis, Any, Any]:
     client = redis.Redis.from_url(settings.REDIS_URL)
     return client, client.register_script(_BEAT), client.register_script(_TAKE)
+
+
+def buffer_client() -> redis.Redis:
+    return _scripts()[0]
 
 
 def _token_key(token_hash: str) -> str:
@@ -183,16 +191,17 @@ def _beat_call(token: NodeToken, free_gpus: int, busy_gpus: int, utilization: fl
     window = int(now) // limit.window_s
     value = "|".join((str(int(now * 1000)), str(max(0, free_gpus)), str(max(0, busy_gpus)),
                       repr(max(0.0, min(1.0, float(utilization)))), agent_version[:64]))
-    return ([_token_key(token.hash), f"hb:rate:{token.hash[:32]}:{window}", PENDING],
+    return ([_token_key(token.hash), f"hb:rate:{token.hash[:32]}:{window}", PENDING, LEASE_DUE],
             [limit.beats, limit.window_s + 1, token.hash, value])
 
 
 def _buffered(answer: Any, limit: BeatLimit, now: float) -> BufferedBeat | None:
     if answer is None:
         return None
-    verdict, status = (part.decode() for part in answer)
-    retry_after = limit.window_s - int(now) % limit.window_s if verdict == "throttled" else 0
-    return BufferedBeat(status=status, retry_after_s=retry_after)
+    if answer[0] == b"throttled":
+        return BufferedBeat(status=answer[1].decode(),
+                            retry_after_s=limit.window_s - int(now) % limit.window_s)
+    return BufferedBeat(status=answer[1].decode(), lease_due=bool(answer[2]))
 
 
 def beat_buffer_remember(token: NodeToken, *, node_id: int, status: str) -> None:

@@ -23,6 +23,7 @@ from scheduler.models import (
 )
 from scheduler.pricing import charge_for
 from scheduler.services.classes import gpu_class_by_name
+from scheduler.services.lease_hints import leases_changed
 from scheduler.services.settlement import job_hold_release, usage_settle
 
 MAX_SPEC_BYTES = 64 * 1024
@@ -241,6 +242,7 @@ def job_cancel(*, organization_id: int, job_id: int) -> Job:
         Assignment.objects.filter(pk=a.pk).update(state=Assignment.State.CANCELED, ended_at=now,
                                                   reason="canceled by the buyer")
         Node.objects.filter(pk=a.node_id).update(free_gpus=F("free_gpus") + a.gpu_count)
+        leases_changed([a.node_id])  # the node is told to stop
     usage_settle(assignment_ids=active)
     job.state = Job.State.CANCELED
     job.finished_at = now

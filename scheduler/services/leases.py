@@ -11,6 +11,7 @@ from django.utils import timezone
 from banking.services.transactions import money_transaction
 from scheduler.locks import assignments_lock, jobs_lock
 from scheduler.models import ACTIVE_ASSIGNMENT_STATES, Assignment, Job, Node
+from scheduler.services.lease_hints import leases_changed
 from scheduler.services.nodes import node_reliability_lower
 from scheduler.services.settlement import job_hold_release, usage_settle
 
@@ -68,6 +69,8 @@ def _lose(assignment_id: int, job_id: int, now: datetime) -> str | None:
     Assignment.objects.filter(pk=a.pk).update(state=Assignment.State.LOST, ended_at=now,
                                               reason="lease expired: node went silent")
     Node.objects.filter(pk=a.node_id).update(free_gpus=F("free_gpus") + a.gpu_count)
+    # Should the node come back, its agent is told to stop the run on its next beat.
+    leases_changed([a.node_id])
     node_reliability_lower(node_id=a.node_id, by=RELIABILITY_PENALTY_LOST)
     usage_settle(assignment_ids=[a.pk])
     if job.state not in (Job.State.PLACED, Job.State.RUNNING):

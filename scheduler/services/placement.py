@@ -24,6 +24,7 @@ from django.utils import timezone
 from config.database import server_bound_cursor
 from scheduler.locks import placement_lock_try
 from scheduler.models import Assignment, Job, Node, Reservation
+from scheduler.services.lease_hints import leases_changed
 
 
 @dataclass
@@ -268,6 +269,7 @@ def _apply(plan: list[tuple[_Job, _Node, int]], now: datetime, result: Placement
         result.assignments.append((job_id, node.id, job.gpu_count))
     _take_gpus(used)
     _insert_assignments(rows, lease, now)
+    leases_changed(used)
     result.placed = len(taken)
 
 

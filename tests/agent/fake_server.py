@@ -45,6 +45,10 @@ class FakeAgentServer:
         self.failed: dict[int, list[dict[str, Any]]] = {}
         self.unavailable = False  # answer 503 to everything
         self.pending_nodes: set[int] = set()  # not approved: heartbeat ok, lease refused
+        # Lease hints, as the real server gives them with write-behind: a beat's answer
+        # says `lease_due` when work was added or ordered killed since the last lease.
+        self.hints = False
+        self.lease_due: set[int] = set()
         self._httpd: ThreadingHTTPServer | None = None
         self.port = 0
 
@@ -119,6 +123,7 @@ class FakeAgentServer:
                 "lease_expires_at": expires.isoformat(),
             }
             self.owner[assignment_id] = node_id
+            self.lease_due.add(node_id)
 
     def order_kill(self, assignment_id: int) -> None:
         with self.lock:
@@ -126,6 +131,7 @@ class FakeAgentServer:
             node_id = self.owner[assignment_id]
             self.kill.setdefault(node_id, set()).add(assignment_id)
             self.closed.add(assignment_id)
+            self.lease_due.add(node_id)
 
     def calls_to(self, suffix: str) -> list[Call]:
         with self.lock:
@@ -157,14 +163,18 @@ class FakeAgentServer:
                 return self._error(401, "not_authenticated", "bad node token")
             node_id = self.node_tokens[token]
             if path == "/api/v1/agent/heartbeat/":
-                return 200, {
+                beat = {
                     "status": "pending" if node_id in self.pending_nodes else "online",
                     "next_heartbeat_s": self.next_heartbeat_s,
                     "server_time": datetime.now(UTC).isoformat(),
                 }
+                if self.hints:
+                    beat["lease_due"] = node_id in self.lease_due
+                return 200, beat
             if path == "/api/v1/agent/lease/":
                 if node_id in self.pending_nodes:
                     return self._error(403, "node_not_online", "node is pending approval")
+                self.lease_due.discard(node_id)
                 mine = [a for i, a in self.assignments.items() if self.owner[i] == node_id]
                 kill = sorted(self.kill.pop(node_id, set()))
                 return 200, {"assignments": mine, "kill": kill}

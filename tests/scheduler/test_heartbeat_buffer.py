@@ -8,14 +8,15 @@ from datetime import timedelta
 import pytest
 import redis
 from django.conf import settings as django_settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from scheduler.models import Assignment, Job, Node, NodeHeartbeat
 from scheduler.services import heartbeat_buffer
-from scheduler.services.heartbeat_buffer import PENDING, heartbeats_flush
-from scheduler.services.jobs import job_submit
+from scheduler.services.heartbeat_buffer import LEASE_DUE, PENDING, heartbeats_flush
+from scheduler.services.jobs import job_cancel, job_submit
+from scheduler.services.leases import leases_expire
 from scheduler.services.nodes import node_retire
 from scheduler.services.placement import placement_run
 from tests.scheduler.asgi_door import through_asgi
@@ -34,9 +35,9 @@ BEAT = {"free_gpus": 8, "busy_gpus": 0, "utilization": 0.5, "agent_version": "3.
 def write_behind(settings):
     settings.AGENT_HEARTBEAT_WRITE_BEHIND = True
     client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(PENDING)
+    client.delete(PENDING, LEASE_DUE)
     yield client
-    client.delete(PENDING)
+    client.delete(PENDING, LEASE_DUE)
 
 
 @pytest.fixture
@@ -232,3 +233,92 @@ def test_with_redis_down_beats_are_written_the_synchronous_way(online_node, monk
     assert fresh.agent_version == "3.9"
     assert before is not None and fresh.last_heartbeat_at is not None
     assert fresh.last_heartbeat_at > before
+
+
+def _lease(node: Node) -> dict:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Node {node.token}")  # type: ignore[attr-defined]
+    response = client.post("/api/v1/agent/lease/", {}, format="json")
+    assert response.status_code == 200
+    return response.json()
+
+
+@pytest.mark.parametrize("door", ["drf", "asgi"])
+def test_a_buffered_beat_says_whether_the_nodes_lease_changed(online_node, buyer, door):
+    node = online_node(gpus=2)
+    assert _beat(node, door)[1]["lease_due"] is True  # synchronous: always due
+    _lease(node)
+    assert _beat(node, door)[1]["lease_due"] is False
+
+    job = job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 60}},
+                     gpu_class="H100-80GB", gpu_count=1, max_duration_s=600)
+    assert _beat(node, door)[1]["lease_due"] is False  # queued, not placed yet
+    assert placement_run().placed == 1
+
+    assert [_beat(node, door)[1]["lease_due"] for _ in range(2)] == [True, True]
+    assert [a["job_id"] for a in _lease(node)["assignments"]] == [job.pk]
+    assert _beat(node, door)[1]["lease_due"] is False
+
+    job_cancel(organization_id=buyer.pk, job_id=job.pk)
+
+    assert _beat(node, door)[1]["lease_due"] is True
+    leased = _lease(node)
+    assert leased["assignments"] == []
+    assert leased["kill"] == [Assignment.objects.get(job=job).pk]
+    assert _beat(node, door)[1]["lease_due"] is False
+
+
+def test_a_change_that_rolls_back_marks_no_lease(online_node, buyer):
+    node = online_node(gpus=2)
+    _beat(node)
+    _lease(node)
+    job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 60}},
+               gpu_class="H100-80GB", gpu_count=1, max_duration_s=600)
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert placement_run().placed == 1
+        raise RuntimeError("the cycle fails after placing")
+
+    assert not Assignment.objects.exists()
+    assert _beat(node)[1]["lease_due"] is False
+    assert placement_run().placed == 1
+    assert _beat(node)[1]["lease_due"] is True
+
+
+def test_a_node_back_from_silence_is_told_its_lost_work_changed(online_node, buyer):
+    node = online_node(gpus=2)
+    _beat(node)
+    job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 60}},
+               gpu_class="H100-80GB", gpu_count=1, max_duration_s=600)
+    assert placement_run().placed == 1
+    _lease(node)
+    assert _beat(node)[1]["lease_due"] is False
+    write_behind_pending = redis.Redis.from_url(django_settings.REDIS_URL)
+    write_behind_pending.delete(PENDING)  # the silence: no beat reaches PostgreSQL
+    long_ago = timezone.now() - timedelta(minutes=5)
+    Node.objects.filter(pk=node.pk).update(last_heartbeat_at=long_ago)
+    Assignment.objects.update(lease_expires_at=long_ago)
+
+    assert leases_expire().assignments_lost == 1
+
+    answer = _beat(node)[1]  # its token is still known: answered from Redis
+    assert answer["lease_due"] is True
+    assert _lease(node)["kill"] == [Assignment.objects.get().pk]
+
+
+def test_with_redis_down_a_lease_is_read_and_work_placed_all_the_same(online_node, buyer,
+                                                                         monkeypatch):
+    node = online_node(gpus=2)
+    _beat(node)
+
+    def unreachable() -> None:
+        raise redis.ConnectionError("Connection refused")
+
+    monkeypatch.setattr(heartbeat_buffer, "_scripts", unreachable)
+    job = job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 60}},
+                     gpu_class="H100-80GB", gpu_count=1, max_duration_s=600)
+    assert placement_run().placed == 1  # the hint is lost, not the placement
+
+    status, body = _beat(node)
+    assert (status, body["lease_due"]) == (200, True)  # answered from PostgreSQL
+    assert [a["job_id"] for a in _lease(node)["assignments"]] == [job.pk]
