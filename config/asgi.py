@@ -12,9 +12,9 @@ import os
 from a2wsgi import WSGIMiddleware
 
 from config.wsgi import django_application  # first: it sets Django up
-from scheduler.api.heartbeat import HeartbeatFastPathASGI
+from scheduler.api.agent_doors import AgentFastPathASGI
 
-application = HeartbeatFastPathASGI(
+application = AgentFastPathASGI(
     WSGIMiddleware(django_application,  # type: ignore[arg-type]
                    workers=int(os.environ.get("AGENTS_DJANGO_THREADS", "4")))
 )

@@ -3,9 +3,9 @@
 One function answers it, `heartbeat_answer` (and `heartbeat_answer_async`, the same steps
 with the Redis call awaited), behind three doors that behave the same: the DRF view
 (`AgentHeartbeatApi`: the API docs, Django's test client, `runserver`), and two
-middlewares in front of Django that serve `POST /api/v1/agent/heartbeat/` without
-Django's middleware, URL resolution and DRF's request cycle: `HeartbeatFastPath` for WSGI
-and `HeartbeatFastPathASGI` for ASGI (what gunicorn serves, with uvicorn workers). On this
+middlewares in front of Django (scheduler.api.agent_doors) that serve
+`POST /api/v1/agent/heartbeat/` without Django's middleware, URL resolution and DRF's
+request cycle, for WSGI and for ASGI (what gunicorn serves, with uvicorn workers). On this
 machine that cycle costs several times the heartbeat's own work (one Redis call with
 write-behind, see scheduler.services.heartbeat_buffer; else one SQL statement, which also
 counts the beat against the node's rate limit), and a fleet of 10,000 nodes must not need
@@ -14,29 +14,22 @@ a rack of web servers to say it is alive.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import functools
 import json
 import logging
-import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from http import HTTPStatus
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import close_old_connections
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 from rest_framework.fields import SkipField, empty
 
 from banking.errors import ErrorCode
-from config.api_errors import SERVER_ERROR_MESSAGE, error_body, validation_error_body
-from config.observability import LATENCY, REQUESTS, request_id_var
+from config.api_errors import error_body, validation_error_body
+from scheduler.api.agent_answers import Answer, throttled, unauthenticated
+from scheduler.api.database_threads import on_a_database_thread
 from scheduler.api.serializers import HeartbeatInputSerializer
 from scheduler.services.heartbeat_buffer import (
     beat_buffer_enabled,
@@ -49,21 +42,7 @@ from scheduler.services.nodes import BeatLimit, NodeToken, node_heartbeat
 logger = logging.getLogger("suanli.request")
 
 PATH = "/api/v1/agent/heartbeat/"
-ROUTE = PATH.lstrip("/")
-MAX_BODY_BYTES = 64 * 1024
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def _unauthenticated(message: str) -> Answer:
-    return Answer(401, error_body(ErrorCode.NOT_AUTHENTICATED, message),
-                  {"WWW-Authenticate": "Node"})
 
 
 def _beat_limit() -> BeatLimit:
@@ -150,11 +129,11 @@ def heartbeat_read(authorization: str, body: bytes) -> Answer | BeatRequest:
     """The Authorization header's token and the body's values, or the refusal of either."""
     scheme, _, raw = authorization.partition(" ")
     if scheme != "Node" or not raw:
-        return _unauthenticated("Authentication credentials were not provided."
+        return unauthenticated("Authentication credentials were not provided."
                                 if not authorization else "Invalid node token.")
     token = NodeToken.parse(raw)
     if token is None:
-        return _unauthenticated("Invalid node token.")
+        return unauthenticated("Invalid node token.")
     try:
         data = json.loads(body) if body else {}
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -197,24 +176,7 @@ async def heartbeat_answer_async(authorization: str, body: bytes) -> Answer:
             write_behind, buffered = False, None
         if buffered is not None:
             return _accepted(buffered.status, buffered.retry_after_s, buffered.lease_due)
-    # In the request's context (its id is in what the settling logs), on a thread that
-    # keeps its connection.
-    settle = functools.partial(contextvars.copy_context().run, _settle_on_a_connection,
-                               read, write_behind)
-    return await asyncio.get_running_loop().run_in_executor(_SETTLING, settle)
-
-
-# Threads of their own, not asgiref's: each keeps its database connection from one beat to
-# the next (CONN_MAX_AGE), as a WSGI worker does.
-_SETTLING = ThreadPoolExecutor(max_workers=4, thread_name_prefix="heartbeat")
-
-
-def _settle_on_a_connection(read: BeatRequest, write_behind: bool) -> Answer:
-    close_old_connections()
-    try:
-        return heartbeat_settle(read, write_behind=write_behind)
-    finally:
-        close_old_connections()
+    return await on_a_database_thread(heartbeat_settle, read, write_behind=write_behind)
 
 
 def _beat_values(read: BeatRequest) -> dict[str, Any]:
@@ -228,7 +190,7 @@ def heartbeat_settle(read: BeatRequest, *, write_behind: bool) -> Answer:
     proves it)."""
     result = node_heartbeat(token=read.token, limit=read.limit, **_beat_values(read))
     if result is None:
-        return _unauthenticated("Invalid node token.")
+        return unauthenticated("Invalid node token.")
     if write_behind and not result.retry_after_s:
         beat_buffer_remember(read.token, node_id=result.node_id, status=result.status)
     if result.freed_capacity:
@@ -242,141 +204,8 @@ def _accepted(status: str, retry_after_s: int, lease_due: bool = True) -> Answer
     """A beat answered from PostgreSQL always says the lease is due: only Redis keeps
     lease hints (scheduler.services.lease_hints)."""
     if retry_after_s:
-        return Answer(429, error_body(
-            ErrorCode.THROTTLED,
-            f"Request was throttled. Expected available in {retry_after_s} seconds.",
-        ), {"Retry-After": str(retry_after_s)})
+        return throttled(retry_after_s)
     server_time = timezone.now().isoformat().replace("+00:00", "Z")
     return Answer(200, {"status": status,
                         "next_heartbeat_s": settings.SCHEDULER_HEARTBEAT_INTERVAL_S,
                         "lease_due": lease_due, "server_time": server_time})
-
-
-def _request_id(incoming: str) -> str:
-    return incoming[:64] if incoming and incoming.isascii() else uuid.uuid4().hex
-
-
-def _reply(answer: Answer, rid: str) -> tuple[bytes, list[tuple[str, str]]]:
-    payload = json.dumps(answer.body).encode()
-    return payload, [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
-                     ("X-Content-Type-Options", "nosniff"), ("X-Request-ID", rid),
-                     *answer.headers.items()]
-
-
-def _observe(answer: Answer, rid: str, started: float) -> None:
-    """What Django's request cycle would have done for the request: metrics, a log line."""
-    elapsed = time.perf_counter() - started
-    REQUESTS.labels("POST", ROUTE, answer.status).inc()
-    LATENCY.labels("POST", ROUTE).observe(elapsed)
-    logger.info("POST %s %s %.1fms", PATH, answer.status, elapsed * 1000,
-                extra={"request_id": rid})
-
-
-def _too_long() -> Answer:
-    return Answer(400, error_body(ErrorCode.INVALID, "The body must be a JSON object "
-                                  f"of at most {MAX_BODY_BYTES} bytes."))
-
-
-StartResponse = Callable[..., Any]
-WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-
-
-class HeartbeatFastPath:
-    """WSGI middleware: heartbeats are answered here, everything else goes to Django.
-
-    It keeps what Django's cycle gives every request that matters here: the database
-    connection's lifecycle (`close_old_connections`, as Django's request signals do), the
-    request id, the request log line and the Prometheus metrics, and the API's one error
-    shape, also for an unexpected failure."""
-
-    def __init__(self, app: WSGIApp) -> None:
-        self.app = app
-
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
-            return self.app(environ, start_response)
-        started = time.perf_counter()
-        rid = _request_id(environ.get("HTTP_X_REQUEST_ID", ""))
-        reset = request_id_var.set(rid)
-        try:
-            answer = self._answer(environ)
-            payload, headers = _reply(answer, rid)
-            start_response(f"{answer.status} {HTTPStatus(answer.status).phrase}", headers)
-            _observe(answer, rid, started)  # while the id is set: the log line carries it
-        finally:
-            request_id_var.reset(reset)
-        return [payload]
-
-    def _answer(self, environ: dict[str, Any]) -> Answer:
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_BODY_BYTES:
-            return _too_long()
-        close_old_connections()
-        try:
-            body = environ["wsgi.input"].read(length) if length else b""
-            return heartbeat_answer(environ.get("HTTP_AUTHORIZATION", ""), body)
-        except Exception:  # an answer in the API's shape, whatever went wrong
-            logger.exception("Unhandled error in the heartbeat fast path")
-            return Answer(500, error_body("server_error", SERVER_ERROR_MESSAGE))
-        finally:
-            close_old_connections()
-
-
-ASGIScope = dict[str, Any]
-ASGIReceive = Callable[[], Awaitable[dict[str, Any]]]
-ASGISend = Callable[[dict[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[ASGIScope, ASGIReceive, ASGISend], Awaitable[None]]
-
-
-class HeartbeatFastPathASGI:
-    """The same door for ASGI (config.asgi.application, the agents' server): one worker's
-    event loop answers many agents at once while each waits on Redis, where a synchronous
-    worker answers one at a time."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        headers = {k.lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        rid = _request_id(headers.get(b"x-request-id", ""))
-        reset = request_id_var.set(rid)
-        try:
-            answer = await self._answer(headers, receive)
-            payload, reply_headers = _reply(answer, rid)
-            await send({"type": "http.response.start", "status": answer.status,
-                        "headers": [(k.lower().encode(), v.encode("latin-1"))
-                                    for k, v in reply_headers]})
-            await send({"type": "http.response.body", "body": payload})
-            _observe(answer, rid, started)
-        finally:
-            request_id_var.reset(reset)
-
-    async def _answer(self, headers: dict[bytes, str], receive: ASGIReceive) -> Answer:
-        try:
-            length = int(headers.get(b"content-length") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_BODY_BYTES:
-            return _too_long()
-        try:
-            body = b""
-            more = True
-            while more:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return Answer(400, error_body(ErrorCode.INVALID, "The request ended early."))
-                body += message.get("body", b"")
-                more = message.get("more_body", False)
-                if len(body) > MAX_BODY_BYTES:
-                    return _too_long()
-            return await heartbeat_answer_async(headers.get(b"authorization", ""), body)
-        except Exception:  # an answer in the API's shape, whatever went wrong
-            logger.exception("Unhandled error in the heartbeat fast path")
-            return Answer(500, error_body("server_error", SERVER_ERROR_MESSAGE))

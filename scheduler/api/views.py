@@ -11,6 +11,7 @@ from banking.api.pagination import StandardPagination
 from banking.api.permissions import HasOrganization, IsBuyer, IsProvider
 from scheduler.api.authentication import IsNode, NodeRateThrottle, NodeTokenAuthentication
 from scheduler.api.heartbeat import heartbeat_answer
+from scheduler.api.lease import lease_answer
 from scheduler.api.serializers import (
     AssignmentOutputSerializer,
     CompleteInputSerializer,
@@ -39,7 +40,6 @@ from scheduler.selectors import (
 from scheduler.services.agent import (
     assignment_complete,
     assignment_fail,
-    node_lease,
     usage_report,
 )
 from scheduler.services.jobs import job_cancel, job_submit
@@ -193,18 +193,19 @@ class AgentHeartbeatApi(APIView):
         return Response(answer.body, status=answer.status, headers=answer.headers)
 
 
-class AgentLeaseApi(_AgentApi):
-    @extend_schema(request=None, responses=LeaseOutputSerializer)
+class AgentLeaseApi(APIView):
+    """The same answer as the fast paths in front of Django (scheduler.api.agent_doors),
+    which serve this URL under gunicorn."""
+
+    # lease_answer authenticates and rate-limits by itself, as the fast paths need it to.
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+    throttle_classes: list[type] = []
+
+    @extend_schema(request=None, responses=LeaseOutputSerializer, auth=["NodeToken"])
     def post(self, request: Request) -> Response:
-        lease = node_lease(node_id=self.node_id(request))
-        assignments = [
-            {"id": a.pk, "job_id": a.job_id, "gpu_count": a.gpu_count, "spec": a.job.spec,
-             "max_duration_s": lease.max_duration_s[a.pk],
-             "lease_expires_at": a.lease_expires_at}
-            for a in lease.assignments
-        ]
-        return Response(LeaseOutputSerializer({"assignments": assignments,
-                                               "kill": lease.kill}).data)
+        answer = lease_answer(request.META.get("HTTP_AUTHORIZATION", ""))
+        return Response(answer.body, status=answer.status, headers=answer.headers)
 
 
 class AgentUsageApi(_AgentApi):

@@ -1,16 +1,18 @@
 """What a node's agent reports: usage, completion, failure; and what it is told to run."""
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
 from banking.errors import InvalidInput, NotFound
 from banking.services.transactions import money_transaction
+from config.database import server_bound_cursor
 from scheduler.errors import AssignmentClosed, StaleSequence
 from scheduler.locks import assignments_lock
 from scheduler.models import (
@@ -171,34 +173,83 @@ def assignment_fail(*, node_id: int, assignment_id: int, seq: Any, gpu_seconds: 
 
 
 @dataclass(frozen=True)
+class LeasedRun:
+    """An active assignment as its node must run it."""
+
+    id: int
+    job_id: int
+    gpu_count: int
+    spec: Any
+    max_duration_s: int  # what the job's budget has left, per GPU
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True)
 class Lease:
-    assignments: list[Assignment]
+    runs: list[LeasedRun]
     kill: list[int]
-    max_duration_s: dict[int, int]  # per assignment: what the job's budget has left
+
+
+# One statement, one round trip: after a placement every node that got work reads its
+# lease within a beat. A retried job runs for what its earlier attempts left of its
+# maximum duration (budget_gpu_seconds, per GPU); the kill orders are the node's runs
+# canceled or lost within the last hour.
+_LEASE_SQL = """
+SELECT a.id, a.job_id, a.gpu_count, j.spec,
+       GREATEST(0, j.max_duration_s::bigint * a.gpu_count - CASE WHEN j.attempts > 1 THEN
+           (SELECT COALESCE(sum(e.gpu_seconds), 0)::bigint FROM scheduler_assignment AS e
+            WHERE e.job_id = a.job_id AND e.id <> a.id) ELSE 0 END) / a.gpu_count,
+       a.lease_expires_at, false
+FROM scheduler_assignment AS a JOIN scheduler_job AS j ON j.id = a.job_id
+WHERE a.node_id = %(node)s AND a.state IN ('placed', 'running')
+UNION ALL
+SELECT a.id, NULL, NULL, NULL, NULL, NULL, true
+FROM scheduler_assignment AS a
+WHERE a.node_id = %(node)s AND a.state IN ('canceled', 'lost') AND a.ended_at >= %(since)s
+ORDER BY 1
+"""
 
 
 def node_lease(*, node_id: int) -> Lease:
     """Every active assignment of the node (to start or keep running) and the ones it
     must stop: canceled or lost within the last hour."""
     lease_read_by(node_id)
+    since = timezone.now() - timedelta(hours=1)
+    if connection.vendor != "postgresql":
+        return _node_lease_orm(node_id, since)
+    with server_bound_cursor() as cursor:
+        cursor.execute(_LEASE_SQL, {"node": node_id, "since": since}, prepare=True)
+        rows = cursor.fetchall()
+    runs, kill = [], []
+    for assignment_id, job_id, gpus, spec, seconds, expires, killed in rows:
+        if killed:
+            kill.append(assignment_id)
+        else:
+            # Django's connection hands jsonb over as text
+            runs.append(LeasedRun(assignment_id, job_id, gpus,
+                                  json.loads(spec) if isinstance(spec, str) else spec,
+                                  seconds, expires))
+    return Lease(runs=runs, kill=kill)
+
+
+def _node_lease_orm(node_id: int, since: datetime) -> Lease:
     active = list(
         Assignment.objects.filter(node_id=node_id, state__in=ACTIVE_ASSIGNMENT_STATES)
         .select_related("job").order_by("id")
     )
     retried = [a.job_id for a in active if a.job.attempts > 1]
     earlier = _earlier_attempts(retried, [a.pk for a in active]) if retried else {}
-    # A retried job runs for what its earlier attempts left of its maximum duration.
-    durations = {
-        a.pk: max(0, a.job.max_duration_s * a.gpu_count - earlier.get(a.job_id, 0))
-        // a.gpu_count
+    runs = [
+        LeasedRun(a.pk, a.job_id, a.gpu_count, a.job.spec,
+                  max(0, a.job.max_duration_s * a.gpu_count - earlier.get(a.job_id, 0))
+                  // a.gpu_count, a.lease_expires_at)
         for a in active
-    }
-    since = timezone.now() - timedelta(hours=1)
+    ]
     kill = list(
         Assignment.objects.filter(
             node_id=node_id,
             state__in=(Assignment.State.CANCELED, Assignment.State.LOST),
             ended_at__gte=since,
-        ).values_list("id", flat=True)
+        ).order_by("id").values_list("id", flat=True)
     )
-    return Lease(assignments=active, kill=kill, max_duration_s=durations)
+    return Lease(runs=runs, kill=kill)

@@ -96,7 +96,7 @@ def test_a_retried_job_runs_for_what_its_lost_attempt_left_and_never_bills_past_
     retry = Assignment.objects.get(job=job, node=second)
 
     lease = node_lease(node_id=second.pk)
-    assert lease.max_duration_s == {retry.pk: 40}  # (2 x 100 - 120) / 2
+    assert [(r.id, r.max_duration_s) for r in lease.runs] == [(retry.pk, 40)]  # (200-120)/2
     result = usage_report(node_id=second.pk, assignment_id=retry.pk, seq=1, gpu_seconds=150)
     assert result.action == "stop"
     assignment_complete(node_id=second.pk, assignment_id=retry.pk, seq=2, gpu_seconds=180)

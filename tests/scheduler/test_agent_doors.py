@@ -1,6 +1,7 @@
-"""The heartbeat has three doors, the DRF view and the fast paths in front of Django for
-WSGI (config.wsgi.application) and ASGI (config.asgi.application, what gunicorn serves):
-all must answer every request the same way, and a refused request must change nothing."""
+"""Heartbeats and lease reads have three doors each, the DRF view and the fast paths in
+front of Django for WSGI (config.wsgi.application) and ASGI (config.asgi.application,
+what gunicorn serves): all must answer every request the same way (and as DRF answers any
+agent call), and a refused request must change nothing."""
 
 import io
 import json
@@ -8,15 +9,20 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.core.cache.backends.locmem import LocMemCache
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from rest_framework.fields import DateTimeField
 from rest_framework.test import APIClient
 
 from config.wsgi import application
+from scheduler.api.authentication import NodeRateThrottle
 from scheduler.api.heartbeat import _validated
 from scheduler.api.serializers import HeartbeatInputSerializer
-from scheduler.models import Node, NodeHeartbeat
+from scheduler.models import Assignment, Node, NodeHeartbeat
+from scheduler.services.jobs import job_submit
+from scheduler.services.placement import placement_run
 from tests.scheduler.asgi_door import through_asgi as _through_asgi
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,19 +31,24 @@ Reply = tuple[int, dict[str, Any], dict[str, str]]
 BEAT = {"free_gpus": 8, "busy_gpus": 0, "utilization": 0.25, "agent_version": "2.1"}
 
 
-def _through_drf(authorization: str | None, body: bytes, headers: dict[str, str]) -> Reply:
+HEARTBEAT, LEASE = "/api/v1/agent/heartbeat/", "/api/v1/agent/lease/"
+
+
+def _through_drf(authorization: str | None, body: bytes, headers: dict[str, str],
+                 path: str = HEARTBEAT) -> Reply:
     client = APIClient()
     extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
     if authorization is not None:
         extra["HTTP_AUTHORIZATION"] = authorization
-    response = client.generic("POST", "/api/v1/agent/heartbeat/", body.decode(),
+    response = client.generic("POST", path, body.decode(),
                               content_type="application/json", **extra)  # type: ignore[arg-type]
     return response.status_code, response.json(), dict(response.headers)
 
 
-def _through_wsgi(authorization: str | None, body: bytes, headers: dict[str, str]) -> Reply:
+def _through_wsgi(authorization: str | None, body: bytes, headers: dict[str, str],
+                  path: str = HEARTBEAT) -> Reply:
     environ: dict[str, Any] = {
-        "REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/agent/heartbeat/",
+        "REQUEST_METHOD": "POST", "PATH_INFO": path,
         "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)),
         "wsgi.input": io.BytesIO(body), "SERVER_NAME": "testserver", "SERVER_PORT": "80",
         "wsgi.url_scheme": "http",
@@ -63,6 +74,16 @@ def door(request: pytest.FixtureRequest) -> Door:
              headers: dict[str, str] | None = None) -> Reply:
         body = raw if raw is not None else json.dumps(payload).encode()
         return through(authorization, body, headers or {})
+
+    return post
+
+
+@pytest.fixture(params=list(DOORS))
+def lease_door(request: pytest.FixtureRequest) -> Door:
+    through = DOORS[request.param]
+
+    def post(authorization: str | None, *, headers: dict[str, str] | None = None) -> Reply:
+        return through(authorization, b"", headers or {}, path=LEASE)
 
     return post
 
@@ -193,30 +214,107 @@ def test_the_fast_path_leaves_every_other_request_to_django(offline_node):
 
     status, _ = call("GET", "/api/v1/agent/heartbeat/")  # not a POST: Django's 405
     assert status.startswith("405")
-    status, body = call("POST", "/api/v1/agent/lease/")  # another agent call: DRF
-    assert status.startswith("200") and json.loads(body)["assignments"] == []
+    status, _ = call("GET", "/api/v1/agent/lease/")
+    assert status.startswith("405")
+    status, body = call("POST", "/api/v1/agent/assignments/999999/usage/")  # DRF's
+    assert status.startswith("400") and json.loads(body)["error"]["code"] == "invalid"
 
 
 def test_the_asgi_fast_path_leaves_every_other_request_to_django(offline_node):
     token = f"Node {offline_node.token}"
     status, _, _ = _through_asgi(token, b"", {}, method="GET")  # not a POST: Django's 405
     assert status == 405
-    status, body, _ = _through_asgi(token, b"{}", {}, path="/api/v1/agent/lease/")
-    assert status == 200 and body["assignments"] == []
+    status, _, _ = _through_asgi(token, b"", {}, path=LEASE, method="GET")
+    assert status == 405
+    status, body, _ = _through_asgi(token, b"{}", {},
+                                    path="/api/v1/agent/assignments/999999/usage/")
+    assert status == 400 and body["error"]["code"] == "invalid"
 
 
 @pytest.mark.parametrize("through", [_through_wsgi, _through_asgi], ids=["wsgi", "asgi"])
-def test_an_unexpected_failure_is_a_500_in_the_api_shape(offline_node, monkeypatch, through):
+@pytest.mark.parametrize("path, target", [(HEARTBEAT, "scheduler.api.heartbeat.node_heartbeat"),
+                                          (LEASE, "scheduler.api.lease.node_lease")])
+def test_an_unexpected_failure_is_a_500_in_the_api_shape(offline_node, monkeypatch, through,
+                                                         path, target):
     def broken(**_: Any) -> None:
         raise RuntimeError("database gone")
 
-    monkeypatch.setattr("scheduler.api.heartbeat.node_heartbeat", broken)
+    monkeypatch.setattr(target, broken)
 
-    status, body, _ = through(f"Node {offline_node.token}", json.dumps(BEAT).encode(), {})
+    status, body, _ = through(f"Node {offline_node.token}", json.dumps(BEAT).encode(), {},
+                              path=path)
 
     assert status == 500
     assert body["error"]["code"] == "server_error"
     assert Node.objects.filter(pk=offline_node.pk).exists()  # the connection still serves
+
+
+def test_a_lease_lists_the_nodes_work_through_every_door(lease_door, online_node, buyer):
+    node = online_node(gpus=2)
+    job = job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 60}},
+                     gpu_class="H100-80GB", gpu_count=1, max_duration_s=600)
+    assert placement_run().placed == 1
+    a = Assignment.objects.get(job=job)
+
+    status, body, headers = lease_door(f"Node {node.token}", headers={"X-Request-ID": "l-7"})
+
+    assert status == 200
+    assert body == {"assignments": [{
+        "id": a.pk, "job_id": job.pk, "gpu_count": 1, "spec": {"simulate": {"seconds": 60}},
+        "max_duration_s": 600,
+        "lease_expires_at": DateTimeField().to_representation(a.lease_expires_at),
+    }], "kill": []}
+    assert (headers["Content-Type"], headers["X-Request-ID"]) == ("application/json", "l-7")
+
+
+def _drf_agent_call(authorization: str | None) -> Reply:
+    """What DRF answers any agent call (here a usage report) with this Authorization."""
+    return _through_drf(authorization, b"{}", {}, path="/api/v1/agent/assignments/1/usage/")
+
+
+@pytest.mark.parametrize("authorization", [None, "Api-Key abc", "Node", "Node nt_0_bogus",
+                                           "Bearer x"])
+def test_a_lease_without_a_valid_token_is_refused_as_drf_refuses_any_agent_call(
+    lease_door, offline_node, authorization
+):
+    status, body, headers = lease_door(authorization)
+
+    drf_status, drf_body, drf_headers = _drf_agent_call(authorization)
+    assert (status, body) == (drf_status, drf_body)
+    assert status == 401
+    assert headers["WWW-Authenticate"] == drf_headers["WWW-Authenticate"] == "Node"
+
+
+def test_a_disabled_nodes_lease_is_refused_as_drf_refuses_it(lease_door, offline_node):
+    Node.objects.filter(pk=offline_node.pk).update(status=Node.Status.DISABLED)
+    token = f"Node {offline_node.token}"
+
+    status, body, _ = lease_door(token)
+
+    assert (status, body) == _drf_agent_call(token)[:2]
+    assert body["error"]["message"] == "Invalid node token."
+
+
+def test_lease_reads_over_the_nodes_rate_are_429(lease_door, online_node, buyer, monkeypatch):
+    # DRF's throttles read their rates once, at import; and a cache of this process's own,
+    # which the other test processes do not clear
+    monkeypatch.setattr(NodeRateThrottle, "THROTTLE_RATES", {"node": "2/min"})
+    monkeypatch.setattr(NodeRateThrottle, "cache", LocMemCache("lease-rate-test", {}))
+    node = online_node(gpus=2)
+    token = f"Node {node.token}"
+    assert [lease_door(token)[0] for _ in range(2)] == [200, 200]
+    job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 60}},
+               gpu_class="H100-80GB", gpu_count=1, max_duration_s=600)
+    assert placement_run().placed == 1
+
+    status, body, headers = lease_door(token)
+
+    assert status == 429
+    assert body["error"]["code"] == "throttled"
+    assert 1 <= int(headers["Retry-After"]) <= 60
+    assert "assignments" not in body
+    # the calls share one budget per node, as every agent call does under DRF
+    assert _drf_agent_call(token)[0] == 429
 
 
 _json_values = st.recursive(

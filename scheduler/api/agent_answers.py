@@ -1,0 +1,27 @@
+"""What the agent API's fast paths answer, in the API's one error shape: the same bodies
+and headers DRF gives for the same refusals."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from banking.errors import ErrorCode
+from config.api_errors import error_body
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def unauthenticated(message: str) -> Answer:
+    return Answer(401, error_body(ErrorCode.NOT_AUTHENTICATED, message),
+                  {"WWW-Authenticate": "Node"})
+
+
+def throttled(retry_after_s: int) -> Answer:
+    return Answer(429, error_body(
+        ErrorCode.THROTTLED,
+        f"Request was throttled. Expected available in {retry_after_s} seconds.",
+    ), {"Retry-After": str(retry_after_s)})

@@ -1,0 +1,176 @@
+"""The agents' hottest calls answered in front of Django: heartbeats (every node, every
+few seconds; scheduler.api.heartbeat) and lease reads (every node told of a change;
+scheduler.api.lease). Two middlewares, `AgentFastPath` for WSGI and `AgentFastPathASGI`
+for ASGI (the agents' server, gunicorn with uvicorn workers), serve these two URLs without
+Django's middleware, URL resolution and DRF's request cycle, which on this machine cost
+several times the calls' own work; the DRF views answer the same through the same
+functions (the API docs, Django's test client, `runserver`). Every other request goes to
+Django.
+
+They keep what Django's cycle gives every request that matters here: the database
+connection's lifecycle (`close_old_connections`, as Django's request signals do), the
+request id, the request log line and the Prometheus metrics, and the API's one error
+shape, also for an unexpected failure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from http import HTTPStatus
+from typing import Any
+
+from django.db import close_old_connections
+
+from banking.errors import ErrorCode
+from config.api_errors import SERVER_ERROR_MESSAGE, error_body
+from config.observability import LATENCY, REQUESTS, request_id_var
+from scheduler.api import heartbeat, lease
+from scheduler.api.agent_answers import Answer
+from scheduler.api.database_threads import on_a_database_thread
+
+logger = logging.getLogger("suanli.request")
+
+MAX_BODY_BYTES = 64 * 1024
+ROUTES = {heartbeat.PATH: heartbeat.PATH.lstrip("/"), lease.PATH: lease.PATH.lstrip("/")}
+
+
+def _request_id(incoming: str) -> str:
+    return incoming[:64] if incoming and incoming.isascii() else uuid.uuid4().hex
+
+
+def _reply(answer: Answer, rid: str) -> tuple[bytes, list[tuple[str, str]]]:
+    payload = json.dumps(answer.body).encode()
+    return payload, [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
+                     ("X-Content-Type-Options", "nosniff"), ("X-Request-ID", rid),
+                     *answer.headers.items()]
+
+
+def _observe(path: str, answer: Answer, rid: str, started: float) -> None:
+    """What Django's request cycle would have done for the request: metrics, a log line."""
+    elapsed = time.perf_counter() - started
+    REQUESTS.labels("POST", ROUTES[path], answer.status).inc()
+    LATENCY.labels("POST", ROUTES[path]).observe(elapsed)
+    logger.info("POST %s %s %.1fms", path, answer.status, elapsed * 1000,
+                extra={"request_id": rid})
+
+
+def _too_long() -> Answer:
+    return Answer(400, error_body(ErrorCode.INVALID, "The body must be a JSON object "
+                                  f"of at most {MAX_BODY_BYTES} bytes."))
+
+
+def _failed() -> Answer:
+    logger.exception("Unhandled error in the agents' fast path")
+    return Answer(500, error_body("server_error", SERVER_ERROR_MESSAGE))
+
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class AgentFastPath:
+    """WSGI middleware: heartbeats and lease reads are answered here, everything else goes
+    to Django."""
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path not in ROUTES or environ.get("REQUEST_METHOD") != "POST":
+            return self.app(environ, start_response)
+        started = time.perf_counter()
+        rid = _request_id(environ.get("HTTP_X_REQUEST_ID", ""))
+        reset = request_id_var.set(rid)
+        try:
+            answer = self._answer(path, environ)
+            payload, headers = _reply(answer, rid)
+            start_response(f"{answer.status} {HTTPStatus(answer.status).phrase}", headers)
+            _observe(path, answer, rid, started)  # while the id is set: the line carries it
+        finally:
+            request_id_var.reset(reset)
+        return [payload]
+
+    def _answer(self, path: str, environ: dict[str, Any]) -> Answer:
+        authorization = environ.get("HTTP_AUTHORIZATION", "")
+        close_old_connections()
+        try:
+            if path == lease.PATH:  # no body to read
+                return lease.lease_answer(authorization)
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = -1
+            if not 0 <= length <= MAX_BODY_BYTES:
+                return _too_long()
+            body = environ["wsgi.input"].read(length) if length else b""
+            return heartbeat.heartbeat_answer(authorization, body)
+        except Exception:  # an answer in the API's shape, whatever went wrong
+            return _failed()
+        finally:
+            close_old_connections()
+
+
+ASGIScope = dict[str, Any]
+ASGIReceive = Callable[[], Awaitable[dict[str, Any]]]
+ASGISend = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[ASGIScope, ASGIReceive, ASGISend], Awaitable[None]]
+
+
+class AgentFastPathASGI:
+    """The same door for ASGI (config.asgi.application, the agents' server): one worker's
+    event loop answers many agents at once while each heartbeat waits on Redis, where a
+    synchronous worker answers one at a time; lease reads run on the database threads."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path not in ROUTES or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = {k.lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        rid = _request_id(headers.get(b"x-request-id", ""))
+        reset = request_id_var.set(rid)
+        try:
+            answer = await self._answer(path, headers, receive)
+            payload, reply_headers = _reply(answer, rid)
+            await send({"type": "http.response.start", "status": answer.status,
+                        "headers": [(k.lower().encode(), v.encode("latin-1"))
+                                    for k, v in reply_headers]})
+            await send({"type": "http.response.body", "body": payload})
+            _observe(path, answer, rid, started)
+        finally:
+            request_id_var.reset(reset)
+
+    async def _answer(self, path: str, headers: dict[bytes, str],
+                      receive: ASGIReceive) -> Answer:
+        authorization = headers.get(b"authorization", "")
+        try:
+            if path == lease.PATH:  # no body to read
+                return await on_a_database_thread(lease.lease_answer, authorization)
+            try:
+                length = int(headers.get(b"content-length") or 0)
+            except ValueError:
+                length = -1
+            if not 0 <= length <= MAX_BODY_BYTES:
+                return _too_long()
+            body = b""
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return Answer(400, error_body(ErrorCode.INVALID, "The request ended early."))
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+                if len(body) > MAX_BODY_BYTES:
+                    return _too_long()
+            return await heartbeat.heartbeat_answer_async(authorization, body)
+        except Exception:  # an answer in the API's shape, whatever went wrong
+            return _failed()
