@@ -128,6 +128,10 @@ def main() -> None:
         from scheduler.services.placement import placement_run
 
         _setup(nodes, jobs)
+        # The placer runs in a Celery worker, which freezes what it has loaded at start.
+        from config.celery import freeze_what_is_loaded
+
+        freeze_what_is_loaded()
         total_gpus = Node.objects.aggregate(s=Sum("gpu_count"))["s"]
         print(f"setup: {nodes:,} nodes with {total_gpus:,} GPUs, {jobs:,} queued jobs")
 

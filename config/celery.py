@@ -1,11 +1,22 @@
 """The Celery app. Tasks live in each app's `tasks.py`; the beat schedule is in settings."""
 
+import gc
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("suanli")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.worker_init.connect
+@signals.worker_process_init.connect
+def freeze_what_is_loaded(**_: Any) -> None:
+    """As the web servers do (config.wsgi): what the worker has loaded stays for its life,
+    so out of the collector's sight. A full collection that walked all of Django stalled
+    a placement cycle reading a few thousand queued jobs by 40 ms (bench.scheduler)."""
+    gc.freeze()
