@@ -128,7 +128,8 @@ def main() -> None:
         from scheduler.services.placement import placement_run
 
         _setup(nodes, jobs)
-        # The placer runs in a Celery worker, which freezes what it has loaded at start.
+        # The placer runs in a Celery worker, which freezes what it has loaded at start
+        # (here after the setup too: the objects the setup made are gone by now).
         from config.celery import freeze_what_is_loaded
 
         freeze_what_is_loaded()

@@ -159,13 +159,15 @@ class Node:
                 or time.monotonic() - self._last_lease_at >= self.config.lease_at_least_s)
 
     def _lease(self) -> None:
-        """Lease after a good heartbeat. A final refusal (say, a node not approved yet) is
-        logged once and the heartbeats go on at their normal pace."""
+        """Read the lease (after a good heartbeat that calls for it). A final refusal (say,
+        a token revoked) is logged once, the last lease is no longer acted on, and the
+        heartbeats go on at their normal pace."""
         try:
             answer = self.client.lease()
         except ApiError as error:
             if error.retryable:
                 raise
+            self._last_lease = None
             if error.code != self._lease_refused:
                 self._lease_refused = error.code
                 self.log.warning("lease refused (node status %s): %s", self.status, error)

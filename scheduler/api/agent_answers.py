@@ -20,8 +20,12 @@ def unauthenticated(message: str) -> Answer:
                   {"WWW-Authenticate": "Node"})
 
 
-def throttled(retry_after_s: int) -> Answer:
+def throttled(retry_after_s: int | None) -> Answer:
+    """DRF's Throttled, word for word."""
+    if retry_after_s is None:
+        return Answer(429, error_body(ErrorCode.THROTTLED, "Request was throttled."))
+    unit = "second" if retry_after_s == 1 else "seconds"
     return Answer(429, error_body(
         ErrorCode.THROTTLED,
-        f"Request was throttled. Expected available in {retry_after_s} seconds.",
-    ), {"Retry-After": str(retry_after_s)})
+        f"Request was throttled. Expected available in {retry_after_s} {unit}.",
+    ), {"Retry-After": str(retry_after_s)} if retry_after_s else {})

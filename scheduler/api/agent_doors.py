@@ -4,8 +4,7 @@ scheduler.api.lease). Two middlewares, `AgentFastPath` for WSGI and `AgentFastPa
 for ASGI (the agents' server, gunicorn with uvicorn workers), serve these two URLs without
 Django's middleware, URL resolution and DRF's request cycle, which on this machine cost
 several times the calls' own work; the DRF views answer the same through the same
-functions (the API docs, Django's test client, `runserver`). Every other request goes to
-Django.
+functions (the API docs, Django's test client). Every other request goes to Django.
 
 They keep what Django's cycle gives every request that matters here: the database
 connection's lifecycle (`close_old_connections`, as Django's request signals do), the

@@ -91,7 +91,7 @@ def _plainly_valid(data: Any) -> dict[str, Any] | None:
     """The values of a heartbeat shaped as agents send it (JSON numbers, a string, lists
     of objects and of ids), exactly as the serializer's fields would clean them; None for
     anything else, which the fields themselves then judge. What agents send every ten
-    seconds needs no field machinery (tests/scheduler/test_heartbeat_doors.py checks that
+    seconds needs no field machinery (tests/scheduler/test_agent_doors.py checks that
     both agree on any input)."""
     if type(data) is not dict:
         return None

@@ -4,9 +4,12 @@ middlewares of scheduler.api.agent_doors): after a placement every node that got
 reads its lease within a beat, and a large fleet must not need Django's request cycle
 for each (on the agents' server that cycle ran leases at ~250 a second on two cores)."""
 
+import functools
 import math
 from dataclasses import dataclass
 
+from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
 from rest_framework.throttling import SimpleRateThrottle
 
 from scheduler.api.agent_answers import Answer, throttled, unauthenticated
@@ -20,6 +23,14 @@ PATH = "/api/v1/agent/lease/"
 # LeaseOutputSerializer's field for the time, bound once: the rest of a lease is plain
 # JSON already.
 _EXPIRES = LeaseAssignmentSerializer().fields["lease_expires_at"]
+
+
+@functools.cache
+def throttle_cache() -> BaseCache:
+    """The cache DRF's throttles count in, one per process. Django's own `caches` is kept
+    per context, and the ASGI door reads leases in a context copied per request: through
+    it, every read would open a new Redis connection."""
+    return caches.create_connection("default")
 
 
 @dataclass(frozen=True)
@@ -40,8 +51,10 @@ def lease_answer(authorization: str) -> Answer:
     if node_id is None:
         return unauthenticated("Invalid node token.")
     throttle: SimpleRateThrottle = NodeRateThrottle()
+    throttle.cache = throttle_cache()
     if not throttle.allow_request(_Caller(Node(id=node_id)), None):  # type: ignore[arg-type]
-        return throttled(math.ceil(throttle.wait() or 0))
+        wait = throttle.wait()
+        return throttled(None if wait is None else math.ceil(wait))
     lease = node_lease(node_id=node_id)
     return Answer(200, {
         "assignments": [

@@ -177,8 +177,9 @@ class _AgentApi(APIView):
 
 
 class AgentHeartbeatApi(APIView):
-    """The same answer as the WSGI fast path in front of Django (see
-    scheduler.api.heartbeat), which serves this URL under gunicorn and runserver."""
+    """The same answer as the fast paths in front of Django (scheduler.api.agent_doors),
+    which serve this URL under gunicorn and runserver (config.wsgi, config.asgi); this
+    view serves Django's test client and documents the call."""
 
     # heartbeat_answer authenticates, rate-limits and validates by itself, as the fast
     # path needs it to.
@@ -195,7 +196,8 @@ class AgentHeartbeatApi(APIView):
 
 class AgentLeaseApi(APIView):
     """The same answer as the fast paths in front of Django (scheduler.api.agent_doors),
-    which serve this URL under gunicorn."""
+    which serve this URL under gunicorn and runserver; this view serves Django's test
+    client and documents the call."""
 
     # lease_answer authenticates and rate-limits by itself, as the fast paths need it to.
     authentication_classes: list[type] = []

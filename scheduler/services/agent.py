@@ -22,7 +22,7 @@ from scheduler.models import (
     Node,
     UsageRecord,
 )
-from scheduler.services.lease_hints import lease_read_by
+from scheduler.services.lease_hints import lease_mark_clear
 from scheduler.services.settlement import job_hold_release, usage_settle
 
 
@@ -213,7 +213,7 @@ ORDER BY 1
 def node_lease(*, node_id: int) -> Lease:
     """Every active assignment of the node (to start or keep running) and the ones it
     must stop: canceled or lost within the last hour."""
-    lease_read_by(node_id)
+    lease_mark_clear(node_id)
     since = timezone.now() - timedelta(hours=1)
     if connection.vendor != "postgresql":
         return _node_lease_orm(node_id, since)

@@ -37,8 +37,9 @@ def _mark(node_ids: list[int]) -> None:
                        "minute", len(node_ids), exc_info=True)
 
 
-def lease_read_by(node_id: int) -> None:
-    """The node is reading its lease now: clear its mark first."""
+def lease_mark_clear(node_id: int) -> None:
+    """The node is reading its lease now (its mark is cleared before the read), or is
+    retired."""
     if not beat_buffer_enabled():
         return
     try:

@@ -187,8 +187,10 @@ def node_retire(*, provider_id: int, node_id: int) -> None:
     else:
         node.delete()
     from scheduler.services.heartbeat_buffer import beat_buffer_forget
+    from scheduler.services.lease_hints import lease_mark_clear
 
     transaction.on_commit(lambda: beat_buffer_forget(token_hash))
+    transaction.on_commit(lambda: lease_mark_clear(node_id))
 
 
 @transaction.atomic

@@ -13,11 +13,9 @@ from config.celery import freeze_what_is_loaded
                          ids=["worker", "pool process"])
 def test_a_starting_worker_freezes_what_it_has_loaded(signal):
     assert freeze_what_is_loaded in signal._live_receivers(None)
-    gc.unfreeze()
-    assert gc.get_freeze_count() == 0
-    try:
-        freeze_what_is_loaded()
+    loose = [[] for _ in range(100)]  # tracked by the collector, made since any freeze
+    before = gc.get_freeze_count()
 
-        assert gc.get_freeze_count() > 10_000  # Django, DRF, Celery and the apps
-    finally:
-        gc.unfreeze()
+    freeze_what_is_loaded()
+
+    assert gc.get_freeze_count() >= before + len(loose)

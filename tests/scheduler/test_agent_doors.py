@@ -299,7 +299,9 @@ def test_lease_reads_over_the_nodes_rate_are_429(lease_door, online_node, buyer,
     # DRF's throttles read their rates once, at import; and a cache of this process's own,
     # which the other test processes do not clear
     monkeypatch.setattr(NodeRateThrottle, "THROTTLE_RATES", {"node": "2/min"})
-    monkeypatch.setattr(NodeRateThrottle, "cache", LocMemCache("lease-rate-test", {}))
+    counted_here = LocMemCache("lease-rate-test", {})
+    monkeypatch.setattr(NodeRateThrottle, "cache", counted_here)
+    monkeypatch.setattr("scheduler.api.lease.throttle_cache", lambda: counted_here)
     node = online_node(gpus=2)
     token = f"Node {node.token}"
     assert [lease_door(token)[0] for _ in range(2)] == [200, 200]

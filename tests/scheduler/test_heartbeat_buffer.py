@@ -16,6 +16,7 @@ from scheduler.models import Assignment, Job, Node, NodeHeartbeat
 from scheduler.services import heartbeat_buffer
 from scheduler.services.heartbeat_buffer import LEASE_DUE, PENDING, heartbeats_flush
 from scheduler.services.jobs import job_cancel, job_submit
+from scheduler.services.lease_hints import leases_changed
 from scheduler.services.leases import leases_expire
 from scheduler.services.nodes import node_retire
 from scheduler.services.placement import placement_run
@@ -322,3 +323,14 @@ def test_with_redis_down_a_lease_is_read_and_work_placed_all_the_same(online_nod
     status, body = _beat(node)
     assert (status, body["lease_due"]) == (200, True)  # answered from PostgreSQL
     assert [a["job_id"] for a in _lease(node)["assignments"]] == [job.pk]
+
+
+def test_a_retired_nodes_mark_goes_with_it(online_node, provider, write_behind):
+    node, other = online_node(), online_node()
+    with transaction.atomic():
+        leases_changed([node.pk, other.pk])
+    assert write_behind.smembers(LEASE_DUE) == {str(node.pk).encode(), str(other.pk).encode()}
+
+    node_retire(provider_id=provider.pk, node_id=node.pk)
+
+    assert write_behind.smembers(LEASE_DUE) == {str(other.pk).encode()}
