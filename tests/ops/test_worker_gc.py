@@ -13,7 +13,8 @@ from config.celery import freeze_what_is_loaded
                          ids=["worker", "pool process"])
 def test_a_starting_worker_freezes_what_it_has_loaded(signal):
     assert freeze_what_is_loaded in signal._live_receivers(None)
-    loose = [[] for _ in range(100)]  # tracked by the collector, made since any freeze
+    # lists are tracked by the collector; these were made since any earlier freeze
+    loose: list[list[int]] = [[] for _ in range(100)]
     before = gc.get_freeze_count()
 
     freeze_what_is_loaded()

@@ -16,6 +16,19 @@ def _no_broker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("scheduler.tasks.settlement_kick", lambda assignment_id: None)
 
 
+@pytest.fixture
+def submit_job(buyer: Any) -> Any:
+    """A one-minute simulated job of the buyer's on H100s, queued (not placed)."""
+    from scheduler.services.jobs import job_submit
+
+    def submit(*, gpu_count: int = 1, max_duration_s: int = 600) -> Any:
+        return job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 60}},
+                          gpu_class="H100-80GB", gpu_count=gpu_count,
+                          max_duration_s=max_duration_s)
+
+    return submit
+
+
 def job_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "spec": {"simulate": {"seconds": 10}},

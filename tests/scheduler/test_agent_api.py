@@ -7,16 +7,14 @@ from banking.selectors import wallet_get
 from banking.services.ledger import system_account
 from scheduler.models import Assignment, Job, Node, UsageRecord
 from scheduler.pricing import charge_for
-from scheduler.services.jobs import job_submit
 from scheduler.services.placement import placement_run
 
 
 @pytest.fixture
-def running(buyer, online_node, agent_client):
+def running(submit_job, online_node, agent_client):
     """A job placed on a node, as the node's agent sees it."""
     node = online_node(gpus=4)
-    job = job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 60}},
-                     gpu_class="H100-80GB", gpu_count=2, max_duration_s=3600)
+    job = submit_job(gpu_count=2, max_duration_s=3600)
     assert placement_run().placed == 1
     assignment = Assignment.objects.get(job=job)
     return node, job, assignment, agent_client(node)
@@ -136,10 +134,10 @@ def test_fail_charges_usage_so_far_and_fails_the_job(running, buyer):
 
 
 def test_usage_beyond_the_maximum_duration_is_not_billed_and_the_node_is_told_to_stop(
-        buyer, online_node, agent_client):
+    submit_job, buyer, online_node, agent_client
+):
     node = online_node(gpus=1)
-    job = job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 60}},
-                     gpu_class="H100-80GB", gpu_count=1, max_duration_s=60)
+    job = submit_job(max_duration_s=60)
     placement_run()
     a = Assignment.objects.get(job=job)
     body = agent_client(node).post(f"/api/v1/agent/assignments/{a.pk}/usage/",

@@ -21,7 +21,6 @@ from scheduler.api.authentication import NodeRateThrottle
 from scheduler.api.heartbeat import _validated
 from scheduler.api.serializers import HeartbeatInputSerializer
 from scheduler.models import Assignment, Node, NodeHeartbeat
-from scheduler.services.jobs import job_submit
 from scheduler.services.placement import placement_run
 from tests.scheduler.asgi_door import through_asgi as _through_asgi
 
@@ -249,10 +248,9 @@ def test_an_unexpected_failure_is_a_500_in_the_api_shape(offline_node, monkeypat
     assert Node.objects.filter(pk=offline_node.pk).exists()  # the connection still serves
 
 
-def test_a_lease_lists_the_nodes_work_through_every_door(lease_door, online_node, buyer):
+def test_a_lease_lists_the_nodes_work_through_every_door(submit_job, lease_door, online_node):
     node = online_node(gpus=2)
-    job = job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 60}},
-                     gpu_class="H100-80GB", gpu_count=1, max_duration_s=600)
+    job = submit_job()
     assert placement_run().placed == 1
     a = Assignment.objects.get(job=job)
 
@@ -295,7 +293,8 @@ def test_a_disabled_nodes_lease_is_refused_as_drf_refuses_it(lease_door, offline
     assert body["error"]["message"] == "Invalid node token."
 
 
-def test_lease_reads_over_the_nodes_rate_are_429(lease_door, online_node, buyer, monkeypatch):
+def test_lease_reads_over_the_nodes_rate_are_429(submit_job, lease_door, online_node,
+                                                 monkeypatch):
     # DRF's throttles read their rates once, at import; and a cache of this process's own,
     # which the other test processes do not clear
     monkeypatch.setattr(NodeRateThrottle, "THROTTLE_RATES", {"node": "2/min"})
@@ -305,8 +304,7 @@ def test_lease_reads_over_the_nodes_rate_are_429(lease_door, online_node, buyer,
     node = online_node(gpus=2)
     token = f"Node {node.token}"
     assert [lease_door(token)[0] for _ in range(2)] == [200, 200]
-    job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 60}},
-               gpu_class="H100-80GB", gpu_count=1, max_duration_s=600)
+    submit_job()
     assert placement_run().placed == 1
 
     status, body, headers = lease_door(token)

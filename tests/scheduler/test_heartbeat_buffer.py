@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 from scheduler.models import Assignment, Job, Node, NodeHeartbeat
 from scheduler.services import heartbeat_buffer
 from scheduler.services.heartbeat_buffer import LEASE_DUE, PENDING, heartbeats_flush
-from scheduler.services.jobs import job_cancel, job_submit
+from scheduler.services.jobs import job_cancel
 from scheduler.services.lease_hints import leases_changed
 from scheduler.services.leases import leases_expire
 from scheduler.services.nodes import node_retire
@@ -89,10 +89,9 @@ def test_the_first_beat_is_written_at_once_and_later_ones_at_the_flush(online_no
     assert heartbeats_flush().taken == 0  # nothing twice
 
 
-def test_the_flush_extends_leases_and_keeps_a_beat_per_minute(online_node, buyer):
+def test_the_flush_extends_leases_and_keeps_a_beat_per_minute(submit_job, online_node):
     node = online_node(gpus=2)
-    job = job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 60}},
-                     gpu_class="H100-80GB", gpu_count=1, max_duration_s=600)
+    job = submit_job()
     assert placement_run().placed == 1
     _beat(node)
     stale = timezone.now() - timedelta(seconds=1)
@@ -245,14 +244,14 @@ def _lease(node: Node) -> dict:
 
 
 @pytest.mark.parametrize("door", ["drf", "asgi"])
-def test_a_buffered_beat_says_whether_the_nodes_lease_changed(online_node, buyer, door):
+def test_a_buffered_beat_says_whether_the_nodes_lease_changed(submit_job, online_node, buyer,
+                                                              door):
     node = online_node(gpus=2)
     assert _beat(node, door)[1]["lease_due"] is True  # synchronous: always due
     _lease(node)
     assert _beat(node, door)[1]["lease_due"] is False
 
-    job = job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 60}},
-                     gpu_class="H100-80GB", gpu_count=1, max_duration_s=600)
+    job = submit_job()
     assert _beat(node, door)[1]["lease_due"] is False  # queued, not placed yet
     assert placement_run().placed == 1
 
@@ -269,12 +268,11 @@ def test_a_buffered_beat_says_whether_the_nodes_lease_changed(online_node, buyer
     assert _beat(node, door)[1]["lease_due"] is False
 
 
-def test_a_change_that_rolls_back_marks_no_lease(online_node, buyer):
+def test_a_change_that_rolls_back_marks_no_lease(submit_job, online_node):
     node = online_node(gpus=2)
     _beat(node)
     _lease(node)
-    job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 60}},
-               gpu_class="H100-80GB", gpu_count=1, max_duration_s=600)
+    submit_job()
 
     with pytest.raises(RuntimeError), transaction.atomic():
         assert placement_run().placed == 1
@@ -286,11 +284,10 @@ def test_a_change_that_rolls_back_marks_no_lease(online_node, buyer):
     assert _beat(node)[1]["lease_due"] is True
 
 
-def test_a_node_back_from_silence_is_told_its_lost_work_changed(online_node, buyer):
+def test_a_node_back_from_silence_is_told_its_lost_work_changed(submit_job, online_node):
     node = online_node(gpus=2)
     _beat(node)
-    job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 60}},
-               gpu_class="H100-80GB", gpu_count=1, max_duration_s=600)
+    submit_job()
     assert placement_run().placed == 1
     _lease(node)
     assert _beat(node)[1]["lease_due"] is False
@@ -307,8 +304,8 @@ def test_a_node_back_from_silence_is_told_its_lost_work_changed(online_node, buy
     assert _lease(node)["kill"] == [Assignment.objects.get().pk]
 
 
-def test_with_redis_down_a_lease_is_read_and_work_placed_all_the_same(online_node, buyer,
-                                                                         monkeypatch):
+def test_with_redis_down_a_lease_is_read_and_work_placed_all_the_same(submit_job, online_node,
+                                                                        monkeypatch):
     node = online_node(gpus=2)
     _beat(node)
 
@@ -316,8 +313,7 @@ def test_with_redis_down_a_lease_is_read_and_work_placed_all_the_same(online_nod
         raise redis.ConnectionError("Connection refused")
 
     monkeypatch.setattr(heartbeat_buffer, "_scripts", unreachable)
-    job = job_submit(organization_id=buyer.pk, spec={"simulate": {"seconds": 60}},
-                     gpu_class="H100-80GB", gpu_count=1, max_duration_s=600)
+    job = submit_job()
     assert placement_run().placed == 1  # the hint is lost, not the placement
 
     status, body = _beat(node)
