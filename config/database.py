@@ -1,5 +1,6 @@
 """Database access below the ORM, for the few hot statements that need it."""
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,3 +45,9 @@ def server_bound_cursor() -> Iterator[psycopg.Cursor[Any]]:
             yield kept.cursor
     finally:
         kept.busy = False
+
+
+def jsonb_value(value: Any) -> Any:
+    """A jsonb column as read through `server_bound_cursor`: Django's connection has its
+    loader hand jsonb over as text (JSONField decodes it), so raw reads decode it here."""
+    return json.loads(value) if isinstance(value, str) else value

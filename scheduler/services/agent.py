@@ -1,6 +1,5 @@
 """What a node's agent reports: usage, completion, failure; and what it is told to run."""
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,7 +11,7 @@ from django.utils import timezone
 
 from banking.errors import InvalidInput, NotFound
 from banking.services.transactions import money_transaction
-from config.database import server_bound_cursor
+from config.database import jsonb_value, server_bound_cursor
 from scheduler.errors import AssignmentClosed, StaleSequence
 from scheduler.locks import assignments_lock
 from scheduler.models import (
@@ -225,10 +224,8 @@ def node_lease(*, node_id: int) -> Lease:
         if killed:
             kill.append(assignment_id)
         else:
-            # Django's connection hands jsonb over as text
-            runs.append(LeasedRun(assignment_id, job_id, gpus,
-                                  json.loads(spec) if isinstance(spec, str) else spec,
-                                  seconds, expires))
+            runs.append(LeasedRun(assignment_id, job_id, gpus, jsonb_value(spec), seconds,
+                                  expires))
     return Lease(runs=runs, kill=kill)
 
 

@@ -10,7 +10,6 @@ organizations so no buyer starves the others (each job's turn, set at submission
 
 import bisect
 import itertools
-import json
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,7 +20,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from config.database import server_bound_cursor
+from config.database import jsonb_value, server_bound_cursor
 from scheduler.locks import placement_lock_try
 from scheduler.models import Assignment, Job, Node, Reservation
 from scheduler.services.lease_hints import leases_changed
@@ -149,10 +148,8 @@ LIMIT %(size)s
 
 
 def _regions(value: Any) -> list[str]:
-    # Django's connection hands jsonb over as text; nearly every job names no region.
-    if isinstance(value, str):
-        return [] if value == "[]" else json.loads(value)
-    return value or []
+    # Nearly every job names no region: no decoding for those.
+    return [] if value == "[]" else jsonb_value(value) or []
 
 
 def _queue_page(gpu_class_id: int, *, max_gpus: int, after: "_Job | None",
