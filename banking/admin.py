@@ -2,17 +2,17 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path
 
-from banking.errors import DomainError
+from banking.gateway import GatewayError
 from banking.invariants import ledger_verify
 from banking.models import (
     Account,
     ApiKey,
     CreditLine,
+    Dispute,
     Entry,
     Hold,
     Installment,
@@ -20,11 +20,27 @@ from banking.models import (
     LoanPrepayment,
     Membership,
     Organization,
+    Payout,
+    PayoutAccount,
+    StripeCustomer,
+    StripeEvent,
+    TokenPrice,
+    TokenPriceTier,
+    TopUp,
     Transfer,
 )
+from banking.models.ledger import AccountPurpose
 from banking.services.customers import organization_approve, organization_set_status
 from banking.services.ledger import transfer_reverse
 from banking.services.lending import credit_line_set, installments_collect, loan_write_off
+from banking.services.payments import (
+    stripe_event_process,
+    topup_fulfil,
+    topup_refund,
+)
+from banking.services.payouts import payout_approve, payout_execute, payout_reject
+from core.admin_site import admin_page, dashboard_panel
+from core.errors import DomainError
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -276,6 +292,7 @@ class LoanPrepaymentAdmin(ReadOnlyAdmin):
     search_fields = ["idempotency_key", "loan__organization__name"]
 
 
+@admin_page("ledger-health/", name="ledger-health")
 def ledger_health_view(request: HttpRequest) -> HttpResponse:
     violations = ledger_verify()
     context = {
@@ -288,42 +305,30 @@ def ledger_health_view(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "admin/banking/ledger_health.html", context)
 
 
-_original_get_urls = admin.site.get_urls
-
-
-def _get_urls() -> list[Any]:
-    return [
-        path("ledger-health/", admin.site.admin_view(ledger_health_view), name="ledger-health"),
-        *_original_get_urls(),
+@dashboard_panel
+def ledger_panel() -> tuple[str, list[tuple[str, Any]]]:
+    totals = dict(
+        Account.objects.filter(organization__isnull=False)
+        .values_list("purpose")
+        .annotate(total=Sum("balance"))
+    )
+    wallet = totals.get(AccountPurpose.WALLET, 0) or 0
+    held = totals.get(AccountPurpose.HELD, 0) or 0
+    owed = -(totals.get(AccountPurpose.CREDIT, 0) or 0) - (totals.get(AccountPurpose.DEBT, 0) or 0)
+    rows: list[tuple[str, Any]] = [
+        ("Tokens in circulation (wallets + held)", wallet + held),
+        ("Available in wallets", wallet),
+        ("Held", held),
+        ("Owed to the bank (credit + debt)", owed),
     ]
-
-
-admin.site.get_urls = _get_urls  # type: ignore[method-assign]
-admin.site.site_header = "Suanli operations"
-admin.site.site_title = "Suanli admin"
-admin.site.index_title = "Bank and scheduler"
+    rows += [
+        (f"System: {a.get_purpose_display()}", a.balance)
+        for a in Account.objects.filter(organization__isnull=True).order_by("purpose")
+    ]
+    return "Ledger", rows
 
 
 # Payments
-
-from banking.gateway import GatewayError  # noqa: E402
-from banking.models import (  # noqa: E402
-    Dispute,
-    Payout,
-    PayoutAccount,
-    StripeCustomer,
-    StripeEvent,
-    TokenPrice,
-    TokenPriceTier,
-    TopUp,
-)
-from banking.services.payments import (  # noqa: E402
-    stripe_event_process,
-    topup_fulfil,
-    topup_refund,
-)
-from banking.services.payouts import payout_approve, payout_execute, payout_reject  # noqa: E402
-from config.admin_dashboard import dashboard_panel  # noqa: E402
 
 
 class TokenPriceTierInline(admin.TabularInline):

@@ -1,91 +1,18 @@
-"""Domain errors. Services raise these; the API's one exception handler renders them as
-`{"error": {"code", "message", "fields"}}`. Other apps subclass `DomainError` with codes
-of their own."""
+"""Banking's domain errors, on the kernel's `DomainError` (core.errors); their codes are
+in banking.error_codes."""
 
-from enum import StrEnum
-from typing import Any
-
-
-class ErrorCode(StrEnum):
-    INVALID = "invalid"
-    NOT_FOUND = "not_found"
-    INSUFFICIENT_FUNDS = "insufficient_funds"
-    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
-    UNBALANCED_TRANSFER = "unbalanced_transfer"
-    HOLD_EXCEEDED = "hold_exceeded"
-    HOLD_CLOSED = "hold_closed"
-    ALREADY_REVERSED = "already_reversed"
-    REVERSAL_OF_REVERSAL = "reversal_of_reversal"
-    ORGANIZATION_FROZEN = "organization_frozen"
-    ORGANIZATION_DELINQUENT = "organization_delinquent"
-    PERMISSION_DENIED = "permission_denied"
-    NOT_AUTHENTICATED = "not_authenticated"
-    THROTTLED = "throttled"
-    CONFLICT = "conflict"
-
-
-class DomainError(Exception):
-    """An expected failure a caller can act on. `status` is the HTTP status it maps to."""
-
-    code: str = ErrorCode.INVALID
-    status: int = 400
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        fields: dict[str, Any] | None = None,
-        status: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        if code is not None:
-            self.code = code
-        if status is not None:
-            self.status = status
-        self.fields = fields or {}
-
-
-class InvalidInput(DomainError):
-    code: str = ErrorCode.INVALID
-    status = 400
-
-
-class NotFound(DomainError):
-    code: str = ErrorCode.NOT_FOUND
-    status = 404
+from banking.error_codes import BankingErrorCode, LendingErrorCode
+from core.errors import DomainError
 
 
 class InsufficientFunds(DomainError):
-    code: str = ErrorCode.INSUFFICIENT_FUNDS
+    code: str = BankingErrorCode.INSUFFICIENT_FUNDS
     status = 402
 
 
 class IdempotencyConflict(DomainError):
-    code: str = ErrorCode.IDEMPOTENCY_CONFLICT
+    code: str = BankingErrorCode.IDEMPOTENCY_CONFLICT
     status = 409
-
-
-class Conflict(DomainError):
-    code: str = ErrorCode.CONFLICT
-    status = 409
-
-
-class PermissionDenied(DomainError):
-    code: str = ErrorCode.PERMISSION_DENIED
-    status = 403
-
-
-# Lending (banking/services/lending.py)
-
-
-class LendingErrorCode(StrEnum):
-    NO_CREDIT_LINE = "no_credit_line"
-    TERM_EXCEEDS_CREDIT_LINE = "term_exceeds_credit_line"
-    CREDIT_LIMIT_EXCEEDED = "credit_limit_exceeded"
-    CREDIT_LIMIT_BELOW_USAGE = "credit_limit_below_usage"
-    LOAN_CLOSED = "loan_closed"
 
 
 class NoCreditLine(DomainError):
@@ -114,10 +41,10 @@ class LoanClosed(DomainError):
 
 
 class OrganizationDelinquent(DomainError):
-    code: str = ErrorCode.ORGANIZATION_DELINQUENT
+    code: str = BankingErrorCode.ORGANIZATION_DELINQUENT
     status = 403
 
 
 class OrganizationFrozen(DomainError):
-    code: str = ErrorCode.ORGANIZATION_FROZEN
+    code: str = BankingErrorCode.ORGANIZATION_FROZEN
     status = 403

@@ -7,10 +7,10 @@ from django.db.models import QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from banking.errors import NotFound
 from banking.models import Account, ApiKey, Entry, Membership, Organization
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.models.payments import Payout, PayoutAccount, TopUp
+from core.errors import NotFound
 
 
 def organization_account_ids(organization_id: int) -> dict[str, int]:

@@ -11,15 +11,14 @@ from django.utils import timezone
 from banking.amortization import ScheduleError, ScheduleRow, add_months, annuity_schedule
 from banking.errors import (
     CreditLimitExceeded,
-    InvalidInput,
     NoCreditLine,
-    NotFound,
     OrganizationDelinquent,
     OrganizationFrozen,
     TermExceedsCreditLine,
 )
 from banking.models import Account, CreditLine, Installment, Loan, Organization
 from banking.models.ledger import AccountPurpose
+from core.errors import InvalidInput, NotFound
 
 UNPAID = (Installment.Status.DUE, Installment.Status.OVERDUE)
 

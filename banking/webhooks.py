@@ -7,7 +7,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from banking.services.payments import WebhookRejected, stripe_webhook_receive
-from config.api_errors import error_body
+from core.api_errors import error_body
 
 logger = logging.getLogger("suanli.payments")
 

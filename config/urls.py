@@ -3,8 +3,7 @@ from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from banking.webhooks import stripe_webhook
-from config import admin_dashboard  # noqa: F401  registers the dashboard on the admin index
-from config.observability import healthz, metrics
+from core.observability import healthz, metrics
 
 api_v1: list[URLPattern | URLResolver] = [
     path("", include("banking.api.urls")),

@@ -7,7 +7,7 @@ from django.contrib import admin
 from django.db.models import Sum
 from django.http import HttpRequest
 
-from config.admin_dashboard import dashboard_panel
+from core.admin_site import dashboard_panel
 from marketplace.models import (
     Advance,
     Block,

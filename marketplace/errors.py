@@ -1,6 +1,6 @@
 from enum import StrEnum
 
-from banking.errors import Conflict, DomainError, InvalidInput
+from core.errors import Conflict, DomainError, InvalidInput
 
 
 class MarketErrorCode(StrEnum):

@@ -15,9 +15,9 @@ from django import forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
-from banking.errors import DomainError
 from banking.models import Membership
 from banking.models.ledger import AccountPurpose, TransferKind
+from core.errors import DomainError
 
 IDEMPOTENCY_FIELD = "idempotency_key"
 

@@ -1,6 +1,6 @@
 from django.db.models import QuerySet
 
-from banking.errors import NotFound
+from core.errors import NotFound
 from marketplace.models import Advance, Block, CapacityDeposit, LowBalanceAlert, PriceHistory
 from scheduler.models import GpuClass
 

@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from config.admin_dashboard import dashboard_panel
+from core.admin_site import dashboard_panel
 from scheduler.models import (
     Assignment,
     GpuClass,

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
-from banking.errors import NotFound
+from core.errors import NotFound
 from scheduler.models import Assignment, GpuClass, Job, Node
 
 

@@ -1,6 +1,6 @@
 from rest_framework.request import Request
 
-from banking.errors import InvalidInput
+from core.errors import InvalidInput
 
 
 def idempotency_key_from(request: Request, *, scope: str) -> str | None:

@@ -12,7 +12,6 @@ from rest_framework.views import APIView
 from banking.api.idempotency import idempotency_key_from
 from banking.api.pagination import StandardPagination
 from banking.api.permissions import IsProvider
-from banking.errors import DomainError
 from banking.models import Payout, PayoutAccount, TopUp
 from banking.selectors import payout_account_get, payout_list, topup_get, topup_list
 from banking.services.payments import (
@@ -23,6 +22,7 @@ from banking.services.payments import (
     topup_quote,
 )
 from banking.services.payouts import payout_account_set, payout_price, payout_request
+from core.errors import DomainError
 
 
 def _org_id(request: Request) -> int:

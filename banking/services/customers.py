@@ -11,9 +11,9 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from banking.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from banking.models import Account, ApiKey, Membership, Organization
 from banking.models.ledger import AccountPurpose
+from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 API_KEY_PREFIX = "sk"
 

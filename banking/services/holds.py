@@ -9,7 +9,8 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from banking.errors import ErrorCode, IdempotencyConflict, InvalidInput, NotFound
+from banking.error_codes import BankingErrorCode
+from banking.errors import IdempotencyConflict
 from banking.locks import accounts_lock, holds_lock
 from banking.models import Hold, Transfer
 from banking.models.ledger import AccountPurpose, TransferKind
@@ -24,14 +25,15 @@ from banking.services.ledger import (
     transfer_spec,
 )
 from banking.services.transactions import money_transaction
+from core.errors import InvalidInput, NotFound
 
 
 class HoldExceeded(InvalidInput):
-    code = ErrorCode.HOLD_EXCEEDED
+    code = BankingErrorCode.HOLD_EXCEEDED
 
 
 class HoldClosed(InvalidInput):
-    code = ErrorCode.HOLD_CLOSED
+    code = BankingErrorCode.HOLD_CLOSED
     status = 409
 
 

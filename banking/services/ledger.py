@@ -14,19 +14,14 @@ from django.db import IntegrityError, connection
 from django.db.models import F
 from django.utils import timezone
 
-from banking.errors import (
-    Conflict,
-    ErrorCode,
-    IdempotencyConflict,
-    InsufficientFunds,
-    InvalidInput,
-    NotFound,
-)
+from banking.error_codes import BankingErrorCode
+from banking.errors import IdempotencyConflict, InsufficientFunds
 from banking.locks import LockedAccount, accounts_lock
 from banking.models import Account, Entry, Transfer
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.services.transactions import money_statement, money_transaction
-from config.database import server_bound_cursor
+from core.database import server_bound_cursor
+from core.errors import Conflict, ErrorCode, InvalidInput, NotFound
 
 MAX_KEY_LENGTH = 255
 KNOWN_KINDS = frozenset(TransferKind.values)
@@ -77,7 +72,8 @@ class TransferSpec:
                 )
         if sum(leg.amount for leg in self.legs) != 0:
             raise InvalidInput(
-                "The entries of a transfer must sum to zero.", code=ErrorCode.UNBALANCED_TRANSFER
+                "The entries of a transfer must sum to zero.",
+                code=BankingErrorCode.UNBALANCED_TRANSFER,
             )
 
     @cached_property
@@ -174,7 +170,7 @@ def _post_one(spec: TransferSpec) -> Transfer:
     except IntegrityError as exc:
         if spec.reverses_id is not None:
             raise Conflict("That transfer has already been reversed.",
-                           code=ErrorCode.ALREADY_REVERSED) from exc
+                           code=BankingErrorCode.ALREADY_REVERSED) from exc
         raise
     if transfer_id is None:
         raced = _existing(spec)
@@ -219,7 +215,7 @@ def _post_one_in_database(spec: TransferSpec) -> Transfer:
     except IntegrityError as exc:
         if spec.reverses_id is not None:
             raise Conflict("That transfer has already been reversed.",
-                           code=ErrorCode.ALREADY_REVERSED) from exc
+                           code=BankingErrorCode.ALREADY_REVERSED) from exc
         raise
     # Django's adapters leave jsonb results as text.
     detail = json.loads(raw_detail) if isinstance(raw_detail, str) else raw_detail
@@ -511,7 +507,7 @@ def transfer_reverse(
         raise NotFound(f"Transfer {transfer_id} does not exist.")
     if original.reverses_id is not None or original.kind == TransferKind.REVERSAL:
         raise InvalidInput(
-            "A reversal cannot itself be reversed.", code=ErrorCode.REVERSAL_OF_REVERSAL
+            "A reversal cannot itself be reversed.", code=BankingErrorCode.REVERSAL_OF_REVERSAL
         )
     if original.kind in NOT_REVERSIBLE_KINDS:
         raise InvalidInput(
@@ -531,7 +527,7 @@ def transfer_reverse(
         already = Transfer.objects.filter(reverses_id=original.pk).first()
         if already is not None and already.idempotency_key != spec.idempotency_key:
             raise Conflict("That transfer has already been reversed.",
-                           code=ErrorCode.ALREADY_REVERSED)
+                           code=BankingErrorCode.ALREADY_REVERSED)
     return _post_one(spec)
 
 

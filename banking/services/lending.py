@@ -33,15 +33,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from banking.amortization import MAX_APR_BPS, MAX_TERM_MONTHS, ScheduleRow, annuity_schedule
-from banking.errors import (
-    CreditLimitBelowUsage,
-    DomainError,
-    IdempotencyConflict,
-    InsufficientFunds,
-    InvalidInput,
-    LoanClosed,
-    NotFound,
-)
+from banking.errors import CreditLimitBelowUsage, IdempotencyConflict, InsufficientFunds, LoanClosed
 from banking.locks import accounts_lock, organizations_lock
 from banking.models import Account, CreditLine, Installment, Loan, LoanPrepayment, Organization
 from banking.models.ledger import AccountPurpose, Transfer, TransferKind
@@ -55,6 +47,7 @@ from banking.selectors_lending import (
 )
 from banking.services.ledger import MAX_KEY_LENGTH, system_account, transfer_post
 from banking.services.transactions import money_transaction
+from core.errors import DomainError, InvalidInput, NotFound
 
 __all__ = [
     "CollectionResult",

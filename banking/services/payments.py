@@ -13,7 +13,6 @@ import math
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from enum import StrEnum
 from fractions import Fraction
 from typing import Any
 
@@ -22,7 +21,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from banking.errors import Conflict, DomainError, InvalidInput, NotFound, OrganizationFrozen
+from banking.error_codes import PaymentErrorCode
+from banking.errors import OrganizationFrozen
 from banking.gateway import CardDeclined as GatewayCardDeclined
 from banking.gateway import (
     GatewayError,
@@ -45,27 +45,11 @@ from banking.selectors import organization_account_ids
 from banking.services.holds import hold_capture, hold_place, hold_release
 from banking.services.ledger import new_idempotency_key, system_account, transfer_post
 from banking.services.transactions import money_transaction
+from core.errors import Conflict, DomainError, InvalidInput, NotFound
 
 logger = logging.getLogger("suanli.payments")
 
 MILLION = 1_000_000
-
-
-class PaymentErrorCode(StrEnum):
-    CARD_DECLINED = "card_declined"
-    CURRENCY_NOT_SUPPORTED = "currency_not_supported"
-    TOPUP_BELOW_MINIMUM = "topup_below_minimum"
-    TOPUP_ABOVE_MAXIMUM = "topup_above_maximum"
-    PAYMENT_PROVIDER_ERROR = "payment_provider_error"
-    PAYMENT_PROVIDER_UNAVAILABLE = "payment_provider_unavailable"
-    PAYMENT_MISMATCH = "payment_mismatch"
-    INVALID_SIGNATURE = "invalid_signature"
-    MALFORMED_EVENT = "malformed_event"
-    UNKNOWN_PAYMENT = "unknown_payment"
-    TOPUP_NOT_REFUNDABLE = "topup_not_refundable"
-    PAYOUT_BELOW_MINIMUM = "payout_below_minimum"
-    PAYOUT_ACCOUNT_MISSING = "payout_account_missing"
-    NOT_A_PROVIDER = "not_a_provider"
 
 
 class CardDeclined(DomainError):

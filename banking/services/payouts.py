@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from banking.errors import DomainError, InvalidInput, NotFound, PermissionDenied
+from banking.error_codes import PaymentErrorCode
 from banking.gateway import GatewayError, PayoutTransferInfo, get_gateway
 from banking.locks import payout_lock
 from banking.models import Hold, Organization, Payout, PayoutAccount
@@ -25,9 +25,10 @@ from banking.models.ledger import AccountPurpose
 from banking.selectors import organization_account
 from banking.services.holds import hold_capture, hold_place, hold_release
 from banking.services.ledger import new_idempotency_key, require_positive_tokens, system_account
-from banking.services.payments import PaymentErrorCode, cents_for_tokens
+from banking.services.payments import cents_for_tokens
 from banking.services.spending import organization_assert_can_spend
 from banking.services.transactions import money_transaction
+from core.errors import DomainError, InvalidInput, NotFound, PermissionDenied
 
 logger = logging.getLogger("suanli.payouts")
 

@@ -1,9 +1,10 @@
 """May an organization spend? Other apps call this before they place a hold or start
 anything that costs tokens."""
 
-from banking.errors import DomainError, NotFound, OrganizationDelinquent, OrganizationFrozen
+from banking.errors import OrganizationDelinquent, OrganizationFrozen
 from banking.models import Account, Organization
 from banking.models.ledger import AccountPurpose
+from core.errors import DomainError, NotFound
 
 ORGANIZATION_OWES = "organization_owes"
 

@@ -6,9 +6,9 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
-from banking.errors import InvalidInput
 from banking.models import Membership
 from banking.selectors import wallet_get
+from core.errors import InvalidInput
 from marketplace.models import LowBalanceAlert
 
 

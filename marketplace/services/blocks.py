@@ -9,7 +9,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from banking.amortization import ScheduleRow
-from banking.errors import IdempotencyConflict, InvalidInput, NotFound
+from banking.errors import IdempotencyConflict
 from banking.locks import organizations_lock
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account_ids
@@ -18,6 +18,7 @@ from banking.services.ledger import system_account, transfer_post
 from banking.services.lending import loan_originate
 from banking.services.spending import organization_assert_can_spend
 from banking.services.transactions import money_transaction
+from core.errors import InvalidInput, NotFound
 from marketplace.errors import InsufficientInventory, SellBackNotAllowed
 from marketplace.locks import idempotency_key_lock, inventory_slots_lock
 from marketplace.models import Block, InventorySlot, SellBack

@@ -9,11 +9,12 @@ from django.db.models import F
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from banking.errors import IdempotencyConflict, InvalidInput, NotFound
+from banking.errors import IdempotencyConflict
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account_ids
 from banking.services.ledger import system_account, transfer_post
 from banking.services.transactions import money_transaction
+from core.errors import InvalidInput, NotFound
 from marketplace.errors import DepositOverlap, NodeNotInBankMode
 from marketplace.locks import idempotency_key_lock, inventory_slots_lock
 from marketplace.models import Advance, CapacityDeposit, InventorySlot, YieldAccrual

@@ -12,9 +12,9 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from banking.errors import DomainError
 from banking.selectors import membership_list, user_membership_list
 from banking.services.customers import member_invite, organization_signup
+from core.errors import DomainError
 from marketplace.emails import member_invite_email_send
 from marketplace.forms import (
     MemberInviteForm,

@@ -11,9 +11,9 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from banking.errors import DomainError
 from banking.selectors_lending import loan_get, loan_list
 from banking.services.lending import loan_prepay
+from core.errors import DomainError
 from marketplace.forms import BlockForm, SellBackForm, apply_domain_error
 from marketplace.selectors import block_get, block_list
 from marketplace.services.blocks import availability, block_buy, block_quote, block_sell_back

@@ -10,9 +10,9 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
 
 from banking.api.authentication import request_organization
-from banking.errors import NotFound
 from banking.models import Membership, Organization
 from banking.selectors import membership_get
+from core.errors import NotFound
 
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 T = TypeVar("T")

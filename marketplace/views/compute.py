@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from banking.errors import DomainError
+from core.errors import DomainError
 from marketplace.forms import JobSubmitForm, apply_domain_error
 from marketplace.selectors import price_history_list
 from marketplace.views.base import (

@@ -7,10 +7,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from banking.errors import DomainError
 from banking.models import Payout, PayoutAccount
 from banking.selectors import earnings_per_day
 from banking.services.payouts import payout_account_set, payout_request
+from core.errors import DomainError
 from marketplace.forms import (
     AdvanceForm,
     DepositForm,

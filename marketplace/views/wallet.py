@@ -7,11 +7,11 @@ from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpRespon
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from banking.errors import DomainError
 from banking.exports import statement_csv_response
 from banking.models import TopUp
 from banking.selectors import spend_per_day, statement_list, topup_get, wallet_get
 from banking.services.payments import topup_create, topup_quote
+from core.errors import DomainError
 from marketplace.forms import (
     LowBalanceAlertForm,
     StatementFilterForm,

@@ -4,8 +4,8 @@ and headers DRF gives for the same refusals."""
 from dataclasses import dataclass, field
 from typing import Any
 
-from banking.errors import ErrorCode
-from config.api_errors import error_body
+from core.api_errors import error_body
+from core.errors import ErrorCode
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ from typing import Any
 
 from django.db import close_old_connections
 
-from banking.errors import ErrorCode
-from config.api_errors import SERVER_ERROR_MESSAGE, error_body
-from config.observability import LATENCY, REQUESTS, request_id_var
+from core.api_errors import SERVER_ERROR_MESSAGE, error_body
+from core.errors import ErrorCode
+from core.observability import LATENCY, REQUESTS, request_id_var
 from scheduler.api import heartbeat, lease
 from scheduler.api.agent_answers import Answer
 from scheduler.api.database_threads import on_a_database_thread

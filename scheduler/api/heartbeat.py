@@ -26,8 +26,8 @@ from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 from rest_framework.fields import SkipField, empty
 
-from banking.errors import ErrorCode
-from config.api_errors import error_body, validation_error_body
+from core.api_errors import error_body, validation_error_body
+from core.errors import ErrorCode
 from scheduler.api.agent_answers import Answer, throttled, unauthenticated
 from scheduler.api.database_threads import on_a_database_thread
 from scheduler.api.serializers import HeartbeatInputSerializer

@@ -9,9 +9,9 @@ from django.db import connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from banking.errors import InvalidInput, NotFound
 from banking.services.transactions import money_transaction
-from config.database import jsonb_value, server_bound_cursor
+from core.database import jsonb_value, server_bound_cursor
+from core.errors import InvalidInput, NotFound
 from scheduler.errors import AssignmentClosed, StaleSequence
 from scheduler.locks import assignments_lock
 from scheduler.models import (

@@ -8,10 +8,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from banking.errors import IdempotencyConflict, InvalidInput, NotFound
+from banking.errors import IdempotencyConflict
 from banking.services.holds import hold_place
 from banking.services.spending import organization_assert_can_spend
 from banking.services.transactions import money_transaction
+from core.errors import InvalidInput, NotFound
 from scheduler.errors import InvalidSpec, JobFinished, NoNodeFits
 from scheduler.locks import assignments_lock, jobs_lock
 from scheduler.models import (

@@ -12,9 +12,9 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from banking.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from banking.models import Organization
-from config.database import server_bound_cursor
+from core.database import server_bound_cursor
+from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from scheduler.errors import NodeBusy
 from scheduler.models import ACTIVE_ASSIGNMENT_STATES, Assignment, GpuClass, Node, NodeHeartbeat
 from scheduler.services.classes import gpu_class_by_name

@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from config.database import jsonb_value, server_bound_cursor
+from core.database import jsonb_value, server_bound_cursor
 from scheduler.locks import placement_lock_try
 from scheduler.models import Assignment, Job, Node, Reservation
 from scheduler.services.lease_hints import leases_changed

@@ -5,7 +5,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from banking.errors import ErrorCode, InsufficientFunds
+from banking.error_codes import BankingErrorCode
+from banking.errors import InsufficientFunds
 from banking.models import Hold, Transfer
 from banking.models.ledger import AccountPurpose
 from banking.selectors import organization_account, wallet_get
@@ -79,7 +80,7 @@ def test_a_capture_beyond_the_remainder_is_refused(buyer, provider):
     with pytest.raises(HoldExceeded, match="100 tokens left; 101 requested") as info:
         hold_capture(hold_id=hold.pk, legs=[(provider_wallet(provider), 101)],
                      idempotency_key="too-much")
-    assert info.value.code == ErrorCode.HOLD_EXCEEDED
+    assert info.value.code == BankingErrorCode.HOLD_EXCEEDED
     assert not Transfer.objects.filter(idempotency_key="too-much").exists()
     hold.refresh_from_db()
     assert hold.captured == 0

@@ -8,11 +8,12 @@ from collections import Counter
 import pytest
 from django.db import connection
 
-from banking.errors import DomainError, InsufficientFunds
+from banking.errors import InsufficientFunds
 from banking.models import Transfer
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account, wallet_get
 from banking.services.ledger import transfer_post
+from core.errors import DomainError
 from tests.concurrency import run_threads
 
 pytestmark = [

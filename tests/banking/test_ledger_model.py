@@ -17,7 +17,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from banking.errors import DomainError, InsufficientFunds
+from banking.errors import InsufficientFunds
 from banking.invariants import ledger_verify
 from banking.models import Account
 from banking.models.ledger import AccountPurpose, TransferKind
@@ -25,6 +25,7 @@ from banking.selectors import organization_account_ids
 from banking.services.customers import organization_create
 from banking.services.holds import HoldClosed, HoldExceeded, hold_capture, hold_place, hold_release
 from banking.services.ledger import grant_post, transfer_post, transfer_reverse
+from core.errors import DomainError
 
 names = itertools.count()
 amounts = st.integers(min_value=1, max_value=400)

@@ -4,13 +4,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from banking.errors import (
-    ErrorCode,
-    IdempotencyConflict,
-    InsufficientFunds,
-    InvalidInput,
-    NotFound,
-)
+from banking.error_codes import BankingErrorCode
+from banking.errors import IdempotencyConflict, InsufficientFunds
 from banking.models import Account, Entry, Transfer
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account, wallet_get
@@ -22,6 +17,7 @@ from banking.services.ledger import (
     transfer_spec,
     transfers_post_batch,
 )
+from core.errors import InvalidInput, NotFound
 
 
 def wallet_id(org) -> int:
@@ -81,7 +77,7 @@ def test_overspending_raises_insufficient_funds_and_changes_nothing(two_funded):
     entries_before = Entry.objects.count()
     with pytest.raises(InsufficientFunds, match="1000 available, 1001 needed") as info:
         move(a, b, 1_001, "too-much")
-    assert info.value.code == ErrorCode.INSUFFICIENT_FUNDS
+    assert info.value.code == BankingErrorCode.INSUFFICIENT_FUNDS
     assert Entry.objects.count() == entries_before
     assert not Transfer.objects.filter(idempotency_key="too-much").exists()
     assert wallet_get(organization_id=a.pk).available == 1_000
@@ -103,7 +99,7 @@ def test_entries_that_do_not_sum_to_zero_are_refused(two_funded):
     with pytest.raises(InvalidInput) as info:
         transfer_post(kind=TransferKind.TRANSFER, idempotency_key="u",
                       legs=[(wallet_id(a), -10), (wallet_id(b), 9)])
-    assert info.value.code == ErrorCode.UNBALANCED_TRANSFER
+    assert info.value.code == BankingErrorCode.UNBALANCED_TRANSFER
     assert Transfer.objects.filter(idempotency_key="u").count() == 0
 
 
@@ -124,7 +120,7 @@ def test_a_reversal_mirrors_the_transfer_once(two_funded):
     assert transfer_reverse(transfer_id=original.pk).pk == reversal.pk  # idempotent
     with pytest.raises(InvalidInput) as info:
         transfer_reverse(transfer_id=reversal.pk)
-    assert info.value.code == ErrorCode.REVERSAL_OF_REVERSAL
+    assert info.value.code == BankingErrorCode.REVERSAL_OF_REVERSAL
     with pytest.raises(Exception, match="already been reversed"):
         transfer_reverse(transfer_id=original.pk, idempotency_key="other-key")
     assert Transfer.objects.filter(reverses=original).count() == 1

@@ -1,10 +1,10 @@
-"""The kept cursor of config.database: handed out again on the same connection, never
+"""The kept cursor of core.database: handed out again on the same connection, never
 to two users at once, and not past a reconnection."""
 
 import pytest
 from django.db import connection
 
-from config.database import server_bound_cursor
+from core.database import server_bound_cursor
 
 pytestmark = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="a psycopg cursor on PostgreSQL"

@@ -3,7 +3,7 @@
 import pytest
 from rest_framework.exceptions import Throttled
 
-from config.api_errors import api_exception_handler
+from core.api_errors import api_exception_handler
 from scheduler.api.agent_answers import throttled
 
 

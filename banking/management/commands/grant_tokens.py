@@ -3,9 +3,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from banking.errors import DomainError
 from banking.models import Organization
 from banking.services.ledger import grant_post
+from core.errors import DomainError
 
 
 class Command(BaseCommand):

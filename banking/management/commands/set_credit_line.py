@@ -3,9 +3,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from banking.errors import DomainError
 from banking.models import CreditLine, Organization
 from banking.services.lending import credit_line_set
+from core.errors import DomainError
 
 
 class Command(BaseCommand):

@@ -6,12 +6,13 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from banking.errors import CreditLimitBelowUsage, InvalidInput, NotFound
+from banking.errors import CreditLimitBelowUsage
 from banking.models import CreditLine
 from banking.models.ledger import AccountPurpose
 from banking.selectors import organization_account, wallet_get
 from banking.selectors_lending import credit_line_get
 from banking.services.lending import credit_line_set, loan_originate
+from core.errors import InvalidInput, NotFound
 
 
 def test_setting_a_credit_line_sets_the_credit_floor(make_org):

@@ -8,7 +8,7 @@ import pytest
 import time_machine
 from django.db import connection
 
-from banking.errors import CreditLimitExceeded, InsufficientFunds, InvalidInput, LoanClosed
+from banking.errors import CreditLimitExceeded, InsufficientFunds, LoanClosed
 from banking.models import Installment, Loan, Transfer
 from banking.models.ledger import AccountPurpose
 from banking.services.ledger import grant_post, system_account
@@ -18,6 +18,7 @@ from banking.services.lending import (
     loan_originate,
     loan_prepay,
 )
+from core.errors import InvalidInput
 from tests.banking.lending.conftest import balances
 from tests.concurrency import run_threads
 

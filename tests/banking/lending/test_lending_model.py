@@ -8,7 +8,6 @@ import pytest
 import time_machine
 from django.db.models import F, Sum
 
-from banking.errors import DomainError
 from banking.models import Installment, Loan
 from banking.models.ledger import AccountPurpose
 from banking.selectors_lending import lending_verify
@@ -20,6 +19,7 @@ from banking.services.lending import (
     loan_prepay,
     loan_write_off,
 )
+from core.errors import DomainError
 from tests.banking.lending.conftest import system_balance
 
 

@@ -10,7 +10,6 @@ from banking.amortization import annuity_schedule
 from banking.errors import (
     CreditLimitExceeded,
     IdempotencyConflict,
-    InvalidInput,
     NoCreditLine,
     OrganizationDelinquent,
     OrganizationFrozen,
@@ -21,6 +20,7 @@ from banking.models.ledger import AccountPurpose
 from banking.selectors_lending import credit_line_get, loan_quote
 from banking.services.customers import organization_set_status
 from banking.services.lending import loan_originate
+from core.errors import InvalidInput
 from tests.banking.lending.conftest import balances, system_balance
 
 

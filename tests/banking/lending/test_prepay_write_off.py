@@ -6,13 +6,7 @@ from datetime import UTC, date, datetime
 import pytest
 import time_machine
 
-from banking.errors import (
-    IdempotencyConflict,
-    InsufficientFunds,
-    InvalidInput,
-    LoanClosed,
-    NotFound,
-)
+from banking.errors import IdempotencyConflict, InsufficientFunds, LoanClosed
 from banking.models import Installment, Loan, LoanPrepayment, Transfer
 from banking.models.ledger import AccountPurpose
 from banking.services.ledger import grant_post
@@ -22,6 +16,7 @@ from banking.services.lending import (
     loan_prepay,
     loan_write_off,
 )
+from core.errors import InvalidInput, NotFound
 from tests.banking.lending.conftest import balances, system_balance
 
 FIRST_DUE = date(2027, 1, 15)

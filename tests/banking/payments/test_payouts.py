@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from banking.errors import DomainError, InsufficientFunds
+from banking.errors import InsufficientFunds
 from banking.gateway import GatewayError
 from banking.models import Hold, Payout
 from banking.models.ledger import AccountPurpose
@@ -22,6 +22,7 @@ from banking.services.payouts import (
     payouts_resume,
     payouts_sweep,
 )
+from core.errors import DomainError
 
 pytestmark = pytest.mark.django_db
 M = 1_000_000

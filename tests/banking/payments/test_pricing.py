@@ -5,7 +5,6 @@ from decimal import Decimal
 
 import pytest
 
-from banking.errors import InvalidInput
 from banking.models import TokenPrice, TokenPriceTier
 from banking.services.payments import (
     cents_for_tokens,
@@ -14,6 +13,7 @@ from banking.services.payments import (
     tokens_for_refund,
     topup_quote,
 )
+from core.errors import InvalidInput
 
 pytestmark = pytest.mark.django_db
 

@@ -3,7 +3,6 @@ idempotency, debt repaid first."""
 
 import pytest
 
-from banking.errors import DomainError
 from banking.gateway.fake import FakeGateway
 from banking.models import StripeCustomer, StripeEvent, TopUp, Transfer
 from banking.models.ledger import AccountPurpose, TransferKind
@@ -19,6 +18,7 @@ from banking.services.payments import (
 )
 from banking.services.spending import organization_assert_can_spend
 from banking.tasks import topups_sync_pending_task
+from core.errors import DomainError
 from tests.banking.payments.conftest import balance
 
 pytestmark = pytest.mark.django_db

@@ -4,11 +4,11 @@ import pytest
 import time_machine
 from django.core import mail
 
-from banking.errors import DomainError
 from banking.models import Organization
 from banking.selectors import wallet_get
 from banking.services.ledger import grant_post
 from banking.services.lending import credit_line_set, installments_collect, loan_prepay
+from core.errors import DomainError
 from marketplace.models import Block, PriceHistory, SlaCredit
 from marketplace.services.alerts import low_balance_alert_set, low_balance_check
 from marketplace.services.blocks import block_buy

@@ -5,10 +5,11 @@ import uuid
 import pytest
 from django import forms
 
-from banking.errors import DomainError, InsufficientFunds
+from banking.errors import InsufficientFunds
 from banking.models import Transfer
 from banking.models.ledger import TransferKind
 from banking.services.ledger import grant_post
+from core.errors import DomainError
 from marketplace.forms import IdempotentForm, apply_domain_error
 
 

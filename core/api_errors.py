@@ -9,7 +9,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from banking.errors import DomainError, ErrorCode
+from core.errors import DomainError, ErrorCode
 
 logger = logging.getLogger("suanli.api")
 
@@ -64,8 +64,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             exceptions.Throttled: ErrorCode.THROTTLED,
             exceptions.ParseError: ErrorCode.INVALID,
             exceptions.UnsupportedMediaType: ErrorCode.INVALID,
-            exceptions.MethodNotAllowed: "method_not_allowed",
-            exceptions.NotAcceptable: "not_acceptable",
+            exceptions.MethodNotAllowed: ErrorCode.METHOD_NOT_ALLOWED,
+            exceptions.NotAcceptable: ErrorCode.NOT_ACCEPTABLE,
         }
         code = next((c for cls, c in code_map.items() if isinstance(exc, cls)), exc.default_code)
         return Response(
@@ -75,7 +75,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         )
     logger.exception("Unhandled API error", exc_info=exc)
     return Response(
-        error_body("server_error", SERVER_ERROR_MESSAGE),
+        error_body(ErrorCode.SERVER_ERROR, SERVER_ERROR_MESSAGE),
         status=500,
     )
 
