@@ -5,9 +5,9 @@ from typing import Any
 
 from django.contrib import admin
 from django.db.models import Sum
-from django.http import HttpRequest
 
 from core.admin_site import dashboard_panel
+from core.read_only_admin import ReadOnlyAdmin
 from marketplace.models import (
     Advance,
     Block,
@@ -19,17 +19,6 @@ from marketplace.models import (
     SlaCredit,
     YieldAccrual,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(CapacityDeposit)

@@ -5,6 +5,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core.admin_site import dashboard_panel
+from core.read_only_admin import ReadOnlyAdmin
 from scheduler.models import (
     Assignment,
     GpuClass,
@@ -118,18 +119,9 @@ class NodeHeartbeatAdmin(admin.ModelAdmin):
 
 
 @admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
+class UsageRecordAdmin(ReadOnlyAdmin):
     list_display = ["assignment", "seq", "gpu_seconds", "ai_tokens", "created_at"]
     search_fields = ["assignment__id"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @dashboard_panel
