@@ -1,6 +1,10 @@
 """The provider portal: nodes (the token shown once with the agent command), capacity
 deposits and their yield, payouts."""
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django import forms
 from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
@@ -42,111 +46,170 @@ def _provider_only(request: OrganizationRequest) -> HttpResponse | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Choices:
+    """What the node and deposit forms offer: GPU classes, and the provider's bank nodes."""
+
+    gpu_classes: list[tuple[str, str]]
+    bank_nodes: list[tuple[str, str]]
+
+
+# The portal's forms by the `form` field they post, each with its name in the template.
+PostForm = Callable[[OrganizationRequest, _Choices], HttpResponse | forms.Form]
+_CONTEXT_NAMES = {"node": "node_form", "deposit": "deposit_form", "advance": "advance_form",
+                  "payout-account": "account_form", "payout": "payout_form"}
+
+
 @organization_required
 def provider(request: OrganizationRequest) -> HttpResponse:
+    """The portal; a POST goes to the one handler of the form it names, and a form that
+    does not pass comes back bound, with its errors, among the others."""
     refused = _provider_only(request)
     if refused:
         return refused
     org_id = request.organization.pk
-    classes = [(c.name, c.name) for c in gpu_class_list()]
     nodes = list(node_list(provider_id=org_id))
-    bank_nodes = [(str(n.pk), f"{n.name} ({n.gpu_count} x {n.gpu_class.name})")
-                  for n in nodes if n.mode == Node.Mode.BANK]
-    node_form = NodeRegisterForm(gpu_classes=classes)
-    deposit_form = DepositForm(nodes=bank_nodes)
-    payout_form = PayoutForm()
+    choices = _Choices(
+        gpu_classes=[(c.name, c.name) for c in gpu_class_list()],
+        bank_nodes=[(str(n.pk), f"{n.name} ({n.gpu_count} x {n.gpu_class.name})")
+                    for n in nodes if n.mode == Node.Mode.BANK],
+    )
+    posted: dict[str, forms.Form] = {}
+    form_name = request.POST.get("form", "")
+    handler = _POSTS.get(form_name) if request.method == "POST" else None
+    if handler is not None:
+        outcome = handler(request, choices)
+        if isinstance(outcome, HttpResponse):
+            return outcome
+        posted[_CONTEXT_NAMES[form_name]] = outcome
     account = PayoutAccount.objects.filter(organization_id=org_id).first()
-    account_form = PayoutAccountForm(initial={
-        "stripe_account_id": account.stripe_account_id if account else "",
-        "auto_payout_threshold": account.auto_payout_threshold if account else None})
-    advance_form = AdvanceForm()
-    form_name = request.POST.get("form")
-    if request.method == "POST" and form_name == "node":
-        node_form = NodeRegisterForm(request.POST, gpu_classes=classes)
-        if node_form.is_valid():
-            try:
-                registered = node_register(provider_id=org_id, **node_form.cleaned_data)
-            except DomainError as exc:
-                apply_domain_error(node_form, exc)
-            else:
-                request.session[TOKEN_SESSION_KEY] = {"id": registered.node.pk,
-                                                      "token": registered.token}
-                return redirect("store:node_created")
-    elif request.method == "POST" and form_name == "deposit":
-        deposit_form = DepositForm(request.POST, nodes=bank_nodes)
-        if deposit_form.is_valid():
-            d = deposit_form.cleaned_data
-            try:
-                deposit_create(provider_id=org_id, node_id=int(d["node"]),
-                               gpu_count=d["gpu_count"], start=d["start"], end=d["end"],
-                               idempotency_key=deposit_form.posting_key)
-            except DomainError as exc:
-                apply_domain_error(deposit_form, exc)
-            else:
-                messages.success(request, "Capacity deposited: it earns for every hour the "
-                                          "node is online.")
-                return redirect("store:provider")
-    elif request.method == "POST" and form_name == "payout-account":
-        account_form = PayoutAccountForm(request.POST)
-        if account_form.is_valid():
-            try:
-                payout_account_set(organization_id=org_id, **account_form.cleaned_data)
-            except DomainError as exc:
-                apply_domain_error(account_form, exc)
-            else:
-                messages.success(request, "Payout account saved.")
-                return redirect("store:provider")
-    elif request.method == "POST" and form_name == "advance":
-        advance_form = AdvanceForm(request.POST)
-        if advance_form.is_valid() and not confirmed(request):
-            return confirm_page(
-                request, title="Confirm the advance",
-                text=f"Borrow {advance_form.cleaned_data['amount']:,} tokens now? Your "
-                     "deposits' yield repays it first.",
-                button=f"Borrow {advance_form.cleaned_data['amount']:,} tokens",
-                cancel_url="/provider/")
-        if advance_form.is_valid():
-            try:
-                advance = advance_create(provider_id=org_id,
-                                         amount=advance_form.cleaned_data["amount"],
-                                         idempotency_key=advance_form.posting_key)
-            except DomainError as exc:
-                apply_domain_error(advance_form, exc)
-            else:
-                messages.success(request, f"Advance of {advance.amount:,} tokens credited; "
-                                          "yield repays it first.")
-                return redirect("store:provider")
-    elif request.method == "POST" and form_name == "payout":
-        payout_form = PayoutForm(request.POST)
-        if payout_form.is_valid() and not confirmed(request):
-            tokens = payout_form.cleaned_data["tokens"]
-            return confirm_page(
-                request, title="Confirm the payout",
-                text=f"Cash out {tokens:,} tokens to your payout account? They are held "
-                     "until the payout is made.",
-                button=f"Cash out {tokens:,} tokens", cancel_url="/provider/")
-        if payout_form.is_valid():
-            try:
-                payout = payout_request(organization_id=org_id,
-                                        tokens=payout_form.cleaned_data["tokens"],
-                                        idempotency_key=payout_form.posting_key)
-            except DomainError as exc:
-                apply_domain_error(payout_form, exc)
-            else:
-                messages.success(request, f"Payout of {payout.tokens:,} tokens requested "
-                                          f"({payout.status}).")
-                return redirect("store:provider")
+    unbound: dict[str, forms.Form] = {
+        "node_form": NodeRegisterForm(gpu_classes=choices.gpu_classes),
+        "deposit_form": DepositForm(nodes=choices.bank_nodes),
+        "payout_form": PayoutForm(),
+        "account_form": PayoutAccountForm(initial={
+            "stripe_account_id": account.stripe_account_id if account else "",
+            "auto_payout_threshold": account.auto_payout_threshold if account else None}),
+        "advance_form": AdvanceForm(),
+    }
     return render(request, "marketplace/provider/portal.html", {
-        "nav": "provider", "nodes": nodes, "node_form": node_form,
-        "deposit_form": deposit_form, "deposits": deposit_list(provider_id=org_id)[:20],
+        "nav": "provider", "nodes": nodes, **unbound, **posted,
+        "deposits": deposit_list(provider_id=org_id)[:20],
         "advances": advance_list(provider_id=org_id)[:10],
         "advance_available": advance_limit(provider_id=org_id).available,
-        "payout_form": payout_form, "account_form": account_form,
-        "advance_form": advance_form,
         "payouts": Payout.objects.filter(organization_id=org_id).order_by("-id")[:10],
         "earnings": [{"label": day.strftime("%m-%d"), "value": tokens}
                      for day, tokens in earnings_per_day(organization_id=org_id, days=30)],
     })
+
+
+def node_register_post(
+    request: OrganizationRequest, choices: _Choices
+) -> HttpResponse | forms.Form:
+    form = NodeRegisterForm(request.POST, gpu_classes=choices.gpu_classes)
+    if form.is_valid():
+        try:
+            registered = node_register(provider_id=request.organization.pk, **form.cleaned_data)
+        except DomainError as exc:
+            apply_domain_error(form, exc)
+        else:
+            request.session[TOKEN_SESSION_KEY] = {"id": registered.node.pk,
+                                                  "token": registered.token}
+            return redirect("store:node_created")
+    return form
+
+
+def deposit_create_post(
+    request: OrganizationRequest, choices: _Choices
+) -> HttpResponse | forms.Form:
+    form = DepositForm(request.POST, nodes=choices.bank_nodes)
+    if form.is_valid():
+        d = form.cleaned_data
+        try:
+            deposit_create(provider_id=request.organization.pk, node_id=int(d["node"]),
+                           gpu_count=d["gpu_count"], start=d["start"], end=d["end"],
+                           idempotency_key=form.posting_key)
+        except DomainError as exc:
+            apply_domain_error(form, exc)
+        else:
+            messages.success(request, "Capacity deposited: it earns for every hour the "
+                                      "node is online.")
+            return redirect("store:provider")
+    return form
+
+
+def payout_account_post(
+    request: OrganizationRequest, choices: _Choices
+) -> HttpResponse | forms.Form:
+    form = PayoutAccountForm(request.POST)
+    if form.is_valid():
+        try:
+            payout_account_set(organization_id=request.organization.pk, **form.cleaned_data)
+        except DomainError as exc:
+            apply_domain_error(form, exc)
+        else:
+            messages.success(request, "Payout account saved.")
+            return redirect("store:provider")
+    return form
+
+
+def advance_post(
+    request: OrganizationRequest, choices: _Choices
+) -> HttpResponse | forms.Form:
+    form = AdvanceForm(request.POST)
+    if form.is_valid() and not confirmed(request):
+        return confirm_page(
+            request, title="Confirm the advance",
+            text=f"Borrow {form.cleaned_data['amount']:,} tokens now? Your "
+                 "deposits' yield repays it first.",
+            button=f"Borrow {form.cleaned_data['amount']:,} tokens",
+            cancel_url="/provider/")
+    if form.is_valid():
+        try:
+            advance = advance_create(provider_id=request.organization.pk,
+                                     amount=form.cleaned_data["amount"],
+                                     idempotency_key=form.posting_key)
+        except DomainError as exc:
+            apply_domain_error(form, exc)
+        else:
+            messages.success(request, f"Advance of {advance.amount:,} tokens credited; "
+                                      "yield repays it first.")
+            return redirect("store:provider")
+    return form
+
+
+def payout_post(
+    request: OrganizationRequest, choices: _Choices
+) -> HttpResponse | forms.Form:
+    form = PayoutForm(request.POST)
+    if form.is_valid() and not confirmed(request):
+        tokens = form.cleaned_data["tokens"]
+        return confirm_page(
+            request, title="Confirm the payout",
+            text=f"Cash out {tokens:,} tokens to your payout account? They are held "
+                 "until the payout is made.",
+            button=f"Cash out {tokens:,} tokens", cancel_url="/provider/")
+    if form.is_valid():
+        try:
+            payout = payout_request(organization_id=request.organization.pk,
+                                    tokens=form.cleaned_data["tokens"],
+                                    idempotency_key=form.posting_key)
+        except DomainError as exc:
+            apply_domain_error(form, exc)
+        else:
+            messages.success(request, f"Payout of {payout.tokens:,} tokens requested "
+                                      f"({payout.status}).")
+            return redirect("store:provider")
+    return form
+
+
+_POSTS: dict[str, PostForm] = {
+    "node": node_register_post,
+    "deposit": deposit_create_post,
+    "advance": advance_post,
+    "payout-account": payout_account_post,
+    "payout": payout_post,
+}
 
 
 @organization_required
