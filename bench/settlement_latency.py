@@ -86,7 +86,7 @@ def main() -> None:
             from scheduler.services.settlement import usage_settle
 
             anchor = []
-            with mock.patch("scheduler.tasks.settlement_kick"):
+            with mock.patch("scheduler.enqueue.usage_settle"):
                 for i in range(5):
                     a = assignments[i % len(assignments)]
                     seqs[a] += 1

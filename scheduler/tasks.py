@@ -48,18 +48,3 @@ def heartbeats_flush_task() -> int:
         logger.info("heartbeat flush: %s", flushed)
     return flushed.written
 
-
-def placement_kick() -> None:
-    """Ask for a placement cycle soon (after the caller's commit)."""
-    try:
-        placement_run_task.delay()
-    except Exception:  # the broker being down must not fail the request; beat retries
-        logger.warning("could not queue a placement run", exc_info=True)
-
-
-def settlement_kick(assignment_id: int) -> None:
-    try:
-        usage_settle_task.delay(assignment_id)
-    except Exception:
-        logger.warning("could not queue settlement of assignment %s", assignment_id,
-                       exc_info=True)

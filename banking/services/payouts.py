@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from banking import enqueue
 from banking.error_codes import PaymentErrorCode
 from banking.gateway import GatewayError, PayoutTransferInfo, get_gateway
 from banking.locks import payout_lock
@@ -141,14 +142,9 @@ def _payout_record(
 
 
 def _execute_after_commit(payout_id: int) -> None:
-    def enqueue() -> None:
-        from banking.tasks import payout_execute_task
-
-        payout_execute_task.delay(payout_id)
-
-    # robust: a broker outage must not undo or fail the approval; `payouts_resume` runs
-    # approved payouts whose task never started.
-    transaction.on_commit(enqueue, robust=True)
+    # A broker outage must not undo or fail the approval: `payouts_resume` runs approved
+    # payouts whose task never started.
+    enqueue.payout_execute(payout_id)
 
 
 @transaction.atomic

@@ -28,6 +28,7 @@ from rest_framework.fields import SkipField, empty
 
 from core.api_errors import error_body, validation_error_body
 from core.errors import ErrorCode
+from scheduler import enqueue
 from scheduler.api.agent_answers import Answer, throttled, unauthenticated
 from scheduler.api.database_threads import on_a_database_thread
 from scheduler.api.serializers import HeartbeatInputSerializer
@@ -194,9 +195,7 @@ def heartbeat_settle(read: BeatRequest, *, write_behind: bool) -> Answer:
     if write_behind and not result.retry_after_s:
         beat_buffer_remember(read.token, node_id=result.node_id, status=result.status)
     if result.freed_capacity:
-        from scheduler.tasks import placement_kick
-
-        placement_kick()
+        enqueue.placement_run()
     return _accepted(result.status, result.retry_after_s)
 
 

@@ -5,13 +5,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import F, Sum
 from django.utils import timezone
 
 from banking.services.transactions import money_transaction
 from core.database import jsonb_value, server_bound_cursor
 from core.errors import InvalidInput, NotFound
+from scheduler import enqueue
 from scheduler.errors import AssignmentClosed, StaleSequence
 from scheduler.locks import assignments_lock
 from scheduler.models import (
@@ -95,12 +96,6 @@ def _mark_running(a: Assignment, now: datetime) -> None:
             state=Job.State.RUNNING, started_at=now, updated_at=now)
 
 
-def _kick_settlement(assignment_id: int) -> None:
-    from scheduler.tasks import settlement_kick
-
-    settlement_kick(assignment_id)
-
-
 @money_transaction
 def usage_report(*, node_id: int, assignment_id: int, seq: Any, gpu_seconds: Any,
                  ai_tokens: Any = 0) -> UsageResult:
@@ -114,7 +109,7 @@ def usage_report(*, node_id: int, assignment_id: int, seq: Any, gpu_seconds: Any
     a.save(update_fields=["state", "started_at", "last_seq", "gpu_seconds", "ai_tokens",
                           "lease_expires_at"])
     if changed:
-        transaction.on_commit(lambda: _kick_settlement(assignment_id))
+        enqueue.usage_settle(assignment_id)
     over = a.gpu_seconds >= budget_gpu_seconds(a)
     return UsageResult(accepted=changed, action="stop" if over else "continue",
                        lease_expires_at=a.lease_expires_at)
@@ -146,14 +141,8 @@ def _finish(node_id: int, assignment_id: int, *, succeeded: bool, seq: Any, gpu_
         job.finished_at = now
         job.save(update_fields=["state", "failure_reason", "finished_at", "updated_at"])
         job_hold_release(job)
-    transaction.on_commit(_kick_placement)
+    enqueue.placement_run()
     return a
-
-
-def _kick_placement() -> None:
-    from scheduler.tasks import placement_kick
-
-    placement_kick()
 
 
 @money_transaction

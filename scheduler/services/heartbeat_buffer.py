@@ -38,6 +38,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.utils import load_backend
 
+from scheduler import enqueue
 from scheduler.models import Node
 from scheduler.services.nodes import BeatLimit, NodeToken
 
@@ -263,9 +264,7 @@ def heartbeats_flush() -> FlushResult:
     turned_online = sum(1 for _, status, was, _ in rows
                         if status == Node.Status.ONLINE and was != Node.Status.ONLINE)
     if turned_online:
-        from scheduler.tasks import placement_kick
-
-        placement_kick()
+        enqueue.placement_run()
     return FlushResult(taken=len(beats), written=len(rows), dropped=len(beats) - len(rows),
                        turned_online=turned_online, seconds=time.perf_counter() - started)
 

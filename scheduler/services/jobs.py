@@ -13,6 +13,7 @@ from banking.services.holds import hold_place
 from banking.services.spending import organization_assert_can_spend
 from banking.services.transactions import money_transaction
 from core.errors import InvalidInput, NotFound
+from scheduler import enqueue
 from scheduler.errors import InvalidSpec, JobFinished, NoNodeFits
 from scheduler.locks import assignments_lock, jobs_lock
 from scheduler.models import (
@@ -165,7 +166,7 @@ def job_submit(
         )
         Job.objects.filter(pk=job.pk).update(hold=hold)
         job.hold = hold
-    transaction.on_commit(_kick_placement)
+    enqueue.placement_run()
     return job
 
 
@@ -216,12 +217,6 @@ def _usable_reservation(organization_id: int, reservation_id: int, gpu_class_id:
     return r
 
 
-def _kick_placement() -> None:
-    from scheduler.tasks import placement_kick
-
-    placement_kick()
-
-
 @money_transaction
 def job_cancel(*, organization_id: int, job_id: int) -> Job:
     """Stop a job: a running one is told to stop, its usage so far is charged, and the
@@ -251,5 +246,5 @@ def job_cancel(*, organization_id: int, job_id: int) -> Job:
     job.save(update_fields=["state", "finished_at", "failure_reason", "updated_at"])
     job_hold_release(job)
     if active:
-        transaction.on_commit(_kick_placement)
+        enqueue.placement_run()
     return job

@@ -9,6 +9,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from banking.services.transactions import money_transaction
+from scheduler import enqueue
 from scheduler.locks import assignments_lock, jobs_lock
 from scheduler.models import ACTIVE_ASSIGNMENT_STATES, Assignment, Job, Node
 from scheduler.services.lease_hints import leases_changed
@@ -52,9 +53,7 @@ def leases_expire(*, now: datetime | None = None) -> LeaseSweep:
             sweep.requeued += outcome == "requeued"
             sweep.failed += outcome == "failed"
     if sweep.requeued:
-        from scheduler.tasks import placement_kick
-
-        transaction.on_commit(placement_kick)
+        enqueue.placement_run()
     return sweep
 
 

@@ -12,8 +12,8 @@ def _auto_approve_and_eager_kicks(settings: Any) -> None:
 @pytest.fixture(autouse=True)
 def _no_broker(monkeypatch: pytest.MonkeyPatch) -> None:
     """Service tests drive placement and settlement themselves; kicks go nowhere."""
-    monkeypatch.setattr("scheduler.tasks.placement_kick", lambda: None)
-    monkeypatch.setattr("scheduler.tasks.settlement_kick", lambda assignment_id: None)
+    monkeypatch.setattr("scheduler.enqueue.placement_run", lambda: None)
+    monkeypatch.setattr("scheduler.enqueue.usage_settle", lambda assignment_id: None)
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ def write_behind(settings):
 @pytest.fixture
 def kicks(monkeypatch) -> list[int]:
     kicked: list[int] = []
-    monkeypatch.setattr("scheduler.tasks.placement_kick", lambda: kicked.append(1))
+    monkeypatch.setattr("scheduler.enqueue.placement_run", lambda: kicked.append(1))
     return kicked
 
 
@@ -209,6 +209,7 @@ def test_the_flush_is_a_scheduled_task_on_a_queue_the_worker_consumes():
 
     entry = django_settings.CELERY_BEAT_SCHEDULE["heartbeats"]
     assert entry["task"] == "scheduler.heartbeats_flush"
+    app.autodiscover_tasks(force=True)  # what a worker finds in the apps' tasks modules
     assert entry["task"] in app.tasks
     assert django_settings.CELERY_TASK_ROUTES["scheduler.heartbeats_flush"]["queue"] == "default"
     assert json.dumps(entry["schedule"]) == json.dumps(django_settings.AGENT_HEARTBEAT_FLUSH_S)

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from banking import enqueue
 from banking.error_codes import PaymentErrorCode
 from banking.gateway import SignatureVerificationError, get_gateway
 from banking.models import StripeEvent, TopUp
@@ -107,20 +108,13 @@ def stripe_webhook_receive(*, payload: bytes, signature_header: str) -> WebhookR
             },
         )
         if created and handled:
-            pk = stored.pk
-            # robust: the event is stored, so a broker outage must not fail the webhook;
+            # The event is stored, so a broker outage must not fail the webhook:
             # `stripe_events_retry` processes events left unprocessed.
-            transaction.on_commit(lambda: _enqueue_event(pk), robust=True)
+            enqueue.stripe_event_process(stored.pk)
     if not created:
         logger.info("stripe webhook %s replayed: nothing to do", event.id)
     return WebhookReceipt(event_id=event.id, type=event.type, duplicate=not created,
                           handled=handled)
-
-
-def _enqueue_event(event_pk: int) -> None:
-    from banking.tasks import stripe_event_process_task
-
-    stripe_event_process_task.delay(event_pk)
 
 
 def stripe_event_process(*, event_pk: int) -> StripeEvent:

@@ -218,10 +218,10 @@ def test_a_payout_whose_hold_expired_is_failed_without_calling_the_provider(
 def test_a_broker_outage_does_not_fail_the_approval_and_resume_executes_it(
     provider, fake_gateway, monkeypatch, django_capture_on_commit_callbacks
 ):
-    def broker_down(*args: object) -> None:
+    def broker_down(*args: object, **kwargs: object) -> None:
         raise ConnectionError("broker unreachable")
 
-    monkeypatch.setattr("banking.tasks.payout_execute_task.delay", broker_down)
+    monkeypatch.setattr("banking.tasks.payout_execute_task.apply_async", broker_down)
     payout = payout_request(organization_id=provider.pk, tokens=20 * M, idempotency_key="p")
     _captured(django_capture_on_commit_callbacks, payout_approve, payout_id=payout.pk)
     payout.refresh_from_db()

@@ -86,7 +86,8 @@ def test_the_webhook_stores_and_queues_but_does_not_process_inline(
     post, make_org, fake_gateway, deliveries, monkeypatch
 ):
     queued: list[int] = []
-    monkeypatch.setattr("banking.tasks.stripe_event_process_task.delay", queued.append)
+    monkeypatch.setattr("banking.tasks.stripe_event_process_task.apply_async",
+                        lambda args, kwargs=None, **options: queued.extend(args))
     org = make_org()
     _pending_topup(org, fake_gateway)
     payload, header = _of_type(deliveries, "payment_intent.succeeded")[0]
@@ -285,10 +286,10 @@ def test_a_lost_dispute_takes_the_held_tokens_and_the_rest_is_owed(
 def test_a_broker_outage_does_not_fail_the_webhook_and_the_retry_task_catches_up(
     post, make_org, fake_gateway, deliveries, monkeypatch
 ):
-    def broker_down(*args: object) -> None:
+    def broker_down(*args: object, **kwargs: object) -> None:
         raise ConnectionError("broker unreachable")
 
-    monkeypatch.setattr("banking.tasks.stripe_event_process_task.delay", broker_down)
+    monkeypatch.setattr("banking.tasks.stripe_event_process_task.apply_async", broker_down)
     org = make_org()
     topup = _pending_topup(org, fake_gateway)
     payload, header = _of_type(deliveries, "payment_intent.succeeded")[0]
