@@ -29,6 +29,7 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 
 ## make bench: every benchmark in bench/ (set BENCH_ARGS=--quick for the short run)

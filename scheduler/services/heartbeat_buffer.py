@@ -40,7 +40,7 @@ from django.db.utils import load_backend
 
 from scheduler import enqueue
 from scheduler.models import Node
-from scheduler.services.nodes import BeatLimit, NodeToken
+from scheduler.services.node_tokens import BeatLimit, NodeToken
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,5 @@
 """Node registration, approval, heartbeats and the provider's changes to a node."""
 
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -18,18 +17,15 @@ from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from scheduler.errors import NodeBusy
 from scheduler.models import ACTIVE_ASSIGNMENT_STATES, Assignment, GpuClass, Node, NodeHeartbeat
 from scheduler.services.classes import gpu_class_by_name
-
-TOKEN_PREFIX = "nt"
+from scheduler.services.heartbeat_buffer import beat_buffer_forget
+from scheduler.services.lease_hints import lease_mark_clear
+from scheduler.services.node_tokens import TOKEN_PREFIX, BeatLimit, NodeToken, token_hash
 
 
 @dataclass(frozen=True)
 class RegisteredNode:
     node: Node
     token: str  # shown once
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _require_count(value: Any, name: str, *, minimum: int = 1, maximum: int = 1024) -> int:
@@ -89,7 +85,7 @@ def node_register(
                 is_approved=approved,
                 status=Node.Status.OFFLINE if approved else Node.Status.PENDING,
                 token_prefix=prefix,
-                token_hash=_hash(token),
+                token_hash=token_hash(token),
             )
     except IntegrityError as exc:
         raise Conflict(f"You already have a node named {name!r}.",
@@ -186,9 +182,6 @@ def node_retire(*, provider_id: int, node_id: int) -> None:
         node.save(update_fields=["status", "token_hash", "updated_at"])
     else:
         node.delete()
-    from scheduler.services.heartbeat_buffer import beat_buffer_forget
-    from scheduler.services.lease_hints import lease_mark_clear
-
     transaction.on_commit(lambda: beat_buffer_forget(token_hash))
     transaction.on_commit(lambda: lease_mark_clear(node_id))
 
@@ -224,31 +217,6 @@ class HeartbeatResult:
     next_heartbeat_s: int
     freed_capacity: bool
     retry_after_s: int = 0  # > 0: over the rate limit, the beat was not recorded
-
-
-@dataclass(frozen=True)
-class NodeToken:
-    """A node token as the agent presents it, split for lookup: the visible prefix finds
-    the row, the hash proves the secret."""
-
-    prefix: str
-    hash: str
-
-    @classmethod
-    def parse(cls, raw: str) -> "NodeToken | None":
-        token = raw.strip()
-        parts = token.split("_", 2)
-        if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1] or not parts[2]:
-            return None
-        return cls(prefix=parts[1], hash=_hash(token))
-
-
-@dataclass(frozen=True)
-class BeatLimit:
-    """At most `beats` heartbeats per node in each fixed window of `window_s` seconds."""
-
-    beats: int
-    window_s: int
 
 
 # The agent API's hottest path: one statement, one round trip. It finds the node (by id,
