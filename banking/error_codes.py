@@ -13,6 +13,8 @@ class BankingErrorCode(StrEnum):
     REVERSAL_OF_REVERSAL = "reversal_of_reversal"
     ORGANIZATION_FROZEN = "organization_frozen"
     ORGANIZATION_DELINQUENT = "organization_delinquent"
+    ORGANIZATION_OWES = "organization_owes"
+    NOT_REVERSIBLE = "not_reversible"
 
 
 class LendingErrorCode(StrEnum):

@@ -8,12 +8,11 @@ from django.db.models import Prefetch, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from banking import standing
 from banking.amortization import ScheduleError, ScheduleRow, add_months, annuity_schedule
 from banking.errors import (
     CreditLimitExceeded,
     NoCreditLine,
-    OrganizationDelinquent,
-    OrganizationFrozen,
     TermExceedsCreditLine,
 )
 from banking.models import Account, CreditLine, Installment, Loan, Organization
@@ -87,13 +86,7 @@ def credit_line_get(*, organization_id: int) -> CreditLineSummary:
 
 def organization_standing_check(organization: Organization) -> None:
     """Refuse new credit to a frozen or delinquent organization."""
-    if organization.status == Organization.Status.FROZEN:
-        raise OrganizationFrozen("This organization is frozen; contact support.")
-    if organization.status == Organization.Status.DELINQUENT:
-        raise OrganizationDelinquent(
-            "This organization has overdue installments past their grace period; pay them "
-            "(POST /api/v1/loans/{id}/prepay/) before taking new credit."
-        )
+    standing.organization_standing_check(organization.status, before="taking new credit")
 
 
 def loan_terms_check(

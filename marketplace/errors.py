@@ -1,15 +1,7 @@
-from enum import StrEnum
+"""Marketplace's domain errors; their codes are in marketplace.error_codes."""
 
 from core.errors import Conflict, DomainError, InvalidInput
-
-
-class MarketErrorCode(StrEnum):
-    INVALID_WINDOW = "invalid_window"
-    NODE_NOT_IN_BANK_MODE = "node_not_in_bank_mode"
-    DEPOSIT_OVERLAP = "deposit_overlap"
-    INSUFFICIENT_INVENTORY = "insufficient_inventory"
-    ADVANCE_LIMIT_EXCEEDED = "advance_limit_exceeded"
-    SELL_BACK_NOT_ALLOWED = "sell_back_not_allowed"
+from marketplace.error_codes import MarketErrorCode
 
 
 class InvalidWindow(InvalidInput):

@@ -1,18 +1,7 @@
-from enum import StrEnum
+"""Scheduler's domain errors; their codes are in scheduler.error_codes."""
 
 from core.errors import Conflict, DomainError, InvalidInput
-
-
-class SchedulerErrorCode(StrEnum):
-    UNKNOWN_GPU_CLASS = "unknown_gpu_class"
-    NO_NODE_FITS = "no_node_fits"
-    INVALID_SPEC = "invalid_spec"
-    NODE_BUSY = "node_busy"
-    NODE_NOT_APPROVED = "node_not_approved"
-    STALE_SEQUENCE = "stale_sequence"
-    ASSIGNMENT_CLOSED = "assignment_closed"
-    JOB_FINISHED = "job_finished"
-    RESERVATION_UNUSABLE = "reservation_unusable"
+from scheduler.error_codes import SchedulerErrorCode
 
 
 class UnknownGpuClass(InvalidInput):

@@ -512,7 +512,7 @@ def transfer_reverse(
     if original.kind in NOT_REVERSIBLE_KINDS:
         raise InvalidInput(
             "Hold movements are undone by releasing or capturing the hold, not by reversal.",
-            code="not_reversible",
+            code=BankingErrorCode.NOT_REVERSIBLE,
         )
     spec = transfer_spec(
         kind=TransferKind.REVERSAL,

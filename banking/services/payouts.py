@@ -18,7 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from banking import enqueue
-from banking.error_codes import PaymentErrorCode
+from banking.error_codes import BankingErrorCode, PaymentErrorCode
 from banking.gateway import GatewayError, PayoutTransferInfo, get_gateway
 from banking.locks import payout_lock
 from banking.models import Hold, Organization, Payout, PayoutAccount
@@ -114,7 +114,7 @@ def _payout_record(
     if existing is not None:
         if existing.organization_id != organization_id or existing.tokens != tokens:
             raise DomainError("This Idempotency-Key was already used for a different payout.",
-                              code="idempotency_conflict", status=409)
+                              code=BankingErrorCode.IDEMPOTENCY_CONFLICT, status=409)
         return existing
     hold = hold_place(
         organization_id=organization_id,

@@ -1,16 +1,15 @@
 """May an organization spend? Other apps call this before they place a hold or start
 anything that costs tokens."""
 
-from banking.errors import OrganizationDelinquent, OrganizationFrozen
+from banking.error_codes import BankingErrorCode
 from banking.models import Account, Organization
 from banking.models.ledger import AccountPurpose
+from banking.standing import organization_standing_check
 from core.errors import DomainError, NotFound
-
-ORGANIZATION_OWES = "organization_owes"
 
 
 class OrganizationCannotSpend(DomainError):
-    code = ORGANIZATION_OWES
+    code = BankingErrorCode.ORGANIZATION_OWES
     status = 402
 
 
@@ -23,13 +22,7 @@ def organization_assert_can_spend(organization_id: int) -> None:
     org = Organization.objects.filter(pk=organization_id).only("status").first()
     if org is None:
         raise NotFound("Organization not found.")
-    if org.status == Organization.Status.FROZEN:
-        raise OrganizationFrozen("This organization is frozen; contact support.")
-    if org.status == Organization.Status.DELINQUENT:
-        raise OrganizationDelinquent(
-            "This organization has overdue loan installments past their grace period; pay "
-            "them (POST /api/v1/loans/{id}/prepay/) before spending."
-        )
+    organization_standing_check(org.status, before="spending")
     debt = (
         Account.objects.filter(organization_id=organization_id, purpose=AccountPurpose.DEBT)
         .values_list("balance", flat=True)

@@ -123,84 +123,90 @@ def deposit_create_post(
     request: OrganizationRequest, choices: _Choices
 ) -> HttpResponse | forms.Form:
     form = DepositForm(request.POST, nodes=choices.bank_nodes)
-    if form.is_valid():
-        d = form.cleaned_data
-        try:
-            deposit_create(provider_id=request.organization.pk, node_id=int(d["node"]),
-                           gpu_count=d["gpu_count"], start=d["start"], end=d["end"],
-                           idempotency_key=form.posting_key)
-        except DomainError as exc:
-            apply_domain_error(form, exc)
-        else:
-            messages.success(request, "Capacity deposited: it earns for every hour the "
-                                      "node is online.")
-            return redirect("store:provider")
-    return form
+    if not form.is_valid():
+        return form
+    d = form.cleaned_data
+
+    def deposit() -> str:
+        deposit_create(provider_id=request.organization.pk, node_id=int(d["node"]),
+                       gpu_count=d["gpu_count"], start=d["start"], end=d["end"],
+                       idempotency_key=form.posting_key)
+        return "Capacity deposited: it earns for every hour the node is online."
+
+    return _submitted(request, form, deposit)
 
 
 def payout_account_post(
     request: OrganizationRequest, choices: _Choices
 ) -> HttpResponse | forms.Form:
     form = PayoutAccountForm(request.POST)
-    if form.is_valid():
-        try:
-            payout_account_set(organization_id=request.organization.pk, **form.cleaned_data)
-        except DomainError as exc:
-            apply_domain_error(form, exc)
-        else:
-            messages.success(request, "Payout account saved.")
-            return redirect("store:provider")
-    return form
+    if not form.is_valid():
+        return form
+
+    def save() -> str:
+        payout_account_set(organization_id=request.organization.pk, **form.cleaned_data)
+        return "Payout account saved."
+
+    return _submitted(request, form, save)
 
 
 def advance_post(
     request: OrganizationRequest, choices: _Choices
 ) -> HttpResponse | forms.Form:
     form = AdvanceForm(request.POST)
-    if form.is_valid() and not confirmed(request):
-        return confirm_page(
-            request, title="Confirm the advance",
-            text=f"Borrow {form.cleaned_data['amount']:,} tokens now? Your "
-                 "deposits' yield repays it first.",
-            button=f"Borrow {form.cleaned_data['amount']:,} tokens",
-            cancel_url="/provider/")
-    if form.is_valid():
-        try:
-            advance = advance_create(provider_id=request.organization.pk,
-                                     amount=form.cleaned_data["amount"],
-                                     idempotency_key=form.posting_key)
-        except DomainError as exc:
-            apply_domain_error(form, exc)
-        else:
-            messages.success(request, f"Advance of {advance.amount:,} tokens credited; "
-                                      "yield repays it first.")
-            return redirect("store:provider")
-    return form
+    if not form.is_valid():
+        return form
+    amount = form.cleaned_data["amount"]
+
+    def borrow() -> str:
+        advance = advance_create(provider_id=request.organization.pk, amount=amount,
+                                 idempotency_key=form.posting_key)
+        return f"Advance of {advance.amount:,} tokens credited; yield repays it first."
+
+    return _submitted(request, form, borrow, ask=(
+        "Confirm the advance",
+        f"Borrow {amount:,} tokens now? Your deposits' yield repays it first.",
+        f"Borrow {amount:,} tokens"))
 
 
 def payout_post(
     request: OrganizationRequest, choices: _Choices
 ) -> HttpResponse | forms.Form:
     form = PayoutForm(request.POST)
-    if form.is_valid() and not confirmed(request):
-        tokens = form.cleaned_data["tokens"]
-        return confirm_page(
-            request, title="Confirm the payout",
-            text=f"Cash out {tokens:,} tokens to your payout account? They are held "
-                 "until the payout is made.",
-            button=f"Cash out {tokens:,} tokens", cancel_url="/provider/")
-    if form.is_valid():
-        try:
-            payout = payout_request(organization_id=request.organization.pk,
-                                    tokens=form.cleaned_data["tokens"],
-                                    idempotency_key=form.posting_key)
-        except DomainError as exc:
-            apply_domain_error(form, exc)
-        else:
-            messages.success(request, f"Payout of {payout.tokens:,} tokens requested "
-                                      f"({payout.status}).")
-            return redirect("store:provider")
-    return form
+    if not form.is_valid():
+        return form
+    tokens = form.cleaned_data["tokens"]
+
+    def cash_out() -> str:
+        payout = payout_request(organization_id=request.organization.pk, tokens=tokens,
+                                idempotency_key=form.posting_key)
+        return f"Payout of {payout.tokens:,} tokens requested ({payout.status})."
+
+    return _submitted(request, form, cash_out, ask=(
+        "Confirm the payout",
+        f"Cash out {tokens:,} tokens to your payout account? They are held until the "
+        "payout is made.",
+        f"Cash out {tokens:,} tokens"))
+
+
+def _submitted(
+    request: OrganizationRequest, form: forms.Form, act: Callable[[], str],
+    *, ask: tuple[str, str, str] | None = None,
+) -> HttpResponse | forms.Form:
+    """Run a valid form's service: its message and back to the portal, or its error shown
+    on the form. With `ask` (title, question, button), money moves only once the member
+    has confirmed (the same form posted again with `confirm=1`)."""
+    if ask is not None and not confirmed(request):
+        title, text, button = ask
+        return confirm_page(request, title=title, text=text, button=button,
+                            cancel_url="/provider/")
+    try:
+        done = act()
+    except DomainError as exc:
+        apply_domain_error(form, exc)
+        return form
+    messages.success(request, done)
+    return redirect("store:provider")
 
 
 _POSTS: dict[str, PostForm] = {

@@ -14,6 +14,7 @@ from banking.services.spending import organization_assert_can_spend
 from banking.services.transactions import money_transaction
 from core.errors import InvalidInput, NotFound
 from scheduler import enqueue
+from scheduler.error_codes import SchedulerErrorCode
 from scheduler.errors import InvalidSpec, JobFinished, NoNodeFits
 from scheduler.locks import assignments_lock, jobs_lock
 from scheduler.models import (
@@ -197,8 +198,6 @@ def _turn(organization_id: int, gpu_class_id: int, priority: int) -> int:
 
 def _usable_reservation(organization_id: int, reservation_id: int, gpu_class_id: int,
                         gpu_count: int) -> Reservation:
-    from scheduler.errors import SchedulerErrorCode
-
     r = Reservation.objects.filter(pk=reservation_id, organization_id=organization_id).first()
     if r is None:
         raise NotFound("Reservation not found.", fields={"block": ["Not found."]})

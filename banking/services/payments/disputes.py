@@ -10,12 +10,12 @@ from django.utils import timezone
 
 from banking.locks import accounts_lock, topup_lock
 from banking.models import Dispute
-from banking.models.ledger import AccountPurpose, TransferKind
+from banking.models.ledger import AccountPurpose
 from banking.selectors import organization_account_ids
 from banking.services.holds import hold_capture, hold_place, hold_release
-from banking.services.ledger import system_account, transfer_post
+from banking.services.ledger import system_account
 from banking.services.payments.pricing import tokens_for_refund
-from banking.services.payments.refunds import take_back_legs
+from banking.services.payments.refunds import take_back_post
 from banking.services.transactions import money_transaction
 from core.errors import NotFound
 
@@ -82,20 +82,9 @@ def dispute_close(*, dispute_id: str, won: bool) -> Dispute:
                 hold_capture(hold_id=hold.pk, legs=[(clearing_id, held)],
                              idempotency_key=f"dispute-lost:{dispute_id}", memo="Dispute lost")
     if not won and dispute.tokens > held:
-        topup = dispute.topup
-        ids = organization_account_ids(topup.organization_id)
-        wallet_id, debt_id = ids[AccountPurpose.WALLET], ids[AccountPurpose.DEBT]
-        clearing_id = system_account(AccountPurpose.CARD_CLEARING).pk
-        accounts = accounts_lock([clearing_id, wallet_id, debt_id])
-        transfer_post(
-            kind=TransferKind.REFUND,
-            idempotency_key=f"dispute-lost-rest:{dispute_id}",
-            legs=take_back_legs(clearing_id=clearing_id, wallet_id=wallet_id, debt_id=debt_id,
-                                 wallet_balance=accounts[wallet_id].balance,
-                                 tokens=dispute.tokens - held),
-            reference=f"topup:{topup.pk}",
-            memo=f"Dispute {dispute_id} lost",
-        )
+        take_back_post(topup=dispute.topup, tokens=dispute.tokens - held,
+                       idempotency_key=f"dispute-lost-rest:{dispute_id}",
+                       memo=f"Dispute {dispute_id} lost")
     dispute.status = Dispute.Status.WON if won else Dispute.Status.LOST
     dispute.save(update_fields=["status", "updated_at"])
     return dispute

@@ -18,13 +18,30 @@ from banking.services.transactions import money_transaction
 from core.errors import Conflict, InvalidInput, NotFound
 
 
-def take_back_legs(
+def _take_back_legs(
     *, clearing_id: int, wallet_id: int, debt_id: int, wallet_balance: int, tokens: int
 ) -> list[tuple[int, int]]:
     """Tokens back to card clearing: what the wallet has, the rest owed (debt)."""
     from_wallet = min(max(wallet_balance, 0), tokens)
     legs = [(clearing_id, tokens), (wallet_id, -from_wallet), (debt_id, -(tokens - from_wallet))]
     return [leg for leg in legs if leg[1] != 0]
+
+
+def take_back_post(*, topup: TopUp, tokens: int, idempotency_key: str, memo: str) -> None:
+    """Post `tokens` a top-up bought back to card clearing (a refund, a lost dispute),
+    with the organization's accounts locked: from the wallet what it has, the rest owed."""
+    ids = organization_account_ids(topup.organization_id)
+    wallet_id, debt_id = ids[AccountPurpose.WALLET], ids[AccountPurpose.DEBT]
+    clearing_id = system_account(AccountPurpose.CARD_CLEARING).pk
+    accounts = accounts_lock([clearing_id, wallet_id, debt_id])
+    transfer_post(
+        kind=TransferKind.REFUND,
+        idempotency_key=idempotency_key,
+        legs=_take_back_legs(clearing_id=clearing_id, wallet_id=wallet_id, debt_id=debt_id,
+                             wallet_balance=accounts[wallet_id].balance, tokens=tokens),
+        reference=f"topup:{topup.pk}",
+        memo=memo,
+    )
 
 
 @money_transaction
@@ -48,21 +65,8 @@ def topup_refund_apply(*, topup_id: int, refunded_cents_total: int) -> TopUp:
     )
     delta = target - topup.refunded_tokens
     if delta > 0:
-        ids = organization_account_ids(topup.organization_id)
-        wallet_id, debt_id = ids[AccountPurpose.WALLET], ids[AccountPurpose.DEBT]
-        clearing_id = system_account(AccountPurpose.CARD_CLEARING).pk
-        accounts = accounts_lock([clearing_id, wallet_id, debt_id])
-        transfer_post(
-            kind=TransferKind.REFUND,
-            idempotency_key=f"topup-refund:{topup.pk}:{total}",
-            legs=take_back_legs(
-                clearing_id=clearing_id,
-                wallet_id=wallet_id,
-                debt_id=debt_id,
-                wallet_balance=accounts[wallet_id].balance,
-                tokens=delta,
-            ),
-            reference=f"topup:{topup.pk}",
+        take_back_post(
+            topup=topup, tokens=delta, idempotency_key=f"topup-refund:{topup.pk}:{total}",
             memo=f"Card refund of {total / 100:.2f} {topup.currency.upper()} (total)",
         )
     TopUp.objects.filter(pk=topup.pk).update(

@@ -9,8 +9,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from banking.error_codes import PaymentErrorCode
-from banking.errors import OrganizationFrozen
+from banking.error_codes import BankingErrorCode, PaymentErrorCode
 from banking.gateway import CardDeclined as GatewayCardDeclined
 from banking.gateway import PaymentIntentInfo, get_gateway
 from banking.locks import accounts_lock, topup_lock
@@ -22,6 +21,7 @@ from banking.services.payments.customers import stripe_customer_ensure
 from banking.services.payments.pricing import Quote, topup_quote
 from banking.services.payments.provider import PaymentProviderError, gateway_call
 from banking.services.transactions import money_transaction
+from banking.standing import organization_frozen_refuse
 from core.errors import Conflict, DomainError, NotFound
 
 logger = logging.getLogger("suanli.payments")
@@ -43,8 +43,7 @@ def topup_create(
     org = Organization.objects.filter(pk=organization_id).first()
     if org is None:
         raise NotFound("Organization not found.")
-    if org.status == Organization.Status.FROZEN:
-        raise OrganizationFrozen("This organization is frozen; contact support.")
+    organization_frozen_refuse(org.status)
     quote = topup_quote(currency=currency, amount_cents=amount_cents, tokens=tokens)
     key = idempotency_key or new_idempotency_key("topup")
     topup = _topup_record(organization_id=org.pk, quote=quote, idempotency_key=key)
@@ -76,7 +75,7 @@ def _topup_record(*, organization_id: int, quote: Quote, idempotency_key: str) -
     ):
         raise Conflict(
             "This Idempotency-Key was already used for a different top-up.",
-            code="idempotency_conflict",
+            code=BankingErrorCode.IDEMPOTENCY_CONFLICT,
             fields={"topup_id": existing.pk},
         )
     return existing
@@ -128,12 +127,17 @@ def _topup_mark(topup_id: int, *, status: str, code: str, message: str) -> None:
     topup.save(update_fields=["status", "failure_code", "failure_message", "updated_at"])
 
 
-@transaction.atomic
-def _topup_record_payment_intent(topup_id: int, pi: PaymentIntentInfo) -> TopUp:
-    """Record what the provider says about a top-up that is not credited yet."""
+def _topup_locked(topup_id: int) -> TopUp:
     topup = topup_lock(topup_id)
     if topup is None:
         raise NotFound("Top-up not found.")
+    return topup
+
+
+@transaction.atomic
+def _topup_record_payment_intent(topup_id: int, pi: PaymentIntentInfo) -> TopUp:
+    """Record what the provider says about a top-up that is not credited yet."""
+    topup = _topup_locked(topup_id)
     if topup.status == TopUp.Status.SUCCEEDED:
         return topup
     if topup.payment_intent_id is None:
@@ -193,9 +197,7 @@ def topup_fulfil(*, topup_id: int, payment_intent_id: str | None = None) -> TopU
 @money_transaction
 def _topup_credit(topup_id: int, pi: PaymentIntentInfo) -> TopUp:
     """Card clearing -> wallet, repaying the organization's debt first."""
-    topup = topup_lock(topup_id)
-    if topup is None:
-        raise NotFound("Top-up not found.")
+    topup = _topup_locked(topup_id)
     if topup.status == TopUp.Status.SUCCEEDED:
         return topup
     ids = organization_account_ids(topup.organization_id)

@@ -1,0 +1,15 @@
+"""Scheduler's error codes: nodes', jobs', placement's and the agents'."""
+
+from enum import StrEnum
+
+
+class SchedulerErrorCode(StrEnum):
+    UNKNOWN_GPU_CLASS = "unknown_gpu_class"
+    NO_NODE_FITS = "no_node_fits"
+    INVALID_SPEC = "invalid_spec"
+    NODE_BUSY = "node_busy"
+    NODE_NOT_APPROVED = "node_not_approved"
+    STALE_SEQUENCE = "stale_sequence"
+    ASSIGNMENT_CLOSED = "assignment_closed"
+    JOB_FINISHED = "job_finished"
+    RESERVATION_UNUSABLE = "reservation_unusable"
