@@ -86,7 +86,8 @@ def _clients(target: Callable[..., None], clients: int, *args: object,
 def _as_a_server_process() -> None:
     """Postings are made in web and Celery worker processes, which freeze what they have
     loaded at start (config.wsgi, config.celery): here, full collections walking all of
-    Django took 13-18 % of the machine's CPU while the 16 posting processes ran."""
+    Django took a share of the CPU while the 16 posting processes ran
+    (docs/performance.md)."""
     from config.celery import freeze_what_is_loaded
 
     freeze_what_is_loaded()

@@ -20,6 +20,6 @@ application = AgentFastPathASGI(
 )
 
 # As in config.wsgi, for what this module loaded: a full collection that walked all of it
-# stalled a worker's event loop, and every agent waiting on it, for 50-100 ms (the
-# heartbeat's p99 went from 70-106 ms to 31-42 ms without).
+# stalled a worker's event loop, and every agent waiting on it; it was the heartbeat's
+# p99 in bench.agent_api (docs/performance.md).
 gc.freeze()

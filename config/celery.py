@@ -18,5 +18,6 @@ app.autodiscover_tasks()
 def freeze_what_is_loaded(**_: Any) -> None:
     """As the web servers do (config.wsgi): what the worker has loaded stays for its life,
     so out of the collector's sight. A full collection that walked all of Django stalled
-    a placement cycle reading a few thousand queued jobs by 40 ms (bench.scheduler)."""
+    a placement cycle reading a few thousand queued jobs (bench.scheduler;
+    docs/performance.md)."""
     gc.freeze()

@@ -12,5 +12,5 @@ from scheduler.api.agent_doors import AgentFastPath  # noqa: E402 - needs Django
 application = AgentFastPath(django_application)
 
 # What is loaded by now stays for the process's life: out of the collector's sight, a full
-# collection no longer walks it (and no longer stalls a request for tens of ms).
+# collection no longer walks it (and no longer stalls a request: docs/performance.md).
 gc.freeze()

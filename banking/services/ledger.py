@@ -463,8 +463,8 @@ def _copy_transfers(specs: Sequence[TransferSpec], now: datetime) -> dict[str, i
         return {}
     with server_bound_cursor() as cursor:
         cursor.execute(
-            # The sequence is looked up once, in FROM: as nextval's argument it was looked
-            # up per row, 8 % of a batch's time in the database.
+            # The sequence is looked up once, in FROM: as nextval's argument it is looked
+            # up per row, a share of the batch's time worth saving (docs/performance.md).
             "SELECT nextval(seq) FROM CAST(pg_get_serial_sequence('banking_transfer', 'id') "
             "AS regclass) AS seq, generate_series(1, %s)", [len(specs)],
         )
@@ -483,9 +483,9 @@ def _copy_transfers(specs: Sequence[TransferSpec], now: datetime) -> dict[str, i
 def _insert_entries(rows: Sequence[tuple[int, int, int]]) -> None:
     """Insert (transfer_id, account_id, amount) rows (by COPY on PostgreSQL)."""
     if connection.vendor == "postgresql":
-        # Whole numbers only, so the COPY text is written out directly, in one piece: a
-        # fifth of the time of encoding row by row, for the batch form's 2,000-odd entries
-        # (and %-formatting is 2.5 x faster than f-strings here).
+        # Whole numbers only, so the COPY text is written out directly, in one piece,
+        # rather than encoded row by row, and with %-formatting, quicker than f-strings
+        # for it (bench.ledger's batch form; docs/performance.md).
         data = "".join(["%d\t%d\t%d\n" % row for row in rows])  # noqa: UP031
         with server_bound_cursor() as cursor, cursor.copy(
             "COPY banking_entry (transfer_id, account_id, amount) FROM STDIN"

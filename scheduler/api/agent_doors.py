@@ -2,8 +2,8 @@
 few seconds; scheduler.api.heartbeat) and lease reads (every node told of a change;
 scheduler.api.lease). Two middlewares, `AgentFastPath` for WSGI and `AgentFastPathASGI`
 for ASGI (the agents' server, gunicorn with uvicorn workers), serve these two URLs without
-Django's middleware, URL resolution and DRF's request cycle, which on this machine cost
-several times the calls' own work; the DRF views answer the same through the same
+Django's middleware, URL resolution and DRF's request cycle, which cost several times the
+calls' own work (bench.agent_api; docs/performance.md); the DRF views answer the same through the same
 functions (the API docs, Django's test client). Every other request goes to Django.
 
 They keep what Django's cycle gives every request that matters here: the database

@@ -2,13 +2,14 @@
 
 One function answers it, `heartbeat_answer` (and `heartbeat_answer_async`, the same steps
 with the Redis call awaited), behind three doors that behave the same: the DRF view
-(`AgentHeartbeatApi`: the API docs, Django's test client, `runserver`), and two
-middlewares in front of Django (scheduler.api.agent_doors) that serve
-`POST /api/v1/agent/heartbeat/` without Django's middleware, URL resolution and DRF's
-request cycle, for WSGI and for ASGI (what gunicorn serves, with uvicorn workers). On this
-machine that cycle costs several times the heartbeat's own work (one Redis call with
-write-behind, see scheduler.services.heartbeat_buffer; else one SQL statement, which also
-counts the beat against the node's rate limit), and a fleet of 10,000 nodes must not need
+(`AgentHeartbeatApi`: the API docs and Django's test client), and two middlewares in
+front of Django (scheduler.api.agent_doors) that serve `POST /api/v1/agent/heartbeat/`
+without Django's middleware, URL resolution and DRF's request cycle: for WSGI
+(config.wsgi, what gunicorn's sync workers and `runserver` serve) and for ASGI
+(config.asgi, the agents' server, gunicorn with uvicorn workers). That cycle costs
+several times the heartbeat's own work (one Redis call with write-behind, see
+scheduler.services.heartbeat_buffer; else one SQL statement, which also counts the beat
+against the node's rate limit; bench.agent_api, docs/performance.md), and a fleet of 10,000 nodes must not need
 a rack of web servers to say it is alive.
 """
 

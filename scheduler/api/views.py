@@ -178,8 +178,9 @@ class _AgentApi(APIView):
 
 class AgentHeartbeatApi(APIView):
     """The same answer as the fast paths in front of Django (scheduler.api.agent_doors),
-    which serve this URL under gunicorn and runserver (config.wsgi, config.asgi); this
-    view serves Django's test client and documents the call."""
+    which serve this URL under gunicorn and runserver (config.wsgi, config.asgi, and
+    WSGI_APPLICATION for runserver); this view serves Django's test client and documents
+    the call."""
 
     # heartbeat_answer authenticates, rate-limits and validates by itself, as the fast
     # path needs it to.

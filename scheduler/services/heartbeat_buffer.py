@@ -2,9 +2,9 @@
 to PostgreSQL with everybody else's, in one statement a second (`heartbeats_flush`).
 
 A heartbeat moves no money and says only "alive at t": writing each one as its own
-PostgreSQL transaction costs the database a commit per node every ten seconds, which on
-this machine caps the agent API near 1,300 beats/s. Batched, a thousand beats cost one
-statement. What the synchronous heartbeat does (the node turns online, its leases are
+PostgreSQL transaction costs the database a commit per node every ten seconds, which caps
+the agent API below its goal (bench.agent_api; docs/performance.md). Batched, a thousand
+beats cost one statement. What the synchronous heartbeat does (the node turns online, its leases are
 extended, a heartbeat row per minute is kept) is what the flush does, with the time each
 beat arrived, at most AGENT_HEARTBEAT_FLUSH_S later. Each agent's first beat (and any beat
 whose token Redis does not know) goes the synchronous way, which also proves the token.
