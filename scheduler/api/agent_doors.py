@@ -3,8 +3,9 @@ few seconds; scheduler.api.heartbeat) and lease reads (every node told of a chan
 scheduler.api.lease). Two middlewares, `AgentFastPath` for WSGI and `AgentFastPathASGI`
 for ASGI (the agents' server, gunicorn with uvicorn workers), serve these two URLs without
 Django's middleware, URL resolution and DRF's request cycle, which cost several times the
-calls' own work (bench.agent_api; docs/performance.md); the DRF views answer the same through the same
-functions (the API docs, Django's test client). Every other request goes to Django.
+calls' own work (bench.agent_api; docs/performance.md); the DRF views answer the same
+through the same functions (the API docs, Django's test client). Every other request goes
+to Django.
 
 They keep what Django's cycle gives every request that matters here: the database
 connection's lifecycle (`close_old_connections`, as Django's request signals do), the

@@ -9,8 +9,8 @@ without Django's middleware, URL resolution and DRF's request cycle: for WSGI
 (config.asgi, the agents' server, gunicorn with uvicorn workers). That cycle costs
 several times the heartbeat's own work (one Redis call with write-behind, see
 scheduler.services.heartbeat_buffer; else one SQL statement, which also counts the beat
-against the node's rate limit; bench.agent_api, docs/performance.md), and a fleet of 10,000 nodes must not need
-a rack of web servers to say it is alive.
+against the node's rate limit; bench.agent_api, docs/performance.md), and a fleet of
+10,000 nodes must not need a rack of web servers to say it is alive.
 """
 
 from __future__ import annotations
