@@ -13,3 +13,4 @@ class SchedulerErrorCode(StrEnum):
     ASSIGNMENT_CLOSED = "assignment_closed"
     JOB_FINISHED = "job_finished"
     RESERVATION_UNUSABLE = "reservation_unusable"
+    LEASE_PUSH_UNAVAILABLE = "lease_push_unavailable"

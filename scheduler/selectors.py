@@ -63,6 +63,9 @@ def job_list(*, organization_id: int, states: list[str] | None = None) -> QueryS
             usage_gpu_seconds=Coalesce(Sum("assignments__gpu_seconds"), 0),
             usage_ai_tokens=Coalesce(Sum("assignments__ai_tokens"), 0),
             cost=Coalesce(Sum("assignments__charged"), 0),
+            # The latest attempt's steps (a retried job's earlier ones came before).
+            placed_at=Max("assignments__created_at"),
+            leased_at=Max("assignments__leased_at"),
         )
         .order_by("-id")
     )

@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backoff-cap-s", type=float, default=30.0)
     parser.add_argument("--http-timeout-s", type=float, default=10.0)
     parser.add_argument(
+        "--lease-wait-s", type=int, default=30,
+        help="hold a lease wait open this long so new work starts at once (0: rely on "
+             "heartbeats' hints only)",
+    )
+    parser.add_argument(
         "--container-runtime",
         choices=["auto", "docker", "podman", "none"],
         default=None,
@@ -218,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         kill_grace_s=args.kill_grace_s,
         backoff_cap_s=args.backoff_cap_s,
         http_timeout_s=args.http_timeout_s,
+        lease_wait_s=args.lease_wait_s,
     )
     stop = threading.Event()
     install_signal_handlers(stop)

@@ -121,9 +121,13 @@ class _JsonClient:
             timeout=timeout_s,
         )
 
-    def post(self, path: str, body: JsonDict) -> JsonDict:
+    def post(self, path: str, body: JsonDict, *, timeout_s: float | None = None,
+             params: dict[str, Any] | None = None) -> JsonDict:
         try:
-            response = self._http.post(path, json=body)
+            response = self._http.post(
+                path, json=body, params=params,
+                timeout=self._http.timeout if timeout_s is None else timeout_s,
+            )
         except httpx.TransportError as error:
             raise ServerUnreachable(f"{type(error).__name__}: {error}".rstrip(": ")) from error
         if response.status_code >= 400:
@@ -182,6 +186,12 @@ class AgentClient(_JsonClient):
 
     def lease(self) -> JsonDict:
         return self.post("/api/v1/agent/lease/", {})
+
+    def lease_wait(self, seconds: int) -> JsonDict:
+        """The lease once it changes, or ``{"changed": false}`` after ``seconds``."""
+        return self.post("/api/v1/agent/lease/", {}, params={"wait": seconds},
+                         timeout_s=seconds + self._http.timeout.read if
+                         self._http.timeout.read else None)
 
     def usage(self, assignment_id: int, *, seq: int, gpu_seconds: int, ai_tokens: int) -> JsonDict:
         return self.post(

@@ -12,10 +12,17 @@ class AgentConfig:
     ``heartbeat_s`` is only the interval used until the server answers a heartbeat with
     its own ``next_heartbeat_s``. The lease is read when a heartbeat's answer says it
     changed (``lease_due``), and at least every ``lease_at_least_s`` whatever it says.
+    Besides, unless ``lease_wait_s`` is 0, the agent holds a lease wait open on the server
+    (``POST agent/lease/?wait=S``) that is answered as soon as the lease changes, so work
+    starts without waiting for the next beat; the beats are the fallback when the server
+    holds no waits.
     """
 
     heartbeat_s: float = 5.0
     lease_at_least_s: float = 60.0
+    lease_wait_s: int = 30
+    # How long to leave the push alone after a server said it holds no waits.
+    lease_push_retry_s: float = 60.0
     usage_interval_s: float = 2.0
     kill_grace_s: float = 10.0
     backoff_base_s: float = 1.0

@@ -59,6 +59,10 @@ class Node:
         self._last_lease: dict[str, Any] | None = None
         self._last_lease_at = 0.0
         self._thread: threading.Thread | None = None
+        self._push_thread: threading.Thread | None = None
+        # One lease applied at a time: the node loop and the push both apply leases.
+        self._apply_lock = threading.Lock()
+        self.push_active = False
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -78,7 +82,9 @@ class Node:
             run.join(timeout)
         if self._thread is not None:
             self._thread.join(timeout)
-        self.client.close()
+        self.client.close()  # ends a lease wait in flight
+        if self._push_thread is not None:
+            self._push_thread.join(timeout)
 
     @property
     def stopping(self) -> bool:
@@ -87,6 +93,10 @@ class Node:
     def run(self) -> None:
         self.store.prune()
         self._resume_pending_reports()
+        if self.config.lease_wait_s > 0:
+            self._push_thread = threading.Thread(
+                target=self._push_loop, name=f"push-{self.name}", daemon=True)
+            self._push_thread.start()
         backoff = Backoff(base_s=self.config.backoff_base_s, cap_s=self.config.backoff_cap_s)
         interval = self.config.heartbeat_s
         while not self._stop.is_set():
@@ -178,7 +188,48 @@ class Node:
         self._last_lease, self._last_lease_at = answer, time.monotonic()
         self._apply_lease(answer)
 
+    # -- lease push ---------------------------------------------------------------
+
+    def _push_loop(self) -> None:
+        """Hold a lease wait open and apply each lease it brings, at once. Errors back off;
+        a server that holds no waits is left alone for a while (the beats' hints and the
+        lease floor carry on meanwhile)."""
+        backoff = Backoff(base_s=self.config.backoff_base_s, cap_s=self.config.backoff_cap_s)
+        while not self._stop.is_set():
+            try:
+                answer = self.client.lease_wait(self.config.lease_wait_s)
+            except ApiError as error:
+                self.push_active = False
+                if error.code == "lease_push_unavailable" or not error.retryable:
+                    self.log.debug("lease push unavailable (%s)", error)
+                    self._stop.wait(self.config.lease_push_retry_s)
+                else:
+                    self._stop.wait(backoff.next_delay())
+                continue
+            except AgentClientError:
+                self.push_active = False
+                self._stop.wait(backoff.next_delay())
+                continue
+            except Exception:  # never let one bad answer end the push for good
+                self.push_active = False
+                self.log.exception("unexpected error in the lease push")
+                self._stop.wait(backoff.next_delay())
+                continue
+            backoff.reset()
+            if "changed" not in answer:  # a server that ignores `wait`: no push there
+                self.push_active = False
+                self._stop.wait(self.config.lease_push_retry_s)
+                continue
+            self.push_active = True
+            if answer.get("changed") and not self._stop.is_set():
+                self._last_lease, self._last_lease_at = answer, time.monotonic()
+                self._apply_lease(answer)
+
     def _apply_lease(self, answer: dict[str, Any]) -> None:
+        with self._apply_lock:
+            self._apply_lease_now(answer)
+
+    def _apply_lease_now(self, answer: dict[str, Any]) -> None:
         leases = [Lease.from_json(item) for item in answer.get("assignments") or []]
         kill = {int(i) for i in answer.get("kill") or []}
         listed = {lease.id for lease in leases}

@@ -28,7 +28,7 @@ from django.db import close_old_connections
 from core.api_errors import SERVER_ERROR_MESSAGE, error_body
 from core.errors import ErrorCode
 from core.observability import LATENCY, REQUESTS, request_id_var
-from scheduler.api import heartbeat, lease
+from scheduler.api import heartbeat, lease, lease_push
 from scheduler.api.agent_answers import Answer
 from scheduler.api.database_threads import on_a_database_thread
 
@@ -100,6 +100,11 @@ class AgentFastPath:
         close_old_connections()
         try:
             if path == lease.PATH:  # no body to read
+                wait = lease_push.wait_seconds(environ.get("QUERY_STRING", ""))
+                if isinstance(wait, Answer):
+                    return wait
+                if wait is not None:  # a synchronous worker holds no waits
+                    return lease_push.push_unavailable()
                 return lease.lease_answer(authorization)
             try:
                 length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -139,7 +144,10 @@ class AgentFastPathASGI:
         rid = _request_id(headers.get(b"x-request-id", ""))
         reset = request_id_var.set(rid)
         try:
-            answer = await self._answer(path, headers, receive)
+            answer = await self._answer(path, headers, receive,
+                                        scope.get("query_string", b"").decode("latin-1"))
+            if answer is None:  # a lease wait whose agent hung up: nobody to answer
+                return
             payload, reply_headers = _reply(answer, rid)
             await send({"type": "http.response.start", "status": answer.status,
                         "headers": [(k.lower().encode(), v.encode("latin-1"))
@@ -150,10 +158,16 @@ class AgentFastPathASGI:
             request_id_var.reset(reset)
 
     async def _answer(self, path: str, headers: dict[bytes, str],
-                      receive: ASGIReceive) -> Answer:
+                      receive: ASGIReceive, query: str) -> Answer | None:
         authorization = headers.get(b"authorization", "")
         try:
             if path == lease.PATH:  # no body to read
+                wait = lease_push.wait_seconds(query)
+                if isinstance(wait, Answer):
+                    return wait
+                if wait is not None:
+                    return await lease_push.lease_wait(authorization, wait, receive,
+                                                       lease.lease_answer)
                 return await on_a_database_thread(lease.lease_answer, authorization)
             try:
                 length = int(headers.get(b"content-length") or 0)

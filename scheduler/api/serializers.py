@@ -1,3 +1,6 @@
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from scheduler.models import Job, Node
@@ -74,6 +77,16 @@ class JobInputSerializer(serializers.Serializer):
                                      help_text="id of a compute block to run in")
 
 
+class JobTimelineSerializer(serializers.Serializer):
+    """From submission to a running command: when the job was submitted, placed on a node,
+    read by that node in its lease, and reported started (its latest attempt's)."""
+
+    submitted_at = serializers.DateTimeField()
+    placed_at = serializers.DateTimeField(allow_null=True)
+    leased_at = serializers.DateTimeField(allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+
+
 class JobOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     state = serializers.ChoiceField(choices=Job.State.choices)
@@ -97,6 +110,16 @@ class JobOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
+    timeline = serializers.SerializerMethodField()
+
+    @extend_schema_field(JobTimelineSerializer)
+    def get_timeline(self, job: Job) -> dict[str, Any]:
+        return JobTimelineSerializer({
+            "submitted_at": job.created_at,
+            "placed_at": getattr(job, "placed_at", None),
+            "leased_at": getattr(job, "leased_at", None),
+            "started_at": job.started_at,
+        }).data
 
 
 class HeartbeatInputSerializer(serializers.Serializer):

@@ -9,6 +9,8 @@ from rest_framework.views import APIView
 from banking.api.idempotency import idempotency_key_from
 from banking.api.pagination import StandardPagination
 from banking.api.permissions import HasOrganization, IsBuyer, IsProvider
+from scheduler.api import lease_push
+from scheduler.api.agent_answers import Answer
 from scheduler.api.authentication import IsNode, NodeRateThrottle, NodeTokenAuthentication
 from scheduler.api.heartbeat import heartbeat_answer
 from scheduler.api.lease import lease_answer
@@ -205,9 +207,23 @@ class AgentLeaseApi(APIView):
     permission_classes = [AllowAny]
     throttle_classes: list[type] = []
 
-    @extend_schema(request=None, responses=LeaseOutputSerializer, auth=["NodeToken"])
+    @extend_schema(
+        request=None, responses=LeaseOutputSerializer, auth=["NodeToken"],
+        parameters=[OpenApiParameter(
+            "wait", int, required=False,
+            description="Hold the request until the lease changes, at most this many seconds "
+                        "(1 to AGENT_LEASE_WAIT_MAX_S); answered {\"changed\": false} if it does "
+                        "not. Only the agents' server (config.asgi) holds waits; elsewhere 503 "
+                        "lease_push_unavailable.")],
+    )
     def post(self, request: Request) -> Response:
-        answer = lease_answer(request.META.get("HTTP_AUTHORIZATION", ""))
+        wait = lease_push.wait_seconds(request.META.get("QUERY_STRING", ""))
+        if isinstance(wait, Answer):
+            answer = wait
+        elif wait is not None:
+            answer = lease_push.push_unavailable()
+        else:
+            answer = lease_answer(request.META.get("HTTP_AUTHORIZATION", ""))
         return Response(answer.body, status=answer.status, headers=answer.headers)
 
 

@@ -208,6 +208,7 @@ def node_lease(*, node_id: int) -> Lease:
     with server_bound_cursor() as cursor:
         cursor.execute(_LEASE_SQL, {"node": node_id, "since": since}, prepare=True)
         rows = cursor.fetchall()
+    _mark_leased(node_id, rows)
     runs, kill = [], []
     for assignment_id, job_id, gpus, spec, seconds, expires, killed in rows:
         if killed:
@@ -218,11 +219,21 @@ def node_lease(*, node_id: int) -> Lease:
     return Lease(runs=runs, kill=kill)
 
 
+def _mark_leased(node_id: int, rows: list[Any]) -> None:
+    """Stamp the node's placed runs read for the first time: a write only when the lease
+    carries work (most reads of a large fleet's leases carry none)."""
+    if any(not row[-1] for row in rows):
+        Assignment.objects.filter(
+            node_id=node_id, state=Assignment.State.PLACED, leased_at__isnull=True
+        ).update(leased_at=timezone.now())
+
+
 def _node_lease_orm(node_id: int, since: datetime) -> Lease:
     active = list(
         Assignment.objects.filter(node_id=node_id, state__in=ACTIVE_ASSIGNMENT_STATES)
         .select_related("job").order_by("id")
     )
+    _mark_leased(node_id, [(a.pk, False) for a in active])
     retried = [a.job_id for a in active if a.job.attempts > 1]
     earlier = _earlier_attempts(retried, [a.pk for a in active]) if retried else {}
     runs = [

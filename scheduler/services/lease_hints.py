@@ -4,7 +4,8 @@ rather than after every beat (10,000 nodes beating every ten seconds would other
 for a thousand leases a second, each a PostgreSQL read through Django).
 
 Redis keeps the set `lease:due` of node ids whose lease changed: work placed on them,
-canceled or lost. A change marks its nodes once it commits; a node's lease read clears its
+canceled or lost. A change marks its nodes once it commits (and publishes their ids, which
+wakes nodes waiting on the lease push); a node's lease read clears its
 mark before reading, so a change that commits meanwhile marks it again. Hints exist only
 where beats are answered from Redis (write-behind); a beat answered from PostgreSQL
 always says the lease is due. A hint lost (Redis unreachable at that moment) costs a
@@ -21,6 +22,12 @@ from scheduler.services.heartbeat_buffer import LEASE_DUE, beat_buffer_enabled, 
 
 logger = logging.getLogger(__name__)
 
+# Where a change's node ids are published (comma-separated) for the nodes waiting on the
+# lease push (scheduler.api.lease_push); a message starting WAIT_PREFIX announces a new
+# wait ("w:<node>:<token>") so that an older wait of the same node ends.
+LEASE_CHANGED_CHANNEL = "lease:changed"
+WAIT_PREFIX = "w:"
+
 
 def leases_changed(node_ids: Iterable[int]) -> None:
     """Mark the nodes' leases changed once the current transaction commits."""
@@ -31,7 +38,10 @@ def leases_changed(node_ids: Iterable[int]) -> None:
 
 def _mark(node_ids: list[int]) -> None:
     try:
-        buffer_client().sadd(LEASE_DUE, *node_ids)
+        with buffer_client().pipeline(transaction=False) as pipe:
+            pipe.sadd(LEASE_DUE, *node_ids)
+            pipe.publish(LEASE_CHANGED_CHANNEL, ",".join(map(str, node_ids)))
+            pipe.execute()
     except redis.RedisError:
         logger.warning("lease hints unavailable: %d nodes learn of their change within a "
                        "minute", len(node_ids), exc_info=True)

@@ -25,6 +25,9 @@ FAST = AgentConfig(
     backoff_base_s=0.2,
     backoff_cap_s=1.0,
     http_timeout_s=2.0,
+    # The fake server holds no lease waits; the push is tested against the real agents'
+    # server (tests/scheduler/test_lease_push.py).
+    lease_wait_s=0,
 )
 
 NodeFactory = Callable[..., Node]
