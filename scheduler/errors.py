@@ -46,3 +46,47 @@ class JobFinished(Conflict):
 class NodeNotApproved(DomainError):
     code: str = SchedulerErrorCode.NODE_NOT_APPROVED
     status = 403
+
+
+class LogErrorCode(StrEnum):
+    LOG_OFFSET_GAP = "log_offset_gap"
+    LOG_CAP_EXCEEDED = "log_cap_exceeded"
+    LOG_CLOSED = "log_closed"
+    LOG_CHUNK_TOO_LARGE = "log_chunk_too_large"
+    OUTPUT_CAP_EXCEEDED = "output_cap_exceeded"
+    OUTPUT_URL_INVALID = "output_url_invalid"
+    OUTPUT_MISMATCH = "output_mismatch"
+
+
+class LogOffsetGap(Conflict):
+    """The chunk starts past the log's end; `fields.offset` says where to resend from."""
+
+    code: str = LogErrorCode.LOG_OFFSET_GAP
+
+
+class LogCapExceeded(DomainError):
+    code: str = LogErrorCode.LOG_CAP_EXCEEDED
+    status = 413
+
+
+class LogChunkTooLarge(DomainError):
+    code: str = LogErrorCode.LOG_CHUNK_TOO_LARGE
+    status = 413
+
+
+class LogClosed(Conflict):
+    code: str = LogErrorCode.LOG_CLOSED
+
+
+class OutputCapExceeded(DomainError):
+    code: str = LogErrorCode.OUTPUT_CAP_EXCEEDED
+    status = 413
+
+
+class OutputUrlInvalid(DomainError):
+    code: str = LogErrorCode.OUTPUT_URL_INVALID
+    status = 403
+
+
+class OutputMismatch(Conflict):
+    code: str = LogErrorCode.OUTPUT_MISMATCH

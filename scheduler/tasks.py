@@ -7,6 +7,7 @@ from django.db import DatabaseError
 
 from scheduler.services.heartbeat_buffer import heartbeats_flush
 from scheduler.services.leases import leases_expire, queued_jobs_expire
+from scheduler.services.logs import objects_expire
 from scheduler.services.placement import placement_run
 from scheduler.services.settlement import usage_settle
 
@@ -63,3 +64,12 @@ def settlement_kick(assignment_id: int) -> None:
     except Exception:
         logger.warning("could not queue settlement of assignment %s", assignment_id,
                        exc_info=True)
+
+
+@shared_task(name="scheduler.objects_expire", ignore_result=True, acks_late=True,
+             time_limit=600, soft_time_limit=550)
+def objects_expire_task() -> int:
+    result = objects_expire()
+    if result.logs or result.outputs:
+        logger.info("retention: %s", result)
+    return result.chunks + result.outputs
