@@ -376,6 +376,8 @@ OBJECT_RETENTION_DAYS = env.int("OBJECT_RETENTION_DAYS", default=30)
 OUTPUT_MAX_FILE_BYTES = env.int("OUTPUT_MAX_FILE_BYTES", default=5 * 1024**3)
 OUTPUT_MAX_JOB_BYTES = env.int("OUTPUT_MAX_JOB_BYTES", default=20 * 1024**3)
 OUTPUT_MAX_FILES = env.int("OUTPUT_MAX_FILES", default=1000)
+# Outputs are declared before the run's final report and uploaded after it, not billed.
+OUTPUT_GRACE_S = env.int("OUTPUT_GRACE_S", default=3600)
 OUTPUT_UPLOAD_URL_TTL_S = env.int("OUTPUT_UPLOAD_URL_TTL_S", default=3600)
 OUTPUT_DOWNLOAD_URL_TTL_S = env.int("OUTPUT_DOWNLOAD_URL_TTL_S", default=600)
 # Where signed upload and download URLs of the filesystem storage point (the server

@@ -88,6 +88,10 @@ class UploadTicketSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField()
 
 
+class UploadTicketsSerializer(serializers.Serializer):
+    results = UploadTicketSerializer(many=True)
+
+
 class OutputReportInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=255)
     ok = serializers.BooleanField()
@@ -169,7 +173,7 @@ class AgentLogChunkApi(_AgentApi):
 
 
 class AgentOutputsApi(_AgentApi):
-    @extend_schema(request=OutputsInputSerializer, responses=UploadTicketSerializer(many=True),
+    @extend_schema(request=OutputsInputSerializer, responses=UploadTicketsSerializer,
                    auth=["NodeToken"],
                    summary="Signed upload URLs for the files the job wrote under "
                            "/suanli/outputs")
@@ -178,7 +182,7 @@ class AgentOutputsApi(_AgentApi):
                                else None)
         tickets = outputs_request(node_id=self.node_id(request), assignment_id=assignment_id,
                                   files=files, base_url=_base_url(request))
-        return Response(UploadTicketSerializer([vars(t) for t in tickets], many=True).data)
+        return Response(UploadTicketsSerializer({"results": [vars(t) for t in tickets]}).data)
 
 
 class AgentOutputReportApi(_AgentApi):

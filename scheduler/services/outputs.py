@@ -90,7 +90,7 @@ def declared_files(raw: Any) -> list[DeclaredFile]:
 def _accepting(a: Assignment) -> bool:
     if a.state in ACTIVE_ASSIGNMENT_STATES or a.ended_at is None:
         return True
-    return timezone.now() <= a.ended_at + timedelta(seconds=settings.LOG_GRACE_S)
+    return timezone.now() <= a.ended_at + timedelta(seconds=settings.OUTPUT_GRACE_S)
 
 
 def _is_filesystem() -> bool:
