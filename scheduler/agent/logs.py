@@ -32,6 +32,7 @@ SHIP_INTERVAL_S = 1.0
 CHUNK_BYTES = 512 * 1024
 MAX_LINE_BYTES = 64 * 1024
 STREAM_MARKS = {"stdout": b"O ", "stderr": b"E "}
+NOTE_RESERVE = 200  # room kept for the dropped-bytes note, within the cap
 GIVE_UP_CODES = frozenset({"not_found", "log_closed", "log_cap_exceeded"})
 
 
@@ -70,7 +71,7 @@ class LogSpool:
 
     @property
     def head_budget(self) -> int:
-        return self.cap - self.tail_budget
+        return self.cap - self.tail_budget - NOTE_RESERVE
 
     def write_line(self, stream: str, line: str) -> None:
         """One line the run printed (without its newline)."""
