@@ -386,3 +386,10 @@ OBJECT_PUBLIC_BASE_URL = env.str("OBJECT_PUBLIC_BASE_URL", default="")
 CELERY_BEAT_SCHEDULE["scheduler.objects_expire"] = {
     "task": "scheduler.objects_expire", "schedule": 3600.0,
 }
+# Outbound webhooks: development allows http to loopback and private addresses (a
+# receiver on this machine); production only https to public addresses.
+WEBHOOKS_DEVELOPMENT = env.bool("WEBHOOKS_DEVELOPMENT", default=DEBUG)
+WEBHOOKS_TIMEOUT_S = env.float("WEBHOOKS_TIMEOUT_S", default=10.0)
+WEBHOOKS_MAX_ATTEMPTS = env.int("WEBHOOKS_MAX_ATTEMPTS", default=8)
+WEBHOOKS_RETRY_BASE_S = env.float("WEBHOOKS_RETRY_BASE_S", default=10.0)
+CELERY_TASK_ROUTES["banking.webhook_deliver"] = {"queue": "default"}
