@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from core.errors import NotFound
@@ -63,6 +63,9 @@ def job_list(*, organization_id: int, states: list[str] | None = None) -> QueryS
             usage_gpu_seconds=Coalesce(Sum("assignments__gpu_seconds"), 0),
             usage_ai_tokens=Coalesce(Sum("assignments__ai_tokens"), 0),
             cost=Coalesce(Sum("assignments__charged"), 0),
+            # The latest run's exit code: what `suanli jobs wait` exits with.
+            exit_code=Subquery(Assignment.objects.filter(job=OuterRef("pk")).order_by("-id")
+                               .values("exit_code")[:1]),
         )
         .order_by("-id")
     )

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +31,8 @@ __all__ = ["agent_process", "moto_url"]
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("live-objects"),
               pytest.mark.slow]
+
+SUANLI = Path(sys.executable).with_name("suanli")
 
 PRINTER = r'''
 import os, pathlib, sys, time
@@ -110,17 +115,32 @@ def storage(request, settings, tmp_path) -> str:
     return str(request.param)
 
 
+def cli(server: str, key: str, tmp_path: Path, *args: str, **kw: Any) -> Any:
+    env = {**os.environ, "SUANLI_SERVER": server, "SUANLI_API_KEY": key,
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    return subprocess.run([str(SUANLI), *args], env=env, capture_output=True, text=True,
+                          timeout=120, **kw)
+
+
 def test_a_real_job_prints_20000_lines_and_writes_3_files(
-        live_server, parties, agent_process, storage, make_org):
+        live_server, parties, agent_process, storage, make_org, tmp_path):
     registered, _buyer, key = parties
     agent_process(live_server.url, registered.token)
     job_id = submit(live_server.url, key, [sys.executable, "-c", PRINTER, "10000", "0.03"])
+    env = {**os.environ, "SUANLI_SERVER": live_server.url, "SUANLI_API_KEY": key}
+    cli_follow = subprocess.Popen([str(SUANLI), "jobs", "logs", "-f", "--marks", str(job_id)],
+                                  env=env, stdout=subprocess.PIPE, text=True)
     place(registered.node.pk)
     seen: list[tuple[float, str]] = []
     follower = threading.Thread(target=follow, args=(live_server.url, key, job_id, seen))
     follower.start()
+    assert cli_follow.stdout is not None
+    first_cli_line = cli_follow.stdout.readline()
+    cli_line_at = time.time()
     wait_until(lambda: Job.objects.get(pk=job_id).state == "succeeded", 120, "the job done")
     follower.join(timeout=30)
+    cli_rest = cli_follow.stdout.read()  # from the same buffer readline() filled
+    cli_follow.wait(timeout=60)
 
     # -f saw lines while the job ran, and all of them, then the end
     finished_at = Job.objects.get(pk=job_id).finished_at
@@ -135,6 +155,16 @@ def test_a_real_job_prints_20000_lines_and_writes_3_files(
     assert lines_of(text, "O", "out") == list(range(10_000))
     assert lines_of(text, "E", "err") == list(range(10_000))
     assert len(text.splitlines()) == 20_000
+    # ... and through the CLI: `-f` saw its first line while the job ran, then all of it
+    assert cli_line_at < finished
+    assert first_cli_line + cli_rest == text
+    assert cli_follow.returncode == 0
+    logs = cli(live_server.url, key, tmp_path, "jobs", "logs", "--marks", str(job_id))
+    assert (logs.returncode, logs.stdout) == (0, text)
+    split = cli(live_server.url, key, tmp_path, "jobs", "logs", str(job_id))
+    assert split.stdout.splitlines() == [f"out {i:05d}" for i in range(10_000)]
+    assert split.stderr.splitlines() == [f"err {i:05d}" for i in range(10_000)]
+    assert cli(live_server.url, key, tmp_path, "jobs", "wait", str(job_id)).returncode == 0
 
     # The three outputs download byte-identical
     listing = wait_until(lambda: (lambda r: r if all(o["state"] == "uploaded" for o in r)
@@ -151,6 +181,11 @@ def test_a_real_job_prints_20000_lines_and_writes_3_files(
         assert output["size"] == len(expected[output["name"]])
     if storage == "s3":
         assert listing[0]["url"].startswith(live_server.url) is False
+    got = cli(live_server.url, key, tmp_path, "outputs", "get", str(job_id),
+              str(tmp_path / "got"))
+    assert got.returncode == 0, got.stderr
+    for name, body in expected.items():
+        assert (tmp_path / "got" / name).read_bytes() == body
 
     # Another organization: 404 on logs and outputs
     stranger = api_key_issue(organization_id=make_org().pk).secret
