@@ -15,9 +15,10 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from psycopg import sql
 
 from core.errors import InvalidInput, NotFound
 from scheduler.errors import LogCapExceeded, LogChunkTooLarge, LogClosed, LogOffsetGap
@@ -46,21 +47,46 @@ class LogSlice:
     purged: bool
 
 
-def _log_for(assignment: Assignment) -> AssignmentLog:
-    log = AssignmentLog.objects.filter(pk=assignment.pk).first()
-    if log is not None:
-        return log
-    attempt = Assignment.objects.filter(job_id=assignment.job_id, id__lte=assignment.pk).count()
+def _log_for(assignment_id: int, job_id: int) -> AssignmentLog:
+    attempt = Assignment.objects.filter(job_id=job_id, id__lte=assignment_id).count()
     log, _ = AssignmentLog.objects.get_or_create(
-        assignment=assignment, defaults={"job_id": assignment.job_id, "attempt": attempt}
-    )
+        assignment_id=assignment_id, defaults={"job_id": job_id, "attempt": attempt})
     return log
 
 
-def _accepting(assignment: Assignment) -> bool:
-    if assignment.state in ACTIVE_ASSIGNMENT_STATES or assignment.ended_at is None:
+def _accepting(state: str, ended_at: datetime | None) -> bool:
+    if state in ACTIVE_ASSIGNMENT_STATES or ended_at is None:
         return True
-    return timezone.now() <= assignment.ended_at + timedelta(seconds=settings.LOG_GRACE_S)
+    return timezone.now() <= ended_at + timedelta(seconds=settings.LOG_GRACE_S)
+
+
+def _index_move(assignment_id: int, start: int, length: int, name: str) -> bool:
+    """Move the log's end from `start` by `length` and index the chunk, if the end is
+    still at `start`: on PostgreSQL one statement (no lock held across round trips)."""
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            moved = AssignmentLog.objects.filter(pk=assignment_id, size=start).update(
+                size=F("size") + length, updated_at=timezone.now())
+            if moved:
+                LogChunk.objects.create(log_id=assignment_id, offset=start, length=length,
+                                        storage_name=name)
+            return bool(moved)
+    log, chunk = AssignmentLog._meta, LogChunk._meta
+    column = lambda meta, field: sql.Identifier(meta.get_field(field).column)  # noqa: E731
+    statement = sql.SQL(
+        "WITH moved AS (UPDATE {log} SET {size} = {size} + %(n)s, {updated} = now() "
+        "WHERE {pk} = %(a)s AND {size} = %(start)s RETURNING {pk}) "
+        "INSERT INTO {chunk} ({c_log}, {c_offset}, {c_length}, {c_name}, {c_created}) "
+        "SELECT {pk}, %(start)s, %(n)s, %(name)s, now() FROM moved"
+    ).format(log=sql.Identifier(log.db_table), size=column(log, "size"),
+             updated=column(log, "updated_at"), pk=column(log, "assignment"),
+             chunk=sql.Identifier(chunk.db_table), c_log=column(chunk, "log"),
+             c_offset=column(chunk, "offset"), c_length=column(chunk, "length"),
+             c_name=column(chunk, "storage_name"), c_created=column(chunk, "created_at"))
+    with connection.cursor() as cursor:
+        cursor.execute(statement, {"n": length, "a": assignment_id, "start": start,
+                                   "name": name})
+        return bool(cursor.rowcount == 1)
 
 
 def log_chunk_append(*, node_id: int, assignment_id: int, offset: int, data: bytes) -> ChunkResult:
@@ -72,38 +98,33 @@ def log_chunk_append(*, node_id: int, assignment_id: int, offset: int, data: byt
                            fields={"offset": ["A whole number, 0 or more."]})
     if len(data) > settings.LOG_CHUNK_MAX_BYTES:
         raise LogChunkTooLarge(f"A chunk is at most {settings.LOG_CHUNK_MAX_BYTES} bytes.")
-    assignment = (Assignment.objects.filter(pk=assignment_id, node_id=node_id)
-                  .only("id", "job_id", "state", "ended_at").first())
-    if assignment is None:
+    # One read for what every chunk needs: the assignment, its state and the log's size.
+    row = (Assignment.objects.filter(pk=assignment_id, node_id=node_id)
+           .values_list("job_id", "state", "ended_at", "log__size").first())
+    if row is None:
         raise NotFound("No such assignment on this node.")
-    if not _accepting(assignment):
+    job_id, state, ended_at, size = row
+    if not _accepting(state, ended_at):
         raise LogClosed("The assignment ended; its log takes no more chunks.")
-    log = _log_for(assignment)
-    if offset > log.size:
-        raise LogOffsetGap(f"The log has {log.size} bytes: send from offset {log.size}.",
-                           fields={"offset": log.size})
-    new = data[log.size - offset:]
+    if size is None:
+        size = _log_for(assignment_id, job_id).size
+    if offset > size:
+        raise LogOffsetGap(f"The log has {size} bytes: send from offset {size}.",
+                           fields={"offset": size})
+    new = data[size - offset:]
     if not new:
-        return ChunkResult(offset=log.size, stored=0, cap=cap)
-    if log.size + len(new) > cap:
+        return ChunkResult(offset=size, stored=0, cap=cap)
+    if size + len(new) > cap:
         raise LogCapExceeded(f"A job's log is at most {cap} bytes.",
-                             fields={"offset": log.size, "cap": cap})
-    # The bytes go to storage before any row lock is taken (storage may be off the
-    # machine); a racing duplicate loses below and its object is removed.
-    start = log.size
-    name = f"logs/{assignment.job_id}/{assignment.pk}/{start:016d}-{uuid.uuid4().hex}"
+                             fields={"offset": size, "cap": cap})
+    # The bytes go to storage before the index moves (storage may be off the machine, and
+    # nothing is locked meanwhile); a racing duplicate loses the move below and its
+    # object is removed.
+    start = size
     storage = object_storage()
-    name = storage.save(name, ContentFile(new))
-    with transaction.atomic():
-        locked = AssignmentLog.objects.select_for_update().get(pk=log.pk)
-        if locked.size != start:
-            won = False
-        else:
-            LogChunk.objects.create(log=locked, offset=start, length=len(new), storage_name=name)
-            AssignmentLog.objects.filter(pk=log.pk).update(size=F("size") + len(new),
-                                                           updated_at=timezone.now())
-            won = True
-    if not won:
+    name = storage.save(f"logs/{job_id}/{assignment_id}/{start:016d}-{uuid.uuid4().hex}",
+                        ContentFile(new))
+    if not _index_move(assignment_id, start, len(new), name):
         storage.delete(name)
         # Another request moved the end meanwhile: answer as to a resend.
         return log_chunk_append(node_id=node_id, assignment_id=assignment_id, offset=offset,
