@@ -13,10 +13,10 @@ from a2wsgi import WSGIMiddleware
 
 from config.wsgi import django_application  # first: it sets Django up
 from scheduler.api.agent_doors import AgentFastPathASGI
-from scheduler.api.log_follow import LogFollowASGI
+from scheduler.api.log_doors import LogDoorsASGI
 
-# Buyers following a log (?follow=1) wait in the event loop too (scheduler.api.log_follow).
-application = LogFollowASGI(AgentFastPathASGI(
+# Log chunks and buyers following a log (?follow=1) too (scheduler.api.log_doors).
+application = LogDoorsASGI(AgentFastPathASGI(
     WSGIMiddleware(django_application,  # type: ignore[arg-type]
                    workers=int(os.environ.get("AGENTS_DJANGO_THREADS", "4")))
 ))

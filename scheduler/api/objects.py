@@ -20,10 +20,10 @@ from rest_framework.views import APIView
 
 from core.errors import InvalidInput
 from scheduler.api.authentication import IsNode, NodeRateThrottle, NodeTokenAuthentication
-from scheduler.errors import LogChunkTooLarge
+from scheduler.api.log_chunk import log_chunk_answer, too_large
 from scheduler.models import Job, JobOutput
 from scheduler.selectors import job_get
-from scheduler.services.logs import LogSlice, log_chunk_append, log_read, object_storage
+from scheduler.services.logs import LogSlice, log_read, object_storage
 from scheduler.services.outputs import (
     declared_files,
     output_download_url,
@@ -144,10 +144,15 @@ class _AgentApi(APIView):
         return int(request.auth.pk)
 
 
-class AgentLogChunkApi(_AgentApi):
+class AgentLogChunkApi(APIView):
     """The body is the chunk's raw bytes (at most LOG_CHUNK_MAX_BYTES, the one agent call
-    allowed past the agents' JSON body cap); `?offset=` is where they start."""
+    allowed past the agents' JSON body cap); `?offset=` is where they start. The same
+    answer as the agents' ASGI server gives (scheduler.api.log_chunk)."""
 
+    # log_chunk_answer authenticates, rate-limits and validates by itself.
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+    throttle_classes: list[type] = []
     parser_classes = [RawBytesParser]
 
     @extend_schema(
@@ -157,19 +162,17 @@ class AgentLogChunkApi(_AgentApi):
         summary="Append a chunk of the run's log at a byte offset (idempotent by offset)",
     )
     def post(self, request: Request, assignment_id: int) -> Response:
-        offset = _bounded_int(request.query_params.get("offset"), "offset", default=-1, low=0,
-                              high=2**62)
-        limit = settings.LOG_CHUNK_MAX_BYTES
         try:
             declared = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             declared = -1
-        if not 0 <= declared <= limit:
-            raise LogChunkTooLarge(f"A chunk is at most {limit} bytes.")
-        data = request._request.read(declared) if declared else b""
-        result = log_chunk_append(node_id=self.node_id(request), assignment_id=assignment_id,
-                                  offset=offset, data=data)
-        return Response(ChunkOutputSerializer(vars(result)).data)
+        if not 0 <= declared <= settings.LOG_CHUNK_MAX_BYTES:
+            answer = too_large()
+        else:
+            body = request._request.read(declared) if declared else b""
+            answer = log_chunk_answer(request.META.get("HTTP_AUTHORIZATION", ""),
+                                      assignment_id, request.query_params.get("offset"), body)
+        return Response(answer.body, status=answer.status, headers=answer.headers)
 
 
 class AgentOutputsApi(_AgentApi):

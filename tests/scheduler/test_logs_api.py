@@ -166,3 +166,36 @@ def test_follow_streams_until_the_run_ends(running, buyer, api_client_for, setti
     assert body.startswith('event: log\ndata: {"attempt": 1, "offset": 0, "next_offset": 6')
     assert '"text": "O one\\n"' in body
     assert body.endswith('event: end\ndata: {"next_offset": 6, "attempt": 1}\n\n')
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_agents_asgi_server_answers_chunks_as_the_view_does(running, _objects_in_tmp):
+    from tests.scheduler.asgi_door import through_asgi
+
+    node, _job, a, _client = running
+    path = f"/api/v1/agent/assignments/{a.pk}/logs/"
+    auth = f"Node {node.token}"
+    status, body, _ = through_asgi(auth, b"O one\n", {}, path=path, query=b"offset=0")
+    assert (status, body) == (200, {"offset": 6, "stored": 6, "cap": 64 * 1024 * 1024})
+    status, body, _ = through_asgi(auth, b"O one\n", {}, path=path, query=b"offset=0")
+    assert (status, body) == (200, {"offset": 6, "stored": 0, "cap": 64 * 1024 * 1024})
+    status, body, _ = through_asgi(auth, b"O three\n", {}, path=path, query=b"offset=9")
+    assert status == 409
+    assert body["error"] == {"code": "log_offset_gap", "fields": {"offset": 6},
+                             "message": "The log has 6 bytes: send from offset 6."}
+    status, body, _ = through_asgi(auth, b"O x\n", {}, path=path, query=b"offset=-1")
+    assert (status, body["error"]["code"]) == (400, "invalid")
+    status, body, _ = through_asgi("Node nt_nope_x", b"O x\n", {}, path=path, query=b"offset=6")
+    assert (status, body["error"]["code"]) == (401, "not_authenticated")
+    assert AssignmentLog.objects.get(pk=a.pk).size == 6
+    assert len([p for p in _objects_in_tmp.rglob("*") if p.is_file()]) == 1
+
+
+def test_the_view_refuses_what_the_door_refuses(running, client):
+    _node, _job, a, _agent = running
+    response = client.post(f"/api/v1/agent/assignments/{a.pk}/logs/?offset=0", data=b"O x\n",
+                           content_type="application/octet-stream",
+                           HTTP_AUTHORIZATION="Node nt_bad_token")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "not_authenticated"
+    assert not AssignmentLog.objects.filter(pk=a.pk).exists()
