@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ import pytest
 from django.utils import timezone
 
 from banking.services.customers import api_key_issue
-from scheduler.models import Assignment, Job, Node
+from scheduler.models import Assignment, Job, LogChunk, Node
+from scheduler.services.logs import objects_expire
 from scheduler.services.nodes import node_register
 from scheduler.services.placement import placement_run
 from tests.live import wait_until
@@ -124,6 +126,18 @@ def cli(server: str, key: str, tmp_path: Path, *args: str, **kw: Any) -> Any:
 
 def test_a_real_job_prints_20000_lines_and_writes_3_files(
         live_server, parties, agent_process, storage, make_org, tmp_path):
+    def stored_names() -> list[str]:
+        from scheduler.services.logs import object_storage
+
+        found: list[str] = []
+        folders = [""]
+        while folders:
+            folder = folders.pop()
+            dirs, files = object_storage().listdir(folder)
+            found += [f"{folder}/{f}".lstrip("/") for f in files]
+            folders += [f"{folder}/{d}".lstrip("/") for d in dirs]
+        return sorted(found)
+
     registered, _buyer, key = parties
     agent_process(live_server.url, registered.token)
     job_id = submit(live_server.url, key, [sys.executable, "-c", PRINTER, "10000", "0.03"])
@@ -194,6 +208,15 @@ def test_a_real_job_prints_20000_lines_and_writes_3_files(
                              headers={"Authorization": f"Api-Key {stranger}"})
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "not_found"
+
+    # Retention: 30 days after the job ended, storage holds nothing of it
+    assert len(stored_names()) == LogChunk.objects.count() + 3
+    Job.objects.filter(pk=job_id).update(finished_at=timezone.now() - timedelta(days=31))
+    purged = objects_expire()
+    assert (purged.logs, purged.outputs) == (1, 3)
+    assert stored_names() == []
+    assert httpx.get(f"{live_server.url}/api/v1/jobs/{job_id}/outputs/", headers={
+        "Authorization": f"Api-Key {key}"}).json()[0]["url"] is None
 
 
 COUNTER = r'''
