@@ -346,7 +346,7 @@ PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3 * 24 * 3600
 # Log and output bytes live behind Django's storage API under the alias "objects": the
 # filesystem in the embedded demo, S3-compatible storage (django-storages) in production.
 OBJECT_STORAGE = env.str("OBJECT_STORAGE", default="filesystem")
-OBJECT_STORAGE_ROOT = env.path("OBJECT_STORAGE_ROOT", default=VAR_DIR / "objects")
+OBJECT_STORAGE_ROOT = env.str("OBJECT_STORAGE_ROOT", default="") or str(VAR_DIR / "objects")
 if OBJECT_STORAGE == "s3":
     STORAGES["objects"] = {
         "BACKEND": "storages.backends.s3.S3Storage",
@@ -363,7 +363,7 @@ if OBJECT_STORAGE == "s3":
 else:
     STORAGES["objects"] = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(OBJECT_STORAGE_ROOT)},
+        "OPTIONS": {"location": OBJECT_STORAGE_ROOT},
     }
 # A log chunk's body, the one agent call allowed past the agents' 64 KiB body cap.
 LOG_CHUNK_MAX_BYTES = env.int("LOG_CHUNK_MAX_BYTES", default=1024 * 1024)
