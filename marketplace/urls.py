@@ -16,6 +16,7 @@ from marketplace.views import (
     pages,
     provider,
     wallet,
+    webhooks,
 )
 
 app_name = "store"
@@ -73,6 +74,7 @@ urlpatterns = [
     path("jobs/estimate/", compute.job_estimate, name="job_estimate"),
     path("jobs/<int:job_id>/", compute.job_detail, name="job_detail"),
     path("jobs/<int:job_id>/cancel/", compute.job_cancel_view, name="job_cancel"),
+    path("webhooks/", webhooks.webhook_deliveries, name="webhooks"),
     path("jobs/<int:job_id>/log.txt", job_results.job_log_download, name="job_log_download"),
     path("jobs/<int:job_id>/outputs/<int:output_id>/", job_results.job_output_download,
          name="job_output_download"),

@@ -83,3 +83,21 @@ def test_another_organizations_member_gets_404(finished_job, make_org, client_fo
     for path in (f"/jobs/{finished_job.pk}/", f"/jobs/{finished_job.pk}/log.txt",
                  f"/jobs/{finished_job.pk}/outputs/{output.pk}/"):
         assert stranger.get(path).status_code == 404
+
+
+def test_the_webhooks_page_shows_every_attempt(owner_client, org, make_org, client_for):
+    from banking.models import WebhookDelivery, WebhookEndpoint, WebhookEvent, WebhookMessage
+
+    endpoint = WebhookEndpoint.objects.create(organization=org, url="https://h.example.com/x",
+                                              events=["job.succeeded"], secret="whsec_x")
+    event = WebhookEvent.objects.create(organization=org, type="job.succeeded", key="k",
+                                        payload={})
+    message = WebhookMessage.objects.create(endpoint=endpoint, event=event)
+    WebhookDelivery.objects.create(message=message, attempt=1, status_code=500,
+                                   error="HTTP 500")
+    WebhookDelivery.objects.create(message=message, attempt=2, status_code=200, succeeded=True)
+    page = owner_client.get("/webhooks/").content.decode()
+    assert "<code>https://h.example.com/x</code> — job.succeeded" in page
+    assert "500 — HTTP 500" in page and "200 delivered" in page
+    other = client_for(make_org()).get("/webhooks/").content.decode()
+    assert "h.example.com" not in other and "Nothing sent yet." in other
