@@ -199,3 +199,53 @@ def test_the_view_refuses_what_the_door_refuses(running, client):
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "not_authenticated"
     assert not AssignmentLog.objects.filter(pk=a.pk).exists()
+
+
+def _follow_through_asgi(authorization: str, path: str, query: bytes) -> tuple[int, bytes]:
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from config.asgi import application
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+             "query_string": query, "root_path": "", "server": ("testserver", 80),
+             "client": ("127.0.0.1", 5000),
+             "headers": [(b"authorization", authorization.encode())]}
+    messages: list[dict] = []
+
+    async def receive() -> dict:
+        await asyncio.Event().wait()  # the follower stays connected
+        raise AssertionError("unreachable")
+
+    async def send(message: dict) -> None:
+        messages.append(message)
+
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        thread.submit(asyncio.run, application(scope, receive, send)).result(timeout=30)
+    return messages[0]["status"], b"".join(m.get("body", b"") for m in messages[1:])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_followers_on_the_agents_asgi_server_get_the_same_events(running, buyer, make_org,
+                                                                 settings, _objects_in_tmp):
+    from banking.services.customers import api_key_issue
+
+    _node, job, a, client = running
+    settings.LOG_FOLLOW_POLL_S = 0.05
+    post_chunk(client, a.pk, 0, b"O one\n")
+    Assignment.objects.filter(pk=a.pk).update(state=Assignment.State.COMPLETED,
+                                              ended_at=timezone.now() - timedelta(seconds=10))
+    AssignmentLog.objects.filter(pk=a.pk).update(updated_at=timezone.now() - timedelta(seconds=10))
+    key = api_key_issue(organization_id=buyer.pk).secret
+    path = f"/api/v1/jobs/{job.pk}/logs/"
+    status, body = _follow_through_asgi(f"Api-Key {key}", path, b"follow=1")
+    assert status == 200
+    assert body == (b'event: log\ndata: {"attempt": 1, "offset": 0, "next_offset": 6, "size": 6, '
+                    b'"ended": true, "purged": false, "text": "O one\\n"}\n\n'
+                    b'event: end\ndata: {"next_offset": 6, "attempt": 1}\n\n')
+    stranger = api_key_issue(organization_id=make_org().pk).secret
+    status, body = _follow_through_asgi(f"Api-Key {stranger}", path, b"follow=1")
+    assert status == 404
+    status, _ = _follow_through_asgi("Api-Key sk_nope", path, b"follow=1")
+    assert status == 401
