@@ -81,44 +81,62 @@ def _chunk(size: int, seed: int) -> bytes:
     return (line * (size // len(line) + 1))[:size - 1] + b"\n"
 
 
+async def _post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str,
+                token: str, data: bytes) -> tuple[int, bytes]:
+    """One keep-alive HTTP/1.1 POST on the node's own connection: a plain client, so that
+    the load process measures the server rather than a client library's pool."""
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Node {token}\r\n"
+                 f"Content-Type: application/octet-stream\r\nContent-Length: {len(data)}"
+                 "\r\n\r\n".encode() + data)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    return status, await reader.readexactly(length)
+
+
 async def _load(url: str, fleet: list[tuple[str, int]], seconds: float,
                 chunk_bytes: int) -> dict[str, float]:
     latencies: list[float] = []
     acked = 0
     errors = 0
-    limits = httpx.Limits(max_connections=len(fleet), max_keepalive_connections=len(fleet))
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
-        deadline = time.monotonic() + seconds
+    host, port = urlsplit(url).hostname or "127.0.0.1", urlsplit(url).port or 80
+    deadline = time.monotonic() + seconds
 
-        async def node(k: int, token: str, assignment_id: int) -> None:
-            nonlocal acked, errors
-            offset = 0
-            # Nodes spread over the interval, as a real fleet's clocks are.
-            await asyncio.sleep(INTERVAL_S * k / len(fleet))
+    async def node(k: int, token: str, assignment_id: int) -> None:
+        nonlocal acked, errors
+        offset = 0
+        # Nodes spread over the interval, as a real fleet's clocks are.
+        await asyncio.sleep(INTERVAL_S * k / len(fleet))
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
             while time.monotonic() < deadline:
                 started = time.monotonic()
                 data = _chunk(chunk_bytes, k + offset)
+                path = f"/api/v1/agent/assignments/{assignment_id}/logs/?offset={offset}"
                 try:
-                    response = await http.post(
-                        f"/api/v1/agent/assignments/{assignment_id}/logs/",
-                        params={"offset": offset}, content=data,
-                        headers={"Authorization": f"Node {token}",
-                                 "Content-Type": "application/octet-stream"})
-                    ok = response.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
+                    status, body = await _post(reader, writer, path, token, data)
+                except (OSError, asyncio.IncompleteReadError, ValueError):
+                    status, body = 0, b""
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
                 elapsed = time.monotonic() - started
                 latencies.append(elapsed)
-                if ok:
-                    offset = int(response.json()["offset"])
+                if status == 200:
+                    offset = int(json.loads(body)["offset"])
                     acked += len(data)
                 else:
                     errors += 1
                 await asyncio.sleep(max(0.0, INTERVAL_S - elapsed))
+        finally:
+            writer.close()
 
-        started = time.monotonic()
-        await asyncio.gather(*(node(k, t, a) for k, (t, a) in enumerate(fleet)))
-        wall = time.monotonic() - started
+    started = time.monotonic()
+    await asyncio.gather(*(node(k, t, a) for k, (t, a) in enumerate(fleet)))
+    wall = time.monotonic() - started
     latencies.sort()
     p99 = latencies[int(len(latencies) * 0.99) - 1] if latencies else 0.0
     return {"bytes": acked, "seconds": wall, "posts": len(latencies), "errors": errors,
