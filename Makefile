@@ -9,10 +9,12 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 .PHONY: install run test lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# the buyer's `suanli` CLI and Python client, its own distribution
+	$(PY) -m pip install --quiet -e clients/python
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -12,3 +12,8 @@ def stripe_event_process(event_pk: int) -> None:
 def payout_execute(payout_id: int) -> None:
     """Execute an approved payout (`payouts_resume` catches up)."""
     after_commit("banking.payout_execute", payout_id)
+
+
+def webhook_deliver(message_id: int) -> None:
+    """Deliver one outbound webhook message (the task retries with backoff)."""
+    after_commit("banking.webhook_deliver", message_id)

@@ -40,3 +40,9 @@ class PaymentErrorCode(StrEnum):
     PAYOUT_BELOW_MINIMUM = "payout_below_minimum"
     PAYOUT_ACCOUNT_MISSING = "payout_account_missing"
     NOT_A_PROVIDER = "not_a_provider"
+
+
+class WebhookErrorCode(StrEnum):
+    WEBHOOK_URL_REFUSED = "webhook_url_refused"
+    WEBHOOK_EVENT_UNKNOWN = "webhook_event_unknown"
+    WEBHOOK_LIMIT = "webhook_limit"

@@ -3,6 +3,7 @@
 from typing import Any
 
 from celery import shared_task
+from django.conf import settings
 from django.db import OperationalError
 
 from banking.gateway import GatewayError
@@ -15,6 +16,7 @@ from banking.services.payments import (
     topups_sync_pending,
 )
 from banking.services.payouts import payout_execute, payouts_resume, payouts_sweep
+from banking.services.webhooks import RetryableDelivery, webhook_deliver
 
 # Payments
 
@@ -105,3 +107,16 @@ def installments_collect_task() -> dict[str, Any]:
         "reinstated": result.reinstated,
         "failed": result.failed,
     }
+
+
+# Webhooks: one attempt per run, retried with exponential backoff until the endpoint
+# answers 2xx or the attempts run out (each attempt is kept as a WebhookDelivery).
+@shared_task(name="banking.webhook_deliver", bind=True, acks_late=True,  # type: ignore[untyped-decorator]
+             max_retries=settings.WEBHOOKS_MAX_ATTEMPTS - 1, time_limit=60, soft_time_limit=50)
+def webhook_deliver_task(self: Any, message_id: int) -> bool:
+    final = self.request.retries >= self.max_retries
+    try:
+        return webhook_deliver(message_id=message_id, final=final)
+    except RetryableDelivery as failure:
+        delay = min(600.0, settings.WEBHOOKS_RETRY_BASE_S * 2 ** self.request.retries)
+        raise self.retry(exc=failure, countdown=delay) from failure

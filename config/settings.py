@@ -112,7 +112,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # `collectstatic` fills STATIC_ROOT for production.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
-STORAGES = {
+STORAGES: dict[str, dict[str, object]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
@@ -344,3 +344,55 @@ LOGIN_URL = "store:login"
 LOGIN_REDIRECT_URL = "store:wallet"
 LOGOUT_REDIRECT_URL = "store:login"
 PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3 * 24 * 3600)
+
+# Job logs, outputs and webhooks (scheduler.services.logs, .outputs; banking webhooks)
+# Log and output bytes live behind Django's storage API under the alias "objects": the
+# filesystem in the embedded demo, S3-compatible storage (django-storages) in production.
+OBJECT_STORAGE = env.str("OBJECT_STORAGE", default="filesystem")
+OBJECT_STORAGE_ROOT = env.str("OBJECT_STORAGE_ROOT", default="") or str(VAR_DIR / "objects")
+if OBJECT_STORAGE == "s3":
+    STORAGES["objects"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env.str("OBJECT_STORAGE_BUCKET", default="suanli"),
+            "endpoint_url": env.str("OBJECT_STORAGE_ENDPOINT_URL", default="") or None,
+            "access_key": env.str("OBJECT_STORAGE_ACCESS_KEY", default="") or None,
+            "secret_key": env.str("OBJECT_STORAGE_SECRET_KEY", default="") or None,
+            "region_name": env.str("OBJECT_STORAGE_REGION", default="us-east-1"),
+            "file_overwrite": True,
+            "querystring_auth": True,
+        },
+    }
+else:
+    STORAGES["objects"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": OBJECT_STORAGE_ROOT},
+    }
+# A log chunk's body, the one agent call allowed past the agents' 64 KiB body cap.
+LOG_CHUNK_MAX_BYTES = env.int("LOG_CHUNK_MAX_BYTES", default=1024 * 1024)
+LOG_MAX_BYTES_PER_JOB = env.int("LOG_MAX_BYTES_PER_JOB", default=64 * 1024 * 1024)
+# Chunks still accepted this long after an assignment ended (the agent's last flush).
+LOG_GRACE_S = env.int("LOG_GRACE_S", default=300)
+LOG_READ_MAX_BYTES = env.int("LOG_READ_MAX_BYTES", default=1024 * 1024)
+LOG_FOLLOW_POLL_S = env.float("LOG_FOLLOW_POLL_S", default=0.5)
+OBJECT_RETENTION_DAYS = env.int("OBJECT_RETENTION_DAYS", default=30)
+OUTPUT_MAX_FILE_BYTES = env.int("OUTPUT_MAX_FILE_BYTES", default=5 * 1024**3)
+OUTPUT_MAX_JOB_BYTES = env.int("OUTPUT_MAX_JOB_BYTES", default=20 * 1024**3)
+OUTPUT_MAX_FILES = env.int("OUTPUT_MAX_FILES", default=1000)
+# Outputs are declared before the run's final report and uploaded after it, not billed.
+OUTPUT_GRACE_S = env.int("OUTPUT_GRACE_S", default=3600)
+OUTPUT_UPLOAD_URL_TTL_S = env.int("OUTPUT_UPLOAD_URL_TTL_S", default=3600)
+OUTPUT_DOWNLOAD_URL_TTL_S = env.int("OUTPUT_DOWNLOAD_URL_TTL_S", default=600)
+# Where signed upload and download URLs of the filesystem storage point (the server
+# itself); empty: the host of the request that asked for them.
+OBJECT_PUBLIC_BASE_URL = env.str("OBJECT_PUBLIC_BASE_URL", default="")
+CELERY_BEAT_SCHEDULE["scheduler.objects_expire"] = {
+    "task": "scheduler.objects_expire", "schedule": 3600.0,
+}
+# Outbound webhooks: development allows http to loopback and private addresses (a
+# receiver on this machine); production only https to public addresses.
+WEBHOOKS_DEVELOPMENT = env.bool("WEBHOOKS_DEVELOPMENT", default=DEBUG)
+WEBHOOKS_TIMEOUT_S = env.float("WEBHOOKS_TIMEOUT_S", default=10.0)
+WEBHOOKS_MAX_ATTEMPTS = env.int("WEBHOOKS_MAX_ATTEMPTS", default=8)
+WEBHOOKS_RETRY_BASE_S = env.float("WEBHOOKS_RETRY_BASE_S", default=10.0)
+CELERY_TASK_ROUTES["banking.webhook_deliver"] = {"queue": "default"}

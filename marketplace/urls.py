@@ -7,7 +7,17 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
 from marketplace.forms import EmailAuthenticationForm
-from marketplace.views import accounts, api_keys, bank, compute, pages, provider, wallet
+from marketplace.views import (
+    accounts,
+    api_keys,
+    bank,
+    compute,
+    job_results,
+    pages,
+    provider,
+    wallet,
+    webhooks,
+)
 
 app_name = "store"
 
@@ -64,6 +74,10 @@ urlpatterns = [
     path("jobs/estimate/", compute.job_estimate, name="job_estimate"),
     path("jobs/<int:job_id>/", compute.job_detail, name="job_detail"),
     path("jobs/<int:job_id>/cancel/", compute.job_cancel_view, name="job_cancel"),
+    path("webhooks/", webhooks.webhook_deliveries, name="webhooks"),
+    path("jobs/<int:job_id>/log.txt", job_results.job_log_download, name="job_log_download"),
+    path("jobs/<int:job_id>/outputs/<int:output_id>/", job_results.job_output_download,
+         name="job_output_download"),
     path("blocks/", bank.blocks, name="blocks"),
     path("blocks/<int:block_id>/sell-back/", bank.block_sell_back_view,
          name="block_sell_back"),

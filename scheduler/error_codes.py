@@ -14,3 +14,13 @@ class SchedulerErrorCode(StrEnum):
     JOB_FINISHED = "job_finished"
     RESERVATION_UNUSABLE = "reservation_unusable"
     LEASE_PUSH_UNAVAILABLE = "lease_push_unavailable"
+
+
+class LogErrorCode(StrEnum):
+    LOG_OFFSET_GAP = "log_offset_gap"
+    LOG_CAP_EXCEEDED = "log_cap_exceeded"
+    LOG_CLOSED = "log_closed"
+    LOG_CHUNK_TOO_LARGE = "log_chunk_too_large"
+    OUTPUT_CAP_EXCEEDED = "output_cap_exceeded"
+    OUTPUT_URL_INVALID = "output_url_invalid"
+    OUTPUT_MISMATCH = "output_mismatch"

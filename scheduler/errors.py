@@ -1,7 +1,7 @@
 """Scheduler's domain errors; their codes are in scheduler.error_codes."""
 
 from core.errors import Conflict, DomainError, InvalidInput
-from scheduler.error_codes import SchedulerErrorCode
+from scheduler.error_codes import LogErrorCode, SchedulerErrorCode
 
 
 class UnknownGpuClass(InvalidInput):
@@ -35,3 +35,37 @@ class JobFinished(Conflict):
 class NodeNotApproved(DomainError):
     code: str = SchedulerErrorCode.NODE_NOT_APPROVED
     status = 403
+
+
+class LogOffsetGap(Conflict):
+    """The chunk starts past the log's end; `fields.offset` says where to resend from."""
+
+    code: str = LogErrorCode.LOG_OFFSET_GAP
+
+
+class LogCapExceeded(DomainError):
+    code: str = LogErrorCode.LOG_CAP_EXCEEDED
+    status = 413
+
+
+class LogChunkTooLarge(DomainError):
+    code: str = LogErrorCode.LOG_CHUNK_TOO_LARGE
+    status = 413
+
+
+class LogClosed(Conflict):
+    code: str = LogErrorCode.LOG_CLOSED
+
+
+class OutputCapExceeded(DomainError):
+    code: str = LogErrorCode.OUTPUT_CAP_EXCEEDED
+    status = 413
+
+
+class OutputUrlInvalid(DomainError):
+    code: str = LogErrorCode.OUTPUT_URL_INVALID
+    status = 403
+
+
+class OutputMismatch(Conflict):
+    code: str = LogErrorCode.OUTPUT_MISMATCH

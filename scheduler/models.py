@@ -307,3 +307,80 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"usage a{self.assignment_id}#{self.seq}"
+
+
+class AssignmentLog(models.Model):
+    """An attempt's log: its size so far. The bytes are in object storage, one object per
+    chunk (`LogChunk`); PostgreSQL keeps only where each chunk is."""
+
+    assignment = models.OneToOneField(Assignment, primary_key=True, on_delete=models.CASCADE,
+                                      related_name="log")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="logs")
+    attempt = models.PositiveIntegerField(help_text="1 for the job's first assignment")
+    size = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    purged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job_id", "attempt"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "attempt"], name="log_attempt_once"),
+            models.CheckConstraint(condition=models.Q(size__gte=0), name="log_size_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"log of job {self.job_id} attempt {self.attempt} ({self.size} bytes)"
+
+
+class LogChunk(models.Model):
+    """Bytes `[offset, offset + length)` of an attempt's log, stored as `storage_name`."""
+
+    log = models.ForeignKey(AssignmentLog, on_delete=models.CASCADE, related_name="chunks")
+    offset = models.BigIntegerField()
+    length = models.PositiveIntegerField()
+    storage_name = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["log_id", "offset"]
+        constraints = [
+            models.UniqueConstraint(fields=["log", "offset"], name="log_chunk_offset_once"),
+            models.CheckConstraint(condition=models.Q(offset__gte=0) & models.Q(length__gte=1),
+                                   name="log_chunk_in_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"chunk {self.offset}+{self.length} of log {self.log_id}"
+
+
+class JobOutput(models.Model):
+    """A file the job wrote under /suanli/outputs, uploaded by the node through a URL the
+    server signed, so that the node never holds storage credentials."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Upload pending"
+        UPLOADED = "uploaded", "Uploaded"
+        FAILED = "failed", "Upload failed"
+
+    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="outputs")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="outputs")
+    name = models.CharField(max_length=255)
+    size = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    storage_name = models.CharField(max_length=400)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    uploaded_at = models.DateTimeField(null=True, blank=True)
+    purged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job_id", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["assignment", "name"], name="output_name_once"),
+            models.CheckConstraint(condition=models.Q(size__gte=0), name="output_size_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"output {self.name} of job {self.job_id}"

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from core.errors import NotFound
@@ -66,6 +66,9 @@ def job_list(*, organization_id: int, states: list[str] | None = None) -> QueryS
             # The latest attempt's steps (a retried job's earlier ones came before).
             placed_at=Max("assignments__created_at"),
             leased_at=Max("assignments__leased_at"),
+            # The latest run's exit code: what `suanli jobs wait` exits with.
+            exit_code=Subquery(Assignment.objects.filter(job=OuterRef("pk")).order_by("-id")
+                               .values("exit_code")[:1]),
         )
         .order_by("-id")
     )

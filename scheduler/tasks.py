@@ -7,6 +7,7 @@ from django.db import DatabaseError
 
 from scheduler.services.heartbeat_buffer import heartbeats_flush
 from scheduler.services.leases import leases_expire, queued_jobs_expire
+from scheduler.services.logs import objects_expire
 from scheduler.services.placement import placement_run
 from scheduler.services.settlement import usage_settle
 
@@ -48,3 +49,11 @@ def heartbeats_flush_task() -> int:
         logger.info("heartbeat flush: %s", flushed)
     return flushed.written
 
+
+@shared_task(name="scheduler.objects_expire", ignore_result=True, acks_late=True,
+             time_limit=600, soft_time_limit=550)
+def objects_expire_task() -> int:
+    result = objects_expire()
+    if result.logs or result.outputs:
+        logger.info("retention: %s", result)
+    return result.chunks + result.outputs

@@ -9,6 +9,7 @@ from banking.api.payments import (
     TopUpQuoteApi,
 )
 from banking.api.views import WalletGetApi, WalletTransferListApi
+from banking.api.webhooks import WebhookDeleteApi, WebhookDeliveriesApi, WebhookListCreateApi
 
 urlpatterns = [
     path("wallet/", WalletGetApi.as_view(), name="wallet"),
@@ -21,4 +22,8 @@ urlpatterns = [
     path("topups/<int:topup_id>/confirm/", TopUpConfirmApi.as_view(), name="topup-confirm"),
     path("payouts/", PayoutCreateListApi.as_view(), name="payouts"),
     path("payout-account/", PayoutAccountApi.as_view(), name="payout-account"),
+    path("webhooks/", WebhookListCreateApi.as_view(), name="webhooks"),
+    path("webhooks/<int:webhook_id>/", WebhookDeleteApi.as_view(), name="webhook"),
+    path("webhooks/<int:webhook_id>/deliveries/", WebhookDeliveriesApi.as_view(),
+         name="webhook-deliveries"),
 ]

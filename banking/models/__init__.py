@@ -11,6 +11,13 @@ from banking.models.payments import (
     TokenPriceTier,
     TopUp,
 )
+from banking.models.webhooks import (
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+    WebhookEventType,
+    WebhookMessage,
+)
 
 __all__ = [
     "Account",
@@ -32,4 +39,9 @@ __all__ = [
     "TokenPriceTier",
     "TopUp",
     "Transfer",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
+    "WebhookEventType",
+    "WebhookMessage",
 ]

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from banking.models import Membership
 from banking.selectors import wallet_get
+from banking.services.webhooks import webhook_event_emit
 from core.errors import InvalidInput
 from marketplace.models import LowBalanceAlert
 
@@ -34,9 +35,14 @@ def low_balance_check() -> int:
                               .exclude(user__email="").values_list("user__email", flat=True))
             with transaction.atomic():
                 # Disarm first: a crash after sending must not send the same alert again.
+                sent_at = timezone.now()
                 if not LowBalanceAlert.objects.filter(pk=alert.pk, armed=True).update(
-                        armed=False, last_sent_at=timezone.now()):
+                        armed=False, last_sent_at=sent_at):
                     continue
+                webhook_event_emit(
+                    organization_id=alert.organization_id, type="wallet.low_balance",
+                    key=f"wallet.low_balance:{alert.organization_id}:{sent_at.isoformat()}",
+                    data={"object": {"available": available, "threshold": alert.threshold}})
             if recipients:
                 send_mail(
                     f"Suanli: {alert.organization.name} is below {alert.threshold:,} tokens",

@@ -23,6 +23,7 @@ from scheduler.selectors import (
     job_list,
 )
 from scheduler.services.jobs import job_cancel, job_submit
+from scheduler.services.outputs import output_list
 
 
 def catalog(request: HttpRequest) -> HttpResponse:
@@ -85,6 +86,7 @@ def job_detail(request: OrganizationRequest, job_id: int) -> HttpResponse:
         "nav": "jobs", "job": job, "assignments": job_assignments(job_id=job.pk),
         "max_cost": job.hold_amount,
         "active": job.state in ("queued", "placed", "running"),
+        "outputs": output_list(job_id=job.pk),
     })
 
 

@@ -18,6 +18,8 @@ from scheduler.agent.client import (
 )
 from scheduler.agent.config import AgentConfig
 from scheduler.agent.containers import ContainerRuntime
+from scheduler.agent.logs import LogShipper, LogSpool, spool_directory
+from scheduler.agent.outputs import OutputUploader, outputs_directory
 from scheduler.agent.runner import Execution, InvalidSpec, Outcome, build_execution
 from scheduler.agent.state import RunRecord, RunStateStore
 
@@ -98,6 +100,41 @@ class AssignmentRun:
         self._thread = threading.Thread(
             target=self._main, name=f"assignment-{self.id}", daemon=True
         )
+        # The run's log and outputs, on disk beside the run state (scheduler.agent.logs,
+        # scheduler.agent.outputs).
+        self.spool: LogSpool | None = None
+        self.shipper: LogShipper | None = None
+        self.outputs_dir = outputs_directory(store.directory, lease.id)
+
+    def _open_log(self) -> LogSpool:
+        if self.spool is None:
+            self.spool = LogSpool(spool_directory(self.store.directory), self.id)
+            self.shipper = LogShipper(spool=self.spool, client=self.client,
+                                      assignment_id=self.id, log=self.log)
+        return self.spool
+
+    def _finish_log(self) -> None:
+        """Everything the run printed reaches the server before anything else is said."""
+        spool = self._open_log()
+        spool.close()
+        assert self.shipper is not None
+        if self.shipper.drain(stop=self.shutdown, backoff_base_s=self.config.backoff_base_s,
+                              backoff_cap_s=self.config.backoff_cap_s):
+            spool.discard()
+
+    def _upload_outputs(self, uploader: OutputUploader | None) -> None:
+        if uploader is not None:
+            uploader.upload(stop=self.shutdown)
+            if uploader.uploaded or uploader.failed:
+                self.log.info("assignment %s outputs: %d uploaded, %d failed", self.id,
+                              len(uploader.uploaded), len(uploader.failed))
+
+    def _declare_outputs(self) -> OutputUploader | None:
+        uploader = OutputUploader(client=self.client, assignment_id=self.id,
+                                  directory=self.outputs_dir, log=self.log,
+                                  backoff_base_s=self.config.backoff_base_s,
+                                  backoff_cap_s=self.config.backoff_cap_s)
+        return uploader if uploader.declare(stop=self.shutdown) else None
 
     # -- control from the node loop -------------------------------------------------
 
@@ -135,13 +172,17 @@ class AssignmentRun:
             if self.record.final is None:
                 self._run_work()
             if self.record.final is not None and not self.forgotten:
+                self._finish_log()
+                uploader = self._declare_outputs()
                 self._deliver_final()
+                self._upload_outputs(uploader)
         except Exception:
             self.log.exception("assignment %s: unexpected error", self.id)
         finally:
             self.on_exit(self)
 
     def _run_work(self) -> None:
+        spool = self._open_log()
         try:
             execution = build_execution(
                 spec=self.lease.spec,
@@ -156,6 +197,8 @@ class AssignmentRun:
                 },
                 container=self.container,
                 container_name=f"suanli-a{self.id}",
+                on_output=spool.write_line,
+                outputs_to=self.outputs_dir,
             )
         except InvalidSpec as error:
             self.log.warning("assignment %s: invalid spec: %s", self.id, error)
@@ -165,6 +208,8 @@ class AssignmentRun:
             if self._stop_reason is None:
                 self.execution = execution
                 execution.start()
+                assert self.shipper is not None
+                self.shipper.start()
         if self.execution is None:
             self._after_stop()
             return
@@ -195,10 +240,16 @@ class AssignmentRun:
         the agent itself is shutting down, so that a restart can resume it)."""
         if self._stop_reason == SHUTDOWN_REASON:
             self.log.info("stopped assignment %s (agent shutting down; resumable)", self.id)
+            if self.shipper is not None:
+                self.shipper.stop()  # the spool stays open: a restart appends to it
         else:
             self.log.info("killed assignment %s (%s)", self.id, self._stop_reason)
         if self._report_on_stop and not self.forgotten:
             self._report_usage(quiet=True)
+        if self._stop_reason != SHUTDOWN_REASON:
+            # A canceled run's log and outputs still go, while the server takes them.
+            self._finish_log()
+            self._upload_outputs(self._declare_outputs())
         if not self.forgotten and self._stop_reason != SHUTDOWN_REASON:
             self.store.delete(self.id)
 

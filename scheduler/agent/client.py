@@ -142,6 +142,20 @@ class _JsonClient:
             raise ServerUnreachable(f"unexpected answer to {path}: {data!r:.200}")
         return data
 
+    def post_bytes(self, path: str, data: bytes, params: dict[str, Any]) -> JsonDict:
+        try:
+            response = self._http.post(path, content=data, params=params,
+                                       headers={"Content-Type": "application/octet-stream"})
+        except httpx.TransportError as error:
+            raise ServerUnreachable(f"{type(error).__name__}: {error}".rstrip(": ")) from error
+        if response.status_code >= 400:
+            raise _error_from_response(response)
+        try:
+            answer = response.json()
+        except ValueError as error:
+            raise ServerUnreachable(f"unreadable answer to {path}") from error
+        return answer if isinstance(answer, dict) else {}
+
     def close(self) -> None:
         self._http.close()
 
@@ -204,3 +218,17 @@ class AgentClient(_JsonClient):
         if kind not in ("complete", "fail"):
             raise ValueError(f"unknown final report {kind!r}")
         return self.post(f"/api/v1/agent/assignments/{assignment_id}/{kind}/", body)
+
+    def log_chunk(self, assignment_id: int, *, offset: int, data: bytes) -> JsonDict:
+        return self.post_bytes(f"/api/v1/agent/assignments/{assignment_id}/logs/", data,
+                               {"offset": offset})
+
+    def outputs_request(self, assignment_id: int, files: list[JsonDict]) -> list[JsonDict]:
+        answer = self.post(f"/api/v1/agent/assignments/{assignment_id}/outputs/",
+                           {"files": files})
+        return list(answer.get("results", []))
+
+    def output_report(self, assignment_id: int, *, name: str, ok: bool,
+                      error: str = "") -> JsonDict:
+        return self.post(f"/api/v1/agent/assignments/{assignment_id}/outputs/report/",
+                         {"name": name, "ok": ok, "error": error[:500]})

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -166,8 +166,14 @@ class ProcessExecution:
         image: str | None = None,
         container: ContainerRuntime | None = None,
         container_name: str = "suanli-run",
+        on_output: Callable[[str, str], None] | None = None,
+        outputs_to: Path | None = None,
     ) -> None:
         self.argv = argv
+        # Each line the run prints, with its stream (scheduler.agent.logs), and where the
+        # files it wrote under outputs/ are moved before its directory goes.
+        self.on_output = on_output
+        self.outputs_to = outputs_to
         self.image = image if container is not None else None
         self.container = container if image else None
         self.container_name = f"{container_name}-{secrets.token_hex(3)}"
@@ -206,6 +212,7 @@ class ProcessExecution:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in self.gpu_indices)
         if self.tokens_file is not None:
             env["SUANLI_AI_TOKENS_FILE"] = str(self.tokens_file)
+            env["SUANLI_OUTPUTS_DIR"] = str(Path(self.tokens_file.parent, "outputs"))
         return env
 
     def container_environment(self) -> dict[str, str]:
@@ -213,6 +220,7 @@ class ProcessExecution:
         env = dict(self.environment)
         env.update(self.extra_env)
         env["SUANLI_AI_TOKENS_FILE"] = f"{MOUNT_POINT}/ai_tokens"
+        env["SUANLI_OUTPUTS_DIR"] = f"{MOUNT_POINT}/outputs"
         return env
 
     def _launch_argv(self) -> tuple[list[str], dict[str, str]]:
@@ -245,6 +253,9 @@ class ProcessExecution:
 
     def start(self) -> None:
         self._workdir = tempfile.mkdtemp(prefix="suanli-run-")
+        outputs = Path(self._workdir, "outputs")
+        outputs.mkdir()
+        outputs.chmod(0o777)  # the container's user may differ from ours
         self._started = time.monotonic()
         try:
             argv, env = self._launch_argv()
@@ -277,7 +288,8 @@ class ProcessExecution:
             for line in stream:
                 line = line.rstrip("\n")
                 tail.append(line)
-                self.log.debug("%s: %s", name, line)
+                if self.on_output is not None:
+                    self.on_output(name, line)
             stream.close()
 
         thread = threading.Thread(target=pump, daemon=True)
@@ -306,6 +318,7 @@ class ProcessExecution:
             reader.join(timeout=5)
         self._outcome = self._outcome_for(returncode)
         self._final_ai_tokens = self._read_ai_tokens()  # before the run directory goes
+        self._keep_outputs()
         self._cleanup()
         self._done.set()
 
@@ -365,6 +378,20 @@ class ProcessExecution:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, sig)
 
+    def _keep_outputs(self) -> None:
+        if self.outputs_to is None or self._workdir is None:
+            return
+        source = Path(self._workdir, "outputs")
+        if not source.is_dir() or not any(source.iterdir()):
+            return
+        try:
+            if self.outputs_to.exists():
+                shutil.rmtree(self.outputs_to)
+            self.outputs_to.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(source), str(self.outputs_to))
+        except OSError as error:
+            self.log.warning("outputs of the run not kept: %s", error)
+
     def _cleanup(self) -> None:
         if self._workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
@@ -412,6 +439,8 @@ def build_execution(
     extra_env: Mapping[str, str] | None = None,
     container: ContainerRuntime | None = None,
     container_name: str = "suanli-run",
+    on_output: Callable[[str, str], None] | None = None,
+    outputs_to: Path | None = None,
 ) -> Execution:
     """The execution for a job spec. A resumed simulated run only runs what is left of it;
     a resumed command starts over (the agent cannot checkpoint it)."""
@@ -458,4 +487,6 @@ def build_execution(
         image=image,
         container=container,
         container_name=container_name,
+        on_output=on_output,
+        outputs_to=outputs_to,
     )

@@ -104,6 +104,8 @@ class JobOutputSerializer(serializers.Serializer):
     node = serializers.CharField(source="node.name", allow_null=True, default=None)
     attempts = serializers.IntegerField()
     failure_reason = serializers.CharField()
+    exit_code = serializers.IntegerField(allow_null=True, default=None,
+                                         help_text="the latest run's exit code")
     usage_gpu_seconds = serializers.IntegerField(default=0)
     usage_ai_tokens = serializers.IntegerField(default=0)
     cost = serializers.IntegerField(default=0, help_text="tokens charged so far")

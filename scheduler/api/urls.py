@@ -1,6 +1,6 @@
 from django.urls import path
 
-from scheduler.api import views
+from scheduler.api import objects, views
 
 urlpatterns = [
     path("gpu-classes/", views.GpuClassListApi.as_view(), name="gpu-classes"),
@@ -17,4 +17,15 @@ urlpatterns = [
          name="agent-complete"),
     path("agent/assignments/<int:assignment_id>/fail/", views.AgentFailApi.as_view(),
          name="agent-fail"),
+    path("agent/assignments/<int:assignment_id>/logs/", objects.AgentLogChunkApi.as_view(),
+         name="agent-logs"),
+    path("agent/assignments/<int:assignment_id>/outputs/", objects.AgentOutputsApi.as_view(),
+         name="agent-outputs"),
+    path("agent/assignments/<int:assignment_id>/outputs/report/",
+         objects.AgentOutputReportApi.as_view(), name="agent-output-report"),
+    path("jobs/<int:job_id>/logs/", objects.JobLogsApi.as_view(), name="job-logs"),
+    path("jobs/<int:job_id>/outputs/", objects.JobOutputsApi.as_view(), name="job-outputs"),
+    path("objects/upload/<str:token>/", objects.ObjectUploadApi.as_view(), name="object-upload"),
+    path("objects/download/<str:token>/", objects.ObjectDownloadApi.as_view(),
+         name="object-download"),
 ]

@@ -22,6 +22,7 @@ from scheduler.models import (
     Node,
     UsageRecord,
 )
+from scheduler.services.job_events import job_ended_emit
 from scheduler.services.lease_hints import lease_mark_clear
 from scheduler.services.settlement import job_hold_release, usage_settle
 
@@ -141,6 +142,7 @@ def _finish(node_id: int, assignment_id: int, *, succeeded: bool, seq: Any, gpu_
         job.finished_at = now
         job.save(update_fields=["state", "failure_reason", "finished_at", "updated_at"])
         job_hold_release(job)
+        job_ended_emit(job)
     enqueue.placement_run()
     return a
 

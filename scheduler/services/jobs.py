@@ -26,6 +26,7 @@ from scheduler.models import (
 )
 from scheduler.pricing import charge_for
 from scheduler.services.classes import gpu_class_by_name
+from scheduler.services.job_events import job_ended_emit
 from scheduler.services.lease_hints import leases_changed
 from scheduler.services.settlement import job_hold_release, usage_settle
 
@@ -244,6 +245,7 @@ def job_cancel(*, organization_id: int, job_id: int) -> Job:
     job.failure_reason = "canceled by the buyer"
     job.save(update_fields=["state", "finished_at", "failure_reason", "updated_at"])
     job_hold_release(job)
+    job_ended_emit(job)
     if active:
         enqueue.placement_run()
     return job

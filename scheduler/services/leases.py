@@ -12,6 +12,7 @@ from banking.services.transactions import money_transaction
 from scheduler import enqueue
 from scheduler.locks import assignments_lock, jobs_lock
 from scheduler.models import ACTIVE_ASSIGNMENT_STATES, Assignment, Job, Node
+from scheduler.services.job_events import job_ended_emit
 from scheduler.services.lease_hints import leases_changed
 from scheduler.services.nodes import node_reliability_lower
 from scheduler.services.settlement import job_hold_release, usage_settle
@@ -82,6 +83,7 @@ def _lose(assignment_id: int, job_id: int, now: datetime) -> str | None:
     job.finished_at = now
     job.save(update_fields=["state", "failure_reason", "finished_at", "updated_at"])
     job_hold_release(job)
+    job_ended_emit(job)
     return "failed"
 
 
@@ -107,3 +109,4 @@ def _expire_queued(job_id: int, now: datetime) -> None:
     job.finished_at = now
     job.save(update_fields=["state", "failure_reason", "finished_at", "updated_at"])
     job_hold_release(job)
+    job_ended_emit(job)

@@ -13,14 +13,15 @@ Reply = tuple[int, dict[str, Any], dict[str, str]]
 
 
 def through_asgi(authorization: str | None, body: bytes, headers: dict[str, str],
-                 path: str = "/api/v1/agent/heartbeat/", method: str = "POST") -> Reply:
+                 path: str = "/api/v1/agent/heartbeat/", method: str = "POST",
+                 query: bytes = b"") -> Reply:
     sent = {k.lower(): v for k, v in headers.items()}
     if authorization is not None:
         sent["authorization"] = authorization
     sent.update({"content-type": "application/json", "content-length": str(len(body))})
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
              "method": method, "scheme": "http", "path": path, "raw_path": path.encode(),
-             "query_string": b"", "root_path": "", "server": ("testserver", 80),
+             "query_string": query, "root_path": "", "server": ("testserver", 80),
              "client": ("127.0.0.1", 5000),
              "headers": [(k.encode(), v.encode()) for k, v in sent.items()]}
     # The body in two parts: the door reads to the end.

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('scheduler', '0010_job_indexes_written_by_placement_fewer'),
+        ('scheduler', '0011_job_logs_and_outputs'),
     ]
 
     operations = [

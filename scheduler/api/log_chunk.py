@@ -1,0 +1,62 @@
+"""An agent's log chunk: `log_chunk_answer` answers it behind two doors, the DRF view
+(scheduler.api.objects.AgentLogChunkApi: the API docs, Django's test client, WSGI) and
+the agents' ASGI server (scheduler.api.log_follow), where every running job's node sends
+one every 2 s and Django's request cycle cost more than the chunk's own work."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from django.conf import settings
+from rest_framework.throttling import SimpleRateThrottle
+
+from core.api_errors import error_body
+from core.errors import DomainError, ErrorCode
+from scheduler.api.agent_answers import Answer, throttled, unauthenticated
+from scheduler.api.authentication import NodeRateThrottle
+from scheduler.api.lease import _Caller, throttle_cache
+from scheduler.models import Node
+from scheduler.services.logs import log_chunk_append
+from scheduler.services.nodes import node_id_authenticate
+
+PATH = re.compile(r"^/api/v1/agent/assignments/(\d{1,18})/logs/$")
+
+
+def _offset(raw: str | None) -> int | None:
+    if raw is None or not raw.isdigit() or len(raw) > 18:
+        return None
+    return int(raw)
+
+
+def too_large() -> Answer:
+    return Answer(413, error_body("log_chunk_too_large",
+                                  f"A chunk is at most {settings.LOG_CHUNK_MAX_BYTES} bytes."))
+
+
+def log_chunk_answer(authorization: str, assignment_id: int, offset_raw: str | None,
+                     body: bytes) -> Answer:
+    """As DRF would answer it with NodeTokenAuthentication, IsNode and NodeRateThrottle."""
+    scheme, _, raw = authorization.partition(" ")
+    if scheme != "Node":
+        return unauthenticated("Authentication credentials were not provided.")
+    node_id = node_id_authenticate(raw)
+    if node_id is None:
+        return unauthenticated("Invalid node token.")
+    throttle: SimpleRateThrottle = NodeRateThrottle()
+    throttle.cache = throttle_cache()
+    if not throttle.allow_request(_Caller(Node(id=node_id)), None):  # type: ignore[arg-type]
+        wait = throttle.wait()
+        return throttled(None if wait is None else math.ceil(wait))
+    offset = _offset(offset_raw)
+    if offset is None:
+        return Answer(400, error_body(ErrorCode.INVALID, "offset must be a whole number, 0 "
+                                      "or more.", {"offset": ["A whole number, 0 or more."]}))
+    if len(body) > settings.LOG_CHUNK_MAX_BYTES:
+        return too_large()
+    try:
+        result = log_chunk_append(node_id=node_id, assignment_id=assignment_id, offset=offset,
+                                  data=body)
+    except DomainError as refused:
+        return Answer(refused.status, error_body(refused.code, refused.message, refused.fields))
+    return Answer(200, {"offset": result.offset, "stored": result.stored, "cap": result.cap})
