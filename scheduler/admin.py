@@ -8,8 +8,11 @@ from core.admin_site import dashboard_panel
 from core.read_only_admin import ReadOnlyAdmin
 from scheduler.models import (
     Assignment,
+    AssignmentLog,
     GpuClass,
     Job,
+    JobOutput,
+    LogChunk,
     Node,
     NodeHeartbeat,
     Reservation,
@@ -128,3 +131,24 @@ class UsageRecordAdmin(ReadOnlyAdmin):
 def jobs_panel() -> tuple[str, list[tuple[str, Any]]]:
     counts = jobs_by_state()
     return "Jobs by state", [(state.label, counts.get(state.value, 0)) for state in Job.State]
+
+
+@admin.register(AssignmentLog)
+class AssignmentLogAdmin(ReadOnlyAdmin):
+    """The index of a run's log; its bytes are in object storage."""
+
+    list_display = ["assignment", "job", "attempt", "size", "updated_at", "purged_at"]
+    list_select_related = ["job"]
+    search_fields = ["job__id"]
+
+
+@admin.register(LogChunk)
+class LogChunkAdmin(ReadOnlyAdmin):
+    list_display = ["id", "log", "offset", "length", "storage_name", "created_at"]
+
+
+@admin.register(JobOutput)
+class JobOutputAdmin(ReadOnlyAdmin):
+    list_display = ["id", "job", "name", "size", "state", "uploaded_at", "purged_at"]
+    list_filter = ["state"]
+    list_select_related = ["job"]

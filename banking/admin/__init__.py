@@ -2,6 +2,6 @@
 package, and importing it registers every topic's model admins, panels and pages (the
 dashboard shows the ledger's panel before the payments' one)."""
 
-from banking.admin import customers, ledger, lending, payments
+from banking.admin import customers, ledger, lending, payments, webhooks
 
-__all__ = ["customers", "ledger", "lending", "payments"]
+__all__ = ["customers", "ledger", "lending", "payments", "webhooks"]
