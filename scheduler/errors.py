@@ -13,6 +13,7 @@ class SchedulerErrorCode(StrEnum):
     ASSIGNMENT_CLOSED = "assignment_closed"
     JOB_FINISHED = "job_finished"
     RESERVATION_UNUSABLE = "reservation_unusable"
+    NO_ISOLATED_NODE = "no_isolated_node"
 
 
 class UnknownGpuClass(InvalidInput):
@@ -21,6 +22,13 @@ class UnknownGpuClass(InvalidInput):
 
 class NoNodeFits(InvalidInput):
     code: str = SchedulerErrorCode.NO_NODE_FITS
+
+
+class NoIsolatedNode(InvalidInput):
+    """A command job with no node that may run it: none runs containers (with the network
+    it asks for), and the buyer has no host-execution node of its own."""
+
+    code: str = SchedulerErrorCode.NO_ISOLATED_NODE
 
 
 class InvalidSpec(InvalidInput):
