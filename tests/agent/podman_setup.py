@@ -66,14 +66,15 @@ def _rootfs_tar() -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture(scope="session")
-def podman_machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """CONTAINERS_CONF set for this session and the test image present; its name."""
-    if shutil.which("podman") is None or not BUSYBOX.exists():
-        pytest.skip("podman and busybox-static are needed (.ci/run installs them)")
-    conf = tmp_path_factory.mktemp("podman") / "containers.conf"
+def podman_available() -> bool:
+    return shutil.which("podman") is not None and BUSYBOX.exists()
+
+
+def podman_machine_prepare(conf_dir: Path) -> str:
+    """Name this machine's containers.conf in CONTAINERS_CONF (for this process and its
+    children), add the sub-id range, import the test image if absent; the image's name."""
+    conf = conf_dir / "containers.conf"
     conf.write_text(CONTAINERS_CONF)
-    previous = os.environ.get("CONTAINERS_CONF")
     os.environ["CONTAINERS_CONF"] = str(conf)
     _ensure_subid_ranges()
     exists = subprocess.run(["podman", "image", "exists", IMAGE], capture_output=True,
@@ -81,7 +82,16 @@ def podman_machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if exists.returncode != 0:
         subprocess.run(["podman", "import", "-", IMAGE], input=_rootfs_tar(),
                        capture_output=True, check=True, timeout=120)
-    yield IMAGE
+    return IMAGE
+
+
+@pytest.fixture(scope="session")
+def podman_machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """CONTAINERS_CONF set for this session and the test image present; its name."""
+    if not podman_available():
+        pytest.skip("podman and busybox-static are needed (.ci/run installs them)")
+    previous = os.environ.get("CONTAINERS_CONF")
+    yield podman_machine_prepare(tmp_path_factory.mktemp("podman"))
     if previous is None:
         os.environ.pop("CONTAINERS_CONF", None)
     else:
