@@ -32,12 +32,16 @@ class GpuClassAdmin(admin.ModelAdmin):
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
     list_display = ["name", "provider", "gpu_class", "gpu_count", "free_gpus", "region",
-                    "status", "mode", "is_approved", "reliability", "last_heartbeat_at"]
-    list_filter = ["status", "mode", "is_approved", "gpu_class", "region"]
+                    "status", "mode", "isolation", "container_runtime", "network",
+                    "is_approved", "reliability", "last_heartbeat_at"]
+    list_filter = ["status", "mode", "isolation", "network", "is_approved", "gpu_class",
+                   "region"]
     search_fields = ["name", "provider__name", "region"]
     list_select_related = ["provider", "gpu_class"]
     readonly_fields = ["free_gpus", "token_prefix", "token_hash", "last_heartbeat_at",
-                       "utilization", "agent_version", "status", "is_approved"]
+                       "utilization", "agent_version", "status", "is_approved", "isolation",
+                       "container_runtime", "runtime_version", "network", "host_execution",
+                       "default_image"]
     actions = ["approve", "drain"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

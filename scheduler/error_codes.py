@@ -14,6 +14,7 @@ class SchedulerErrorCode(StrEnum):
     JOB_FINISHED = "job_finished"
     RESERVATION_UNUSABLE = "reservation_unusable"
     LEASE_PUSH_UNAVAILABLE = "lease_push_unavailable"
+    NO_ISOLATED_NODE = "no_isolated_node"
 
 
 class LogErrorCode(StrEnum):

@@ -12,6 +12,13 @@ class NoNodeFits(InvalidInput):
     code: str = SchedulerErrorCode.NO_NODE_FITS
 
 
+class NoIsolatedNode(InvalidInput):
+    """A command job with no node that may run it: none runs containers (with the network
+    it asks for), and the buyer has no host-execution node of its own."""
+
+    code: str = SchedulerErrorCode.NO_ISOLATED_NODE
+
+
 class InvalidSpec(InvalidInput):
     code: str = SchedulerErrorCode.INVALID_SPEC
 

@@ -56,6 +56,14 @@ class Node(models.Model):
         MARKET = "market", "Open market"
         BANK = "bank", "Bank deposit"
 
+    class Isolation(models.TextChoices):
+        CONTAINER = "container", "Container"
+        NONE = "none", "None (host)"
+
+    class Network(models.TextChoices):
+        NONE = "none", "None"
+        INTERNET = "internet", "Internet"
+
     provider = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="nodes")
     name = models.CharField(max_length=100)
     gpu_class = models.ForeignKey(GpuClass, on_delete=models.PROTECT, related_name="nodes")
@@ -74,6 +82,16 @@ class Node(models.Model):
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     utilization = models.FloatField(default=0.0)
     agent_version = models.CharField(max_length=64, blank=True)
+    # How the agent runs buyers' commands, as its heartbeats say: placement gives another
+    # organization's command only to a container node, and the internet only where offered.
+    isolation = models.CharField(max_length=16, choices=Isolation.choices,
+                                 default=Isolation.NONE)
+    container_runtime = models.CharField(max_length=16, blank=True)
+    runtime_version = models.CharField(max_length=64, blank=True)
+    network = models.CharField(max_length=16, choices=Network.choices, default=Network.NONE)
+    host_execution = models.BooleanField(
+        default=False, help_text="no runtime, but the provider lets its own jobs run on the host")
+    default_image = models.CharField(max_length=255, blank=True)
     # The heartbeat rate limit, counted where the heartbeat is written (one statement, no
     # other store to ask): beats in the current fixed window, and which window that is.
     beat_window = models.BigIntegerField(default=0, editable=False)
@@ -162,10 +180,21 @@ class Job(models.Model):
         FAILED = "failed", "Failed"
         CANCELED = "canceled", "Canceled"
 
+    class Workload(models.TextChoices):
+        SIMULATED = "simulated", "Simulated (runs anywhere)"
+        ISOLATED = "isolated", "Command in a container, no network"
+        INTERNET = "internet", "Command in a container with internet"
+
     # Indexed by (organization, state) below, which serves lookups by organization too.
     organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="jobs",
                                      db_index=False)
     spec = models.JSONField()
+    # What the spec needs of a node, set at submission so the placer need not read specs.
+    workload = models.CharField(max_length=16, choices=Workload.choices,
+                                default=Workload.SIMULATED)
+    # The image and digest that ran, as the node's agent reported them.
+    image = models.CharField(max_length=255, blank=True)
+    image_digest = models.CharField(max_length=80, blank=True)
     # No index of its own: the placer reads a class's queued jobs by job_queue_turn_idx,
     # and every job's placement would write one more index entry.
     gpu_class = models.ForeignKey(GpuClass, on_delete=models.PROTECT, related_name="jobs",

@@ -7,6 +7,7 @@ from django.db.models.functions import Coalesce
 
 from core.errors import NotFound
 from scheduler.models import Assignment, GpuClass, Job, Node
+from scheduler.services.node_isolation import container_nodes
 
 
 @dataclass(frozen=True)
@@ -18,8 +19,10 @@ class RegionAvailability:
 
 
 def gpu_class_availability() -> dict[int, list[RegionAvailability]]:
+    """What any buyer can use now: container nodes only (a node without a runtime runs
+    only its own organization's commands, or simulated runs)."""
     rows = (
-        Node.objects.filter(status=Node.Status.ONLINE, is_approved=True)
+        Node.objects.filter(container_nodes(), status=Node.Status.ONLINE, is_approved=True)
         .values("gpu_class_id", "region")
         .annotate(nodes=Count("id"), free=Sum("free_gpus"), largest=Max("free_gpus"))
         .order_by("gpu_class_id", "region")

@@ -64,10 +64,14 @@ def agent() -> int:
 
 def _wait_for_nodes() -> None:
     """The demo's nodes register themselves at start: submit once they are online."""
+    # The provider's own list: the catalog counts container nodes only, and without a
+    # container runtime the demo's simulated nodes have none (they run simulated jobs).
+    headers = {"Authorization": f"Api-Key {_demo()['provider']['api_key']}"}
     while True:
         try:
-            classes = httpx.get(f"{SERVER}/api/v1/gpu-classes/", timeout=5).json()
-            if sum(len(c["availability"]) for c in classes) >= 3:
+            nodes = httpx.get(f"{SERVER}/api/v1/nodes/", headers=headers, timeout=5).json()
+            rows = nodes.get("results", nodes) if isinstance(nodes, dict) else nodes
+            if sum(1 for n in rows if n.get("status") == "online") >= 3:
                 return
         except (httpx.HTTPError, ValueError):
             pass

@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 
 from banking.models import Organization
 from scheduler.models import GpuClass, Node
+from scheduler.services.node_isolation import node_isolation_record
 from scheduler.services.nodes import node_heartbeat, node_register
 
 
@@ -32,13 +33,17 @@ def online_node(provider: Organization) -> Callable[..., Node]:
     counter = {"n": 0}
 
     def make(gpu_class: str = "H100-80GB", gpus: int = 8, region: str = "eu-west",
-             owner: Organization | None = None, **kw: Any) -> Node:
+             owner: Organization | None = None, isolation: dict[str, Any] | None = None,
+             **kw: Any) -> Node:
         counter["n"] += 1
         registered = node_register(provider_id=(owner or provider).pk,
                                    name=f"node-{counter['n']}", gpu_class=gpu_class,
                                    gpu_count=gpus, region=region, **kw)
         node_heartbeat(node_id=registered.node.pk, free_gpus=gpus, busy_gpus=0,
                        utilization=0.0, agent_version="test")
+        # A working node runs commands in containers unless a test says otherwise.
+        node_isolation_record(node_id=registered.node.pk, isolation=isolation or {
+            "kind": "container", "runtime": "podman", "runtime_version": "4.3.1"})
         node = Node.objects.get(pk=registered.node.pk)
         node.token = registered.token  # type: ignore[attr-defined]
         return node

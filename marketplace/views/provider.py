@@ -218,6 +218,14 @@ _POSTS: dict[str, PostForm] = {
 }
 
 
+TOKEN_FILE = "suanli-node-token"
+
+
+def agent_command(*, server: str, token: str) -> str:
+    return (f"(umask 077 && printf '%s' '{token}' > {TOKEN_FILE}) && "
+            f"python -m scheduler.agent --server {server} --token-file {TOKEN_FILE}")
+
+
 @organization_required
 @never_cache
 def node_created(request: OrganizationRequest) -> HttpResponse:
@@ -228,8 +236,10 @@ def node_created(request: OrganizationRequest) -> HttpResponse:
     node = node_list(provider_id=request.organization.pk).filter(pk=shown["id"]).first()
     if node is None:
         raise Http404("Node not found.")
+    # https when the request came over it; the token goes to a file only its owner reads,
+    # never onto the agent's command line (readable by every process in /proc).
     server = request.build_absolute_uri("/").rstrip("/")
-    command = f"python -m scheduler.agent --server {server} --token {shown['token']}"
+    command = agent_command(server=server, token=shown["token"])
     return render(request, "marketplace/provider/node_created.html",
                   {"nav": "provider", "node": node, "token": shown["token"],
                    "command": command})

@@ -1,7 +1,7 @@
 """Command line of the node agent.
 
-One real node:
-    python -m scheduler.agent --server URL --token NODE_TOKEN [--gpus N --gpu-class NAME]
+One real node (the token in a file of mode 0600, or in $SUANLI_NODE_TOKEN):
+    python -m scheduler.agent --server URL --token-file PATH [--gpus N --gpu-class NAME]
 A fleet of simulated nodes registered with a provider's API key:
     python -m scheduler.agent --server URL --simulate N --gpu-class H100-80GB --gpus 8 \\
         --provider-key KEY [--region eu-west] [--name-prefix sim] [--vram-gb 80]
@@ -22,9 +22,16 @@ from types import FrameType
 from scheduler.agent import AGENT_VERSION
 from scheduler.agent.client import AgentClient
 from scheduler.agent.config import AgentConfig
-from scheduler.agent.containers import ContainerRuntimeError, detect_runtime
+from scheduler.agent.containers import (
+    DEFAULT_PIDS_LIMIT,
+    ContainerRuntime,
+    ContainerRuntimeError,
+    Limits,
+    detect_runtime,
+)
 from scheduler.agent.gpus import GpuDiscoveryError, discover_gpus, vram_gb_from_class
 from scheduler.agent.node import Node
+from scheduler.agent.runner import WorkloadPolicy
 from scheduler.agent.simulate import (
     FleetSpec,
     RegistrationError,
@@ -33,6 +40,7 @@ from scheduler.agent.simulate import (
     run_fleet,
 )
 from scheduler.agent.state import RunStateStore
+from scheduler.agent.workload_spec import SpecError, image_parse
 
 logger = logging.getLogger("suanli.agent")
 
@@ -50,10 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server", required=True, help="base URL, e.g. http://127.0.0.1:8000")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
-        "--token",
-        default=os.environ.get("SUANLI_NODE_TOKEN"),
-        help="node token of this node (default: $SUANLI_NODE_TOKEN)",
+        "--token-file",
+        type=Path,
+        default=None,
+        help="file holding this node's token, mode 0600 and owned by the agent's user "
+        "(else the token is read from $SUANLI_NODE_TOKEN)",
     )
+    # Kept only to refuse it with a reason: see token_read.
+    mode.add_argument("--token", default=None, help=argparse.SUPPRESS)
     mode.add_argument(
         "--simulate", type=int, metavar="N", help="register and run N simulated nodes"
     )
@@ -93,9 +105,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--container-runtime",
         choices=["auto", "docker", "podman", "none"],
         default=None,
-        help="how to run a job's image (default: auto for a real node - docker or podman if "
-        "one answers, else the host; none for simulated nodes)",
+        help="how to run jobs' commands (default: auto - podman or docker if one answers; "
+        "without one, commands run only with --allow-host-execution)",
     )
+    parser.add_argument(
+        "--default-image",
+        default=None,
+        help="image a job runs in when its spec names none (shown to the buyer)",
+    )
+    parser.add_argument(
+        "--allow-host-execution",
+        action="store_true",
+        help="with no container runtime, run this node's own organization's commands on the "
+        "host (the server then places no other organization's command here)",
+    )
+    parser.add_argument(
+        "--allowed-registries",
+        default="",
+        help="comma-separated registry hosts images may come from (default: any; short "
+        "names count as docker.io)",
+    )
+    parser.add_argument("--pull-timeout-s", type=float, default=600.0,
+                        help="longest an image pull may take before the job fails")
+    parser.add_argument(
+        "--job-network",
+        choices=["none", "internet"],
+        default="none",
+        help="offer jobs that ask for it the internet (default: no job has a network)",
+    )
+    parser.add_argument("--cpus-per-gpu", type=float, default=None,
+                        help="CPUs a job gets per GPU (default: the host's CPUs / GPU count)")
+    parser.add_argument("--memory-per-gpu-gb", type=float, default=None,
+                        help="memory a job gets per GPU, swap equal (default: host / GPUs)")
+    parser.add_argument("--pids-limit", type=int, default=DEFAULT_PIDS_LIMIT,
+                        help="most processes a job's container may have")
     parser.add_argument(
         "--state-dir",
         type=Path,
@@ -127,7 +170,81 @@ def install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, handle)
 
 
+class TokenRefused(Exception):
+    """The node token cannot be read safely."""
+
+
+TOKEN_ON_COMMAND_LINE = (
+    "--token is refused: a command line is readable in /proc by every process on this "
+    "machine, a job's among them. Write the token to a file only you can read "
+    "(umask 077; printf '%s' TOKEN > node-token) and pass --token-file node-token, "
+    "or set $SUANLI_NODE_TOKEN."
+)
+
+
+def token_read(token_file: Path | None, environ: dict[str, str] | None = None) -> str:
+    """The node token from ``token_file`` (mode 0600 or stricter, owned by this user) or
+    from $SUANLI_NODE_TOKEN."""
+    if token_file is None:
+        token = (environ if environ is not None else os.environ).get("SUANLI_NODE_TOKEN", "")
+        if not token.strip():
+            raise TokenRefused("give --token-file PATH (or $SUANLI_NODE_TOKEN), or --simulate N")
+        return token.strip()
+    try:
+        fd = os.open(token_file, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as error:
+        raise TokenRefused(f"cannot open the token file {token_file}: {error.strerror}") from error
+    with os.fdopen(fd) as handle:
+        info = os.fstat(handle.fileno())
+        if info.st_uid != os.geteuid():
+            raise TokenRefused(f"the token file {token_file} must be owned by the agent's user "
+                               f"(uid {os.geteuid()}), not uid {info.st_uid}")
+        if info.st_mode & 0o077:
+            raise TokenRefused(f"the token file {token_file} is readable by others (mode "
+                               f"{info.st_mode & 0o777:04o}): chmod 600 it")
+        token = handle.read(4096).strip()
+    if not token:
+        raise TokenRefused(f"the token file {token_file} is empty")
+    return token
+
+
+def workload_policy(args: argparse.Namespace, container: ContainerRuntime | None,
+                    work_root: Path | None) -> WorkloadPolicy:
+    registries = tuple(r.strip() for r in args.allowed_registries.split(",") if r.strip())
+    return WorkloadPolicy(
+        container=container,
+        default_image=args.default_image,
+        allow_host_execution=args.allow_host_execution and container is None,
+        allowed_registries=registries,
+        pull_timeout_s=args.pull_timeout_s,
+        work_root=work_root,
+        network=args.job_network,
+    )
+
+
+def check_workload_args(args: argparse.Namespace) -> str | None:
+    """What is wrong with the workload options, if anything."""
+    if args.default_image is not None:
+        try:
+            image_parse(args.default_image, field_name="--default-image")
+        except SpecError as error:
+            return f"--default-image: {error.message}"
+    if args.pull_timeout_s <= 0:
+        return "--pull-timeout-s must be positive"
+    for name in ("cpus_per_gpu", "memory_per_gpu_gb"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            return f"--{name.replace('_', '-')} must be positive"
+    return None
+
+
 def run_single(args: argparse.Namespace, config: AgentConfig, stop: threading.Event) -> int:
+    try:
+        token = token_read(args.token_file)
+    except TokenRefused as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    os.environ.pop("SUANLI_NODE_TOKEN", None)
     gpu_class = args.gpu_class or "GPU"
     try:
         gpus, source = discover_gpus(
@@ -138,33 +255,39 @@ def run_single(args: argparse.Namespace, config: AgentConfig, stop: threading.Ev
         return 2
     if source == "nvidia-smi" and args.gpus is not None and args.gpus != len(gpus):
         logger.info("--gpus %s ignored: nvidia-smi reports %s GPUs", args.gpus, len(gpus))
+    limits = Limits.host_share(len(gpus), cpus_per_gpu=args.cpus_per_gpu,
+                               memory_per_gpu_gb=args.memory_per_gpu_gb, pids=args.pids_limit)
     try:
         container = detect_runtime(
-            args.container_runtime or "auto", pass_gpus=source == "nvidia-smi"
+            args.container_runtime or "auto", pass_gpus=source == "nvidia-smi", limits=limits
         )
     except ContainerRuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    token_key = hashlib.sha256(args.token.encode()).hexdigest()[:16]
+    token_key = hashlib.sha256(token.encode()).hexdigest()[:16]
     state_dir = (args.state_dir or default_state_root()) / token_key
     name = f"node-{token_key[:6]}"
+    store = RunStateStore(state_dir)
+    policy = workload_policy(args, container, state_dir / "runs")
     logger.info(
-        "[%s] agent %s starting: %s GPUs from %s (%s), images run by %s, state in %s",
+        "[%s] agent %s starting: %s GPUs from %s (%s), commands run %s, state in %s",
         name,
         AGENT_VERSION,
         len(gpus),
         source,
         ", ".join(sorted({g.name for g in gpus})),
-        container.kind if container else "nobody (no container runtime)",
+        f"in {container.kind} containers ({container.userns} user namespace)" if container
+        else "on the host, own organization's jobs only" if policy.allow_host_execution
+        else "nowhere (no container runtime; simulated jobs only)",
         state_dir,
     )
     node = Node(
-        client=AgentClient(server=args.server, token=args.token, timeout_s=config.http_timeout_s),
+        client=AgentClient(server=args.server, token=token, timeout_s=config.http_timeout_s),
         gpus=gpus,
         name=name,
         config=config,
-        store=RunStateStore(state_dir),
-        container=container,
+        store=store,
+        policy=policy,
     )
     node.start()
     stop.wait()
@@ -188,8 +311,11 @@ def run_simulated(args: argparse.Namespace, config: AgentConfig, stop: threading
         region=args.region,
         name_prefix=args.name_prefix,
     )
+    limits = Limits.host_share(fleet.gpus, cpus_per_gpu=args.cpus_per_gpu,
+                               memory_per_gpu_gb=args.memory_per_gpu_gb, pids=args.pids_limit)
     try:
-        container = detect_runtime(args.container_runtime or "none", pass_gpus=False)
+        container = detect_runtime(args.container_runtime or "auto", pass_gpus=False,
+                                   limits=limits)
     except ContainerRuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -205,17 +331,25 @@ def run_simulated(args: argparse.Namespace, config: AgentConfig, stop: threading
         print(f"error: {error}", file=sys.stderr)
         return 2
     nodes = build_fleet(server=args.server, nodes=registered, fleet=fleet, config=config)
-    for node in nodes:
-        node.container = container
-    if args.state_dir is not None:
-        for node, info in zip(nodes, registered, strict=True):
-            node.store = RunStateStore(args.state_dir / f"node-{info.id}")
+    for node, info in zip(nodes, registered, strict=True):
+        node_dir = None if args.state_dir is None else args.state_dir / f"node-{info.id}"
+        node.policy = workload_policy(args, container, None if node_dir is None
+                                      else node_dir / "runs")
+        if node_dir is not None:
+            node.store = RunStateStore(node_dir)
     run_fleet(nodes, stop)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.token is not None:
+        print(f"error: {TOKEN_ON_COMMAND_LINE}", file=sys.stderr)
+        return 2
+    problem = check_workload_args(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     configure_logging(args.verbose)
     config = AgentConfig(
         heartbeat_s=args.heartbeat_s,
@@ -229,9 +363,6 @@ def main(argv: list[str] | None = None) -> int:
     install_signal_handlers(stop)
     if args.simulate is not None:
         return run_simulated(args, config, stop)
-    if not args.token:
-        print("error: give --token (or $SUANLI_NODE_TOKEN), or --simulate N", file=sys.stderr)
-        return 2
     return run_single(args, config, stop)
 
 

@@ -17,10 +17,16 @@ from scheduler.agent.client import (
     retry_until_answered,
 )
 from scheduler.agent.config import AgentConfig
-from scheduler.agent.containers import ContainerRuntime
 from scheduler.agent.logs import LogShipper, LogSpool, spool_directory
 from scheduler.agent.outputs import OutputUploader, outputs_directory
-from scheduler.agent.runner import Execution, InvalidSpec, Outcome, build_execution
+from scheduler.agent.runner import (
+    Execution,
+    ImageRefused,
+    InvalidSpec,
+    Outcome,
+    WorkloadPolicy,
+    build_execution,
+)
 from scheduler.agent.state import RunRecord, RunStateStore
 
 CLOSED_CODE = "assignment_closed"
@@ -74,9 +80,9 @@ class AssignmentRun:
         on_exit: Callable[[AssignmentRun], None],
         shutdown: threading.Event,
         record: RunRecord | None = None,
-        container: ContainerRuntime | None = None,
+        policy: WorkloadPolicy | None = None,
     ) -> None:
-        self.container = container
+        self.policy = policy or WorkloadPolicy()
         self.lease = lease
         self.id = lease.id
         self.gpu_indices = gpu_indices
@@ -93,6 +99,7 @@ class AssignmentRun:
         self._stop_reason: str | None = None
         self._report_on_stop = False
         self._usage_undelivered = False
+        self._image_reported = False
         self._lock = threading.Lock()
         # What a previous agent already reported for this run, when resuming it.
         self._base_elapsed_s = self.record.elapsed_s
@@ -195,11 +202,15 @@ class AssignmentRun:
                     "SUANLI_ASSIGNMENT_ID": str(self.id),
                     "SUANLI_JOB_ID": str(self.lease.job_id),
                 },
-                container=self.container,
+                policy=self.policy,
                 container_name=f"suanli-a{self.id}",
                 on_output=spool.write_line,
                 outputs_to=self.outputs_dir,
             )
+        except ImageRefused as error:
+            self.log.warning("assignment %s: %s", self.id, error)
+            self._set_final(Outcome(exit_code=None, reason=str(error)))
+            return
         except InvalidSpec as error:
             self.log.warning("assignment %s: invalid spec: %s", self.id, error)
             self._set_final(Outcome(exit_code=None, reason=f"invalid spec: {error}"))
@@ -207,11 +218,23 @@ class AssignmentRun:
         with self._lock:
             if self._stop_reason is None:
                 self.execution = execution
+        if self.execution is None:
+            self._after_stop()
+            return
+        # Before the clock: a pull is neither the buyer's time nor the node's fault.
+        failure = execution.prepare()
+        with self._lock:
+            stopped = self._stop_reason is not None
+            if not stopped and failure is None:
                 execution.start()
                 assert self.shipper is not None
                 self.shipper.start()
-        if self.execution is None:
+        if stopped:
             self._after_stop()
+            return
+        if failure is not None:
+            self.log.warning("assignment %s: %s", self.id, failure.reason)
+            self._set_final(failure)
             return
         gpus = ",".join(str(i) for i in self.gpu_indices)
         verb = "resuming" if self.record.last_seq else "starting"
@@ -269,9 +292,10 @@ class AssignmentRun:
     def _report_usage(self, *, quiet: bool = False) -> None:
         gpu_seconds, ai_tokens, elapsed = self._usage_now()
         seq = self.record.last_seq + 1
+        extra = None if self._image_reported else self._image_report()
         try:
             answer = self.client.usage(
-                self.id, seq=seq, gpu_seconds=gpu_seconds, ai_tokens=ai_tokens
+                self.id, seq=seq, gpu_seconds=gpu_seconds, ai_tokens=ai_tokens, extra=extra
             )
         except ApiError as error:
             if error.status == 409 and error.code == CLOSED_CODE:
@@ -296,6 +320,7 @@ class AssignmentRun:
                 )
             return
         self._usage_undelivered = False
+        self._image_reported = True
         self.record.last_seq = seq
         self.record.gpu_seconds = gpu_seconds
         self.record.ai_tokens = ai_tokens
@@ -312,6 +337,13 @@ class AssignmentRun:
         )
         if answer.get("action") == "stop":
             self.stop("server answered stop", report_usage=False)
+
+    def _image_report(self) -> dict[str, Any] | None:
+        image = getattr(self.execution, "image", None)
+        if not image:
+            return None
+        digest = getattr(self.execution, "image_digest", None)
+        return {"image": image, "image_digest": digest or ""}
 
     def _forget(self) -> None:
         self.forgotten = True

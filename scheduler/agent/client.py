@@ -207,10 +207,12 @@ class AgentClient(_JsonClient):
                          timeout_s=seconds + self._http.timeout.read if
                          self._http.timeout.read else None)
 
-    def usage(self, assignment_id: int, *, seq: int, gpu_seconds: int, ai_tokens: int) -> JsonDict:
+    def usage(self, assignment_id: int, *, seq: int, gpu_seconds: int, ai_tokens: int,
+              extra: JsonDict | None = None) -> JsonDict:
+        """``extra``: the image and digest the run started from, said once."""
         return self.post(
             f"/api/v1/agent/assignments/{assignment_id}/usage/",
-            {"seq": seq, "gpu_seconds": gpu_seconds, "ai_tokens": ai_tokens},
+            {"seq": seq, "gpu_seconds": gpu_seconds, "ai_tokens": ai_tokens, **(extra or {})},
         )
 
     def finish(self, assignment_id: int, *, kind: str, body: JsonDict) -> JsonDict:

@@ -11,14 +11,16 @@ from scheduler.agent import AGENT_VERSION
 from scheduler.agent.assignment import SHUTDOWN_REASON, AssignmentRun, Lease
 from scheduler.agent.client import AgentClient, AgentClientError, ApiError, Backoff
 from scheduler.agent.config import AgentConfig
-from scheduler.agent.containers import ContainerRuntime
+from scheduler.agent.containers import HOST_ISOLATION
 from scheduler.agent.gpus import Gpu, GpuPool
+from scheduler.agent.runner import WorkloadPolicy
 from scheduler.agent.state import RunRecord, RunStateStore
 
 logger = logging.getLogger("suanli.agent")
 
 MIN_HEARTBEAT_S = 0.2
 MAX_HEARTBEAT_S = 300.0
+ISOLATION_EVERY_BEATS = 60
 
 
 class NodeLogAdapter(logging.LoggerAdapter[logging.Logger]):
@@ -38,10 +40,10 @@ class Node:
         name: str,
         config: AgentConfig | None = None,
         store: RunStateStore | None = None,
-        container: ContainerRuntime | None = None,
+        policy: WorkloadPolicy | None = None,
     ) -> None:
         self.client = client
-        self.container = container
+        self.policy = policy or WorkloadPolicy()
         self.pool = GpuPool(gpus)
         self.name = name
         self.config = config or AgentConfig()
@@ -63,6 +65,8 @@ class Node:
         # One lease applied at a time: the node loop and the push both apply leases.
         self._apply_lock = threading.Lock()
         self.push_active = False
+        self._beats = 0
+        self._isolation_said = False
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -133,7 +137,7 @@ class Node:
         total = self.pool.total
         with self._lock:
             running = sorted(run.id for run in self.runs.values() if run.working)
-        return {
+        body: dict[str, Any] = {
             "free_gpus": total - busy,
             "busy_gpus": busy,
             "utilization": round(busy / total, 4) if total else 0.0,
@@ -141,9 +145,28 @@ class Node:
             "gpus": [gpu.as_json() for gpu in self.pool.gpus],
             "running": running,
         }
+        # Said on the first beat, after an outage, and now and then: the server writes it
+        # only when it changes, and a beat that carries it skips the write-behind buffer.
+        if not self._isolation_said or self._beats % ISOLATION_EVERY_BEATS == 0:
+            body["isolation"] = self.isolation()
+        return body
+
+    def isolation(self) -> dict[str, Any]:
+        """How this node runs buyers' commands, as the server places by it."""
+        container = self.policy.container
+        described: dict[str, Any] = dict(container.describe() if container else HOST_ISOLATION)
+        described["network"] = self.policy.network if container else "none"
+        described["host_execution"] = container is None and self.policy.allow_host_execution
+        if container is not None and self.policy.default_image:
+            described["default_image"] = self.policy.default_image
+        return described
 
     def _heartbeat(self) -> float:
-        answer = self.client.heartbeat(self.heartbeat_body())
+        body = self.heartbeat_body()
+        self._beats += 1
+        answer = self.client.heartbeat(body)
+        if "isolation" in body:
+            self._isolation_said = True
         status = str(answer.get("status", "unknown"))
         # A server that gives no hint wants the lease read after every beat; so does a
         # change of status (approved, drained) or a return after an outage.
@@ -155,6 +178,7 @@ class Node:
             interval = self.config.heartbeat_s
         interval = min(MAX_HEARTBEAT_S, max(MIN_HEARTBEAT_S, interval))
         if not self._reachable:
+            self._isolation_said = False
             self.log.info("server reachable again, heartbeat ok (%s)", status)
         elif status != self.status:
             self.log.info("heartbeat ok, status %s, next in %gs", status, interval)
@@ -296,7 +320,7 @@ class Node:
             on_exit=self._on_run_exit,
             shutdown=self._stop,
             record=record,
-            container=self.container,
+            policy=self.policy,
         )
         with self._lock:
             self.runs[lease.id] = run

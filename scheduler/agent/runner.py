@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from scheduler.agent.containers import MOUNT_POINT, ContainerRuntime
+from scheduler.agent.containers import MOUNT_POINT, ContainerRuntime, RunRequest
+from scheduler.agent.workload_spec import ImageReference, SimulatedSpec, SpecError, spec_check
 
 TAIL_LINES = 20
 REASON_LINES = 10
@@ -31,7 +32,12 @@ REASON_MAX_CHARS = 1000
 
 
 class InvalidSpec(ValueError):
-    """The job spec is neither a ``simulate`` block nor a command."""
+    """The job spec is refused by this agent: malformed, or asking what the node does not
+    allow. Nothing was started."""
+
+
+class ImageRefused(InvalidSpec):
+    """The image names a registry this node's provider does not allow."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,10 @@ class Outcome:
 
 class Execution(Protocol):
     description: str
+
+    def prepare(self) -> Outcome | None:
+        """Work done before the clock starts (an image pull); an outcome if it failed."""
+        ...
 
     def start(self) -> None: ...
 
@@ -94,6 +104,9 @@ class SimulatedExecution:
             return self.seconds
         return min(self.seconds, max(0.0, self.max_duration_s))
 
+    def prepare(self) -> Outcome | None:
+        return None
+
     def start(self) -> None:
         self._started = time.monotonic()
 
@@ -136,21 +149,44 @@ class SimulatedExecution:
         self._killed.set()
 
 
-def command_argv(command: Any) -> list[str]:
-    """A string runs through ``/bin/sh -c`` (shell form); a list is executed as is."""
-    if isinstance(command, str) and command.strip():
-        return ["/bin/sh", "-c", command]
-    if isinstance(command, list) and command and all(isinstance(a, str) for a in command):
-        return list(command)
-    raise InvalidSpec("spec.command must be a non-empty string or list of strings")
+@dataclass(frozen=True)
+class WorkloadPolicy:
+    """What this node lets a command spec do, set by its provider.
+
+    With a container runtime every command runs in a container (the job's image, else
+    ``default_image``). Without one, commands run only if the provider allowed host
+    execution, and the server then places only the provider's own jobs here.
+    """
+
+    container: ContainerRuntime | None = None
+    default_image: str | None = None
+    allow_host_execution: bool = False
+    allowed_registries: tuple[str, ...] = ()
+    pull_timeout_s: float = 600.0
+    work_root: Path | None = None
+    network: str = "none"  # what the node offers: "none" or "internet"
+
+    def registry_allowed(self, image: ImageReference) -> bool:
+        if not self.allowed_registries:
+            return True
+        return (image.registry or DEFAULT_REGISTRY) in self.allowed_registries
+
+
+DEFAULT_REGISTRY = "docker.io"
+IMAGE_PULL_FAILED = "image_pull_failed"
+OUT_OF_MEMORY = "out_of_memory"
+SIGKILL_EXIT = 128 + signal.SIGKILL
 
 
 class ProcessExecution:
-    """A real command in its own process group, with the GPUs it was given.
+    """A real command in its own process group, with the GPUs it was given: inside a
+    container (``image`` with ``container``), or on the host where the provider allowed it.
 
     Killed (SIGTERM to the group, SIGKILL after ``grace_s``) on ``kill()`` or when it runs
     past ``max_duration_s``. The workload may write a running count of AI tokens it has
-    processed into the file named by ``$SUANLI_AI_TOKENS_FILE``.
+    processed into the file named by ``$SUANLI_AI_TOKENS_FILE``. Its run directory (0700)
+    holds its environment file (0600) and the job directory, the only thing a container
+    sees of the host (at /suanli); it is removed when the run ends.
     """
 
     def __init__(
@@ -168,6 +204,9 @@ class ProcessExecution:
         container_name: str = "suanli-run",
         on_output: Callable[[str, str], None] | None = None,
         outputs_to: Path | None = None,
+        network: str = "none",
+        pull_timeout_s: float = 600.0,
+        work_root: Path | None = None,
     ) -> None:
         self.argv = argv
         # Each line the run prints, with its stream (scheduler.agent.logs), and where the
@@ -183,12 +222,17 @@ class ProcessExecution:
         self.grace_s = grace_s
         self.log = log
         self.extra_env = dict(extra_env or {})
+        self.network = network
+        self.pull_timeout_s = pull_timeout_s
+        self.work_root = work_root
+        self.image_digest: str | None = None
         self.stdout_tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.stderr_tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.description = f"command {' '.join(argv)[:80]!r}" + (
-            f" in {self.container.kind} image {self.image}" if self.container else ""
+            f" in {self.container.kind} image {self.image}" if self.container else " on the host"
         )
         self._proc: subprocess.Popen[str] | None = None
+        self._pull: subprocess.Popen[str] | None = None
         self._started: float | None = None
         self._ended_at: float | None = None
         self._killed = False
@@ -202,8 +246,12 @@ class ProcessExecution:
         self._terminated = threading.Event()
 
     @property
+    def job_dir(self) -> Path | None:
+        return Path(self._workdir, "job") if self._workdir else None
+
+    @property
     def tokens_file(self) -> Path | None:
-        return Path(self._workdir, "ai_tokens") if self._workdir else None
+        return Path(self._workdir, "job", "ai_tokens") if self._workdir else None
 
     def child_environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
@@ -223,42 +271,106 @@ class ProcessExecution:
         env["SUANLI_OUTPUTS_DIR"] = f"{MOUNT_POINT}/outputs"
         return env
 
+    def _make_run_dir(self) -> None:
+        if self._workdir is not None:
+            return
+        if self.work_root is not None:
+            self.work_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # mkdtemp makes it 0700: no other host user reaches the env file or the job dir.
+        self._workdir = tempfile.mkdtemp(prefix="suanli-run-", dir=self.work_root)
+        assert self.job_dir is not None
+        self.job_dir.mkdir(mode=0o700)
+        # What the job leaves in /suanli/outputs is uploaded at its end (agent.outputs);
+        # the container's user may differ from ours.
+        outputs = Path(self.job_dir, "outputs")
+        outputs.mkdir()
+        outputs.chmod(0o777)
+
+    def prepare(self) -> Outcome | None:
+        """Pull the image, before the clock starts; an outcome if that failed."""
+        if self.container is None or self.image is None:
+            return None
+        container, image = self.container, self.image
+        present = self._runtime(container.image_present_argv(image), timeout=60)
+        if present is None or present.returncode != 0:
+            self.log.info("pulling image %s (at most %gs)", image, self.pull_timeout_s)
+            with self._stop_lock:
+                if self._killed:
+                    return Outcome(exit_code=None, reason="killed", killed=True)
+                try:
+                    self._pull = subprocess.Popen(
+                        container.pull_argv(image), stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                        errors="replace", start_new_session=True)
+                except OSError as error:
+                    return Outcome(exit_code=None, reason=f"{IMAGE_PULL_FAILED}: {error}")
+            try:
+                _, stderr = self._pull.communicate(timeout=self.pull_timeout_s)
+            except subprocess.TimeoutExpired:
+                self._signal_group(self._pull, signal.SIGKILL)
+                self._pull.communicate()
+                return Outcome(exit_code=None, reason=f"{IMAGE_PULL_FAILED}: {image} not pulled "
+                               f"within {self.pull_timeout_s:g}s")
+            if self._killed:
+                return Outcome(exit_code=None, reason="killed", killed=True)
+            if self._pull.returncode != 0:
+                tail = (stderr or "").strip().splitlines()[-3:]
+                return Outcome(exit_code=None, reason=f"{IMAGE_PULL_FAILED}: {image}: "
+                               + " ".join(tail)[-REASON_MAX_CHARS:])
+        digest = self._runtime(container.digest_argv(image), timeout=60)
+        if digest is not None and digest.returncode == 0:
+            text = digest.stdout.strip()
+            self.image_digest = text.rsplit("@", 1)[-1] or None
+        self.description += f" ({self.image_digest or 'digest unknown'})"
+        return None
+
+    def _runtime(self, argv: list[str], *,
+                 timeout: float) -> subprocess.CompletedProcess[str] | None:
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                                  check=False, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            self.log.warning("%s failed: %s", " ".join(argv[1:3]), error)
+            return None
+
     def _launch_argv(self) -> tuple[list[str], dict[str, str]]:
-        if self.container is None or self.image is None or self._workdir is None:
+        self._make_run_dir()
+        assert self._workdir is not None and self.job_dir is not None
+        tokens_file = Path(self._workdir, "job", "ai_tokens")
+        tokens_file.touch(mode=0o600)
+        if self.container is None or self.image is None:
             return self.argv, self.child_environment()
         env_file = Path(self._workdir, "env")
-        lines = []
-        for key, value in self.container_environment().items():
-            if "\n" in value:
-                self.log.warning("environment %s has a newline, not passed to the container", key)
-                continue
-            lines.append(f"{key}={value}\n")
-        env_file.write_text("".join(lines))
-        env_file.chmod(0o600)
-        # The container's user may differ from ours: let it reach and write the token count.
-        tokens_file = Path(self._workdir, "ai_tokens")
-        tokens_file.touch()
-        tokens_file.chmod(0o666)
-        Path(self._workdir).chmod(0o711)
+        lines = [f"{key}={value}\n" for key, value in self.container_environment().items()
+                 if "\n" not in value and "\x00" not in value]
+        fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("".join(lines))
+        self.container.prepare_job_dir(self.job_dir)
         argv = self.container.run_argv(
-            image=self.image,
-            argv=self.argv,
-            name=self.container_name,
-            gpu_indices=self.gpu_indices,
-            env_file=env_file,
-            workdir=Path(self._workdir),
+            RunRequest(
+                image=self.image,
+                argv=self.argv,
+                name=self.container_name,
+                gpu_indices=self.gpu_indices,
+                env_file=env_file,
+                job_dir=self.job_dir,
+                gpu_count=max(1, len(self.gpu_indices)),
+                network=self.network,
+            )
         )
         client_env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
         return argv, client_env
 
     def start(self) -> None:
-        self._workdir = tempfile.mkdtemp(prefix="suanli-run-")
-        outputs = Path(self._workdir, "outputs")
-        outputs.mkdir()
-        outputs.chmod(0o777)  # the container's user may differ from ours
-        self._started = time.monotonic()
+        if self._killed:
+            self._started = self._ended_at = time.monotonic()
+            self._outcome = Outcome(exit_code=None, reason="killed", killed=True)
+            self._done.set()
+            return
         try:
             argv, env = self._launch_argv()
+            self._started = time.monotonic()  # usage is metered from the container's start
             self._proc = subprocess.Popen(
                 argv,
                 env=env,
@@ -270,7 +382,7 @@ class ProcessExecution:
                 start_new_session=True,
             )
         except OSError as error:
-            self._ended_at = time.monotonic()
+            self._started = self._ended_at = time.monotonic()
             self._outcome = Outcome(exit_code=None, reason=f"could not start command: {error}")
             self._cleanup()
             self._done.set()
@@ -331,6 +443,12 @@ class ProcessExecution:
             )
         if returncode == 0:
             return Outcome(exit_code=0)
+        if self.container is not None and returncode == SIGKILL_EXIT:
+            # The agent did not stop it, and a container's init cannot be SIGKILLed from
+            # inside: the kernel's OOM killer did, at the container's memory limit.
+            _, memory, _ = self.container.limits.for_gpus(max(1, len(self.gpu_indices)))
+            return Outcome(exit_code=returncode, reason=f"{OUT_OF_MEMORY}: the container was "
+                           f"killed at its memory limit of {memory // 1024**2} MiB")
         lines = list(self.stderr_tail) or list(self.stdout_tail)
         tail = "\n".join(lines[-REASON_LINES:])[-REASON_MAX_CHARS:]
         if returncode < 0:
@@ -381,7 +499,7 @@ class ProcessExecution:
     def _keep_outputs(self) -> None:
         if self.outputs_to is None or self._workdir is None:
             return
-        source = Path(self._workdir, "outputs")
+        source = Path(self._workdir, "job", "outputs")
         if not source.is_dir() or not any(source.iterdir()):
             return
         try:
@@ -393,8 +511,13 @@ class ProcessExecution:
             self.log.warning("outputs of the run not kept: %s", error)
 
     def _cleanup(self) -> None:
-        if self._workdir:
-            shutil.rmtree(self._workdir, ignore_errors=True)
+        if not self._workdir:
+            return
+        shutil.rmtree(self._workdir, ignore_errors=True)
+        if os.path.exists(self._workdir) and self.container is not None:
+            # Rootless podman gave the job directory to a sub-uid: remove it as that user.
+            self._container_command([self.container.executable, "unshare", "rm", "-rf",
+                                     self._workdir])
 
     def elapsed_s(self) -> float:
         if self._started is None:
@@ -424,7 +547,11 @@ class ProcessExecution:
     def kill(self) -> None:
         if self._done.is_set():
             return
-        self._killed = True
+        with self._stop_lock:
+            self._killed = True
+            pull = self._pull
+        if pull is not None and pull.poll() is None:
+            self._signal_group(pull, signal.SIGKILL)
         threading.Thread(target=self._terminate_group, daemon=True).start()
 
 
@@ -437,56 +564,57 @@ def build_execution(
     log: logging.LoggerAdapter[logging.Logger] | logging.Logger,
     already_elapsed_s: float = 0.0,
     extra_env: Mapping[str, str] | None = None,
-    container: ContainerRuntime | None = None,
+    policy: WorkloadPolicy | None = None,
     container_name: str = "suanli-run",
     on_output: Callable[[str, str], None] | None = None,
     outputs_to: Path | None = None,
 ) -> Execution:
-    """The execution for a job spec. A resumed simulated run only runs what is left of it;
-    a resumed command starts over (the agent cannot checkpoint it)."""
-    if not isinstance(spec, dict):
-        raise InvalidSpec("spec must be an object")
+    """The execution for a job spec, checked as the server checks it before anything
+    starts. A resumed simulated run only runs what is left of it; a resumed command starts
+    over (the agent cannot checkpoint it)."""
+    policy = policy or WorkloadPolicy()
+    try:
+        checked = spec_check(spec)
+    except SpecError as error:
+        raise InvalidSpec(f"{error.field}: {error.message}") from error
     remaining_max = None if max_duration_s is None else max(0.0, max_duration_s - already_elapsed_s)
-    simulate = spec.get("simulate")
-    if simulate is not None:
-        if not isinstance(simulate, dict):
-            raise InvalidSpec("spec.simulate must be an object")
-        try:
-            seconds = float(simulate.get("seconds", 0))
-            rate = float(simulate.get("ai_tokens_per_second") or 0)
-            exit_code = simulate.get("exit_code")
-            exit_code = None if exit_code is None else int(exit_code)
-        except (TypeError, ValueError) as error:
-            raise InvalidSpec(f"bad spec.simulate: {error}") from error
+    if isinstance(checked, SimulatedSpec):
         return SimulatedExecution(
-            seconds=seconds - already_elapsed_s,
-            ai_tokens_per_second=rate,
-            fail=bool(simulate.get("fail", False)),
-            exit_code=exit_code,
+            seconds=checked.seconds - already_elapsed_s,
+            ai_tokens_per_second=checked.ai_tokens_per_second,
+            fail=checked.fail,
+            exit_code=checked.exit_code,
             max_duration_s=remaining_max,
         )
-    if "command" not in spec:
-        raise InvalidSpec("spec has neither 'simulate' nor 'command'")
-    argv = command_argv(spec["command"])
-    environment = spec.get("environment") or {}
-    if not isinstance(environment, dict):
-        raise InvalidSpec("spec.environment must be an object")
-    image = spec.get("image") or None
-    if image is not None and not isinstance(image, str):
-        raise InvalidSpec("spec.image must be a string")
-    if image and container is None:
-        log.info("image %r ignored: no container runtime, running the command on the host", image)
+    if checked.network == "internet" and policy.network != "internet":
+        raise InvalidSpec("spec.network: this node offers no internet access to jobs")
+    image: str | None = None
+    if policy.container is not None:
+        reference = checked.image
+        if reference is not None and not policy.registry_allowed(reference):
+            raise ImageRefused(
+                f"{IMAGE_PULL_FAILED}: registry {reference.registry or DEFAULT_REGISTRY} is not "
+                f"among this node's allowed registries ({', '.join(policy.allowed_registries)})")
+        image = reference.text if reference is not None else policy.default_image
+        if image is None:
+            raise InvalidSpec("spec.image: none given and this node has no default image")
+    elif not policy.allow_host_execution:
+        raise InvalidSpec("this node has no container runtime and does not run commands on "
+                          "its host")
     return ProcessExecution(
-        argv=argv,
-        environment={str(k): str(v) for k, v in environment.items()},
+        argv=checked.argv,
+        environment=checked.environment,
         gpu_indices=gpu_indices,
         max_duration_s=remaining_max,
         grace_s=grace_s,
         log=log,
         extra_env=extra_env,
         image=image,
-        container=container,
+        container=policy.container,
         container_name=container_name,
         on_output=on_output,
         outputs_to=outputs_to,
+        network=checked.network,
+        pull_timeout_s=policy.pull_timeout_s,
+        work_root=policy.work_root,
     )

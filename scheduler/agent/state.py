@@ -41,7 +41,9 @@ class RunStateStore:
         self._memory: dict[int, RunRecord] = {}
         self._lock = threading.Lock()
         if directory is not None:
-            directory.mkdir(parents=True, exist_ok=True)
+            # Only the agent's user reaches what it remembers (and the runs kept below it).
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            directory.chmod(0o700)
             for record in self._read_all():
                 self._memory[record.assignment_id] = record
 

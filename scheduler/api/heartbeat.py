@@ -39,6 +39,7 @@ from scheduler.services.heartbeat_buffer import (
     beat_buffer_record_async,
     beat_buffer_remember,
 )
+from scheduler.services.node_isolation import node_isolation_record
 from scheduler.services.nodes import BeatLimit, NodeToken, node_heartbeat
 
 logger = logging.getLogger("suanli.request")
@@ -95,7 +96,7 @@ def _plainly_valid(data: Any) -> dict[str, Any] | None:
     anything else, which the fields themselves then judge. What agents send every ten
     seconds needs no field machinery (tests/scheduler/test_agent_doors.py checks that
     both agree on any input)."""
-    if type(data) is not dict:
+    if type(data) is not dict or "isolation" in data:
         return None
     free, busy = data.get("free_gpus"), data.get("busy_gpus")
     utilization = data.get("utilization", 0)
@@ -151,7 +152,7 @@ def heartbeat_answer(authorization: str, body: bytes) -> Answer:
     if isinstance(read, Answer):
         return read
     write_behind = beat_buffer_enabled()
-    if write_behind:
+    if write_behind and "isolation" not in read.values:
         try:
             buffered = beat_buffer_record(read.token, limit=read.limit, **_beat_values(read))
         except redis.RedisError:  # Redis down: the beat still counts, the synchronous way
@@ -169,7 +170,7 @@ async def heartbeat_answer_async(authorization: str, body: bytes) -> Answer:
     if isinstance(read, Answer):
         return read
     write_behind = beat_buffer_enabled()
-    if write_behind:
+    if write_behind and "isolation" not in read.values:
         try:
             buffered = await beat_buffer_record_async(read.token, limit=read.limit,
                                                       **_beat_values(read))
@@ -193,6 +194,8 @@ def heartbeat_settle(read: BeatRequest, *, write_behind: bool) -> Answer:
     result = node_heartbeat(token=read.token, limit=read.limit, **_beat_values(read))
     if result is None:
         return unauthenticated("Invalid node token.")
+    if "isolation" in read.values and not result.retry_after_s:
+        node_isolation_record(node_id=result.node_id, isolation=read.values["isolation"])
     if write_behind and not result.retry_after_s:
         beat_buffer_remember(read.token, node_id=result.node_id, status=result.status)
     if result.freed_capacity:

@@ -58,6 +58,13 @@ class NodeOutputSerializer(serializers.Serializer):
     utilization = serializers.FloatField()
     last_heartbeat_at = serializers.DateTimeField(allow_null=True)
     running = serializers.IntegerField(required=False)
+    isolation = serializers.CharField(help_text="container, or none: only its own "
+                                      "organization's jobs, on the host, if allowed")
+    container_runtime = serializers.CharField()
+    runtime_version = serializers.CharField()
+    network = serializers.CharField(help_text="what the node offers jobs: none or internet")
+    host_execution = serializers.BooleanField()
+    default_image = serializers.CharField()
 
 
 class NodeCreatedSerializer(NodeOutputSerializer):
@@ -106,6 +113,9 @@ class JobOutputSerializer(serializers.Serializer):
     failure_reason = serializers.CharField()
     exit_code = serializers.IntegerField(allow_null=True, default=None,
                                          help_text="the latest run's exit code")
+    image = serializers.CharField(help_text="the image that ran (the node's default image "
+                                  "when the spec names none)")
+    image_digest = serializers.CharField()
     usage_gpu_seconds = serializers.IntegerField(default=0)
     usage_ai_tokens = serializers.IntegerField(default=0)
     cost = serializers.IntegerField(default=0, help_text="tokens charged so far")
@@ -124,6 +134,30 @@ class JobOutputSerializer(serializers.Serializer):
         }).data
 
 
+class NodeIsolationSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=Node.Isolation.choices,
+                                   help_text="container: buyers' commands run in containers")
+    runtime = serializers.ChoiceField(choices=["", "podman", "docker"], required=False,
+                                      default="")
+    runtime_version = serializers.RegexField(r"^[A-Za-z0-9.+~_-]{0,64}$", required=False,
+                                             default="", allow_blank=True, max_length=64)
+    network = serializers.ChoiceField(choices=Node.Network.choices, required=False,
+                                      default=Node.Network.NONE)
+    host_execution = serializers.BooleanField(required=False, default=False)
+    default_image = serializers.CharField(required=False, default="", allow_blank=True,
+                                          max_length=255)
+
+    def validate_default_image(self, value: str) -> str:
+        from scheduler.agent.workload_spec import SpecError, image_parse
+
+        if value:
+            try:
+                image_parse(value, field_name="isolation.default_image")
+            except SpecError as error:
+                raise serializers.ValidationError(error.message) from error
+        return value
+
+
 class HeartbeatInputSerializer(serializers.Serializer):
     free_gpus = serializers.IntegerField(min_value=0)
     busy_gpus = serializers.IntegerField(min_value=0)
@@ -132,6 +166,9 @@ class HeartbeatInputSerializer(serializers.Serializer):
     gpus = serializers.ListField(child=serializers.DictField(), required=False, default=list)
     running = serializers.ListField(child=serializers.IntegerField(), required=False,
                                     default=list)
+    isolation = NodeIsolationSerializer(
+        required=False, help_text="how the node runs buyers' commands; sent on the first beat, "
+        "after a reconnection and now and then")
 
 
 class HeartbeatOutputSerializer(serializers.Serializer):
@@ -162,6 +199,19 @@ class UsageInputSerializer(serializers.Serializer):
     seq = serializers.JSONField()
     gpu_seconds = serializers.JSONField()
     ai_tokens = serializers.JSONField(required=False)
+    image = serializers.CharField(required=False, max_length=255,
+                                  help_text="the image the run's container was started from")
+    image_digest = serializers.RegexField(r"^sha256:[0-9a-f]{64}$", required=False,
+                                          allow_blank=True, max_length=71)
+
+    def validate_image(self, value: str) -> str:
+        from scheduler.agent.workload_spec import SpecError, image_parse
+
+        try:
+            image_parse(value, field_name="image")
+        except SpecError as error:
+            raise serializers.ValidationError(error.message) from error
+        return value
 
 
 class UsageOutputSerializer(serializers.Serializer):

@@ -99,10 +99,12 @@ def _mark_running(a: Assignment, now: datetime) -> None:
 
 @money_transaction
 def usage_report(*, node_id: int, assignment_id: int, seq: Any, gpu_seconds: Any,
-                 ai_tokens: Any = 0) -> UsageResult:
+                 ai_tokens: Any = 0, image: str = "", image_digest: str = "") -> UsageResult:
     a = _locked_assignment(node_id, assignment_id)
     if a.state not in ACTIVE_ASSIGNMENT_STATES:
         raise AssignmentClosed(f"Assignment {assignment_id} is {a.state}: stop it.")
+    if image:  # what the buyer sees ran (checked by the serializer)
+        Job.objects.filter(pk=a.job_id).update(image=image, image_digest=image_digest)
     now = timezone.now()
     changed = _record_usage(a, seq, gpu_seconds, ai_tokens)
     _mark_running(a, now)

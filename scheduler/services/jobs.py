@@ -5,7 +5,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from banking.errors import IdempotencyConflict
@@ -14,8 +14,9 @@ from banking.services.spending import organization_assert_can_spend
 from banking.services.transactions import money_transaction
 from core.errors import InvalidInput, NotFound
 from scheduler import enqueue
+from scheduler.agent.workload_spec import SpecError, spec_check, spec_network, spec_runs_command
 from scheduler.error_codes import SchedulerErrorCode
-from scheduler.errors import InvalidSpec, JobFinished, NoNodeFits
+from scheduler.errors import InvalidSpec, JobFinished, NoIsolatedNode, NoNodeFits
 from scheduler.locks import assignments_lock, jobs_lock
 from scheduler.models import (
     ACTIVE_ASSIGNMENT_STATES,
@@ -30,8 +31,6 @@ from scheduler.services.job_events import job_ended_emit
 from scheduler.services.lease_hints import leases_changed
 from scheduler.services.settlement import job_hold_release, usage_settle
 
-MAX_SPEC_BYTES = 64 * 1024
-
 
 def _whole(value: Any, name: str, *, minimum: int, maximum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
@@ -40,38 +39,36 @@ def _whole(value: Any, name: str, *, minimum: int, maximum: int) -> int:
     return value
 
 
-def spec_validate(spec: Any) -> dict[str, Any]:
-    """A spec runs a command (string or list, with optional image and environment) or
-    simulates a run of N seconds."""
-    if not isinstance(spec, dict) or not spec:
-        raise InvalidSpec("spec must be an object with a command or a simulate block.",
-                          fields={"spec": ["An object."]})
-    import json
+def spec_workload(spec: dict[str, Any]) -> str:
+    """What a checked spec needs of a node (``Job.workload``)."""
+    if not spec_runs_command(spec):
+        return Job.Workload.SIMULATED
+    if spec_network(spec) == "internet":
+        return Job.Workload.INTERNET
+    return Job.Workload.ISOLATED
 
-    if len(json.dumps(spec)) > MAX_SPEC_BYTES:
-        raise InvalidSpec("spec is too large (64 KiB at most).", fields={"spec": ["Too large."]})
-    if "simulate" in spec:
-        sim = spec["simulate"]
-        if not isinstance(sim, dict):
-            raise InvalidSpec("simulate must be an object like {\"seconds\": 30}.",
-                              fields={"spec": ["simulate must be an object."]})
-        _whole(sim.get("seconds"), "spec.simulate.seconds", minimum=1, maximum=7 * 86400)
-        return spec
-    command = spec.get("command")
-    valid_command = (isinstance(command, str) and command.strip()) or (
-        isinstance(command, list) and command and all(isinstance(c, str) for c in command)
-    )
-    if not valid_command:
-        raise InvalidSpec("spec needs a command (a string or a list of strings) or simulate.",
-                          fields={"spec": ["command or simulate required."]})
-    env = spec.get("environment", {})
-    if not isinstance(env, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
-    ):
-        raise InvalidSpec("spec.environment must map names to strings.",
-                          fields={"spec": ["environment: strings only."]})
-    if "image" in spec and not isinstance(spec["image"], str):
-        raise InvalidSpec("spec.image must be a string.", fields={"spec": ["image: a string."]})
+
+def nodes_for_workload(organization_id: int, workload: str) -> Q:
+    """The nodes that may run a job of ``workload`` for this organization: any for a
+    simulated run; for a command, container nodes (offering the internet if it is asked
+    for), or the organization's own nodes whose provider allowed host execution."""
+    if workload == Job.Workload.SIMULATED:
+        return Q()
+    contained = Q(isolation=Node.Isolation.CONTAINER)
+    if workload == Job.Workload.INTERNET:
+        contained &= Q(network=Node.Network.INTERNET)
+    own_host = Q(isolation=Node.Isolation.NONE, host_execution=True, provider_id=organization_id)
+    return contained | own_host
+
+
+def spec_validate(spec: Any) -> dict[str, Any]:
+    """A spec runs a command in a container (see ``scheduler.agent.workload_spec``) or simulates
+    a run of N seconds; a bad one is refused naming its field, before anything is held."""
+    try:
+        spec_check(spec)
+    except SpecError as error:
+        raise InvalidSpec(error.message, fields={error.field: [error.message]}) from error
+    assert isinstance(spec, dict)
     return spec
 
 
@@ -97,6 +94,7 @@ def job_submit(
     A repeated idempotency key returns the first job; the same key for another job is a
     conflict."""
     spec = spec_validate(spec)
+    workload = spec_workload(spec)
     cls = gpu_class_by_name(gpu_class)
     gpu_count = _whole(gpu_count, "gpu_count", minimum=1, maximum=64)
     max_duration_s = _whole(max_duration_s, "max_duration_s", minimum=1, maximum=30 * 86400)
@@ -119,9 +117,17 @@ def job_submit(
         if existing is not None:
             return _replayed(existing, organization_id, request)
     organization_assert_can_spend(organization_id)
-    largest = Node.objects.filter(gpu_class=cls, is_approved=True).exclude(
-        status=Node.Status.DISABLED
-    ).aggregate(m=Max("gpu_count"))["m"] or 0
+    usable = Node.objects.filter(gpu_class=cls, is_approved=True).exclude(
+        status=Node.Status.DISABLED)
+    if workload != Job.Workload.SIMULATED and not usable.filter(
+            nodes_for_workload(organization_id, workload)).exists():
+        raise NoIsolatedNode(
+            f"No {cls.name} node runs commands in containers"
+            + (" with internet access" if workload == Job.Workload.INTERNET else "")
+            + "; a buyer's command never runs on a provider's host.",
+            fields={"spec": ["No isolated node for this command."]},
+        )
+    largest = usable.aggregate(m=Max("gpu_count"))["m"] or 0
     if gpu_count > largest:
         raise NoNodeFits(
             f"No {cls.name} node has {gpu_count} GPUs (the largest has {largest}).",
@@ -138,6 +144,7 @@ def job_submit(
             job = Job.objects.create(
                 organization_id=organization_id,
                 spec=spec,
+                workload=workload,
                 gpu_class=cls,
                 gpu_count=gpu_count,
                 min_vram_gb=min_vram_gb,

@@ -44,6 +44,10 @@ class _Node:
     rate: int | None
     reliability: int
     bank: bool
+    provider_id: int = 0
+    isolation: str = Node.Isolation.NONE
+    network: str = Node.Network.NONE
+    host_execution: bool = False
 
 
 @dataclass
@@ -59,6 +63,18 @@ class _Job:
     priority: int
     reservation_id: int | None
     turn: int
+    workload: str = Job.Workload.SIMULATED
+
+
+def _may_run(n: _Node, job: _Job) -> bool:
+    """A command runs in a container node (one offering the internet if it asks for it),
+    or on the host of a node of the buyer's own whose provider allowed that; never on
+    another organization's host (jobs.nodes_for_workload says the same in SQL)."""
+    if job.workload == Job.Workload.SIMULATED:
+        return True
+    if n.isolation == Node.Isolation.CONTAINER:
+        return job.workload != Job.Workload.INTERNET or n.network == Node.Network.INTERNET
+    return n.host_execution and n.provider_id == job.organization_id
 
 
 def _order(jobs: list[_Job]) -> list[_Job]:
@@ -108,7 +124,7 @@ class _Pool:
             for entry in self.buckets.get(free, ()):
                 n = entry[3]
                 price = n.rate if n.rate is not None else job.rate
-                if price > cap:
+                if price > cap or not _may_run(n, job):
                     continue
                 if n.vram_gb < job.min_vram_gb or (job.regions and n.region not in job.regions):
                     continue
@@ -134,7 +150,8 @@ class _Pool:
 
 
 _JOB_FIELDS = ("id", "organization_id", "gpu_class_id", "gpu_count", "min_vram_gb", "regions",
-               "rate_per_gpu_hour", "max_price_per_gpu_hour", "priority", "reservation_id", "turn")
+               "rate_per_gpu_hour", "max_price_per_gpu_hour", "priority", "reservation_id", "turn",
+               "workload")
 # Above any priority: the first page's bound, so that one prepared statement reads every page.
 _FIRST = 2**62
 _QUEUE_PAGE = f"""
@@ -166,8 +183,8 @@ def _queue_page(gpu_class_id: int, *, max_gpus: int, after: "_Job | None",
     with server_bound_cursor() as cursor:
         cursor.execute(_QUEUE_PAGE, params, prepare=True)
         rows = cursor.fetchall()
-    return [_Job(i, org, cls, gpus, vram, _regions(regions), rate, cap, priority, res, turn)
-            for i, org, cls, gpus, vram, regions, rate, cap, priority, res, turn in rows]
+    return [_Job(i, org, cls, gpus, vram, _regions(regions), rate, cap, priority, res, turn, w)
+            for i, org, cls, gpus, vram, regions, rate, cap, priority, res, turn, w in rows]
 
 
 def _queue_page_orm(gpu_class_id: int, *, max_gpus: int, after: "_Job | None",
@@ -208,12 +225,15 @@ def placement_run(*, limit: int | None = None, now: datetime | None = None) -> P
         node_rows = Node.objects.filter(
             status=Node.Status.ONLINE, is_approved=True, free_gpus__gt=0
         ).values_list("id", "gpu_class_id", "free_gpus", "vram_gb", "region",
-                      "rate_per_gpu_hour", "reliability", "mode", "gpu_class__on_demand_rate")
+                      "rate_per_gpu_hour", "reliability", "mode", "gpu_class__on_demand_rate",
+                      "provider_id", "isolation", "network", "host_execution")
         pools: dict[int, list[_Node]] = defaultdict(list)
         default_rates: dict[int, int] = {}
-        for nid, cls, free, vram, region, rate, rel, mode, default_rate in node_rows:
+        for (nid, cls, free, vram, region, rate, rel, mode, default_rate,
+             provider, isolation, network, host_execution) in node_rows:
             pools[cls].append(_Node(nid, cls, free, vram, region, rate, rel,
-                                    mode == Node.Mode.BANK))
+                                    mode == Node.Mode.BANK, provider, isolation, network,
+                                    host_execution))
             default_rates[cls] = default_rate
         if not pools:
             return result

@@ -14,6 +14,7 @@ from scheduler.agent.client import AgentClient
 from scheduler.agent.config import AgentConfig
 from scheduler.agent.gpus import fake_gpus
 from scheduler.agent.node import Node
+from scheduler.agent.runner import WorkloadPolicy
 from scheduler.agent.state import RunStateStore
 
 from .fake_server import FakeAgentServer
@@ -29,6 +30,10 @@ FAST = AgentConfig(
     # server (tests/scheduler/test_lease_push.py).
     lease_wait_s=0,
 )
+
+# These tests are about the agent's loop, not isolation: its commands run on the host, as
+# only a provider's own jobs may (test_isolation_podman.py runs them in containers).
+HOST_POLICY = WorkloadPolicy(allow_host_execution=True)
 
 NodeFactory = Callable[..., Node]
 
@@ -54,6 +59,7 @@ def make_node(server: FakeAgentServer, tmp_path: Path) -> Iterator[NodeFactory]:
         state_dir: Path | None = None,
         config: AgentConfig = FAST,
         start: bool = True,
+        policy: WorkloadPolicy = HOST_POLICY,
     ) -> Node:
         server.register_token(token, node_id)
         node = Node(
@@ -62,6 +68,7 @@ def make_node(server: FakeAgentServer, tmp_path: Path) -> Iterator[NodeFactory]:
             name=f"test-node-{node_id}",
             config=config,
             store=RunStateStore(state_dir),
+            policy=policy,
         )
         nodes.append(node)
         if start:

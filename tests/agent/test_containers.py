@@ -1,128 +1,148 @@
-"""Jobs with an image run through the container runtime when one answers. The runtime
-here is a stand-in `docker` on PATH that records its arguments and runs the command on
-the host, so the agent's side (arguments, environment file, GPUs, stop and removal) is
-exercised for real; a live Docker daemon is not."""
+"""The container argv builders: podman and docker get the same hardening from one
+description, and nothing from a spec reaches an option position. Docker's argv is checked
+here only (no docker engine on these machines); podman's runs for real in
+test_isolation_podman.py."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from scheduler.agent.containers import ContainerRuntimeError, detect_runtime
+from scheduler.agent.containers import (
+    FALLBACK_USER,
+    ContainerRuntime,
+    ContainerRuntimeError,
+    Limits,
+    RunRequest,
+    detect_runtime,
+    subid_ranges_present,
+)
 
-from .conftest import NodeFactory
-from .fake_server import FakeAgentServer, wait_for
-
-FAKE_DOCKER = """#!{python}
-import json, os, sys
-log = {log!r}
-args = sys.argv[1:]
-with open(log, "a") as f:
-    f.write(json.dumps(args) + "\\n")
-if args[0] != "run":
-    sys.exit(0)
-env, mounts, i = {{"PATH": os.environ["PATH"]}}, {{}}, 1
-while args[i].startswith("--"):
-    if args[i] == "--rm":
-        i += 1
-        continue
-    opt, val = args[i], args[i + 1]
-    if opt == "--env-file":
-        for line in open(val):
-            k, _, v = line.rstrip("\\n").partition("=")
-            env[k] = v
-    if opt == "--volume":
-        host, _, inside = val.partition(":")
-        mounts[inside] = host
-    i += 2
-argv = args[i + 1:]
-for k, v in env.items():
-    for inside, host in mounts.items():
-        env[k] = v.replace(inside, host)
-os.execvpe(argv[0], argv, env)
-"""
+GIB = 1024**3
+LIMITS = Limits(cpus_per_gpu=2.5, memory_per_gpu_bytes=4 * GIB, pids=256)
 
 
-@pytest.fixture
-def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    log = tmp_path / "docker.log"
-    script = bindir / "docker"
-    script.write_text(FAKE_DOCKER.format(python=sys.executable, log=str(log)))
-    script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
-    return log
+def _runtime(kind: str, userns: str, *, pass_gpus: bool = True) -> ContainerRuntime:
+    return ContainerRuntime(kind=kind, executable=f"/usr/bin/{kind}", pass_gpus=pass_gpus,
+                            version="1.0", userns=userns, limits=LIMITS)
 
 
-def _calls(log: Path) -> list[list[str]]:
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+def _request(**overrides: object) -> RunRequest:
+    values: dict[str, object] = {
+        "image": "registry.example.com:5000/team/train:1", "argv": ["--privileged", "-v", "/:/h"],
+        "name": "suanli-a7-abc123", "gpu_indices": [2, 5], "env_file": Path("/state/r/env"),
+        "job_dir": Path("/state/r/job"), "gpu_count": 2,
+    }
+    values.update(overrides)
+    return RunRequest(**values)  # type: ignore[arg-type]
 
 
-def test_image_runs_in_the_container_runtime_with_its_gpus_and_environment(
-    server: FakeAgentServer, make_node: NodeFactory, fake_docker: Path, tmp_path: Path
-) -> None:
-    # Given a node whose runtime answers and whose GPUs are real (passed to containers)
-    runtime = detect_runtime("auto", pass_gpus=True)
-    assert runtime is not None and runtime.kind == "docker"
-    out = tmp_path / "seen.txt"
-    script = (
-        f'echo "${{CUDA_VISIBLE_DEVICES:-unset}} $MODEL $SUANLI_JOB_ID" > {out}; '
-        'echo 7 > "$SUANLI_AI_TOKENS_FILE"'
-    )
-    server.add_assignment(
-        1,
-        90,
-        gpu_count=2,
-        job_id=5,
-        spec={"command": script, "image": "nvcr.io/acme/train:1", "environment": {"MODEL": "m7"}},
-    )
-    node = make_node(start=False)
-    node.container = runtime
-    node.start()
-
-    # When it runs the job
-    wait_for(lambda: 90 in server.completed)
-
-    # Then docker ran the image with only GPUs 0 and 1 and the job's environment
-    [run] = [c for c in _calls(fake_docker) if c[0] == "run"]
-    assert run[:3] == ["run", "--rm", "--name"]
-    assert run[3].startswith("suanli-a90-")
-    assert run[run.index("--gpus") + 1] == '"device=0,1"'
-    assert run[run.index("--volume") + 1].endswith(":/suanli")
-    image_at = run.index("nvcr.io/acme/train:1")
-    assert run[image_at + 1 :] == ["/bin/sh", "-c", script]
-    assert out.read_text().split() == ["unset", "m7", "5"]
-    assert server.completed[90][0]["ai_tokens"] == 7
+def _option_pairs(argv: list[str]) -> dict[str, list[str]]:
+    """Options before `--` and their values (flags without a value map to [''])."""
+    end = argv.index("--")
+    pairs: dict[str, list[str]] = {}
+    i = 2
+    single = {"--rm"}
+    while i < end:
+        if argv[i] in single:
+            pairs.setdefault(argv[i], []).append("")
+            i += 1
+        else:
+            pairs.setdefault(argv[i], []).append(argv[i + 1])
+            i += 2
+    return pairs
 
 
-def test_kill_order_stops_and_removes_the_container(
-    server: FakeAgentServer, make_node: NodeFactory, fake_docker: Path
-) -> None:
-    runtime = detect_runtime("docker", pass_gpus=False)
-    server.add_assignment(1, 91, spec={"command": ["sleep", "60"], "image": "busybox"})
-    node = make_node(start=False)
-    node.container = runtime
-    node.start()
-    wait_for(lambda: len(server.usage_of(91)) >= 1)
+@pytest.mark.parametrize("kind", ["podman", "docker"])
+def test_both_runtimes_get_the_same_hardening(kind: str) -> None:
+    argv = _runtime(kind, "user").run_argv(_request())
+    options = _option_pairs(argv)
+    assert argv[:2] == [f"/usr/bin/{kind}", "run"]
+    assert options["--rm"] == [""]
+    assert options["--name"] == ["suanli-a7-abc123"]
+    assert options["--cap-drop"] == ["ALL"]
+    assert options["--security-opt"] == ["no-new-privileges"]
+    assert options["--pids-limit"] == ["256"]
+    assert options["--memory"] == [str(8 * GIB)]
+    assert options["--memory-swap"] == [str(8 * GIB)]  # equal: no swap beyond memory
+    assert options["--cpus"] == ["5.00"]
+    assert options["--network"] == ["none"]
+    assert options["--user"] == [FALLBACK_USER]
+    assert options["--pull"] == ["never"]
+    assert options["--workdir"] == ["/suanli"]
+    assert options["--env-file"] == ["/state/r/env"]
+    [mount] = options["--volume"]
+    assert mount.startswith("/state/r/job:/suanli:rw")
+    # nothing weakens the default seccomp profile, no other host path, no privileges
+    assert not any("seccomp" in value or "unconfined" in value
+                   for values in options.values() for value in values)
+    assert "--privileged" not in argv[: argv.index("--")]
+    assert "--mount" not in options and len(options["--volume"]) == 1
+    # the image comes right after `--`, the command after it, untouched
+    end = argv.index("--")
+    assert argv[end + 1:] == ["registry.example.com:5000/team/train:1", "--privileged", "-v",
+                              "/:/h"]
 
-    server.order_kill(91)
 
-    wait_for(lambda: 91 not in node.runs, timeout=20)
-    # and the GPU is released only once the container is stopped and removed
-    assert node.pool.free_count == 4
-    assert [c[0] for c in _calls(fake_docker)] == ["info", "run", "stop", "rm"]
-    [run] = [c for c in _calls(fake_docker) if c[0] == "run"]
-    assert "--gpus" not in run
-    name = run[3]
-    assert [c for c in _calls(fake_docker) if c[0] in ("stop", "rm")] == [
-        ["stop", "--time", "1", name],
-        ["rm", "--force", name],
-    ]
-    assert 91 not in server.completed and 91 not in server.failed
+def test_only_the_assigned_gpus_are_passed_in_each_runtimes_form() -> None:
+    docker = _option_pairs(_runtime("docker", "user").run_argv(_request()))
+    podman = _option_pairs(_runtime("podman", "user").run_argv(_request()))
+    assert docker["--gpus"] == ["device=2,5"]
+    assert podman["--device"] == ["nvidia.com/gpu=2", "nvidia.com/gpu=5"]
+    fake = _option_pairs(_runtime("podman", "user", pass_gpus=False).run_argv(_request()))
+    assert "--device" not in fake and "--gpus" not in fake
+
+
+def test_container_root_is_never_host_root() -> None:
+    assert _option_pairs(_runtime("podman", "auto").run_argv(_request()))["--userns"] == ["auto"]
+    remap = _option_pairs(_runtime("docker", "remap").run_argv(_request()))
+    assert "--user" not in remap and "--userns" not in remap  # the daemon remaps every user
+    assert _option_pairs(_runtime("docker", "user").run_argv(_request()))["--user"] == [
+        FALLBACK_USER]
+    # podman hands the job directory to the mapped user; docker's is handed over by the agent
+    assert _option_pairs(_runtime("podman", "auto").run_argv(_request()))["--volume"] == [
+        "/state/r/job:/suanli:rw,U"]
+    assert _option_pairs(_runtime("docker", "user").run_argv(_request()))["--volume"] == [
+        "/state/r/job:/suanli:rw"]
+
+
+def test_internet_only_where_the_job_asks_for_it() -> None:
+    options = _option_pairs(_runtime("podman", "auto").run_argv(_request(network="internet")))
+    assert "--network" not in options  # the runtime's default network
+
+
+@pytest.mark.parametrize("kind", ["podman", "docker"])
+def test_lifecycle_commands_end_options_before_the_name_or_image(kind: str) -> None:
+    runtime = _runtime(kind, "user")
+    assert runtime.stop_argv("suanli-a1", 10) == [f"/usr/bin/{kind}", "stop", "--time", "10",
+                                                  "--", "suanli-a1"]
+    assert runtime.remove_argv("suanli-a1") == [f"/usr/bin/{kind}", "rm", "--force", "--",
+                                                "suanli-a1"]
+    assert runtime.pull_argv("busybox") == [f"/usr/bin/{kind}", "pull", "--quiet", "--",
+                                            "busybox"]
+    assert runtime.image_present_argv("busybox")[-2:] == ["--", "busybox"]
+
+
+def test_a_nodes_share_is_the_host_divided_by_its_gpus() -> None:
+    limits = Limits.host_share(4, cpus_per_gpu=None, memory_per_gpu_gb=None)
+    import os
+
+    assert limits.cpus_per_gpu == pytest.approx((os.cpu_count() or 1) / 4)
+    set_by_provider = Limits.host_share(4, cpus_per_gpu=3, memory_per_gpu_gb=16, pids=100)
+    assert set_by_provider.for_gpus(2) == ("6.00", 32 * GIB, 100)
+
+
+def test_subid_ranges_are_looked_for_under_the_owner(tmp_path: Path) -> None:
+    subuid, subgid = tmp_path / "subuid", tmp_path / "subgid"
+    subuid.write_text("alice:100000:65536\n")
+    subgid.write_text("alice:100000:65536\n")
+    assert subid_ranges_present((subuid, subgid)) is False
+    subuid.write_text("containers:2147483647:2147483648\n")
+    subgid.write_text("containers:2147483647:2147483648\n")
+    import os
+
+    assert subid_ranges_present((subuid, subgid)) is (os.geteuid() == 0)
 
 
 def test_runtime_asked_for_by_name_must_answer(monkeypatch: pytest.MonkeyPatch) -> None:

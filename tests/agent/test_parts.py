@@ -76,15 +76,53 @@ def _cli(*args: str, path: str) -> subprocess.CompletedProcess[str]:
 def test_real_mode_without_nvidia_smi_or_gpus_exits_with_a_clear_message(
     tmp_path: Path,
 ) -> None:
-    result = _cli("--server", "http://127.0.0.1:9", "--token", "t", path=str(tmp_path))
+    token = tmp_path / "token"
+    token.write_text("nt_x_y")
+    token.chmod(0o600)
+    result = _cli("--server", "http://127.0.0.1:9", "--token-file", str(token),
+                  path=str(tmp_path))
     assert result.returncode == 2
     assert "nvidia-smi not found and --gpus not given" in result.stderr
+
+
+def test_a_token_on_the_command_line_is_refused_with_the_reason(tmp_path: Path) -> None:
+    result = _cli("--server", "http://127.0.0.1:9", "--token", "nt_abc_secret", "--gpus", "1",
+                  path=os.environ["PATH"])
+    assert result.returncode == 2
+    assert "--token is refused: a command line is readable in /proc" in result.stderr
+    assert "--token-file" in result.stderr
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o666])
+def test_a_token_file_others_can_read_is_refused(tmp_path: Path, mode: int) -> None:
+    token = tmp_path / "token"
+    token.write_text("nt_abc_secret")
+    token.chmod(mode)
+    result = _cli("--server", "http://127.0.0.1:9", "--token-file", str(token), "--gpus", "1",
+                  path=os.environ["PATH"])
+    assert result.returncode == 2
+    assert f"is readable by others (mode {mode:04o}): chmod 600 it" in result.stderr
+
+
+def test_a_token_file_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    from scheduler.agent.__main__ import TokenRefused, token_read
+
+    token = tmp_path / "token"
+    token.write_text("nt_abc_secret")
+    token.chmod(0o600)
+    assert token_read(token) == "nt_abc_secret"
+    assert token_read(None, {"SUANLI_NODE_TOKEN": "nt_env_token\n"}) == "nt_env_token"
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a file away")
+    os.chown(token, 65534, 65534)
+    with pytest.raises(TokenRefused, match="must be owned by the agent's user"):
+        token_read(token)
 
 
 def test_cli_needs_a_token_or_simulate(tmp_path: Path) -> None:
     result = _cli("--server", "http://127.0.0.1:9", path=os.environ["PATH"])
     assert result.returncode == 2
-    assert "give --token" in result.stderr
+    assert "give --token-file PATH (or $SUANLI_NODE_TOKEN), or --simulate N" in result.stderr
     result = _cli("--server", "http://x", "--simulate", "2", path=os.environ["PATH"])
     assert result.returncode == 2
     assert "--simulate needs --provider-key" in result.stderr

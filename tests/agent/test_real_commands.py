@@ -83,7 +83,7 @@ def test_command_gets_its_environment_and_completes(
         1,
         31,
         gpu_count=2,
-        spec={"command": script, "image": "nvcr.io/x:1", "environment": {"MODEL": "m7"}},
+        spec={"command": script, "environment": {"MODEL": "m7"}},
     )
 
     # When the node runs both

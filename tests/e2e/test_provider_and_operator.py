@@ -38,7 +38,9 @@ def test_a_provider_registers_a_node_deposits_capacity_and_sees_earnings(ui: UI)
     token = ui.page.input_value("[data-testid=node-token]")
     command = ui.page.input_value("[data-testid=agent-command]")
     assert token.startswith("nt_")
-    assert command == f"python -m scheduler.agent --server {ui.base_url} --token {token}"
+    assert command == (f"(umask 077 && printf '%s' '{token}' > suanli-node-token) && "
+                       f"python -m scheduler.agent --server {ui.base_url} "
+                       "--token-file suanli-node-token")
 
     node = Node.objects.get(provider=org, name="vault-1")
     node_approve(node_id=node.pk)  # an operator approves it

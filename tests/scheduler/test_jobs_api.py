@@ -48,7 +48,7 @@ def test_a_job_the_wallet_cannot_cover_is_refused_and_nothing_is_created(
         ({"max_price_per_gpu_hour": 0}, "invalid"),
         ({"spec": {}}, "invalid_spec"),
         ({"spec": {"command": 42}}, "invalid_spec"),
-        ({"spec": {"simulate": {"seconds": "ten"}}}, "invalid"),
+        ({"spec": {"simulate": {"seconds": "ten"}}}, "invalid_spec"),
         ({"regions": "eu-west"}, "invalid"),
         ({"gpu_count": 1.5}, "invalid"),
     ],

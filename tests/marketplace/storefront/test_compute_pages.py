@@ -100,8 +100,11 @@ def test_a_provider_registers_a_node_and_sees_its_token_and_agent_command_once(
     assert response.status_code == 302
     shown = client.get("/provider/nodes/created/").content.decode()
     token = re.search(r'data-testid="node-token"[^>]*|value="(nt_[^"]+)"', shown)
-    assert "python -m scheduler.agent --server http://testserver --token nt_" in shown
     assert token is not None
+    assert ("python -m scheduler.agent --server http://testserver --token-file "
+            "suanli-node-token") in shown
+    assert "(umask 077 &amp;&amp; printf &#x27;%s&#x27; &#x27;nt_" in shown
+    assert "--token nt_" not in shown
     again = client.get("/provider/nodes/created/")
     assert again.status_code == 302  # shown once
     assert Node.objects.filter(provider=provider, name="rack-7").count() == 1
