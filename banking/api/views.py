@@ -30,6 +30,9 @@ class WalletGetApi(APIView):
 
 
 class WalletTransferListApi(APIView):
+    # Read by the schema (the view pages by hand): the cursor and the page's shape.
+    pagination_class = StandardPagination
+
     @extend_schema(
         parameters=[StatementFilterSerializer],
         responses=StatementEntrySerializer(many=True),
