@@ -19,8 +19,9 @@ class InsertColumns:
     fields: tuple[str, ...]
 
 
-# Every INSERT composed here, in import order.
+# Every INSERT composed here, and every statement composed by `compose`, in import order.
 INSERTS: list[InsertColumns] = []
+STATEMENTS: list[str] = []
 
 
 def table(model: type[models.Model]) -> str:
@@ -58,3 +59,42 @@ def insert_into(model: type[models.Model], *fields: str) -> str:
     INSERTS.append(InsertColumns(model, fields))
     return f"{table(model)} ({columns(model, *fields)})"
 
+
+
+class _Choices:
+    def __init__(self, choices: type[models.Choices]) -> None:
+        self._choices = choices
+
+    def __getattr__(self, name: str) -> str:
+        return value(getattr(self._choices, name))
+
+
+class _Names:
+    """`{Node}` the table, `{Node.status}` a column, `{Node.Status.ONLINE}` a value."""
+
+    def __init__(self, model: type[models.Model]) -> None:
+        self._model = model
+
+    def __format__(self, spec: str) -> str:
+        return table(self._model)
+
+    def __getattr__(self, name: str) -> "str | _Choices":
+        found = getattr(self._model, name, None)
+        if isinstance(found, type) and issubclass(found, models.Choices):
+            return _Choices(found)
+        return column(self._model, name)
+
+
+def compose_part(template: str, *models_used: type[models.Model], **parts: str) -> str:
+    """A piece of a statement with `{Model}`, `{Model.field}` and `{Model.Choice.NAME}`
+    written out from the models, and `{part}`s from `parts`."""
+    names: dict[str, object] = {m.__name__: _Names(m) for m in models_used}
+    return template.format(**names, **parts)
+
+
+def compose(template: str, *models_used: type[models.Model], **parts: str) -> str:
+    """A whole statement, as `compose_part` writes it, recorded in STATEMENTS, which
+    tests/core/test_sql_names.py prepares against the schema."""
+    statement = compose_part(template, *models_used, **parts)
+    STATEMENTS.append(statement)
+    return statement
