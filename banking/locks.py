@@ -8,7 +8,8 @@ loans and installments are only written under it, so they need no locks of their
 Payments lock one top-up or payout row (never an organization) before its holds and
 accounts."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.db import connection
@@ -62,3 +63,31 @@ def topup_lock(topup_id: int) -> TopUp | None:
 
 def payout_lock(payout_id: int) -> Payout | None:
     return Payout.objects.select_for_update().filter(pk=payout_id).first()
+
+
+# The ledger check
+
+LEDGER_CHECK_LOCK_KEY = 0x1ED6E4  # pg advisory lock: one ledger check advances at a time
+
+
+@contextmanager
+def ledger_check_lock() -> Iterator[None]:
+    """Held around a whole run of the ledger check, outside its transaction: a run must
+    read the checkpoint that the run before it committed, and a repeatable-read snapshot
+    taken before waiting for a transaction-scoped lock would not see it. Inside a
+    transaction already open (a test's), the transaction-scoped lock instead."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    if connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LEDGER_CHECK_LOCK_KEY])
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [LEDGER_CHECK_LOCK_KEY])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [LEDGER_CHECK_LOCK_KEY])

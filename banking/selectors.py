@@ -88,6 +88,21 @@ def statement_list(
     return qs
 
 
+def transfer_entries_get(*, organization_id: int, transfer_id: int) -> list[Entry]:
+    """The organization's entries of one transfer, with the transfer; NotFound when it has
+    none (another organization's transfer is not there for it). Index probes only: the
+    (account, transfer) index, once per account of the organization."""
+    if not 0 < transfer_id < 2**63:  # a path's digits, bounded by the column
+        raise NotFound(f"Transfer {transfer_id} not found.")
+    accounts = list(Account.objects.filter(organization_id=organization_id)
+                    .values_list("id", flat=True))
+    entries = list(Entry.objects.filter(account_id__in=accounts, transfer_id=transfer_id)
+                   .select_related("transfer", "account").order_by("id"))
+    if not entries:
+        raise NotFound(f"Transfer {transfer_id} not found.")
+    return entries
+
+
 def organization_get(*, organization_id: int) -> Organization:
     org = Organization.objects.filter(pk=organization_id).first()
     if org is None:

@@ -1,5 +1,6 @@
 """Celery tasks of banking: thin wrappers that call services (DESIGN §5, STYLE "Celery")."""
 
+import logging
 from typing import Any
 
 from celery import shared_task
@@ -8,6 +9,7 @@ from django.db import OperationalError
 
 from banking.gateway import GatewayError
 from banking.services.holds import holds_expire
+from banking.services.ledger_checks import ledger_check_run
 from banking.services.lending import installments_collect
 from banking.services.payments import (
     PaymentProviderUnavailable,
@@ -17,6 +19,8 @@ from banking.services.payments import (
 )
 from banking.services.payouts import payout_execute, payouts_resume, payouts_sweep
 from banking.services.webhooks import RetryableDelivery, webhook_deliver
+
+logger = logging.getLogger(__name__)
 
 # Payments
 
@@ -81,6 +85,23 @@ def stripe_events_retry_task() -> int:
 def holds_expire_task() -> int:
     """Release what is left of holds past their expiry (idempotent)."""
     return holds_expire()
+
+
+@shared_task(  # type: ignore[untyped-decorator]
+    name="banking.ledger_check",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=3,
+    time_limit=600,
+    soft_time_limit=540,
+)
+def ledger_check_task() -> dict[str, Any]:
+    """Check what was posted since the last clean checkpoint; log every violation."""
+    run = ledger_check_run()
+    for violation in run.violations:
+        logger.error("ledger invariant broken [%s] %s", violation.invariant, violation.detail)
+    return {"violations": len(run.violations),
+            "checkpoint": run.recorded.pk if run.recorded else None}
 
 
 # Lending

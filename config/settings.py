@@ -294,6 +294,12 @@ CELERY_BEAT_SCHEDULE["banking.stripe_events_retry"] = {
 CELERY_BEAT_SCHEDULE["banking.payouts_resume"] = {
     "task": "banking.payouts_resume", "schedule": 300.0,
 }
+# The ledger check (banking.services.ledger_checks) trusts the ids it read at the start
+# of a run this long after: longer than any posting's transaction lasts.
+LEDGER_CHECK_SETTLE_S = env.int("LEDGER_CHECK_SETTLE_S", default=300)
+CELERY_BEAT_SCHEDULE["banking.ledger_check"] = {
+    "task": "banking.ledger_check", "schedule": env.float("LEDGER_CHECK_EVERY_S", default=600.0),
+}
 
 LOGGING = {
     "version": 1,

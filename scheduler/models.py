@@ -280,15 +280,17 @@ class Assignment(models.Model):
     rate_per_gpu_hour = models.BigIntegerField(help_text="what this run is charged at")
     state = models.CharField(max_length=16, choices=State.choices, default=State.PLACED)
     lease_expires_at = models.DateTimeField()
-    last_seq = models.PositiveIntegerField(default=0)
-    gpu_seconds = models.BigIntegerField(default=0)
-    ai_tokens = models.BigIntegerField(default=0)
-    settled_gpu_seconds = models.BigIntegerField(default=0)
-    settled_seq = models.PositiveIntegerField(default=0)
-    charged = models.BigIntegerField(default=0)
-    fee = models.BigIntegerField(default=0)
+    # Defaults in the database too: placement's INSERT writes only what a placement
+    # decides and leaves the rest to them (a field added here needs no edit there).
+    last_seq = models.PositiveIntegerField(default=0, db_default=0)
+    gpu_seconds = models.BigIntegerField(default=0, db_default=0)
+    ai_tokens = models.BigIntegerField(default=0, db_default=0)
+    settled_gpu_seconds = models.BigIntegerField(default=0, db_default=0)
+    settled_seq = models.PositiveIntegerField(default=0, db_default=0)
+    charged = models.BigIntegerField(default=0, db_default=0)
+    fee = models.BigIntegerField(default=0, db_default=0)
     exit_code = models.IntegerField(null=True, blank=True)
-    reason = models.CharField(max_length=500, blank=True)
+    reason = models.CharField(max_length=500, blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
     # First read by its node in a lease: the step between placement and start that the
     # lease push shortens.

@@ -160,6 +160,9 @@ class LoanQuoteApi(APIView):
 
 
 class LoanListApi(APIView):
+    # Read by the schema (the view pages by hand): the cursor and the page's shape.
+    pagination_class = StandardPagination
+
     @extend_schema(responses=LoanListOutputSerializer(many=True),
                    summary="The caller's loans, newest first")
     def get(self, request: Request) -> Response:

@@ -96,6 +96,9 @@ class TopUpQuoteApi(APIView):
 
 
 class TopUpCreateListApi(APIView):
+    # Read by the schema (the view pages by hand): the cursor and the page's shape.
+    pagination_class = StandardPagination
+
     class TopUpCreateInputSerializer(serializers.Serializer):
         currency = serializers.CharField(max_length=3, default="usd")
         amount_cents = serializers.IntegerField(required=False, min_value=1)
@@ -182,6 +185,9 @@ class PayoutOutputSerializer(serializers.ModelSerializer):
 
 
 class PayoutCreateListApi(APIView):
+    # Read by the schema (the view pages by hand): the cursor and the page's shape.
+    pagination_class = StandardPagination
+
     permission_classes = [IsProvider]
 
     class PayoutCreateInputSerializer(serializers.Serializer):

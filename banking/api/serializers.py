@@ -48,3 +48,19 @@ class StatementEntrySerializer(serializers.Serializer):
     amount = serializers.IntegerField()
     reference = serializers.CharField(source="transfer.reference")
     memo = serializers.CharField(source="transfer.memo")
+
+
+class TransferEntrySerializer(serializers.Serializer):
+    entry_id = serializers.IntegerField(source="id")
+    account = serializers.CharField(source="account.purpose")
+    amount = serializers.IntegerField()
+
+
+class TransferDetailSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    kind = serializers.CharField()
+    reference = serializers.CharField()
+    memo = serializers.CharField()
+    reverses_id = serializers.IntegerField(allow_null=True)
+    entries = TransferEntrySerializer(many=True, help_text="The caller's entries only.")

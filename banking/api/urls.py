@@ -8,12 +8,14 @@ from banking.api.payments import (
     TopUpGetApi,
     TopUpQuoteApi,
 )
-from banking.api.views import WalletGetApi, WalletTransferListApi
+from banking.api.views import WalletGetApi, WalletTransferGetApi, WalletTransferListApi
 from banking.api.webhooks import WebhookDeleteApi, WebhookDeliveriesApi, WebhookListCreateApi
 
 urlpatterns = [
     path("wallet/", WalletGetApi.as_view(), name="wallet"),
     path("wallet/transfers/", WalletTransferListApi.as_view(), name="wallet-transfers"),
+    path("wallet/transfers/<int:transfer_id>/", WalletTransferGetApi.as_view(),
+         name="wallet-transfer"),
     path("", include("banking.api.lending")),
     # Payments
     path("topups/", TopUpCreateListApi.as_view(), name="topups"),

@@ -8,10 +8,11 @@ from banking.api.pagination import StandardPagination
 from banking.api.serializers import (
     StatementEntrySerializer,
     StatementFilterSerializer,
+    TransferDetailSerializer,
     WalletOutputSerializer,
 )
 from banking.exports import statement_csv_response
-from banking.selectors import statement_list, wallet_get
+from banking.selectors import statement_list, transfer_entries_get, wallet_get
 
 
 class WalletGetApi(APIView):
@@ -30,6 +31,9 @@ class WalletGetApi(APIView):
 
 
 class WalletTransferListApi(APIView):
+    # Read by the schema (the view pages by hand): the cursor and the page's shape.
+    pagination_class = StandardPagination
+
     @extend_schema(
         parameters=[StatementFilterSerializer],
         responses=StatementEntrySerializer(many=True),
@@ -52,3 +56,17 @@ class WalletTransferListApi(APIView):
         paginator = StandardPagination()
         page = paginator.paginate_queryset(entries, request, view=self)
         return paginator.get_paginated_response(StatementEntrySerializer(page, many=True).data)
+
+
+class WalletTransferGetApi(APIView):
+    @extend_schema(responses=TransferDetailSerializer,
+                   summary="One transfer of the statement, with the caller's entries in it")
+    def get(self, request: Request, transfer_id: int) -> Response:
+        entries = transfer_entries_get(
+            organization_id=request.organization.pk,  # type: ignore[attr-defined]
+            transfer_id=transfer_id)
+        transfer = entries[0].transfer
+        data = {"id": transfer.pk, "created_at": transfer.created_at, "kind": transfer.kind,
+                "reference": transfer.reference, "memo": transfer.memo,
+                "reverses_id": transfer.reverses_id, "entries": entries}
+        return Response(TransferDetailSerializer(data).data)

@@ -1,3 +1,4 @@
+from banking.models.checks import LedgerCheckpoint, LedgerCheckpointBalance
 from banking.models.customers import ApiKey, Membership, Organization
 from banking.models.ledger import Account, Entry, Hold, Transfer
 from banking.models.lending import CreditLine, Installment, Loan, LoanPrepayment
@@ -27,6 +28,8 @@ __all__ = [
     "Entry",
     "Hold",
     "Installment",
+    "LedgerCheckpoint",
+    "LedgerCheckpointBalance",
     "Loan",
     "LoanPrepayment",
     "Membership",

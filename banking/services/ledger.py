@@ -4,7 +4,7 @@ import hashlib
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -22,12 +22,10 @@ from banking.models.ledger import AccountPurpose, TransferKind
 from banking.services.transactions import money_statement, money_transaction
 from core.database import server_bound_cursor
 from core.errors import Conflict, ErrorCode, InvalidInput, NotFound
+from core.sql_names import column, column_name, columns, insert_into, table, value
 
 MAX_KEY_LENGTH = 255
 KNOWN_KINDS = frozenset(TransferKind.values)
-# Single transfers go through banking_ledger_post on PostgreSQL; tests switch this off to
-# run the Python form on the same database.
-DATABASE_FUNCTION = True
 # unique_violation (a key already posted) and foreign_key_violation (an unknown account):
 # the fresh batch form hands these to the checked form.
 FRESH_BATCH_REFUSALS = {"23505", "23503"}
@@ -35,6 +33,9 @@ NOT_REVERSIBLE_KINDS = {TransferKind.HOLD, TransferKind.CAPTURE, TransferKind.RE
 
 
 _json_text = json.encoder.encode_basestring_ascii
+# The columns a transfer is written with, in the order the batch form writes them.
+_TRANSFER_FIELDS = ("id", "kind", "idempotency_key", "request_hash", "reference", "memo",
+                    "reverses", "created_at")
 
 
 @dataclass(frozen=True)
@@ -149,9 +150,7 @@ def transfer_post(
         memo=memo,
         reverses_id=reverses_id,
     )
-    if connection.vendor == "postgresql" and DATABASE_FUNCTION:
-        return _post_one_in_database(spec)
-    return _post_one(spec)
+    return posting_engine(connection.vendor)(spec)
 
 
 @money_transaction
@@ -193,7 +192,7 @@ def _post_one(spec: TransferSpec) -> Transfer:
 @money_statement
 def _post_one_in_database(spec: TransferSpec) -> Transfer:
     """The same steps as the Python form (_post_one), in one statement and one round trip
-    (banking_ledger_post, migration 0005), prepared once per connection."""
+    (banking_ledger_post, banking/sql/ledger_post.sql), prepared once per connection."""
     now = timezone.now()
     try:
         with server_bound_cursor() as cursor:
@@ -240,9 +239,22 @@ def _post_one_in_database(spec: TransferSpec) -> Transfer:
     )
 
 
+PostingEngine = Callable[[TransferSpec], Transfer]
+# The single-transfer engine by database vendor: PostgreSQL has the posting function; any
+# other database takes the Python form, the reference both keep to.
+_ENGINES: dict[str, PostingEngine] = {"postgresql": _post_one_in_database}
+REFERENCE_ENGINE: PostingEngine = _post_one
+
+
+def posting_engine(vendor: str) -> PostingEngine:
+    """The one place a posting engine is chosen: every single transfer and reversal is
+    posted by `posting_engine(connection.vendor)(spec)`."""
+    return _ENGINES.get(vendor, REFERENCE_ENGINE)
+
+
 def _existing(spec: TransferSpec) -> Transfer | None:
     rows = Transfer.objects.raw(
-        f"SELECT * FROM {Transfer._meta.db_table} WHERE idempotency_key = %s",
+        f"SELECT * FROM {table(Transfer)} WHERE {column(Transfer, 'idempotency_key')} = %s",
         [spec.idempotency_key],
     )
     found = next(iter(rows), None)
@@ -283,6 +295,15 @@ def _check_accounts(accounts: dict[int, LockedAccount], deltas: dict[int, int]) 
             )
 
 
+_BALANCE = column(Account, "balance")
+_APPLY_DELTAS = (
+    f"UPDATE {table(Account)} AS a SET {_BALANCE} = a.{_BALANCE} + v.delta, "
+    f"{column(Account, 'updated_at')} = %s "
+    f"FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, delta) "
+    f"WHERE a.{column(Account, 'id')} = v.id"
+)
+
+
 def _apply_deltas(deltas: dict[int, int]) -> None:
     changed = {k: v for k, v in deltas.items() if v != 0}
     if not changed:
@@ -291,8 +312,7 @@ def _apply_deltas(deltas: dict[int, int]) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
-                "UPDATE banking_account AS a SET balance = a.balance + v.delta, updated_at = %s "
-                "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, delta) WHERE a.id = v.id",
+                _APPLY_DELTAS,
                 [now, list(changed.keys()), list(changed.values())],
             )
         return
@@ -400,6 +420,16 @@ def _post_checked_batch(specs: Sequence[TransferSpec]) -> BatchResult:
     return result
 
 
+_KEY = column(Transfer, "idempotency_key")
+_INSERT_TRANSFERS = (
+    f"INSERT INTO {insert_into(Transfer, *_TRANSFER_FIELDS[1:])} "
+    "SELECT k, i, h, r, m, v, %s FROM unnest("
+    "%s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], "
+    "%s::bigint[]) AS t(k, i, h, r, m, v) "
+    f"ON CONFLICT ({_KEY}) DO NOTHING RETURNING {_KEY}, {column(Transfer, 'id')}"
+)
+
+
 def _insert_transfers(specs: Sequence[TransferSpec], now: datetime) -> dict[str, int]:
     """Insert transfers; returns the ids of those inserted by idempotency key (a key
     already taken is skipped on PostgreSQL). One `INSERT ... SELECT FROM unnest(...)`
@@ -409,12 +439,7 @@ def _insert_transfers(specs: Sequence[TransferSpec], now: datetime) -> dict[str,
     if connection.vendor == "postgresql":
         with server_bound_cursor() as cursor:
             cursor.execute(
-                "INSERT INTO banking_transfer "
-                "(kind, idempotency_key, request_hash, reference, memo, reverses_id, created_at) "
-                "SELECT k, i, h, r, m, v, %s FROM unnest("
-                "%s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], "
-                "%s::bigint[]) AS t(k, i, h, r, m, v) "
-                "ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key, id",
+                _INSERT_TRANSFERS,
                 [
                     now,
                     [str(s.kind) for s in specs],
@@ -446,14 +471,22 @@ def _taken_keys(keys: list[str]) -> dict[str, dict[str, Any]]:
     if connection.vendor == "postgresql":
         with server_bound_cursor() as cursor:
             cursor.execute(
-                "SELECT idempotency_key, id, request_hash FROM banking_transfer "
-                "WHERE idempotency_key = ANY(%s::varchar[])", [keys],
+                f"SELECT {columns(Transfer, 'idempotency_key', 'id', 'request_hash')} "
+                f"FROM {table(Transfer)} WHERE {_KEY} = ANY(%s::varchar[])", [keys],
             )
             rows = cursor.fetchall()
     else:
         rows = list(Transfer.objects.filter(idempotency_key__in=keys)
                     .values_list("idempotency_key", "id", "request_hash"))
     return {key: {"id": pk, "request_hash": digest} for key, pk, digest in rows}
+
+
+_TRANSFER_IDS = (
+    f"SELECT nextval(seq) FROM CAST(pg_get_serial_sequence("
+    f"{value(Transfer._meta.db_table)}, {value(column_name(Transfer, 'id'))}) "
+    "AS regclass) AS seq, generate_series(1, %s)"
+)
+_COPY_TRANSFERS = f"COPY {insert_into(Transfer, *_TRANSFER_FIELDS)} FROM STDIN"
 
 
 def _copy_transfers(specs: Sequence[TransferSpec], now: datetime) -> dict[str, int]:
@@ -465,19 +498,18 @@ def _copy_transfers(specs: Sequence[TransferSpec], now: datetime) -> dict[str, i
         cursor.execute(
             # The sequence is looked up once, in FROM: as nextval's argument it is looked
             # up per row, a share of the batch's time worth saving (docs/performance.md).
-            "SELECT nextval(seq) FROM CAST(pg_get_serial_sequence('banking_transfer', 'id') "
-            "AS regclass) AS seq, generate_series(1, %s)", [len(specs)],
+            _TRANSFER_IDS, [len(specs)],
         )
         ids = [row[0] for row in cursor.fetchall()]
-        with cursor.copy(
-            "COPY banking_transfer (id, kind, idempotency_key, request_hash, reference, "
-            "memo, reverses_id, created_at) FROM STDIN"
-        ) as copy:
+        with cursor.copy(_COPY_TRANSFERS) as copy:
             for pk, spec in zip(ids, specs, strict=True):
                 copy.write_row((pk, str(spec.kind), spec.idempotency_key,
                                 spec.request_hash, spec.reference, spec.memo,
                                 spec.reverses_id, now))
     return {spec.idempotency_key: pk for pk, spec in zip(ids, specs, strict=True)}
+
+
+_COPY_ENTRIES = f"COPY {insert_into(Entry, 'transfer', 'account', 'amount')} FROM STDIN"
 
 
 def _insert_entries(rows: Sequence[tuple[int, int, int]]) -> None:
@@ -487,9 +519,7 @@ def _insert_entries(rows: Sequence[tuple[int, int, int]]) -> None:
         # rather than encoded row by row, and with %-formatting, quicker than f-strings
         # for it (bench.ledger's batch form; docs/performance.md).
         data = "".join(["%d\t%d\t%d\n" % row for row in rows])  # noqa: UP031
-        with server_bound_cursor() as cursor, cursor.copy(
-            "COPY banking_entry (transfer_id, account_id, amount) FROM STDIN"
-        ) as copy:
+        with server_bound_cursor() as cursor, cursor.copy(_COPY_ENTRIES) as copy:
             copy.write(data)
         return
     Entry.objects.bulk_create(
@@ -528,7 +558,7 @@ def transfer_reverse(
         if already is not None and already.idempotency_key != spec.idempotency_key:
             raise Conflict("That transfer has already been reversed.",
                            code=BankingErrorCode.ALREADY_REVERSED)
-    return _post_one(spec)
+    return posting_engine(connection.vendor)(spec)
 
 
 def system_account(purpose: str) -> Account:

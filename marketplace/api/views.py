@@ -43,6 +43,9 @@ def _page(view: APIView, request: Request, qs: QuerySet[Any], serializer: type) 
 
 
 class DepositListCreateApi(APIView):
+    # Read by the schema (the view pages by hand): the cursor and the page's shape.
+    pagination_class = StandardPagination
+
     permission_classes = [IsProvider]
 
     @extend_schema(responses=s.DepositOutputSerializer(many=True),
@@ -65,6 +68,9 @@ class DepositListCreateApi(APIView):
 
 
 class AdvanceListCreateApi(APIView):
+    # Read by the schema (the view pages by hand): the cursor and the page's shape.
+    pagination_class = StandardPagination
+
     permission_classes = [IsProvider]
 
     @extend_schema(responses=s.AdvanceOutputSerializer(many=True))
@@ -120,6 +126,9 @@ class BlockQuoteApi(APIView):
 
 
 class BlockListCreateApi(APIView):
+    # Read by the schema (the view pages by hand): the cursor and the page's shape.
+    pagination_class = StandardPagination
+
     def get_permissions(self) -> list[Any]:
         return [IsBuyer()] if self.request.method == "POST" else [HasOrganization()]
 
@@ -156,6 +165,9 @@ class BlockSellBackApi(APIView):
 
 
 class PriceHistoryApi(APIView):
+    # Read by the schema (the view pages by hand): the cursor and the page's shape.
+    pagination_class = StandardPagination
+
     permission_classes = [AllowAny]
 
     @extend_schema(responses=s.PriceHistorySerializer(many=True))

@@ -70,6 +70,9 @@ class GpuClassListApi(APIView):
 
 
 class NodeListCreateApi(APIView):
+    # Read by the schema (the view pages by hand): the cursor and the page's shape.
+    pagination_class = StandardPagination
+
     permission_classes = [IsProvider]
 
     @extend_schema(responses=NodeOutputSerializer(many=True), summary="Your nodes")
@@ -119,6 +122,9 @@ class NodeDetailApi(APIView):
 
 
 class JobListCreateApi(APIView):
+    # Read by the schema (the view pages by hand): the cursor and the page's shape.
+    pagination_class = StandardPagination
+
     def get_permissions(self) -> list[Any]:
         return [IsBuyer()] if self.request.method == "POST" else [HasOrganization()]
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from banking.services.transactions import money_transaction
 from core.database import jsonb_value, server_bound_cursor
 from core.errors import InvalidInput, NotFound
+from core.sql_names import compose
 from scheduler import enqueue
 from scheduler.errors import AssignmentClosed, StaleSequence
 from scheduler.locks import assignments_lock
@@ -186,20 +187,26 @@ class Lease:
 # lease within a beat. A retried job runs for what its earlier attempts left of its
 # maximum duration (budget_gpu_seconds, per GPU); the kill orders are the node's runs
 # canceled or lost within the last hour.
-_LEASE_SQL = """
-SELECT a.id, a.job_id, a.gpu_count, j.spec,
-       GREATEST(0, j.max_duration_s::bigint * a.gpu_count - CASE WHEN j.attempts > 1 THEN
-           (SELECT COALESCE(sum(e.gpu_seconds), 0)::bigint FROM scheduler_assignment AS e
-            WHERE e.job_id = a.job_id AND e.id <> a.id) ELSE 0 END) / a.gpu_count,
-       a.lease_expires_at, false
-FROM scheduler_assignment AS a JOIN scheduler_job AS j ON j.id = a.job_id
-WHERE a.node_id = %(node)s AND a.state IN ('placed', 'running')
+_LEASE_SQL = compose("""
+SELECT a.{Assignment.id}, a.{Assignment.job}, a.{Assignment.gpu_count}, j.{Job.spec},
+       GREATEST(0, j.{Job.max_duration_s}::bigint * a.{Assignment.gpu_count}
+           - CASE WHEN j.{Job.attempts} > 1 THEN
+           (SELECT COALESCE(sum(e.{Assignment.gpu_seconds}), 0)::bigint FROM {Assignment} AS e
+            WHERE e.{Assignment.job} = a.{Assignment.job}
+              AND e.{Assignment.id} <> a.{Assignment.id})
+           ELSE 0 END) / a.{Assignment.gpu_count},
+       a.{Assignment.lease_expires_at}, false
+FROM {Assignment} AS a JOIN {Job} AS j ON j.{Job.id} = a.{Assignment.job}
+WHERE a.{Assignment.node} = %(node)s
+  AND a.{Assignment.state} IN ({Assignment.State.PLACED}, {Assignment.State.RUNNING})
 UNION ALL
-SELECT a.id, NULL, NULL, NULL, NULL, NULL, true
-FROM scheduler_assignment AS a
-WHERE a.node_id = %(node)s AND a.state IN ('canceled', 'lost') AND a.ended_at >= %(since)s
+SELECT a.{Assignment.id}, NULL, NULL, NULL, NULL, NULL, true
+FROM {Assignment} AS a
+WHERE a.{Assignment.node} = %(node)s
+  AND a.{Assignment.state} IN ({Assignment.State.CANCELED}, {Assignment.State.LOST})
+  AND a.{Assignment.ended_at} >= %(since)s
 ORDER BY 1
-"""
+""", Assignment, Job)
 
 
 def node_lease(*, node_id: int) -> Lease:

@@ -38,8 +38,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.utils import load_backend
 
+from core.sql_names import compose, insert_into
 from scheduler import enqueue
-from scheduler.models import Node
+from scheduler.models import Assignment, Node, NodeHeartbeat
 from scheduler.services.node_tokens import BeatLimit, NodeToken
 
 logger = logging.getLogger(__name__)
@@ -71,40 +72,45 @@ return beats
 # `old` carries each beat's values, so that nothing joins the beats again: the planner
 # cannot know how many rows `old` holds, and a nested loop over the beats per node would
 # make the flush quadratic.
-_FLUSH_SQL = """
+_FLUSH_SQL = compose("""
 WITH v AS (
     SELECT node_id, hash, to_timestamp(at_ms / 1000.0) AS at, free, busy, util, version
     FROM jsonb_to_recordset(%(beats)s::jsonb)
          AS v(node_id bigint, hash text, at_ms bigint, free int, busy int, util float8,
               version text)),
 old AS (
-    SELECT n.id, n.status, v.hash, v.at, v.free, v.busy, v.util, v.version
-    FROM scheduler_node AS n
-    JOIN v ON v.node_id = n.id AND v.hash = n.token_hash
-    WHERE n.status <> 'disabled'
-    ORDER BY n.id FOR UPDATE OF n),
+    SELECT n.{Node.id} AS id, n.{Node.status} AS status, v.hash, v.at, v.free, v.busy,
+           v.util, v.version
+    FROM {Node} AS n
+    JOIN v ON v.node_id = n.{Node.id} AND v.hash = n.{Node.token_hash}
+    WHERE n.{Node.status} <> {Node.Status.DISABLED}
+    ORDER BY n.{Node.id} FOR UPDATE OF n),
 node AS (
-    UPDATE scheduler_node AS n SET
-        status = CASE WHEN n.is_approved AND n.status IN ('offline', 'pending')
-                      THEN 'online' ELSE n.status END,
-        last_heartbeat_at = GREATEST(old.at, n.last_heartbeat_at),
-        utilization = old.util, agent_version = old.version
+    UPDATE {Node} AS n SET
+        {Node.status} = CASE WHEN n.{Node.is_approved}
+                                  AND n.{Node.status} IN ({Node.Status.OFFLINE},
+                                                          {Node.Status.PENDING})
+                      THEN {Node.Status.ONLINE} ELSE n.{Node.status} END,
+        {Node.last_heartbeat_at} = GREATEST(old.at, n.{Node.last_heartbeat_at}),
+        {Node.utilization} = old.util, {Node.agent_version} = old.version
     FROM old
-    WHERE n.id = old.id
-    RETURNING n.id, n.status, old.status AS was, old.hash),
+    WHERE n.{Node.id} = old.id
+    RETURNING n.{Node.id} AS id, n.{Node.status} AS status, old.status AS was, old.hash),
 leases AS (
-    UPDATE scheduler_assignment AS a
-    SET lease_expires_at = old.at + make_interval(secs => %(timeout)s)
+    UPDATE {Assignment} AS a
+    SET {Assignment.lease_expires_at} = old.at + make_interval(secs => %(timeout)s)
     FROM old
-    WHERE a.node_id = old.id AND a.state IN ('placed', 'running')
-      AND (a.lease_expires_at IS NULL
-           OR a.lease_expires_at < old.at + make_interval(secs => %(timeout)s))),
+    WHERE a.{Assignment.node} = old.id
+      AND a.{Assignment.state} IN ({Assignment.State.PLACED}, {Assignment.State.RUNNING})
+      AND (a.{Assignment.lease_expires_at} IS NULL
+           OR a.{Assignment.lease_expires_at} < old.at + make_interval(secs => %(timeout)s))),
 beat AS (
-    INSERT INTO scheduler_nodeheartbeat (node_id, at, free_gpus, busy_gpus)
+    INSERT INTO {beats}
     SELECT old.id, date_trunc('minute', old.at), old.free, old.busy FROM old
-    ON CONFLICT (node_id, at) DO NOTHING)
+    ON CONFLICT ({NodeHeartbeat.node}, {NodeHeartbeat.at}) DO NOTHING)
 SELECT id, status, was, hash FROM node
-"""
+""", Node, Assignment, NodeHeartbeat,
+    beats=insert_into(NodeHeartbeat, "node", "at", "free_gpus", "busy_gpus"))
 
 
 @dataclass(frozen=True)

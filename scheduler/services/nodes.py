@@ -14,6 +14,7 @@ from django.utils import timezone
 from banking.models import Organization
 from core.database import server_bound_cursor
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from core.sql_names import compose, compose_part, insert_into
 from scheduler.errors import NodeBusy
 from scheduler.models import ACTIVE_ASSIGNMENT_STATES, Assignment, GpuClass, Node, NodeHeartbeat
 from scheduler.services.classes import gpu_class_by_name
@@ -114,10 +115,11 @@ def node_authenticate(raw: str) -> Node | None:
     return node
 
 
-_NODE_BY_TOKEN = """
-SELECT id FROM scheduler_node
-WHERE token_prefix = %(prefix)s AND token_hash = %(hash)s AND status <> 'disabled'
-"""
+_NODE_BY_TOKEN = compose("""
+SELECT {Node.id} FROM {Node}
+WHERE {Node.token_prefix} = %(prefix)s AND {Node.token_hash} = %(hash)s
+  AND {Node.status} <> {Node.Status.DISABLED}
+""", Node)
 
 
 def node_id_authenticate(raw: str) -> int | None:
@@ -232,33 +234,43 @@ class HeartbeatResult:
 # seconds later. Waiting for the disk is most of a heartbeat's time otherwise.
 _HEARTBEAT_SQL = """
 WITH old AS (
-    SELECT id, status, (beat_window <> %(window)s OR beats_in_window < %(beats)s) AS counted
-    FROM scheduler_node WHERE {where} FOR UPDATE),
+    SELECT {Node.id} AS id, {Node.status} AS status,
+           ({Node.beat_window} <> %(window)s OR {Node.beats_in_window} < %(beats)s) AS counted
+    FROM {Node} WHERE {where} FOR UPDATE),
 node AS (
-    UPDATE scheduler_node AS n SET
-        beats_in_window = CASE WHEN n.beat_window = %(window)s
-                               THEN n.beats_in_window + 1 ELSE 1 END,
-        beat_window = %(window)s,
-        status = CASE WHEN old.counted AND n.is_approved AND n.status IN ('offline', 'pending')
-                      THEN 'online' ELSE n.status END,
-        last_heartbeat_at = CASE WHEN old.counted THEN %(now)s ELSE n.last_heartbeat_at END,
-        utilization = CASE WHEN old.counted THEN %(util)s ELSE n.utilization END,
-        agent_version = CASE WHEN old.counted THEN %(version)s ELSE n.agent_version END
-    FROM old WHERE n.id = old.id
-    RETURNING n.id, n.status, old.status AS was, old.counted),
+    UPDATE {Node} AS n SET
+        {Node.beats_in_window} = CASE WHEN n.{Node.beat_window} = %(window)s
+                               THEN n.{Node.beats_in_window} + 1 ELSE 1 END,
+        {Node.beat_window} = %(window)s,
+        {Node.status} = CASE WHEN old.counted AND n.{Node.is_approved}
+                                  AND n.{Node.status} IN ({Node.Status.OFFLINE},
+                                                          {Node.Status.PENDING})
+                      THEN {Node.Status.ONLINE} ELSE n.{Node.status} END,
+        {Node.last_heartbeat_at} = CASE WHEN old.counted THEN %(now)s
+                                        ELSE n.{Node.last_heartbeat_at} END,
+        {Node.utilization} = CASE WHEN old.counted THEN %(util)s ELSE n.{Node.utilization} END,
+        {Node.agent_version} = CASE WHEN old.counted THEN %(version)s
+                                    ELSE n.{Node.agent_version} END
+    FROM old WHERE n.{Node.id} = old.id
+    RETURNING n.{Node.id}, n.{Node.status}, old.status AS was, old.counted),
 leases AS (
-    UPDATE scheduler_assignment SET lease_expires_at = %(lease)s
-    WHERE node_id = (SELECT id FROM old WHERE counted) AND state IN ('placed', 'running')),
+    UPDATE {Assignment} SET {Assignment.lease_expires_at} = %(lease)s
+    WHERE {Assignment.node} = (SELECT id FROM old WHERE counted)
+      AND {Assignment.state} IN ({Assignment.State.PLACED}, {Assignment.State.RUNNING})),
 beat AS (
-    INSERT INTO scheduler_nodeheartbeat (node_id, at, free_gpus, busy_gpus)
+    INSERT INTO {beats}
     SELECT id, %(minute)s, %(free)s, %(busy)s FROM old WHERE counted
-    ON CONFLICT (node_id, at) DO NOTHING)
+    ON CONFLICT ({NodeHeartbeat.node}, {NodeHeartbeat.at}) DO NOTHING)
 SELECT node.id, node.status, node.was, node.counted FROM node
 CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
 """
-_HEARTBEAT_BY_ID = _HEARTBEAT_SQL.format(where="id = %(node)s")
-_HEARTBEAT_BY_TOKEN = _HEARTBEAT_SQL.format(
-    where="token_prefix = %(prefix)s AND token_hash = %(hash)s AND status <> 'disabled'")
+_BEATS = insert_into(NodeHeartbeat, "node", "at", "free_gpus", "busy_gpus")
+_HEARTBEAT_BY_ID = compose(_HEARTBEAT_SQL, Node, Assignment, NodeHeartbeat, beats=_BEATS,
+                           where=compose_part("{Node.id} = %(node)s", Node))
+_HEARTBEAT_BY_TOKEN = compose(
+    _HEARTBEAT_SQL, Node, Assignment, NodeHeartbeat, beats=_BEATS,
+    where=compose_part("{Node.token_prefix} = %(prefix)s AND {Node.token_hash} = %(hash)s "
+                  "AND {Node.status} <> {Node.Status.DISABLED}", Node))
 _UNLIMITED = BeatLimit(beats=2**31 - 1, window_s=60)
 
 

@@ -21,6 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from core.database import jsonb_value, server_bound_cursor
+from core.sql_names import compose, insert_into
 from scheduler.locks import placement_lock_try
 from scheduler.models import Assignment, Job, Node, Reservation
 from scheduler.services.lease_hints import leases_changed
@@ -149,19 +150,20 @@ class _Pool:
         return node
 
 
-_JOB_FIELDS = ("id", "organization_id", "gpu_class_id", "gpu_count", "min_vram_gb", "regions",
-               "rate_per_gpu_hour", "max_price_per_gpu_hour", "priority", "reservation_id", "turn",
+_JOB_FIELDS = ("id", "organization", "gpu_class", "gpu_count", "min_vram_gb", "regions",
+               "rate_per_gpu_hour", "max_price_per_gpu_hour", "priority", "reservation", "turn",
                "workload")
 # Above any priority: the first page's bound, so that one prepared statement reads every page.
 _FIRST = 2**62
-_QUEUE_PAGE = f"""
-SELECT {", ".join(_JOB_FIELDS)} FROM scheduler_job
-WHERE state = 'queued' AND gpu_class_id = %(cls)s AND reservation_id IS NULL
-  AND gpu_count <= %(max_gpus)s
-  AND (priority < %(priority)s OR (priority = %(priority)s AND (turn, id) > (%(turn)s, %(id)s)))
-ORDER BY priority DESC, turn, id
+_QUEUE_PAGE = compose(f"""
+SELECT {", ".join(f"{{Job.{f}}}" for f in _JOB_FIELDS)} FROM {{Job}}
+WHERE {{Job.state}} = {{Job.State.QUEUED}} AND {{Job.gpu_class}} = %(cls)s
+  AND {{Job.reservation}} IS NULL AND {{Job.gpu_count}} <= %(max_gpus)s
+  AND ({{Job.priority}} < %(priority)s
+       OR ({{Job.priority}} = %(priority)s AND ({{Job.turn}}, {{Job.id}}) > (%(turn)s, %(id)s)))
+ORDER BY {{Job.priority}} DESC, {{Job.turn}}, {{Job.id}}
 LIMIT %(size)s
-"""
+""", Job)
 
 
 def _regions(value: Any) -> list[str]:
@@ -290,6 +292,21 @@ def _apply(plan: list[tuple[_Job, _Node, int]], now: datetime, result: Placement
     result.placed = len(taken)
 
 
+# The counters, the reason and the rest take their db_default.
+_INSERT_ASSIGNMENTS = compose(
+    f"INSERT INTO {insert_into(Assignment, 'job', 'node', 'gpu_count', 'rate_per_gpu_hour', 'state', 'lease_expires_at', 'created_at')} "  # noqa: E501
+    "SELECT j, n, g, r, {Assignment.State.PLACED}, %s, %s FROM unnest("
+    "%s::bigint[], %s::bigint[], %s::int[], %s::bigint[]) AS v(j, n, g, r)", Assignment)
+_TAKE_GPUS = compose(
+    "UPDATE {Node} AS n SET {Node.free_gpus} = n.{Node.free_gpus} - v.used "
+    "FROM unnest(%s::bigint[], %s::int[]) AS v(id, used) WHERE n.{Node.id} = v.id", Node)
+_TAKE_JOBS = compose(
+    "UPDATE {Job} AS j SET {Job.state} = {Job.State.PLACED}, "
+    "{Job.attempts} = j.{Job.attempts} + 1, {Job.node} = v.node, {Job.updated_at} = %s "
+    "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, node) "
+    "WHERE j.{Job.id} = v.id AND j.{Job.state} = {Job.State.QUEUED} RETURNING j.{Job.id}", Job)
+
+
 def _insert_assignments(rows: list[tuple[int, int, int, int]], lease: datetime,
                         now: datetime) -> None:
     """One `INSERT ... SELECT FROM unnest(...)` on PostgreSQL, whatever the count."""
@@ -302,14 +319,7 @@ def _insert_assignments(rows: list[tuple[int, int, int, int]], lease: datetime,
         return
     jobs, nodes, gpus, rates = (list(column) for column in zip(*rows, strict=True))
     with server_bound_cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO scheduler_assignment (job_id, node_id, gpu_count, rate_per_gpu_hour, "
-            "state, lease_expires_at, last_seq, gpu_seconds, ai_tokens, settled_gpu_seconds, "
-            "settled_seq, charged, fee, reason, created_at) "
-            "SELECT j, n, g, r, %s, %s, 0, 0, 0, 0, 0, 0, 0, '', %s FROM unnest("
-            "%s::bigint[], %s::bigint[], %s::int[], %s::bigint[]) AS v(j, n, g, r)",
-            [Assignment.State.PLACED, lease, now, jobs, nodes, gpus, rates],
-        )
+        cursor.execute(_INSERT_ASSIGNMENTS, [lease, now, jobs, nodes, gpus, rates])
 
 
 def _take_gpus(used: dict[int, int]) -> None:
@@ -319,11 +329,7 @@ def _take_gpus(used: dict[int, int]) -> None:
         return
     if connection.vendor == "postgresql":
         with server_bound_cursor() as cursor:
-            cursor.execute(
-                "UPDATE scheduler_node AS n SET free_gpus = n.free_gpus - v.used "
-                "FROM unnest(%s::bigint[], %s::int[]) AS v(id, used) WHERE n.id = v.id",
-                [list(used), list(used.values())],
-            )
+            cursor.execute(_TAKE_GPUS, [list(used), list(used.values())])
         return
     for node_id, n in used.items():
         Node.objects.filter(pk=node_id).update(free_gpus=F("free_gpus") - n)
@@ -333,13 +339,7 @@ def _take_jobs(node_of_job: dict[int, int], now: datetime) -> list[int]:
     """Mark the planned jobs placed on their nodes, those still queued; returns them."""
     if connection.vendor == "postgresql":
         with server_bound_cursor() as cursor:
-            cursor.execute(
-                "UPDATE scheduler_job AS j SET state = %s, attempts = j.attempts + 1, "
-                "node_id = v.node, updated_at = %s FROM unnest(%s::bigint[], %s::bigint[]) "
-                "AS v(id, node) WHERE j.id = v.id AND j.state = %s RETURNING j.id",
-                [Job.State.PLACED, now, list(node_of_job), list(node_of_job.values()),
-                 Job.State.QUEUED],
-            )
+            cursor.execute(_TAKE_JOBS, [now, list(node_of_job), list(node_of_job.values())])
             return [row[0] for row in cursor.fetchall()]
     taken = list(Job.objects.filter(id__in=list(node_of_job), state=Job.State.QUEUED)
                  .values_list("id", flat=True))

@@ -12,7 +12,7 @@ from banking.errors import InsufficientFunds
 from banking.models import Transfer
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account, wallet_get
-from banking.services.ledger import transfer_post
+from banking.services.ledger import REFERENCE_ENGINE, posting_engine, transfer_spec
 from core.errors import DomainError
 from tests.concurrency import run_threads
 
@@ -23,17 +23,25 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(autouse=True, params=[True, False], ids=["sql-function", "python"])
-def _posting_form(request, monkeypatch):
-    """Every race runs against both forms of the single-transfer posting service."""
-    monkeypatch.setattr("banking.services.ledger.DATABASE_FUNCTION", request.param)
+@pytest.fixture(params=["sql-function", "python"])
+def transfer_post(request):
+    """Every race runs against both engines of the single-transfer posting service on
+    PostgreSQL: the one the vendor chooses (the database function) and the Python
+    reference that other databases take."""
+    engine = posting_engine("postgresql") if request.param == "sql-function" else REFERENCE_ENGINE
+    assert (engine is REFERENCE_ENGINE) == (request.param == "python")
+
+    def post(**spec):
+        return engine(transfer_spec(**spec))
+
+    return post
 
 
 def wallet(org) -> int:
     return organization_account(org.pk, AccountPurpose.WALLET).pk
 
 
-def test_double_spend_64_threads_spend_10_from_500(make_org):
+def test_double_spend_64_threads_spend_10_from_500(make_org, transfer_post):
     payer = make_org(tokens=500)
     payee = make_org()
     src, dst = wallet(payer), wallet(payee)
@@ -50,7 +58,7 @@ def test_double_spend_64_threads_spend_10_from_500(make_org):
     assert wallet_get(organization_id=payee.pk).available == 500
 
 
-def test_idempotency_storm_32_threads_200_keys_post_200_transfers(make_org):
+def test_idempotency_storm_32_threads_200_keys_post_200_transfers(make_org, transfer_post):
     payer = make_org(tokens=1_000_000)
     payee = make_org()
     src, dst = wallet(payer), wallet(payee)
@@ -75,7 +83,7 @@ def test_idempotency_storm_32_threads_200_keys_post_200_transfers(make_org):
     assert wallet_get(organization_id=payee.pk).available == sum(range(1, 201))
 
 
-def test_lock_order_16_threads_both_ways_among_10_accounts_never_deadlock(make_org):
+def test_lock_order_16_threads_both_ways_among_10_accounts_never_deadlock(make_org, transfer_post):
     orgs = [make_org(tokens=10_000) for _ in range(10)]
     wallets = [wallet(o) for o in orgs]
     deadline = time.monotonic() + 10.0

@@ -10,7 +10,9 @@ from banking.models import Account, Entry, Transfer
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account, wallet_get
 from banking.services.ledger import (
+    REFERENCE_ENGINE,
     grant_post,
+    posting_engine,
     system_account,
     transfer_post,
     transfer_reverse,
@@ -133,6 +135,24 @@ def test_a_reversal_respects_floors(two_funded):
     with pytest.raises(InsufficientFunds):
         transfer_reverse(transfer_id=original.pk)
     assert not Transfer.objects.filter(reverses=original).exists()
+
+
+def test_a_reversal_goes_through_the_vendors_engine(two_funded):
+    """Reversals take the same entry point as every single transfer: on PostgreSQL the
+    posting function (on its own cursor), not the Python form's account locks."""
+    a, b = two_funded
+    original = move(a, b, 250, "engine")
+    with CaptureQueriesContext(connection) as queries:
+        transfer_reverse(transfer_id=original.pk)
+    python_locks = [q for q in queries.captured_queries if "FOR NO KEY UPDATE" in q["sql"]]
+    if connection.vendor == "postgresql":
+        assert python_locks == []
+    assert wallet_get(organization_id=b.pk).available == 0
+
+
+def test_the_engine_is_chosen_by_vendor():
+    assert posting_engine("postgresql") is not REFERENCE_ENGINE
+    assert posting_engine("sqlite") is REFERENCE_ENGINE
 
 
 def test_the_batch_form_posts_many_transfers_with_one_update_per_account(make_org):

@@ -168,7 +168,7 @@ def test_the_list_query_count_does_not_grow_with_rows(buyer, api_client_for, fak
     for i in range(5):
         topup_create(organization_id=buyer.pk, amount_cents=500 + i, idempotency_key=f"t{i + 1}")
     assert count() == few
-    assert client.get("/api/v1/topups/").json()["count"] == 6
+    assert len(client.get("/api/v1/topups/").json()["results"]) == 6
 
 
 def test_a_payment_method_the_provider_does_not_know_is_a_400_not_a_decline(

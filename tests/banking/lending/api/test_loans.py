@@ -19,7 +19,7 @@ def test_the_list_shows_only_the_callers_loans(borrower, make_org, make_loan, ap
     response = api_client_for(borrower).get("/api/v1/loans/")
     assert response.status_code == 200
     body = response.json()
-    assert body["count"] == 3
+    assert "count" not in body  # keyset pages count nothing
     assert [r["id"] for r in body["results"]] == [loan.pk for loan in reversed(mine)]
     assert body["results"][0] == {
         "id": mine[2].pk, "principal": 300_000, "apr_bps": 1200, "term_months": 12,
@@ -37,7 +37,7 @@ def test_the_list_query_count_does_not_grow_with_loans(borrower, make_loan, api_
     for _ in range(5):
         make_loan(borrower, principal=10_000)
     with CaptureQueriesContext(connection) as six:
-        assert client.get("/api/v1/loans/").json()["count"] == 6
+        assert len(client.get("/api/v1/loans/").json()["results"]) == 6
     assert len(six) == len(one)
 
 
