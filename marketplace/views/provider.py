@@ -7,7 +7,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from banking.fiat_display import tokens_with_usd
 from banking.models import Payout, PayoutAccount
+from banking.payout_value import payout_value_text
 from banking.selectors import earnings_per_day
 from banking.services.payouts import payout_account_set, payout_request
 from core.errors import DomainError
@@ -101,8 +103,8 @@ def provider(request: OrganizationRequest) -> HttpResponse:
         if advance_form.is_valid() and not confirmed(request):
             return confirm_page(
                 request, title="Confirm the advance",
-                text=f"Borrow {advance_form.cleaned_data['amount']:,} tokens now? Your "
-                     "deposits' yield repays it first.",
+                text=f"Borrow {tokens_with_usd(advance_form.cleaned_data['amount'])} now? "
+                     "Your deposits' yield repays it first.",
                 button=f"Borrow {advance_form.cleaned_data['amount']:,} tokens",
                 cancel_url="/provider/")
         if advance_form.is_valid():
@@ -122,8 +124,9 @@ def provider(request: OrganizationRequest) -> HttpResponse:
             tokens = payout_form.cleaned_data["tokens"]
             return confirm_page(
                 request, title="Confirm the payout",
-                text=f"Cash out {tokens:,} tokens to your payout account? They are held "
-                     "until the payout is made.",
+                text=f"Cash out {tokens:,} tokens to your payout account: "
+                     f"{payout_value_text(tokens)}. The tokens are held until the payout is "
+                     "made.",
                 button=f"Cash out {tokens:,} tokens", cancel_url="/provider/")
         if payout_form.is_valid():
             try:
@@ -133,8 +136,9 @@ def provider(request: OrganizationRequest) -> HttpResponse:
             except DomainError as exc:
                 apply_domain_error(payout_form, exc)
             else:
-                messages.success(request, f"Payout of {payout.tokens:,} tokens requested "
-                                          f"({payout.status}).")
+                messages.success(request, f"Payout of {payout.tokens:,} tokens "
+                                          f"(USD {payout.amount_cents / 100:,.2f}) requested: "
+                                          f"{payout.get_status_display().lower()}.")
                 return redirect("store:provider")
     return render(request, "marketplace/provider/portal.html", {
         "nav": "provider", "nodes": nodes, "node_form": node_form,

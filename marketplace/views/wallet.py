@@ -1,5 +1,8 @@
 """The wallet: balances, top-ups by card, the statement (filters, CSV), spending per day."""
 
+import csv
+from typing import Any
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -8,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from banking.exports import statement_csv_response
+from banking.fiat_display import usd_for_tokens
 from banking.models import TopUp
 from banking.selectors import spend_per_day, statement_list, topup_get, wallet_get
 from banking.services.payments import topup_create, topup_quote
@@ -20,6 +24,7 @@ from marketplace.forms import (
 )
 from marketplace.selectors import low_balance_alert_get
 from marketplace.services.alerts import low_balance_alert_set
+from marketplace.statement import statement_lines
 from marketplace.views.base import (
     OrganizationRequest,
     confirm_page,
@@ -45,8 +50,16 @@ def _wallet_page(
         alert = low_balance_alert_get(organization_id=org_id)
         alert_form = LowBalanceAlertForm(initial={"threshold": alert.threshold if alert else None})
     filters = StatementFilterForm(request.GET or None)
-    entries = statement_list(organization_id=org_id, **filters.filters())
-    page = Paginator(entries, STATEMENT_PAGE_SIZE).get_page(request.GET.get("page"))
+    # the ledger's own filters (kind, account) ask for ledger lines
+    ledger_view = (request.GET.get("view") == "ledger" or bool(request.GET.get("kind"))
+                   or bool(request.GET.get("account")))
+    if ledger_view:
+        rows: Any = statement_list(organization_id=org_id, **filters.filters())
+    else:
+        dates = filters.filters()
+        rows = statement_lines(organization_id=org_id, date_from=dates.get("date_from"),
+                               date_to=dates.get("date_to"))
+    page = Paginator(rows, STATEMENT_PAGE_SIZE).get_page(request.GET.get("page"))
     spend = spend_per_day(organization_id=org_id, days=SPEND_CHART_DAYS)
     query = request.GET.copy()
     query.pop("page", None)
@@ -59,6 +72,7 @@ def _wallet_page(
             "filters": filters,
             "page": page,
             "filter_query": query.urlencode(),
+            "ledger_view": ledger_view,
             "spend": [{"day": day.isoformat(), "tokens": tokens} for day, tokens in spend],
             "spend_total": sum(tokens for _day, tokens in spend),
             "alert_form": alert_form,
@@ -171,6 +185,25 @@ def statement_csv(request: OrganizationRequest) -> HttpResponse | StreamingHttpR
     filters = StatementFilterForm(request.GET or None)
     entries = statement_list(organization_id=request.organization.pk, **filters.filters())
     return statement_csv_response(entries)
+
+
+@organization_required
+def statement_lines_csv(request: OrganizationRequest) -> HttpResponse:
+    """The statement as a person reads it (one line per job, top-up, block...), as CSV."""
+    filters = StatementFilterForm(request.GET or None)
+    dates = filters.filters()
+    lines = statement_lines(organization_id=request.organization.pk,
+                            date_from=dates.get("date_from"), date_to=dates.get("date_to"))
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = 'attachment; filename="statement-lines.csv"'
+    writer = csv.writer(response)
+    writer.writerow(["date_utc", "kind", "description", "gpu_class", "gpus", "duration_s",
+                     "node", "amount_tokens", "amount_usd_approx", "balance_tokens"])
+    for line in lines:
+        writer.writerow([line.at.isoformat(), line.kind, line.description, line.gpu_class,
+                         line.gpu_count or "", line.duration_s or "", line.node, line.amount,
+                         usd_for_tokens(line.amount) or "", line.balance])
+    return response
 
 
 @organization_required
