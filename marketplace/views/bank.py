@@ -117,19 +117,22 @@ def blocks(request: OrganizationRequest) -> HttpResponse:
     return render(request, "marketplace/bank/blocks.html", {
         "nav": "blocks", "form": form, "quote": quote, "financed": financed,
         "calendar": calendar, "calendar_classes": [name for name, _ in _classes()],
-        "free_now": _free_bank_gpus(now),
+        "free_now": _free_bank_gpus(now), "free_days": FREE_DAYS,
         "blocks": block_list(organization_id=org_id)[:50], "sell_back_form": SellBackForm(),
     })
 
 
+FREE_DAYS = 7
+
+
 def _free_bank_gpus(start: datetime) -> list[dict[str, Any]]:
     """Per class, the bank GPUs free in the coming hour and the fewest free in any hour of
-    the next 14 days: what can be bought right away."""
+    the next week: what can be bought right away."""
     rows = []
     for cls in gpu_class_list():
         coming = availability(gpu_class=cls.name, start=start, end=start + timedelta(hours=1))
         fortnight = availability(gpu_class=cls.name, start=start,
-                                 end=start + timedelta(days=14))
+                                 end=start + timedelta(days=FREE_DAYS))
         rows.append({"cls": cls, "next_hour": coming.min_free_gpus,
                      "fortnight": fortnight.min_free_gpus})
     return rows

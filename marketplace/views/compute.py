@@ -144,7 +144,7 @@ def job_detail(request: OrganizationRequest, job_id: int) -> HttpResponse:
     active = job.state in ("queued", "placed", "running")
     return render(request, template, {
         "nav": "jobs", "job": job, "assignments": job_assignments(job_id=job.pk),
-        "max_cost": job.hold_amount, "active": active, "block": block,
+        "max_cost": job.hold_amount, "active": active, "job_block": block,
         "waits_for_window": bool(block and job.state == "queued"
                                  and block.start > timezone.now()),
     })

@@ -40,11 +40,13 @@ class Command(BaseCommand):
                 User.objects.create_superuser("admin", "admin@suanli.local", password)
             buyer = self._org("Demo Buyer Ltd", provider=False)
             provider = self._org("Demo GPU Provider", provider=True)
-            for org, username in ((buyer, "buyer"), (provider, "provider")):
-                user = User.objects.filter(username=username).first()
+            for org, name in ((buyer, "buyer"), (provider, "provider")):
+                # people log in with their email address, which is their username
+                email = f"{name}@suanli.local"
+                User.objects.filter(username=name).update(username=email)
+                user = User.objects.filter(username=email).first()
                 if user is None:
-                    user = User.objects.create_user(username, f"{username}@suanli.local",
-                                                    password)
+                    user = User.objects.create_user(email, email, password)
                 membership_add(organization_id=org.pk, user=user, role=Membership.Role.OWNER)
         grant_post(organization_id=buyer.pk, amount=5_000_000_000,
                    reason="Demo starting balance", idempotency_key="demo-buyer-start")
@@ -60,8 +62,8 @@ class Command(BaseCommand):
         info = {
             "admin": {"url": "http://127.0.0.1:8000/admin/", "username": "admin",
                       "password": password},
-            "storefront_logins": {"buyer": "buyer", "provider": "provider",
-                                  "password": password},
+            "storefront_logins": {"buyer": "buyer@suanli.local",
+                                  "provider": "provider@suanli.local", "password": password},
             "buyer": {"organization_id": buyer.pk, "api_key": keys["buyer"]},
             "provider": {"organization_id": provider.pk, "api_key": keys["provider"]},
             "bank_nodes": bank_nodes,

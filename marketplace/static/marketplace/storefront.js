@@ -1,6 +1,8 @@
 // Storefront behaviour that works without it: pages are plain forms and links.
 (function () {
   "use strict";
+  document.documentElement.classList.remove("no-js");
+  document.documentElement.classList.add("js");
   // A button marked data-once is disabled after its form is submitted, so a double click
   // sends one request. (Money forms also carry a one-time key: the server posts once.)
   document.addEventListener("submit", function (event) {
