@@ -4,7 +4,7 @@ Bank-mode nodes with capacity deposited for the next 14 days (blocks can be boug
 once), a credit line on the demo buyer (financing works), a block running now with a job
 on it, a provider with earnings (yield of past deposits), an advance and a paid payout,
 and a month of price history. Everything goes through the same services as the product;
-only the clock is set back where the demo needs a past (`_as_of`), because windows may
+only the clock is set back where the demo needs a past (`demo_as_of`), because windows may
 not start in the past.
 
 `demo_seed_first` runs once per database; `demo_capacity_extend` at every start keeps
@@ -49,7 +49,7 @@ PAST_DEPOSIT_HOURS = 4
 
 
 @contextmanager
-def _as_of(when: datetime) -> Iterator[None]:
+def demo_as_of(when: datetime) -> Iterator[None]:
     """The services read the clock through `django.utils.timezone.now`: the demo's past
     is written as if it happened then."""
     with mock.patch("django.utils.timezone.now", return_value=when):
@@ -150,14 +150,14 @@ def _past_deposits(provider: Organization, node: Node, now: datetime) -> None:
     for days in PAST_DEPOSIT_DAYS:
         start = _hour(now - timedelta(days=days)).replace(hour=12)
         end = start + timedelta(hours=PAST_DEPOSIT_HOURS)
-        with _as_of(start):
+        with demo_as_of(start):
             deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=node.gpu_count,
                            start=start, end=end, idempotency_key=f"demo-past:{days}")
         minutes = PAST_DEPOSIT_HOURS * 60
         NodeHeartbeat.objects.bulk_create(
             NodeHeartbeat(node=node, at=start + timedelta(minutes=m, seconds=5),
                           free_gpus=node.gpu_count, busy_gpus=0) for m in range(minutes))
-        with _as_of(end + timedelta(minutes=1)):
+        with demo_as_of(end + timedelta(minutes=1)):
             yield_accrue(now=end + timedelta(minutes=1))
 
 
@@ -165,7 +165,7 @@ def _running_block(buyer: Organization, provider: Organization, nodes: list[Node
                    now: datetime) -> None:
     """Capacity from the top of this hour, a block bought then, a job on it now."""
     hour = _hour(now)
-    with _as_of(hour):
+    with demo_as_of(hour):
         for node in nodes:
             deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=node.gpu_count,
                            start=hour, end=hour + timedelta(days=CAPACITY_DAYS),

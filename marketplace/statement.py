@@ -160,6 +160,8 @@ def _describe(organization_id: int, groups: list[list[dict[str, Any]]]) -> list[
         else:
             line.description, line.url = _other(kind, reference, first["transfer__memo"] or "",
                                                 topups, blocks, payouts)
+            if _ref(reference, "payout") is not None:
+                line.kind = TransferKind.PAYOUT
         lines.append(line)
     return lines
 
@@ -207,7 +209,8 @@ def _other(kind: str, reference: str, memo: str, topups: dict[int, TopUp],
         return f"{label} of loan #{loan}" if loan else label, reverse("store:loans")
     if kind == TransferKind.ADVANCE:
         return "Advance on your deposits' expected yield", reverse("store:provider")
-    if kind == TransferKind.PAYOUT:
+    if kind == TransferKind.PAYOUT or _ref(reference, "payout") is not None:
+        # a payout is captured from its hold: the reference says what it was
         payout = payouts.get(_ref(reference, "payout") or 0)
         if payout:
             return (f"Payout to {payout.destination}: {payout.currency.upper()} "

@@ -9,6 +9,7 @@ because a key is stored hashed and can only be shown when issued.
 
 import json
 import os
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -21,7 +22,13 @@ from banking.models import ApiKey, Organization
 from banking.models.customers import Membership
 from banking.services.customers import api_key_issue, membership_add, organization_create
 from banking.services.ledger import grant_post
-from marketplace.demo_data import demo_capacity_extend, demo_node_tokens, demo_seed_first
+from marketplace.demo_data import (
+    HISTORY_DAYS,
+    demo_as_of,
+    demo_capacity_extend,
+    demo_node_tokens,
+    demo_seed_first,
+)
 
 DEMO_KEY_NAME = "demo (reissued at every start)"
 
@@ -48,8 +55,11 @@ class Command(BaseCommand):
                 if user is None:
                     user = User.objects.create_user(email, email, password)
                 membership_add(organization_id=org.pk, user=user, role=Membership.Role.OWNER)
-        grant_post(organization_id=buyer.pk, amount=5_000_000_000,
-                   reason="Demo starting balance", idempotency_key="demo-buyer-start")
+        # the starting balance came first: the demo's history (a block bought at the top
+        # of this hour, past deposits) is written as of its time
+        with demo_as_of(timezone.now() - timedelta(days=HISTORY_DAYS)):
+            grant_post(organization_id=buyer.pk, amount=5_000_000_000,
+                       reason="Demo starting balance", idempotency_key="demo-buyer-start")
         demo_seed_first(buyer=buyer, provider=provider)
         demo_capacity_extend(provider)
         with transaction.atomic():
