@@ -1,3 +1,4 @@
+from banking.models.auto_topup import AutoTopUp
 from banking.models.customers import ApiKey, Membership, Organization
 from banking.models.ledger import Account, Entry, Hold, Transfer
 from banking.models.lending import CreditLine, Installment, Loan, LoanPrepayment
@@ -15,6 +16,7 @@ from banking.models.payments import (
 __all__ = [
     "Account",
     "ApiKey",
+    "AutoTopUp",
     "CreditLine",
     "Dispute",
     "Entry",
