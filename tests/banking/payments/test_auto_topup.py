@@ -105,7 +105,7 @@ def test_hostile_settings_are_refused_and_nothing_is_saved(owned, field, kwargs)
 
 def test_the_stripe_adapter_charges_off_session_with_the_saved_card(monkeypatch):
     gateway = StripeGateway("sk_test_x", "whsec_x", "http://127.0.0.1:9", max_network_retries=0)
-    sent = {}
+    sent: dict[str, object] = {}
 
     def create(params, options):
         sent.update(params=params, options=options)
@@ -118,8 +118,10 @@ def test_the_stripe_adapter_charges_off_session_with_the_saved_card(monkeypatch)
                                        payment_method="pm_saved", confirm=True,
                                        off_session=True)
     assert pi.status == "succeeded"
-    assert (sent["params"]["off_session"], sent["params"]["confirm"],
-            sent["params"]["payment_method"], sent["params"]["customer"]) == (
+    params = sent["params"]
+    assert isinstance(params, dict)
+    assert (params["off_session"], params["confirm"], params["payment_method"],
+            params["customer"]) == (
         True, True, "pm_saved", "cus_1")
     with pytest.raises(ValueError, match="off_session=True needs confirm=True"):
         gateway.payment_intent_create(customer_id="cus_1", amount_cents=1000, currency="usd",
