@@ -228,6 +228,20 @@ class LowBalanceAlertForm(forms.Form):
     )
 
 
+class AutoTopUpForm(forms.Form):
+    enabled = forms.BooleanField(required=False, initial=True, label="Auto top-up on")
+    threshold = forms.IntegerField(
+        min_value=1, max_value=10**15, label="When available tokens fall below",
+        widget=forms.NumberInput(attrs={"placeholder": "e.g. 50000000", "inputmode": "numeric"}),
+    )
+    amount_usd = forms.IntegerField(label="Charge my card (USD)", min_value=1, max_value=10_000,
+                                    initial=25)
+    payment_method = forms.CharField(
+        label="Saved card", max_length=255, initial="pm_card_visa",
+        help_text="The card on file (pm_…) charged with nobody at it: a decline or a bank's "
+                  "request for authentication pauses auto top-up and emails the owners.")
+
+
 # API keys
 
 

@@ -14,9 +14,11 @@ from banking.exports import statement_csv_response
 from banking.fiat_display import usd_for_tokens
 from banking.models import TopUp
 from banking.selectors import spend_per_day, statement_list, topup_get, wallet_get
+from banking.services.auto_topup import auto_topup_get
 from banking.services.payments import topup_create, topup_quote
 from core.errors import DomainError
 from marketplace.forms import (
+    AutoTopUpForm,
     LowBalanceAlertForm,
     StatementFilterForm,
     TopUpForm,
@@ -78,6 +80,7 @@ def _wallet_page(
             "alert_form": alert_form,
             "topup_form": TopUpForm(card_entry=_card_entry()),
             "topup_price": _price_line(),
+            **_auto_topup_context(org_id),
         },
     )
 
@@ -235,3 +238,11 @@ def _price_line() -> str:
     except DomainError:
         return ""
     return f"USD 1 buys {quote.tokens:,} tokens today (volume discounts above USD 1,000)."
+
+
+def _auto_topup_context(org_id: int) -> dict[str, Any]:
+    config = auto_topup_get(organization_id=org_id)
+    initial = ({"enabled": config.enabled, "threshold": config.threshold,
+                "amount_usd": config.amount_cents // 100,
+                "payment_method": config.payment_method} if config else {})
+    return {"auto_topup": config, "auto_topup_form": AutoTopUpForm(initial=initial)}
