@@ -1,7 +1,7 @@
 """What a newcomer reads: dollars beside tokens, the payout's value before confirming,
 blocks from the web, words instead of field names, auto top-up settings."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -20,7 +20,7 @@ from tests.scheduler.conftest import (  # noqa: F401  the scheduler's autouse fi
 )
 
 
-def _next_hour(hours: int) -> object:
+def _next_hour(hours: int) -> datetime:
     return timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=hours)
 
 
