@@ -167,3 +167,11 @@ def test_auto_top_up_is_set_by_an_owner_and_refused_to_a_member(org, owner_clien
     assert "below 5,000,000 tokens (\u2248 $1.50), your card is charged $25.00" in page
     owner_client.post("/wallet/auto-topup/", {**body, "payment_method": "card"})
     assert AutoTopUp.objects.get(organization=org).payment_method == "pm_card_visa"
+
+
+def test_a_providers_sign_up_lands_on_the_provider_portal(db, client):
+    response = client.post("/signup/", {"organization_name": "Idle GPUs", "kind": "provider",
+                                        "email": "op@idle.example",
+                                        "password": "correct-horse-42"})
+    assert response["Location"] == "/provider/"
+    assert client.get("/")["Location"] == "/provider/"
