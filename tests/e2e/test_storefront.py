@@ -58,10 +58,11 @@ def test_sign_up_then_a_grant_shows_on_the_wallet_and_in_the_csv(ui: UI) -> None
     # Then the wallet shows them and the statement lists the grant
     assert _text(ui, "available") == "2,100,000"
     assert _text(ui, "held") == "250,000"
-    # the readable statement: the grant is one line, the hold is no line at all
+    # the readable statement: the grant, and the job's charge (its hold is no line)
     lines = ui.page.locator("[data-testid=statement-lines] tbody tr")
-    assert lines.count() == 1
-    assert "Grant: Welcome credit" in lines.first.inner_text()
+    assert lines.count() == 2
+    assert "\u2212150,000" in lines.nth(0).inner_text()
+    assert "Grant: Welcome credit" in lines.nth(1).inner_text()
     # the ledger's lines, one per entry
     ui.page.click("[data-testid=ledger-view]")
     ui.page.wait_for_selector("tr[data-entry]")
