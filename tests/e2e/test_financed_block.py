@@ -49,7 +49,7 @@ def test_a_financed_block_shows_the_schedule_the_loan_then_has(ui: UI, settings)
     quoted = _rows(ui, "[data-testid=schedule]")
     assert len(quoted) == 6
     ui.page.click("[data-testid=confirm-block]")
-    ui.page.wait_for_url(re.compile(r".*/blocks/$"))
+    ui.page.wait_for_url(re.compile(r".*/blocks/(\?gpu_class=[^&]+)?$"))
     ui.shot("block bought")
 
     loan = Loan.objects.get(organization=Organization.objects.get(pk=org.pk))
