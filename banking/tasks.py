@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import OperationalError
 
 from banking.gateway import GatewayError
+from banking.services.auto_topup import auto_topup_run, auto_topups_due
 from banking.services.holds import holds_expire
 from banking.services.ledger_checks import ledger_check_run
 from banking.services.lending import installments_collect
@@ -141,3 +142,19 @@ def webhook_deliver_task(self: Any, message_id: int) -> bool:
     except RetryableDelivery as failure:
         delay = min(600.0, settings.WEBHOOKS_RETRY_BASE_S * 2 ** self.request.retries)
         raise self.retry(exc=failure, countdown=delay) from failure
+
+
+@shared_task(name="banking.auto_topup_run", **_MONEY_TASK, **_PROVIDER_RETRY)  # type: ignore[untyped-decorator]
+def auto_topup_run_task(organization_id: int) -> int | None:
+    topup = auto_topup_run(organization_id=organization_id)
+    return topup.pk if topup is not None else None
+
+
+@shared_task(name="banking.auto_topups_check", **_MONEY_TASK)  # type: ignore[untyped-decorator]
+def auto_topups_check_task() -> int:
+    """Every minute: one run per organization below its threshold (each run claims its
+    interval under a lock, so an overlap charges nothing twice)."""
+    due = auto_topups_due()
+    for organization_id in due:
+        auto_topup_run_task.delay(organization_id)
+    return len(due)

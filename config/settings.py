@@ -285,6 +285,11 @@ TOPUP_SYNC_AFTER_S = env.int("TOPUP_SYNC_AFTER_S", default=600)
 CELERY_BEAT_SCHEDULE["banking.payouts_sweep"] = {
     "task": "banking.payouts_sweep", "schedule": 24 * 3600.0,
 }
+# Auto top-up: a saved card is charged at most once in this many seconds per organization.
+AUTO_TOPUP_MIN_INTERVAL_S = env.int("AUTO_TOPUP_MIN_INTERVAL_S", default=3600)
+CELERY_BEAT_SCHEDULE["banking.auto_topups_check"] = {
+    "task": "banking.auto_topups_check", "schedule": 60.0,
+}
 CELERY_BEAT_SCHEDULE["banking.topups_sync_pending"] = {
     "task": "banking.topups_sync_pending", "schedule": 300.0,
 }

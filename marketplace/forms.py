@@ -7,16 +7,19 @@ service as its idempotency key: `form.posting_key`. A double click posts the sam
 twice; the ledger posts once.
 """
 
+import re
 import uuid
 from datetime import date
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
 from banking.models import Membership
 from banking.models.ledger import AccountPurpose, TransferKind
+from banking.payout_value import payout_value_text
 from core.errors import DomainError
 
 IDEMPOTENCY_FIELD = "idempotency_key"
@@ -56,6 +59,38 @@ class IdempotentForm(forms.Form):
         self.initial[IDEMPOTENCY_FIELD] = fresh
 
 
+# Services name their inputs as the API does ("term_months"); a person reads words.
+FIELD_WORDS = {
+    "term_months": "a term in months",
+    "gpu_count": "the number of GPUs",
+    "gpu_class": "the GPU class",
+    "max_duration_s": "the maximum duration",
+    "max_price_per_gpu_hour": "the price cap",
+    "min_vram_gb": "the minimum VRAM",
+    "rate_per_gpu_hour": "the rate per GPU-hour",
+    "vram_gb": "the VRAM",
+    "amount_cents": "the amount",
+    "stripe_account_id": "the payout account",
+    "auto_payout_threshold": "the automatic payout threshold",
+    "idempotency_key": "this form",
+    "threshold": "the threshold",
+    "tokens": "the tokens",
+    "start": "the start",
+    "end": "the end",
+}
+_IDENTIFIER = re.compile(r"\b[a-z]+(?:_[a-z]+)+\b|\b(?:tokens|start|end|threshold)\b(?= must)")
+
+
+def words_for_fields(message: str) -> str:
+    """ "A financed block needs term_months." -> "A financed block needs a term in
+    months." (and "gpu_count must be ..." -> "The number of GPUs must be ...")."""
+    def word(match: re.Match[str]) -> str:
+        return FIELD_WORDS.get(match.group(0), match.group(0).replace("_", " "))
+
+    text = _IDENTIFIER.sub(word, message)
+    return text[:1].upper() + text[1:] if text else text
+
+
 def apply_domain_error(
     form: forms.BaseForm, error: DomainError, *, field_map: dict[str, str] | None = None
 ) -> None:
@@ -68,7 +103,7 @@ def apply_domain_error(
         if name in form.fields and name != IDEMPOTENCY_FIELD:
             for message in listed:
                 form.add_error(name, str(message))
-    form.add_error(None, error.message)
+    form.add_error(None, words_for_fields(error.message))
     if isinstance(form, IdempotentForm):
         form.renew_idempotency_key()
 
@@ -193,6 +228,20 @@ class LowBalanceAlertForm(forms.Form):
     )
 
 
+class AutoTopUpForm(forms.Form):
+    enabled = forms.BooleanField(required=False, initial=True, label="Auto top-up on")
+    threshold = forms.IntegerField(
+        min_value=1, max_value=10**15, label="When available tokens fall below",
+        widget=forms.NumberInput(attrs={"placeholder": "e.g. 50000000", "inputmode": "numeric"}),
+    )
+    amount_usd = forms.IntegerField(label="Charge my card (USD)", min_value=1, max_value=10_000,
+                                    initial=25)
+    payment_method = forms.CharField(
+        label="Saved card", max_length=255, initial="pm_card_visa",
+        help_text="The card on file (pm_…) charged with nobody at it: a decline or a bank's "
+                  "request for authentication pauses auto top-up and emails the owners.")
+
+
 # API keys
 
 
@@ -241,10 +290,20 @@ class JobSubmitForm(IdempotentForm):
     simulate_seconds = forms.IntegerField(label="Simulated run (seconds)", min_value=1,
                                           max_value=86400, initial=20, required=False)
     priority = forms.IntegerField(min_value=-100, max_value=100, initial=0, required=False)
+    block = forms.ChoiceField(
+        label="Run on", required=False,
+        help_text="On one of your blocks the job is placed first on the bank's GPUs during "
+                  "the block's window and charged nothing more.",
+    )
 
-    def __init__(self, *args: Any, gpu_classes: list[tuple[str, str]], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, gpu_classes: list[tuple[str, str]],
+                 blocks: list[tuple[str, str]] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["gpu_class"].choices = gpu_classes  # type: ignore[attr-defined]
+        self.fields["block"].choices = [  # type: ignore[attr-defined]
+            ("", "On demand (pay per use)"), *(blocks or [])]
+        if not blocks:
+            self.fields["block"].widget = forms.HiddenInput()
 
     def spec(self) -> dict[str, Any]:
         command = (self.cleaned_data.get("command") or "").strip()
@@ -286,6 +345,22 @@ class PayoutForm(IdempotentForm):
 
     tokens = forms.IntegerField(label="Tokens to cash out", min_value=1)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        minimum = settings.PAYOUT_MIN_TOKENS
+        self.fields["tokens"].help_text = (
+            f"At least {minimum:,} tokens ({payout_value_text(minimum)}). You see what you "
+            "receive before confirming.")
+        self.fields["tokens"].widget.attrs["min"] = str(minimum)
+
+    def clean_tokens(self) -> int:
+        tokens: int = self.cleaned_data["tokens"]
+        minimum = settings.PAYOUT_MIN_TOKENS
+        if tokens < minimum:
+            raise forms.ValidationError(
+                f"The smallest payout is {minimum:,} tokens ({payout_value_text(minimum)}).")
+        return tokens
+
 
 class BlockForm(IdempotentForm):
     idempotency_scope = "block"
@@ -303,6 +378,12 @@ class BlockForm(IdempotentForm):
     def __init__(self, *args: Any, gpu_classes: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["gpu_class"].choices = gpu_classes  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("payment") == "financed" and not data.get("term_months"):
+            self.add_error("term_months", "Choose over how many months to pay.")
+        return data
 
 
 class PayoutAccountForm(forms.Form):

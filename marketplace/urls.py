@@ -10,6 +10,7 @@ from marketplace.forms import EmailAuthenticationForm
 from marketplace.views import (
     accounts,
     api_keys,
+    auto_topup,
     bank,
     compute,
     job_results,
@@ -57,7 +58,9 @@ urlpatterns = [
     # wallet
     path("wallet/", wallet.wallet, name="wallet"),
     path("wallet/statement.csv", wallet.statement_csv, name="statement_csv"),
+    path("wallet/statement-lines.csv", wallet.statement_lines_csv, name="statement_lines_csv"),
     path("wallet/spend.json", wallet.spend_json, name="spend_json"),
+    path("wallet/auto-topup/", auto_topup.auto_topup, name="auto_topup"),
     path("wallet/alert/", wallet.low_balance_alert, name="low_balance_alert"),
     path("wallet/transfers/<int:transfer_id>/", wallet.transfer_detail, name="transfer_detail"),
     path("wallet/topup/", wallet.topup, name="topup"),

@@ -54,6 +54,17 @@ def agent() -> int:
         )
         for gpu_class, gpus, vram, region in fleet
     ]
+    # The bank's nodes were registered by seed_demo (their capacity is deposited): each
+    # runs under its own token, given in the environment, never on a command line.
+    for node in _demo().get("bank_nodes", []):
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "scheduler.agent", "--server", SERVER,
+             "--gpu-class", str(node["gpu_class"]), "--gpus", str(node["gpus"]),
+             "--vram-gb", str(node["vram_gb"]), "--container-runtime", "none",
+             "--state-dir", str(ROOT / "var" / "agent" / str(node["name"])),
+             "--usage-interval-s", "2"],
+            env={**env, "SUANLI_NODE_TOKEN": str(node["token"])},
+        ))
     try:
         return max(p.wait() for p in procs)
     except KeyboardInterrupt:

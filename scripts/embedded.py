@@ -32,8 +32,9 @@ def main() -> int:
     print("\n  Suanli is starting on http://127.0.0.1:8000\n")
     print(f"  Admin:       {info['admin']['url']}  user {info['admin']['username']}"
           f" / {info['admin']['password']}")
-    print(f"  Storefront:  http://127.0.0.1:8000/  users buyer, provider"
-          f" / {info['storefront_logins']['password']}")
+    logins = info["storefront_logins"]
+    print(f"  Storefront:  http://127.0.0.1:8000/  {logins['buyer']} (buyer),"
+          f" {logins['provider']} (provider) / {logins['password']}")
     print("  API docs:    http://127.0.0.1:8000/api/docs/")
     print(f"  Buyer API key    (org {info['buyer']['organization_id']}): "
           f"{info['buyer']['api_key']}")

@@ -79,6 +79,9 @@ def _ledger_stays_sound(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> Iterator[None]:
+    from banking.fiat_display import usd_price_forget
+
+    usd_price_forget()  # the dollar price each test's database has, not the last test's
     yield
     # a test that breaks the cache on purpose leaves nothing to clear
     with contextlib.suppress(Exception):

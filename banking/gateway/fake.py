@@ -280,6 +280,7 @@ class FakeGateway:
         idempotency_key: str,
         payment_method: str | None = None,
         confirm: bool = False,
+        off_session: bool = False,
     ) -> PaymentIntentInfo:
         params = (
             customer_id,

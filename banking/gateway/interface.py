@@ -143,6 +143,7 @@ class PaymentGateway(Protocol):
         idempotency_key: str,
         payment_method: str | None = None,
         confirm: bool = False,
+        off_session: bool = False,
     ) -> PaymentIntentInfo: ...
 
     def payment_intent_retrieve(self, payment_intent_id: str) -> PaymentIntentInfo: ...

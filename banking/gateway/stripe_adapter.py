@@ -219,6 +219,7 @@ class StripeGateway:
         idempotency_key: str,
         payment_method: str | None = None,
         confirm: bool = False,
+        off_session: bool = False,
     ) -> PaymentIntentInfo:
         params: dict[str, Any] = {
             "customer": customer_id,
@@ -234,6 +235,12 @@ class StripeGateway:
             if payment_method is None:
                 raise ValueError("confirm=True needs a payment_method.")
             params["confirm"] = True
+        if off_session:
+            # charged with nobody at the card (auto top-up): the bank declines rather than
+            # asking for authentication the customer cannot give now
+            if not confirm:
+                raise ValueError("off_session=True needs confirm=True.")
+            params["off_session"] = True
         try:
             with _translated_errors():
                 pi = self._client.v1.payment_intents.create(

@@ -1,3 +1,4 @@
+from banking.models.auto_topup import AutoTopUp
 from banking.models.checks import LedgerCheckpoint, LedgerCheckpointBalance
 from banking.models.customers import ApiKey, Membership, Organization
 from banking.models.ledger import Account, Entry, Hold, Transfer
@@ -23,6 +24,7 @@ from banking.models.webhooks import (
 __all__ = [
     "Account",
     "ApiKey",
+    "AutoTopUp",
     "CreditLine",
     "Dispute",
     "Entry",

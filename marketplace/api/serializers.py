@@ -148,3 +148,29 @@ class PriceHistorySerializer(serializers.Serializer):
 
 class AlertSerializer(serializers.Serializer):
     threshold = serializers.IntegerField(allow_null=True)
+
+
+class StatementQuerySerializer(serializers.Serializer):
+    date_from = serializers.DateField(required=False)
+    date_to = serializers.DateField(required=False)
+
+
+class StatementCaptureSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    amount = serializers.IntegerField()
+
+
+class StatementLineSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    kind = serializers.CharField(help_text="job, earning, or the ledger's transfer kind")
+    description = serializers.CharField()
+    amount = serializers.IntegerField(help_text="tokens, signed: on wallet plus held")
+    usd = serializers.CharField(help_text="the amount in dollars at today's price, e.g. "
+                                          "\"≈ $2.49\" (display only)")
+    balance = serializers.IntegerField(help_text="wallet plus held after this line")
+    job_id = serializers.IntegerField(allow_null=True)
+    gpu_class = serializers.CharField()
+    gpu_count = serializers.IntegerField()
+    duration_s = serializers.IntegerField()
+    node = serializers.CharField()
+    captures = StatementCaptureSerializer(many=True)

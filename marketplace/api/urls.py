@@ -12,5 +12,6 @@ urlpatterns = [
          name="block-sell-back"),
     path("gpu-classes/<int:gpu_class_id>/price-history/", views.PriceHistoryApi.as_view(),
          name="price-history"),
+    path("wallet/statement/", views.WalletStatementApi.as_view(), name="wallet-statement"),
     path("alerts/low-balance/", views.LowBalanceAlertApi.as_view(), name="low-balance-alert"),
 ]

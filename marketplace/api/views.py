@@ -24,6 +24,7 @@ from marketplace.services.advances import advance_create, advance_limit
 from marketplace.services.alerts import low_balance_alert_set
 from marketplace.services.blocks import availability, block_buy, block_quote, block_sell_back
 from marketplace.services.deposits import deposit_create
+from marketplace.statement import statement_lines
 
 IDEMPOTENCY = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)
 
@@ -192,3 +193,22 @@ class LowBalanceAlertApi(APIView):
         alert = low_balance_alert_set(organization_id=_org(request),
                                       threshold=data.validated_data["threshold"])
         return Response({"threshold": alert.threshold if alert else None})
+
+
+class WalletStatementApi(APIView):
+    """The statement a person reads: one line per job (its captures inside), top-up,
+    block, installment, advance, payout; `wallet/transfers/` stays the ledger."""
+
+    @extend_schema(parameters=[s.StatementQuerySerializer],
+                   responses=s.StatementLineSerializer(many=True),
+                   summary="The statement grouped per job and purchase, newest first")
+    def get(self, request: Request) -> Response:
+        query = s.StatementQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        lines = statement_lines(organization_id=request.organization.pk,  # type: ignore[attr-defined]
+                                date_from=query.validated_data.get("date_from"),
+                                date_to=query.validated_data.get("date_to"))
+        paginator = StandardPagination()
+        page = paginator.paginate_queryset(lines, request, view=self)  # type: ignore[arg-type]
+        return paginator.get_paginated_response(
+            s.StatementLineSerializer(page, many=True).data)

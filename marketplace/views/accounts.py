@@ -49,6 +49,8 @@ def signup(request: HttpRequest) -> HttpResponse:
                     request,
                     "An operator reviews new providers; your nodes go live once approved.",
                 )
+            if membership.organization.is_provider and not membership.organization.is_buyer:
+                return redirect("store:provider")
             return redirect("store:wallet")
     return render(request, "marketplace/accounts/signup.html", {"form": form})
 

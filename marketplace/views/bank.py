@@ -1,22 +1,31 @@
 """Compute blocks (quote, then buy: financed ones show their installment schedule before
 anything is bought) and loans (schedule, prepay)."""
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from banking.selectors_lending import loan_get, loan_list
+from banking.fiat_display import tokens_with_usd
+from banking.selectors_lending import credit_line_get, loan_get, loan_list
 from banking.services.lending import loan_prepay
 from core.errors import DomainError
 from marketplace.forms import BlockForm, SellBackForm, apply_domain_error
 from marketplace.selectors import block_get, block_list
-from marketplace.services.blocks import availability, block_buy, block_quote, block_sell_back
+from marketplace.services.blocks import (
+    BlockQuote,
+    availability,
+    block_buy,
+    block_quote,
+    block_sell_back,
+)
 from marketplace.views.base import (
     OrganizationRequest,
     confirm_page,
@@ -31,11 +40,42 @@ def _classes() -> list[tuple[str, str]]:
     return [(c.name, c.name) for c in gpu_class_list()]
 
 
+@dataclass(frozen=True)
+class FinancedTerms:
+    """What a financed quote tells a person before buying."""
+
+    due_now: int
+    financed: int
+    total_interest: int
+    total_cost: int
+    apr_percent: str
+
+
+def _financed_terms(organization_id: int, quote: BlockQuote) -> FinancedTerms | None:
+    if not quote.schedule:
+        return None
+    try:
+        apr_bps = credit_line_get(organization_id=organization_id).apr_bps
+    except DomainError:
+        apr_bps = 0
+    interest = sum(row.interest for row in quote.schedule)
+    return FinancedTerms(due_now=quote.down_payment, financed=quote.financed,
+                         total_interest=interest, total_cost=quote.price + interest,
+                         apr_percent=f"{apr_bps / 100:.2f}".rstrip("0").rstrip("."))
+
+
+def _can_buy(quote: BlockQuote, start: datetime, end: datetime) -> int:
+    """Bank GPUs of the class free in every hour of the window."""
+    return availability(gpu_class=quote.gpu_class.name, start=start, end=end).min_free_gpus
+
+
 @organization_required
 def blocks(request: OrganizationRequest) -> HttpResponse:
     org_id = request.organization.pk
-    form = BlockForm(request.POST or None, gpu_classes=_classes())
+    form = BlockForm(request.POST or None, gpu_classes=_classes(),
+                     initial={"gpu_class": request.GET.get("gpu_class") or None})
     quote = None
+    financed = None
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
         start = d["start"]
@@ -46,11 +86,23 @@ def blocks(request: OrganizationRequest) -> HttpResponse:
         try:
             if request.POST.get("action") == "buy":
                 block = block_buy(idempotency_key=form.posting_key, **terms)
-                messages.success(request, f"Block {block.pk} bought: {block.gpu_count} x "
-                                          f"{d['gpu_class']} for {d['hours']} h. Name it as "
-                                          f"`block` when you submit jobs.")
-                return redirect("store:blocks")
+                taken = block.down_payment if block.loan_id else block.price
+                messages.success(
+                    request, f"Block #{block.pk} bought: {block.gpu_count} \u00d7 "
+                             f"{d['gpu_class']} for {d['hours']} h; {tokens_with_usd(taken)} "
+                             "taken from your wallet. Choose it under “Run on” when you "
+                             "submit a job.")
+                return redirect(f"{reverse('store:blocks')}?gpu_class={d['gpu_class']}")
             quote = block_quote(**terms)
+            free = _can_buy(quote, start, end)
+            if free < quote.gpu_count:
+                form.add_error("gpu_count", f"At most {free} free in every hour of this window.")
+                form.add_error(None, f"The bank has {free} {quote.gpu_class.name} GPU"
+                                     f"{'' if free == 1 else 's'} free for the whole window; "
+                                     "see the calendar for free hours.")
+                quote = None
+            else:
+                financed = _financed_terms(org_id, quote)
         except DomainError as exc:
             apply_domain_error(form, exc)
     now = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
@@ -63,9 +115,27 @@ def blocks(request: OrganizationRequest) -> HttpResponse:
     except DomainError:
         calendar = None
     return render(request, "marketplace/bank/blocks.html", {
-        "nav": "blocks", "form": form, "quote": quote, "calendar": calendar,
+        "nav": "blocks", "form": form, "quote": quote, "financed": financed,
+        "calendar": calendar, "calendar_classes": [name for name, _ in _classes()],
+        "free_now": _free_bank_gpus(now), "free_days": FREE_DAYS,
         "blocks": block_list(organization_id=org_id)[:50], "sell_back_form": SellBackForm(),
     })
+
+
+FREE_DAYS = 7
+
+
+def _free_bank_gpus(start: datetime) -> list[dict[str, Any]]:
+    """Per class, the bank GPUs free in the coming hour and the fewest free in any hour of
+    the next week: what can be bought right away."""
+    rows = []
+    for cls in gpu_class_list():
+        coming = availability(gpu_class=cls.name, start=start, end=start + timedelta(hours=1))
+        fortnight = availability(gpu_class=cls.name, start=start,
+                                 end=start + timedelta(days=FREE_DAYS))
+        rows.append({"cls": cls, "next_hour": coming.min_free_gpus,
+                     "fortnight": fortnight.min_free_gpus})
+    return rows
 
 
 @organization_required
@@ -107,7 +177,14 @@ def loans(request: OrganizationRequest) -> HttpResponse:
     org_id = request.organization.pk
     items = [loan_get(organization_id=org_id, loan_id=loan.pk)
              for loan in loan_list(organization_id=org_id)[:20]]
-    return render(request, "marketplace/bank/loans.html", {"nav": "loans", "loans": items})
+    try:
+        credit_line_get(organization_id=org_id)
+        has_line = True
+    except DomainError:
+        has_line = False
+    return render(request, "marketplace/bank/loans.html", {
+        "nav": "loans", "loans": items, "today": timezone.now().date(),
+        "has_credit_line": has_line})
 
 
 @organization_required

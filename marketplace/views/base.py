@@ -62,7 +62,7 @@ def can_manage_members(membership: Membership) -> bool:
 
 
 def confirm_page(request: HttpRequest, *, title: str, text: str, button: str,
-                 cancel_url: str) -> HttpResponse:
+                 cancel_url: str, cancel_label: str = "Cancel") -> HttpResponse:
     """Ask once before money moves: the same form posted again with `confirm=1` (and the
     same one-time key, so a double click on either page still posts once)."""
     fields = [(k, v) for k, v in request.POST.items()
@@ -70,6 +70,7 @@ def confirm_page(request: HttpRequest, *, title: str, text: str, button: str,
     return render(request, "marketplace/_confirm.html", {
         "confirm_title": title, "confirm_text": text, "confirm_button": button,
         "confirm_action": request.path, "confirm_fields": fields, "cancel_url": cancel_url,
+        "cancel_label": cancel_label,
     })
 
 

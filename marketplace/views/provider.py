@@ -11,7 +11,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from banking.fiat_display import tokens_with_usd
 from banking.models import Payout, PayoutAccount
+from banking.payout_value import payout_value_text
 from banking.selectors import earnings_per_day
 from banking.services.payouts import payout_account_set, payout_request
 from core.errors import DomainError
@@ -165,7 +167,7 @@ def advance_post(
 
     return _submitted(request, form, borrow, ask=(
         "Confirm the advance",
-        f"Borrow {amount:,} tokens now? Your deposits' yield repays it first.",
+        f"Borrow {tokens_with_usd(amount)} now? Your deposits' yield repays it first.",
         f"Borrow {amount:,} tokens"))
 
 
@@ -180,12 +182,13 @@ def payout_post(
     def cash_out() -> str:
         payout = payout_request(organization_id=request.organization.pk, tokens=tokens,
                                 idempotency_key=form.posting_key)
-        return f"Payout of {payout.tokens:,} tokens requested ({payout.status})."
+        return (f"Payout of {payout.tokens:,} tokens (USD {payout.amount_cents / 100:,.2f}) "
+                f"requested: {payout.get_status_display().lower()}.")
 
     return _submitted(request, form, cash_out, ask=(
         "Confirm the payout",
-        f"Cash out {tokens:,} tokens to your payout account? They are held until the "
-        "payout is made.",
+        f"Cash out {tokens:,} tokens to your payout account: {payout_value_text(tokens)}. "
+        "The tokens are held until the payout is made.",
         f"Cash out {tokens:,} tokens"))
 
 

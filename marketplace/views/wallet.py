@@ -1,5 +1,8 @@
 """The wallet: balances, top-ups by card, the statement (filters, CSV), spending per day."""
 
+import csv
+from typing import Any
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -8,11 +11,14 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from banking.exports import statement_csv_response
+from banking.fiat_display import usd_for_tokens
 from banking.models import TopUp
 from banking.selectors import spend_per_day, statement_list, topup_get, wallet_get
+from banking.services.auto_topup import auto_topup_get
 from banking.services.payments import topup_create, topup_quote
 from core.errors import DomainError
 from marketplace.forms import (
+    AutoTopUpForm,
     LowBalanceAlertForm,
     StatementFilterForm,
     TopUpForm,
@@ -20,6 +26,7 @@ from marketplace.forms import (
 )
 from marketplace.selectors import low_balance_alert_get
 from marketplace.services.alerts import low_balance_alert_set
+from marketplace.statement import statement_lines
 from marketplace.views.base import (
     OrganizationRequest,
     confirm_page,
@@ -45,8 +52,16 @@ def _wallet_page(
         alert = low_balance_alert_get(organization_id=org_id)
         alert_form = LowBalanceAlertForm(initial={"threshold": alert.threshold if alert else None})
     filters = StatementFilterForm(request.GET or None)
-    entries = statement_list(organization_id=org_id, **filters.filters())
-    page = Paginator(entries, STATEMENT_PAGE_SIZE).get_page(request.GET.get("page"))
+    # the ledger's own filters (kind, account) ask for ledger lines
+    ledger_view = (request.GET.get("view") == "ledger" or bool(request.GET.get("kind"))
+                   or bool(request.GET.get("account")))
+    if ledger_view:
+        rows: Any = statement_list(organization_id=org_id, **filters.filters())
+    else:
+        dates = filters.filters()
+        rows = statement_lines(organization_id=org_id, date_from=dates.get("date_from"),
+                               date_to=dates.get("date_to"))
+    page = Paginator(rows, STATEMENT_PAGE_SIZE).get_page(request.GET.get("page"))
     spend = spend_per_day(organization_id=org_id, days=SPEND_CHART_DAYS)
     query = request.GET.copy()
     query.pop("page", None)
@@ -59,11 +74,13 @@ def _wallet_page(
             "filters": filters,
             "page": page,
             "filter_query": query.urlencode(),
+            "ledger_view": ledger_view,
             "spend": [{"day": day.isoformat(), "tokens": tokens} for day, tokens in spend],
             "spend_total": sum(tokens for _day, tokens in spend),
             "alert_form": alert_form,
             "topup_form": TopUpForm(card_entry=_card_entry()),
             "topup_price": _price_line(),
+            **_auto_topup_context(org_id),
         },
     )
 
@@ -174,6 +191,25 @@ def statement_csv(request: OrganizationRequest) -> HttpResponse | StreamingHttpR
 
 
 @organization_required
+def statement_lines_csv(request: OrganizationRequest) -> HttpResponse:
+    """The statement as a person reads it (one line per job, top-up, block...), as CSV."""
+    filters = StatementFilterForm(request.GET or None)
+    dates = filters.filters()
+    lines = statement_lines(organization_id=request.organization.pk,
+                            date_from=dates.get("date_from"), date_to=dates.get("date_to"))
+    response = HttpResponse(content_type="text/csv")
+    response["Content-Disposition"] = 'attachment; filename="statement-lines.csv"'
+    writer = csv.writer(response)
+    writer.writerow(["date_utc", "kind", "description", "gpu_class", "gpus", "duration_s",
+                     "node", "amount_tokens", "amount_usd_approx", "balance_tokens"])
+    for line in lines:
+        writer.writerow([line.at.isoformat(), line.kind, line.description, line.gpu_class,
+                         line.gpu_count or "", line.duration_s or "", line.node, line.amount,
+                         usd_for_tokens(line.amount) or "", line.balance])
+    return response
+
+
+@organization_required
 def spend_json(request: OrganizationRequest) -> JsonResponse:
     days = spend_per_day(organization_id=request.organization.pk, days=SPEND_CHART_DAYS)
     return JsonResponse({"days": [{"day": d.isoformat(), "tokens": t} for d, t in days]})
@@ -202,3 +238,11 @@ def _price_line() -> str:
     except DomainError:
         return ""
     return f"USD 1 buys {quote.tokens:,} tokens today (volume discounts above USD 1,000)."
+
+
+def _auto_topup_context(org_id: int) -> dict[str, Any]:
+    config = auto_topup_get(organization_id=org_id)
+    initial = ({"enabled": config.enabled, "threshold": config.threshold,
+                "amount_usd": config.amount_cents // 100,
+                "payment_method": config.payment_method} if config else {})
+    return {"auto_topup": config, "auto_topup_form": AutoTopUpForm(initial=initial)}

@@ -23,6 +23,13 @@ class GpuClassOutputSerializer(serializers.Serializer):
     deposit_rate = serializers.IntegerField()
     min_rate = serializers.IntegerField()
     max_rate = serializers.IntegerField()
+    usd_per_gpu_hour = serializers.DecimalField(
+        max_digits=12, decimal_places=2, allow_null=True,
+        help_text="on_demand_rate in US dollars at today's token price (display only)")
+    block_usd_per_gpu_hour = serializers.DecimalField(max_digits=12, decimal_places=2,
+                                                      allow_null=True)
+    deposit_usd_per_gpu_hour = serializers.DecimalField(max_digits=12, decimal_places=2,
+                                                        allow_null=True)
     availability = RegionAvailabilitySerializer(many=True)
 
 

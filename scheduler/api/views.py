@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from banking.api.idempotency import idempotency_key_from
 from banking.api.pagination import StandardPagination
 from banking.api.permissions import HasOrganization, IsBuyer, IsProvider
+from banking.fiat_display import usd_for_tokens
 from scheduler.api import lease_push
 from scheduler.api.agent_answers import Answer
 from scheduler.api.authentication import IsNode, NodeRateThrottle, NodeTokenAuthentication
@@ -63,6 +64,9 @@ class GpuClassListApi(APIView):
             {**{f: getattr(c, f) for f in ("id", "name", "vendor", "vram_gb", "on_demand_rate",
                                            "block_rate", "deposit_rate", "min_rate",
                                            "max_rate")},
+             "usd_per_gpu_hour": usd_for_tokens(c.on_demand_rate),
+             "block_usd_per_gpu_hour": usd_for_tokens(c.block_rate),
+             "deposit_usd_per_gpu_hour": usd_for_tokens(c.deposit_rate),
              "availability": [vars(a) for a in availability.get(c.pk, [])]}
             for c in gpu_class_list()
         ]

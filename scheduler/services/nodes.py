@@ -189,6 +189,20 @@ def node_retire(*, provider_id: int, node_id: int) -> None:
 
 
 @transaction.atomic
+def node_token_rotate(*, provider_id: int, node_id: int) -> str:
+    """A new token for the node (shown once); the old one stops working."""
+    node = _provider_node(provider_id, node_id)
+    old_hash = node.token_hash
+    prefix = secrets.token_hex(6)
+    token = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    node.token_prefix = prefix
+    node.token_hash = token_hash(token)
+    node.save(update_fields=["token_prefix", "token_hash", "updated_at"])
+    transaction.on_commit(lambda: beat_buffer_forget(old_hash))
+    return token
+
+
+@transaction.atomic
 def node_approve(*, node_id: int) -> Node:
     node = Node.objects.select_for_update().filter(pk=node_id).first()
     if node is None:

@@ -49,13 +49,15 @@ def test_a_financed_block_shows_the_schedule_the_loan_then_has(ui: UI, settings)
     quoted = _rows(ui, "[data-testid=schedule]")
     assert len(quoted) == 6
     ui.page.click("[data-testid=confirm-block]")
-    ui.page.wait_for_url(re.compile(r".*/blocks/$"))
+    ui.page.wait_for_url(re.compile(r".*/blocks/(\?gpu_class=[^&]+)?$"))
     ui.shot("block bought")
 
     loan = Loan.objects.get(organization=Organization.objects.get(pk=org.pk))
     installments = list(loan.installments.order_by("number"))
     assert [[str(i.number), i.due_date.isoformat(), f"{i.principal:,}", f"{i.interest:,}",
-             f"{i.principal + i.interest:,}"] for i in installments] == quoted
+             f"{i.principal + i.interest:,}"] for i in installments] == [
+                 [r[0], r[1], r[2], r[3], r[4].splitlines()[0]] for r in quoted]
+    assert {r[5] for r in quoted} == {"Upcoming"}
     ui.goto("/loans/", "loans")
     shown = _rows(ui, "[data-testid=loan-schedule]")
     assert [r[:4] for r in shown] == [r[:4] for r in quoted]

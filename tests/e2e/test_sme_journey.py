@@ -65,7 +65,9 @@ def test_an_sme_tops_up_runs_a_job_and_finds_the_charge(ui: UI, celery_worker, s
 
     # The charge is on the statement, and the CSV is the ledger
     ui.goto("/wallet/", "wallet after the job")
-    assert "capture" in ui.page.inner_text("main").lower()
+    line = ui.page.locator(f"[data-testid=statement-lines] tr[data-job='{job.pk}']")
+    assert line.count() == 1
+    assert f"\u2212{cost:,}" in line.inner_text()
     # ...and in the spend-per-day chart, drawn from the same ledger
     assert ui.page.locator("#spend-chart").is_visible()
     spend = ui.page.evaluate("JSON.parse(document.getElementById('spend-data').textContent)")

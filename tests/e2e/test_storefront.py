@@ -58,6 +58,14 @@ def test_sign_up_then_a_grant_shows_on_the_wallet_and_in_the_csv(ui: UI) -> None
     # Then the wallet shows them and the statement lists the grant
     assert _text(ui, "available") == "2,100,000"
     assert _text(ui, "held") == "250,000"
+    # the readable statement: the grant, and the job's charge (its hold is no line)
+    lines = ui.page.locator("[data-testid=statement-lines] tbody tr")
+    assert lines.count() == 2
+    assert "\u2212150,000" in lines.nth(0).inner_text()
+    assert "Grant: Welcome credit" in lines.nth(1).inner_text()
+    # the ledger's lines, one per entry
+    ui.page.click("[data-testid=ledger-view]")
+    ui.page.wait_for_selector("tr[data-entry]")
     rows = ui.page.locator("table.statement tbody tr")
     assert rows.count() == 4
     assert ui.page.locator("#spend-chart").is_visible()
@@ -88,10 +96,11 @@ def test_sign_up_then_a_grant_shows_on_the_wallet_and_in_the_csv(ui: UI) -> None
     ui.page.click("form.filters button[type=submit]")
     expect(ui.page.locator("table.statement tbody tr")).to_have_count(1)
     ui.shot("statement filtered")
-    assert ui.page.url.endswith("/wallet/?kind=grant&account=&date_from=&date_to=")
+    assert ui.page.url.endswith("/wallet/?view=ledger&kind=grant&account=&date_from=&date_to=")
     assert ui.page.locator("#spend-chart").is_visible()  # swapped in place: no reload
     csv_link = ui.page.get_attribute("text=Download CSV", "href")
-    assert csv_link == "/wallet/statement.csv?kind=grant&account=&date_from=&date_to="
+    assert csv_link == ("/wallet/statement.csv?view=ledger&kind=grant&account=&date_from=&"
+                        "date_to=")
 
 
 def test_an_api_key_is_shown_once_and_can_be_revoked(ui: UI) -> None:

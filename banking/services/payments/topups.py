@@ -35,6 +35,7 @@ def topup_create(
     tokens: int | None = None,
     idempotency_key: str | None = None,
     payment_method: str | None = None,
+    off_session: bool = False,
 ) -> TopUp:
     """Create a top-up at the price of now and its PaymentIntent. With `payment_method`
     the payment is confirmed at once and, when it succeeds, the tokens are credited
@@ -48,7 +49,8 @@ def topup_create(
     key = idempotency_key or new_idempotency_key("topup")
     topup = _topup_record(organization_id=org.pk, quote=quote, idempotency_key=key)
     if topup.status == TopUp.Status.CREATED and topup.payment_intent_id is None:
-        topup = _topup_start_payment(topup, payment_method=payment_method)
+        topup = _topup_start_payment(topup, payment_method=payment_method,
+                                     off_session=off_session)
     return topup
 
 
@@ -81,7 +83,8 @@ def _topup_record(*, organization_id: int, quote: Quote, idempotency_key: str) -
     return existing
 
 
-def _topup_start_payment(topup: TopUp, *, payment_method: str | None) -> TopUp:
+def _topup_start_payment(topup: TopUp, *, payment_method: str | None,
+                         off_session: bool = False) -> TopUp:
     customer_id = stripe_customer_ensure(organization_id=topup.organization_id)
     try:
         pi = gateway_call(
@@ -96,6 +99,7 @@ def _topup_start_payment(topup: TopUp, *, payment_method: str | None) -> TopUp:
                 idempotency_key=f"topup:{topup.pk}",
                 payment_method=payment_method,
                 confirm=payment_method is not None,
+                off_session=off_session,
             )
         )
     except PaymentProviderError as exc:

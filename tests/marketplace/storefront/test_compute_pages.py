@@ -62,7 +62,7 @@ def test_submitting_a_job_holds_its_maximum_and_a_double_click_submits_once(
     job = Job.objects.get(organization=org)
     assert job.hold_amount == hold
     detail = client.get(f"/jobs/{job.pk}/")
-    assert 'data-testid="job-state">queued' in detail.content.decode()
+    assert 'data-testid="job-state">Waiting for a GPU' in detail.content.decode()
 
 
 def test_a_job_the_wallet_cannot_cover_shows_the_error_and_creates_nothing(
