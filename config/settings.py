@@ -341,3 +341,48 @@ LOGIN_URL = "store:login"
 LOGIN_REDIRECT_URL = "store:wallet"
 LOGOUT_REDIRECT_URL = "store:login"
 PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3 * 24 * 3600)
+
+# Production's guards (config/security.py refuses to start without the rest)
+# With no STRIPE_SECRET_KEY payments go through the fake gateway; with DJANGO_DEBUG off
+# that must be asked for by name: PAYMENTS_GATEWAY=fake.
+PAYMENTS_GATEWAY = env.str("PAYMENTS_GATEWAY", default="")
+# Served over TLS (production): HSTS, redirects to https and cookies sent over TLS only.
+# Off for the embedded demo (DEBUG on) and the tests, which speak plain http.
+HTTPS = env.bool("DJANGO_HTTPS", default=not DEBUG)
+SECURE_SSL_REDIRECT = HTTPS
+# Probes inside the deployment ask over plain http.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=365 * 24 * 3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SESSION_COOKIE_HTTPONLY = True
+# Pages post the token from the form field, never from the cookie.
+CSRF_COOKIE_HTTPONLY = True
+# Behind a TLS proxy, the header it sets (e.g. HTTP_X_FORWARDED_PROTO); empty when nothing
+# sits in front, since a client could then claim https itself.
+_proxy_ssl_header = env.str("DJANGO_SECURE_PROXY_SSL_HEADER", default="")
+SECURE_PROXY_SSL_HEADER = (_proxy_ssl_header, "https") if _proxy_ssl_header else None
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "marketplace.content_security.StorefrontCSPMiddleware",
+)
+INSTALLED_APPS.append("csp")
+# This site only; Stripe.js's origin is added per response (marketplace.content_security).
+# Inline styles stay allowed for the admin's and htmx's style attributes; scripts do not.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "frame-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
