@@ -38,3 +38,14 @@ class PaymentErrorCode(StrEnum):
     PAYOUT_BELOW_MINIMUM = "payout_below_minimum"
     PAYOUT_ACCOUNT_MISSING = "payout_account_missing"
     NOT_A_PROVIDER = "not_a_provider"
+
+
+class AccessErrorCode(StrEnum):
+    """Who may do what: roles of members, scopes and expiry of API keys, the account's
+    own state (verified email, second factor)."""
+
+    FORBIDDEN_ROLE = "forbidden_role"
+    INSUFFICIENT_SCOPE = "insufficient_scope"
+    KEY_EXPIRED = "key_expired"
+    EMAIL_UNVERIFIED = "email_unverified"
+    MFA_REQUIRED = "mfa_required"

@@ -182,7 +182,11 @@ def user_membership_list(*, user_id: int) -> QuerySet[Membership]:
 
 
 def api_key_list(*, organization_id: int) -> QuerySet[ApiKey]:
-    return ApiKey.objects.filter(organization_id=organization_id).order_by("-created_at")
+    return (
+        ApiKey.objects.filter(organization_id=organization_id)
+        .select_related("created_by")
+        .order_by("-created_at")
+    )
 
 
 # Payments

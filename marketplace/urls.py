@@ -43,6 +43,7 @@ urlpatterns = [
                                        "password_reset_complete.html"),
          name="password_reset_complete"),
     path("members/", accounts.members, name="members"),
+    path("members/<int:user_id>/", accounts.member_change, name="member_change"),
     path("organization/switch/", accounts.organization_switch, name="organization_switch"),
     # wallet
     path("wallet/", wallet.wallet, name="wallet"),

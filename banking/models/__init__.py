@@ -1,4 +1,4 @@
-from banking.models.customers import ApiKey, Membership, Organization
+from banking.models.customers import ApiKey, ApiKeyScope, Membership, Organization
 from banking.models.ledger import Account, Entry, Hold, Transfer
 from banking.models.lending import CreditLine, Installment, Loan, LoanPrepayment
 from banking.models.payments import (
@@ -15,6 +15,7 @@ from banking.models.payments import (
 __all__ = [
     "Account",
     "ApiKey",
+    "ApiKeyScope",
     "CreditLine",
     "Dispute",
     "Entry",

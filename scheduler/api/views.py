@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from banking.api.idempotency import idempotency_key_from
 from banking.api.pagination import StandardPagination
 from banking.api.permissions import HasOrganization, IsBuyer, IsProvider
+from banking.roles import Action
 from scheduler.api.authentication import IsNode, NodeRateThrottle, NodeTokenAuthentication
 from scheduler.api.heartbeat import heartbeat_answer
 from scheduler.api.lease import lease_answer
@@ -68,6 +69,7 @@ class GpuClassListApi(APIView):
 
 
 class NodeListCreateApi(APIView):
+    role_actions = {"POST": Action.NODES}
     permission_classes = [IsProvider]
 
     @extend_schema(responses=NodeOutputSerializer(many=True), summary="Your nodes")
@@ -89,6 +91,7 @@ class NodeListCreateApi(APIView):
 
 
 class NodeDetailApi(APIView):
+    role_actions = {"PATCH": Action.NODES, "DELETE": Action.NODES}
     permission_classes = [IsProvider]
 
     @extend_schema(responses=NodeOutputSerializer)
@@ -117,6 +120,7 @@ class NodeDetailApi(APIView):
 
 
 class JobListCreateApi(APIView):
+    role_actions = {"POST": Action.JOBS}
     def get_permissions(self) -> list[Any]:
         return [IsBuyer()] if self.request.method == "POST" else [HasOrganization()]
 
@@ -159,6 +163,7 @@ class JobDetailApi(APIView):
 
 
 class JobCancelApi(APIView):
+    role_actions = {"POST": Action.JOBS}
     @extend_schema(request=None, responses=JobOutputSerializer,
                    summary="Cancel: usage so far is charged, the rest of the hold released")
     def post(self, request: Request, job_id: int) -> Response:

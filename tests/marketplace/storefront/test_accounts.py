@@ -112,13 +112,15 @@ def test_an_owner_adds_a_new_member_who_gets_a_link_to_set_a_password(
 
 
 def test_a_plain_member_sees_the_list_but_may_not_add(org, client_for):
-    client = client_for(org, Membership.Role.MEMBER)
+    client = client_for(org, Membership.Role.DEVELOPER)
 
     page = client.get(reverse("store:members"))
-    response = client.post(reverse("store:members"), {"email": "x@y.example", "role": "member"})
+    response = client.post(reverse("store:members"), {"email": "x@y.example", "role": "developer"})
 
     assert page.context["form"] is None
-    assert response.status_code == 302
+    assert response.status_code == 403
+    assert "Your role (Developer) may not invite, remove and change members." in (
+        response.content.decode())
     assert not User.objects.filter(email="x@y.example").exists()
 
 
@@ -129,15 +131,15 @@ def test_an_admin_may_not_add_an_owner_and_sees_why(org, client_for):
 
     form = response.context["form"]
     assert form.errors["role"] == ["Owners only."]
-    assert form.non_field_errors() == ["Only an owner may add another owner."]
+    assert form.non_field_errors() == ["Only an owner may make, change or remove owners."]
     assert not User.objects.filter(email="x@y.example").exists()
 
 
 def test_adding_an_existing_member_again_is_a_form_error(org, owner_client, make_member):
-    make_member(org, Membership.Role.MEMBER, email="cy@acme.example")
+    make_member(org, Membership.Role.DEVELOPER, email="cy@acme.example")
 
     response = owner_client.post(reverse("store:members"),
-                                 {"email": "cy@acme.example", "role": "member"})
+                                 {"email": "cy@acme.example", "role": "developer"})
 
     assert response.context["form"].errors["email"] == ["Already a member."]
 
@@ -145,7 +147,7 @@ def test_adding_an_existing_member_again_is_a_form_error(org, owner_client, make
 def test_a_member_of_two_organizations_switches_between_them(make_org, make_member):
     first, second = make_org("First"), make_org("Second")
     user = make_member(first)
-    Membership.objects.create(organization=second, user=user, role=Membership.Role.MEMBER)
+    Membership.objects.create(organization=second, user=user, role=Membership.Role.DEVELOPER)
     client = Client()
     client.force_login(user)
     assert client.get(reverse("store:wallet")).context["request"].organization == first
