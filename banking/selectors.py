@@ -7,7 +7,7 @@ from django.db.models import QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from banking.models import Account, ApiKey, Entry, Membership, Organization
+from banking.models import Account, ApiKey, AuditEvent, Entry, Membership, Organization
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.models.payments import Payout, PayoutAccount, TopUp
 from core.errors import NotFound
@@ -210,3 +210,8 @@ def payout_list(*, organization_id: int) -> QuerySet[Payout]:
 def payout_account_get(*, organization_id: int) -> PayoutAccount | None:
     return PayoutAccount.objects.filter(organization_id=organization_id).first()
 
+
+
+def audit_event_list(*, organization_id: int) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.filter(organization_id=organization_id).order_by("-created_at",
+                                                                               "-id")

@@ -7,7 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
 from marketplace.forms import EmailAuthenticationForm
-from marketplace.views import accounts, api_keys, bank, compute, pages, provider, wallet
+from marketplace.views import accounts, api_keys, audit, bank, compute, pages, provider, wallet
 
 app_name = "store"
 
@@ -44,6 +44,8 @@ urlpatterns = [
          name="password_reset_complete"),
     path("members/", accounts.members, name="members"),
     path("members/<int:user_id>/", accounts.member_change, name="member_change"),
+    path("audit/", audit.audit, name="audit"),
+    path("audit.csv", audit.audit_csv, name="audit_csv"),
     path("organization/switch/", accounts.organization_switch, name="organization_switch"),
     # wallet
     path("wallet/", wallet.wallet, name="wallet"),

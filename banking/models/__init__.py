@@ -1,3 +1,4 @@
+from banking.models.audit import AuditAction, AuditEvent
 from banking.models.customers import ApiKey, ApiKeyScope, Membership, Organization
 from banking.models.ledger import Account, Entry, Hold, Transfer
 from banking.models.lending import CreditLine, Installment, Loan, LoanPrepayment
@@ -16,6 +17,8 @@ __all__ = [
     "Account",
     "ApiKey",
     "ApiKeyScope",
+    "AuditAction",
+    "AuditEvent",
     "CreditLine",
     "Dispute",
     "Entry",

@@ -11,9 +11,17 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from banking.audit import audit_record
 from banking.error_codes import AccessErrorCode
 from banking.locks import organizations_lock
-from banking.models import Account, ApiKey, ApiKeyScope, Membership, Organization
+from banking.models import (
+    Account,
+    ApiKey,
+    ApiKeyScope,
+    AuditAction,
+    Membership,
+    Organization,
+)
 from banking.models.ledger import AccountPurpose
 from banking.roles import Action, action_require, role_allows, role_scopes
 from core.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
@@ -131,10 +139,16 @@ def member_remove(*, organization_id: int, actor_id: int, user_id: int) -> Membe
     if membership.role == Membership.Role.OWNER:
         _owners_require(actor)
     _last_owner_guard(membership)
-    ApiKey.objects.filter(
+    revoked = list(ApiKey.objects.filter(
         organization_id=organization_id, created_by_id=user_id, revoked_at__isnull=True
-    ).update(revoked_at=timezone.now())
+    ).values_list("prefix", flat=True))
+    ApiKey.objects.filter(organization_id=organization_id, prefix__in=revoked).update(
+        revoked_at=timezone.now()
+    )
     membership.delete()
+    audit_record(action=AuditAction.MEMBER_REMOVED, organization_id=organization_id,
+                 target=f"user:{user_id}", actor_id=actor_id,
+                 detail={"role": membership.role, "keys_revoked": revoked})
     return membership
 
 
@@ -153,6 +167,9 @@ def member_role_change(
     if role != Membership.Role.OWNER:
         _last_owner_guard(membership)
     if membership.role != role:
+        audit_record(action=AuditAction.MEMBER_ROLE_CHANGED, organization_id=organization_id,
+                     target=f"user:{user_id}", actor_id=actor_id,
+                     detail={"from": membership.role, "to": role})
         membership.role = role
         membership.save(update_fields=["role"])
     return membership
@@ -220,6 +237,9 @@ def member_invite(
     membership = Membership.objects.create(
         organization_id=organization_id, user=user, role=role
     )
+    audit_record(action=AuditAction.MEMBER_INVITED, organization_id=organization_id,
+                 target=f"user:{user.pk}", actor_id=invited_by_id,
+                 detail={"email": email, "role": role, "new_user": created})
     return MemberInvite(membership=membership, user_created=created)
 
 
@@ -280,9 +300,14 @@ def api_key_issue(
         scopes=[scope for scope in ApiKeyScope.values if scope in wanted],
         expires_at=expires_at,
     )
+    audit_record(action=AuditAction.API_KEY_CREATED, organization_id=organization_id,
+                 target=f"api_key:{prefix}", actor_id=created_by_id,
+                 detail={"name": api_key.name, "scopes": api_key.scopes,
+                         "expires_at": expires_at.isoformat() if expires_at else None})
     return IssuedApiKey(api_key=api_key, secret=secret)
 
 
+@transaction.atomic
 def api_key_revoke(
     *, organization_id: int, api_key_id: int, actor_id: int | None = None
 ) -> ApiKey:
@@ -297,6 +322,9 @@ def api_key_revoke(
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
+        audit_record(action=AuditAction.API_KEY_REVOKED, organization_id=organization_id,
+                     target=f"api_key:{api_key.prefix}", actor_id=actor_id,
+                     detail={"name": api_key.name})
     return api_key
 
 
@@ -343,6 +371,10 @@ def organization_set_status(*, organization_id: int, status: str) -> Organizatio
     org = Organization.objects.select_for_update().filter(pk=organization_id).first()
     if org is None:
         raise NotFound("Organization not found.")
+    if org.status != status:
+        audit_record(action=AuditAction.ORGANIZATION_STATUS_CHANGED,
+                     organization_id=organization_id, target=f"organization:{org.pk}",
+                     detail={"from": org.status, "to": status})
     org.status = status
     org.save(update_fields=["status", "updated_at"])
     return org
@@ -355,4 +387,6 @@ def organization_approve(*, organization_id: int) -> Organization:
     )
     if not updated:
         raise NotFound("Organization not found.")
+    audit_record(action=AuditAction.ORGANIZATION_APPROVED, organization_id=organization_id,
+                 target=f"organization:{organization_id}")
     return Organization.objects.get(pk=organization_id)

@@ -46,12 +46,17 @@ def organization_required(view: View) -> View:
         request.membership = membership  # type: ignore[attr-defined]
         action = page_action(request)
         if action is not None and not role_allows(membership.role, action):
-            return render(request, "marketplace/forbidden.html", {
-                "role": membership.get_role_display(), "action": action.label,
-            }, status=403)
+            return forbidden_page(request, action)
         return view(request, *args, **kwargs)
 
     return cast(View, wrapped)
+
+
+def forbidden_page(request: HttpRequest, action: Action) -> HttpResponse:
+    membership: Membership = request.membership  # type: ignore[attr-defined]
+    return render(request, "marketplace/forbidden.html", {
+        "role": membership.get_role_display(), "action": action.label,
+    }, status=403)
 
 
 def _block_action(request: HttpRequest) -> Action:
