@@ -209,6 +209,7 @@ def test_operators_read_and_export_the_trail_in_the_admin(company, owner):
     assert "api_key.created" in listing.content.decode() or "API key created" in (
         listing.content.decode())
     assert exported["Content-Type"] == "text/csv"
-    lines = b"".join(exported.streaming_content)  # type: ignore[attr-defined].decode().splitlines()
+    body = b"".join(exported.streaming_content).decode()  # type: ignore[attr-defined]
+    lines = body.splitlines()
     assert len(lines) == 2
     assert lines[1].startswith(f"{row.pk},")
