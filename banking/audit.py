@@ -8,6 +8,7 @@ import contextvars
 from collections.abc import Callable
 from typing import Any
 
+from allauth.mfa.signals import authenticator_added, authenticator_removed
 from django.contrib.admin.models import LogEntry
 from django.db.models.signals import post_save
 from django.dispatch import receiver
@@ -86,3 +87,20 @@ def _admin_change(sender: type[LogEntry], instance: LogEntry, created: bool,
                 "message": instance.get_change_message()[:500]},
         actor_id=instance.user_id,
     )
+
+
+@receiver(authenticator_added, dispatch_uid="banking.audit.mfa_added")
+@receiver(authenticator_removed, dispatch_uid="banking.audit.mfa_removed")
+def _second_factor_changed(sender: Any, signal: Any, user: Any, authenticator: Any,
+                           **_: Any) -> None:
+    from banking.models import Membership
+
+    added = signal is authenticator_added
+    for organization_id in Membership.objects.filter(user_id=user.pk).values_list(
+        "organization_id", flat=True
+    ):
+        audit_record(
+            action=AuditAction.MFA_ENABLED if added else AuditAction.MFA_DISABLED,
+            organization_id=organization_id, target=f"user:{user.pk}", actor_id=user.pk,
+            detail={"type": authenticator.type},
+        )

@@ -20,6 +20,8 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
     path("webhooks/stripe/", stripe_webhook, name="stripe-webhook"),
+    # allauth's pages (email, password, two-factor); login and sign-up are the storefront's
+    path("accounts/", include("allauth.urls")),
     # The storefront last: its pages never shadow the API or the admin.
     path("", include("marketplace.urls")),
 ]

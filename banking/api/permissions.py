@@ -9,6 +9,7 @@ from typing import Any
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
+from banking.account_security import account_standing_require
 from banking.api.authentication import OrganizationPrincipal, request_organization
 from banking.error_codes import AccessErrorCode
 from banking.models import Membership
@@ -69,6 +70,10 @@ def action_check(request: Request, action: Action) -> None:
         )
     if not role_allows(role, action):
         raise forbidden_role(role, action)
+    if not isinstance(user, OrganizationPrincipal) and user is not None and user.pk is not None:
+        organization = request.organization  # type: ignore[attr-defined]
+        account_standing_require(user_id=user.pk, organization=organization,
+                                 action=action)
 
 
 class HasOrganization(BasePermission):

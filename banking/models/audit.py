@@ -10,6 +10,7 @@ class AuditAction(models.TextChoices):
     MEMBER_ROLE_CHANGED = "member.role_changed", "Member's role changed"
     MFA_ENABLED = "mfa.enabled", "Second factor turned on"
     MFA_DISABLED = "mfa.disabled", "Second factor turned off"
+    MFA_POLICY_CHANGED = "mfa.policy_changed", "Second factor required or not"
     PAYOUT_ACCOUNT_CHANGED = "payout_account.changed", "Payout account changed"
     PAYOUT_REQUESTED = "payout.requested", "Payout requested"
     PAYOUT_APPROVED = "payout.approved", "Payout approved"

@@ -15,6 +15,9 @@ class Organization(models.Model):
         default=True, help_text="Providers need an operator's approval before nodes go live."
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    require_mfa = models.BooleanField(
+        default=False, help_text="Every member needs a second factor to act (set by owners)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from banking.account_security import account_standing_require
 from banking.audit import audit_record
 from banking.error_codes import AccessErrorCode
 from banking.locks import organizations_lock
@@ -175,6 +176,22 @@ def member_role_change(
     return membership
 
 
+@transaction.atomic
+def organization_require_mfa_set(*, organization_id: int, actor_id: int,
+                                 required: bool) -> Organization:
+    """Owners decide whether every member needs a second factor to act."""
+    actor = _actor_membership(organization_id=organization_id, user_id=actor_id)
+    action_require(role=actor.role, action=Action.OWNERS_MANAGE)
+    org = organizations_lock([organization_id])[organization_id]
+    if org.require_mfa != required:
+        org.require_mfa = required
+        org.save(update_fields=["require_mfa", "updated_at"])
+        audit_record(action=AuditAction.MFA_POLICY_CHANGED, organization_id=organization_id,
+                     target=f"organization:{organization_id}", actor_id=actor_id,
+                     detail={"require_mfa": required})
+    return org
+
+
 @dataclass(frozen=True)
 class MemberInvite:
     membership: Membership
@@ -208,6 +225,20 @@ def organization_signup(
     user = User.objects.create_user(username=email, email=email, password=password)
     return Membership.objects.create(
         organization=org, user=user, role=Membership.Role.OWNER
+    )
+
+
+@transaction.atomic
+def organization_found(
+    *, name: str, owner_id: int, is_buyer: bool = True, is_provider: bool = False
+) -> Membership:
+    """A new organization whose owner is an existing user (who just signed up). A
+    provider waits for an operator's approval before its nodes go live."""
+    org = organization_create(
+        name=name, is_buyer=is_buyer, is_provider=is_provider, is_approved=not is_provider
+    )
+    return Membership.objects.create(
+        organization=org, user_id=owner_id, role=Membership.Role.OWNER
     )
 
 
@@ -271,6 +302,8 @@ def api_key_issue(
     if created_by_id is not None:
         member = _actor_membership(organization_id=organization_id, user_id=created_by_id)
         action_require(role=member.role, action=Action.KEYS_OWN)
+        account_standing_require(user_id=created_by_id, organization=member.organization,
+                                 action=Action.KEYS_OWN)
         ceiling = role_scopes(member.role)
         wanted = _scopes_valid(scopes) if scopes is not None else sorted(ceiling)
         beyond = [scope for scope in wanted if scope not in ceiling]

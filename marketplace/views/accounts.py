@@ -18,6 +18,7 @@ from banking.services.customers import (
     member_invite,
     member_remove,
     member_role_change,
+    organization_require_mfa_set,
     organization_signup,
 )
 from core.errors import DomainError
@@ -127,6 +128,23 @@ def member_change(request: OrganizationRequest, user_id: int) -> HttpResponse:
                                       f"now {changed.get_role_display().lower()}.")
     except DomainError as exc:
         messages.error(request, exc.message)
+    return redirect("store:members")
+
+
+@organization_required
+@require_POST
+def organization_security(request: OrganizationRequest) -> HttpResponse:
+    """Owners turn "every member needs a second factor" on or off."""
+    try:
+        org = organization_require_mfa_set(organization_id=request.organization.pk,
+                                           actor_id=request.user.pk,
+                                           required=request.POST.get("require_mfa") == "1")
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Every member now needs a second factor to act."
+                         if org.require_mfa else "A second factor is no longer required "
+                         "of every member.")
     return redirect("store:members")
 
 

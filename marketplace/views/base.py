@@ -9,11 +9,12 @@ from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
 
+from banking.account_security import account_standing_require
 from banking.api.authentication import request_organization
 from banking.models import Membership, Organization
 from banking.roles import Action, role_allows
 from banking.selectors import membership_get
-from core.errors import NotFound
+from core.errors import DomainError, NotFound
 
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 T = TypeVar("T")
@@ -47,6 +48,14 @@ def organization_required(view: View) -> View:
         action = page_action(request)
         if action is not None and not role_allows(membership.role, action):
             return forbidden_page(request, action)
+        if action is not None:
+            try:
+                account_standing_require(user_id=cast(int, request.user.pk),
+                                         organization=organization, action=action)
+            except DomainError as exc:
+                return render(request, "marketplace/forbidden.html", {
+                    "message": exc.message, "code": exc.code,
+                }, status=403)
         return view(request, *args, **kwargs)
 
     return cast(View, wrapped)
