@@ -6,4 +6,6 @@ if __name__ == "__main__":
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     from django.core.management import execute_from_command_line
 
+    import config.security  # noqa: F401 - registers the deploy check of insecure settings
+
     execute_from_command_line(sys.argv)

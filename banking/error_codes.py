@@ -46,3 +46,14 @@ class WebhookErrorCode(StrEnum):
     WEBHOOK_URL_REFUSED = "webhook_url_refused"
     WEBHOOK_EVENT_UNKNOWN = "webhook_event_unknown"
     WEBHOOK_LIMIT = "webhook_limit"
+
+
+class AccessErrorCode(StrEnum):
+    """Who may do what: roles of members, scopes and expiry of API keys, the account's
+    own state (verified email, second factor)."""
+
+    FORBIDDEN_ROLE = "forbidden_role"
+    INSUFFICIENT_SCOPE = "insufficient_scope"
+    KEY_EXPIRED = "key_expired"
+    EMAIL_UNVERIFIED = "email_unverified"
+    MFA_REQUIRED = "mfa_required"

@@ -7,7 +7,7 @@ from django.db.models import QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from banking.models import Account, ApiKey, Entry, Membership, Organization
+from banking.models import Account, ApiKey, AuditEvent, Entry, Membership, Organization
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.models.payments import Payout, PayoutAccount, TopUp
 from core.errors import NotFound
@@ -197,7 +197,11 @@ def user_membership_list(*, user_id: int) -> QuerySet[Membership]:
 
 
 def api_key_list(*, organization_id: int) -> QuerySet[ApiKey]:
-    return ApiKey.objects.filter(organization_id=organization_id).order_by("-created_at")
+    return (
+        ApiKey.objects.filter(organization_id=organization_id)
+        .select_related("created_by")
+        .order_by("-created_at")
+    )
 
 
 # Payments
@@ -221,3 +225,8 @@ def payout_list(*, organization_id: int) -> QuerySet[Payout]:
 def payout_account_get(*, organization_id: int) -> PayoutAccount | None:
     return PayoutAccount.objects.filter(organization_id=organization_id).first()
 
+
+
+def audit_event_list(*, organization_id: int) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.filter(organization_id=organization_id).order_by("-created_at",
+                                                                               "-id")

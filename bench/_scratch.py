@@ -15,6 +15,16 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/suanli"
 
 
+# What a served process of a bench needs to start with DJANGO_DEBUG off, as production
+# does (config/security.py): a key of its own and the fake gateway asked for by name; plain
+# http, as its clients speak.
+SERVING_ENV = {
+    "DJANGO_HTTPS": "false",
+    "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or "bench-only-" + "b" * 40,
+    "PAYMENTS_GATEWAY": os.environ.get("PAYMENTS_GATEWAY") or "fake",
+}
+
+
 def server_url() -> str:
     return os.environ.get("DATABASE_URL", DEFAULT_URL)
 

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from bench._machine import cpu_share
-from bench._scratch import ROOT, scratch_database, server_url, use_database
+from bench._scratch import ROOT, SERVING_ENV, scratch_database, server_url, use_database
 from scheduler.agent.config import AgentConfig
 
 # What scheduler.agent sends from a node with 8 GPUs, 4 of them busy with two jobs.
@@ -253,7 +253,7 @@ def main() -> None:
         tokens = _make_nodes(fleet)
         connections.close_all()
         port = _free_port()
-        env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_DEBUG": "false",
+        env = {**os.environ, **SERVING_ENV, "DATABASE_URL": db_url, "DJANGO_DEBUG": "false",
                "LOG_LEVEL": "WARNING", "AGENT_RATE_LIMIT": "100000/min",
                "DATABASE_CONN_MAX_AGE": "60",
                "AGENT_HEARTBEAT_WRITE_BEHIND": "true" if write_behind else "false"}

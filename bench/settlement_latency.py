@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from bench._scratch import ROOT, scratch_database, use_database
+from bench._scratch import ROOT, SERVING_ENV, scratch_database, use_database
 
 
 def main() -> None:
@@ -53,7 +53,7 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
+        env = {**os.environ, **SERVING_ENV, "DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q",
              "placement,settlement,default", "-P", "threads", "-c", "4", "--loglevel",

@@ -21,3 +21,17 @@ def freeze_what_is_loaded(**_: Any) -> None:
     a placement cycle reading a few thousand queued jobs (bench.scheduler;
     docs/performance.md)."""
     gc.freeze()
+
+
+@signals.worker_init.connect
+@signals.beat_init.connect
+def refuse_insecure_settings(**_: Any) -> None:
+    # Celery logs and swallows a receiver's exception: leave instead.
+    from django.core.exceptions import ImproperlyConfigured
+
+    from config.security import refuse_insecure_settings as refuse
+
+    try:
+        refuse()
+    except ImproperlyConfigured as exc:
+        raise SystemExit(f"ImproperlyConfigured: {exc}") from exc

@@ -6,6 +6,10 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_application = get_wsgi_application()
 
+from config.security import refuse_insecure_settings  # noqa: E402 - needs settings
+
+refuse_insecure_settings()
+
 from scheduler.api.agent_doors import AgentFastPath  # noqa: E402 - needs Django set up
 
 # Agents' heartbeats and lease reads skip Django's request cycle; the rest is Django's.

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
-from banking.models import Membership
+from banking.models import ApiKeyScope, Membership
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.payout_value import payout_value_text
 from core.errors import DomainError
@@ -168,7 +168,11 @@ class SignupForm(forms.Form):
 
 class MemberInviteForm(forms.Form):
     email = forms.EmailField()
-    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.DEVELOPER)
+
+
+class MemberRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Membership.Role.choices)
 
 
 class OrganizationSwitchForm(forms.Form):
@@ -249,6 +253,20 @@ class ApiKeyCreateForm(forms.Form):
     name = forms.CharField(
         max_length=100, initial="default", help_text="So you can tell your keys apart."
     )
+    scopes = forms.MultipleChoiceField(
+        choices=ApiKeyScope.choices, widget=forms.CheckboxSelectMultiple, required=False,
+        help_text="What the key may do; none ticked: all your role allows.",
+    )
+    expires_in_days = forms.IntegerField(
+        required=False, min_value=1, max_value=730, label="Expires in (days)",
+        help_text="Empty: the key lasts until revoked.",
+    )
+
+    def __init__(self, *args: Any, allowed_scopes: frozenset[str] = frozenset(),
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["scopes"]
+        field.initial = [s for s in ApiKeyScope.values if s in allowed_scopes]
 
 
 # Compute

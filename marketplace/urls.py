@@ -3,13 +3,14 @@
 
 from typing import Any
 
+from allauth.account import views as allauth_views
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from marketplace.forms import EmailAuthenticationForm
 from marketplace.views import (
     accounts,
     api_keys,
+    audit,
     auto_topup,
     bank,
     compute,
@@ -32,17 +33,10 @@ def _auth(view: Any, template: str, **kwargs: Any) -> Any:
 urlpatterns = [
     path("", pages.home, name="home"),
     # accounts
-    path("signup/", accounts.signup, name="signup"),
-    path("login/", _auth(auth_views.LoginView, "login.html", redirect_authenticated_user=True,
-                         authentication_form=EmailAuthenticationForm), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(next_page=reverse_lazy("store:login")),
-         name="logout"),
-    path("password-reset/", _auth(
-        auth_views.PasswordResetView, "password_reset_form.html",
-        email_template_name="marketplace/emails/password_reset.txt",
-        subject_template_name="marketplace/emails/password_reset_subject.txt",
-        success_url=reverse_lazy("store:password_reset_done"),
-    ), name="password_reset"),
+    path("signup/", allauth_views.signup, name="signup"),
+    path("login/", allauth_views.login, name="login"),
+    path("logout/", allauth_views.logout, name="logout"),
+    path("password-reset/", allauth_views.password_reset, name="password_reset"),
     path("password-reset/sent/", _auth(auth_views.PasswordResetDoneView,
                                        "password_reset_done.html"),
          name="password_reset_done"),
@@ -54,6 +48,11 @@ urlpatterns = [
                                        "password_reset_complete.html"),
          name="password_reset_complete"),
     path("members/", accounts.members, name="members"),
+    path("members/<int:user_id>/", accounts.member_change, name="member_change"),
+    path("audit/", audit.audit, name="audit"),
+    path("organization/security/", accounts.organization_security,
+         name="organization_security"),
+    path("audit.csv", audit.audit_csv, name="audit_csv"),
     path("organization/switch/", accounts.organization_switch, name="organization_switch"),
     # wallet
     path("wallet/", wallet.wallet, name="wallet"),

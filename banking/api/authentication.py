@@ -8,6 +8,7 @@ from rest_framework.request import Request
 
 from banking.models import ApiKey, Organization
 from banking.services.customers import api_key_authenticate
+from core.client_address import client_address
 
 
 @dataclass
@@ -34,7 +35,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         scheme, _, raw = header.partition(" ")
         if scheme != self.keyword:
             return None
-        api_key = api_key_authenticate(raw)
+        api_key = api_key_authenticate(raw, client_ip=client_address(request))
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         return OrganizationPrincipal(organization=api_key.organization, api_key=api_key), api_key

@@ -15,6 +15,7 @@ from banking.amortization import ScheduleRow
 from banking.api.idempotency import idempotency_key_from
 from banking.api.pagination import StandardPagination
 from banking.models import Installment, Loan, LoanPrepayment
+from banking.roles import Action
 from banking.selectors_lending import credit_line_get, loan_get, loan_list, loan_quote
 from banking.services.ledger import new_idempotency_key
 from banking.services.lending import loan_prepay
@@ -136,6 +137,7 @@ class CreditLineGetApi(APIView):
 
 
 class LoanQuoteApi(APIView):
+    role_actions = {"POST": Action.READ}
     @extend_schema(
         request=QuoteInputSerializer,
         responses=QuoteOutputSerializer,
@@ -180,6 +182,7 @@ class LoanGetApi(APIView):
 
 
 class LoanPrepayApi(APIView):
+    role_actions = {"POST": Action.LOANS}
     @extend_schema(
         request=PrepayInputSerializer,
         responses=PrepayOutputSerializer,

@@ -13,6 +13,7 @@ from banking.api.idempotency import idempotency_key_from
 from banking.api.pagination import StandardPagination
 from banking.api.permissions import IsProvider
 from banking.models import Payout, PayoutAccount, TopUp
+from banking.roles import Action
 from banking.selectors import payout_account_get, payout_list, topup_get, topup_list
 from banking.services.payments import (
     CardDeclined,
@@ -98,6 +99,7 @@ class TopUpQuoteApi(APIView):
 class TopUpCreateListApi(APIView):
     # Read by the schema (the view pages by hand): the cursor and the page's shape.
     pagination_class = StandardPagination
+    role_actions = {"POST": Action.TOPUP}
 
     class TopUpCreateInputSerializer(serializers.Serializer):
         currency = serializers.CharField(max_length=3, default="usd")
@@ -143,6 +145,7 @@ class TopUpGetApi(APIView):
 
 
 class TopUpConfirmApi(APIView):
+    role_actions = {"POST": Action.TOPUP}
     class TopUpConfirmInputSerializer(serializers.Serializer):
         payment_method = serializers.CharField(required=False, max_length=255)
         card_token = serializers.RegexField(
@@ -187,7 +190,7 @@ class PayoutOutputSerializer(serializers.ModelSerializer):
 class PayoutCreateListApi(APIView):
     # Read by the schema (the view pages by hand): the cursor and the page's shape.
     pagination_class = StandardPagination
-
+    role_actions = {"POST": Action.PAYOUT_REQUEST}
     permission_classes = [IsProvider]
 
     class PayoutCreateInputSerializer(serializers.Serializer):
@@ -228,6 +231,7 @@ class PayoutAccountOutputSerializer(serializers.Serializer):
 
 
 class PayoutAccountApi(APIView):
+    role_actions = {"PUT": Action.PAYOUT_ACCOUNT}
     permission_classes = [IsProvider]
 
     class PayoutAccountInputSerializer(serializers.Serializer):

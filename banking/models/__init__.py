@@ -1,6 +1,7 @@
+from banking.models.audit import AuditAction, AuditEvent
 from banking.models.auto_topup import AutoTopUp
 from banking.models.checks import LedgerCheckpoint, LedgerCheckpointBalance
-from banking.models.customers import ApiKey, Membership, Organization
+from banking.models.customers import ApiKey, ApiKeyScope, Membership, Organization
 from banking.models.ledger import Account, Entry, Hold, Transfer
 from banking.models.lending import CreditLine, Installment, Loan, LoanPrepayment
 from banking.models.payments import (
@@ -24,6 +25,9 @@ from banking.models.webhooks import (
 __all__ = [
     "Account",
     "ApiKey",
+    "ApiKeyScope",
+    "AuditAction",
+    "AuditEvent",
     "AutoTopUp",
     "CreditLine",
     "Dispute",

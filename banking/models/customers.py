@@ -15,6 +15,9 @@ class Organization(models.Model):
         default=True, help_text="Providers need an operator's approval before nodes go live."
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    require_mfa = models.BooleanField(
+        default=False, help_text="Every member needs a second factor to act (set by owners)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -33,9 +36,13 @@ class Organization(models.Model):
 
 class Membership(models.Model):
     class Role(models.TextChoices):
+        """What each may do is banking.roles' table."""
+
         OWNER = "owner", "Owner"
         ADMIN = "admin", "Admin"
-        MEMBER = "member", "Member"
+        BILLING = "billing", "Billing"
+        DEVELOPER = "developer", "Developer"
+        VIEWER = "viewer", "Viewer"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
@@ -43,7 +50,7 @@ class Membership(models.Model):
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="memberships"
     )
-    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.DEVELOPER)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -56,8 +63,25 @@ class Membership(models.Model):
         return f"{self.user} in {self.organization} ({self.role})"
 
 
+class ApiKeyScope(models.TextChoices):
+    READ = "read", "Read"
+    JOBS = "jobs", "Jobs"
+    BLOCKS = "blocks", "Blocks"
+    BILLING = "billing", "Billing"
+    PROVIDER = "provider", "Provider"
+    PAYOUTS = "payouts", "Payouts"
+
+
+def all_scopes() -> list[str]:
+    return list(ApiKeyScope.values)
+
+
 class ApiKey(models.Model):
-    """Only a SHA-256 digest of the key is stored; the key itself is shown once."""
+    """Only a SHA-256 digest of the key is stored; the key itself is shown once.
+
+    A key acts within its scopes and, while its creator is a member, within the
+    creator's role (banking.roles); a key without a creator was issued by an operator.
+    """
 
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="api_keys"
@@ -67,7 +91,14 @@ class ApiKey(models.Model):
     key_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_ip = models.GenericIPAddressField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="api_keys",
+    )
+    scopes = models.JSONField(default=all_scopes)
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

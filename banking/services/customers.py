@@ -4,16 +4,28 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from banking.models import Account, ApiKey, Membership, Organization
+from banking.account_security import account_standing_require
+from banking.audit import audit_record
+from banking.error_codes import AccessErrorCode
+from banking.locks import organizations_lock
+from banking.models import (
+    Account,
+    ApiKey,
+    ApiKeyScope,
+    AuditAction,
+    Membership,
+    Organization,
+)
 from banking.models.ledger import AccountPurpose
-from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from banking.roles import Action, action_require, role_allows, role_scopes
+from core.errors import Conflict, DomainError, InvalidInput, NotFound, PermissionDenied
 
 API_KEY_PREFIX = "sk"
 
@@ -60,7 +72,7 @@ def organization_create(
 
 @transaction.atomic
 def membership_add(
-    *, organization_id: int, user: User, role: str = Membership.Role.MEMBER
+    *, organization_id: int, user: User, role: str = Membership.Role.DEVELOPER
 ) -> Membership:
     if role not in Membership.Role.values:
         raise InvalidInput(f"Unknown role {role!r}.", fields={"role": ["Unknown role."]})
@@ -71,6 +83,113 @@ def membership_add(
         membership.role = role
         membership.save(update_fields=["role"])
     return membership
+
+
+def _actor_membership(*, organization_id: int, user_id: int) -> Membership:
+    membership = Membership.objects.filter(
+        organization_id=organization_id, user_id=user_id
+    ).first()
+    if membership is None:
+        raise PermissionDenied(
+            "You are not a member of this organization.", code=AccessErrorCode.FORBIDDEN_ROLE
+        )
+    return membership
+
+
+def _role_valid(role: str) -> None:
+    if role not in Membership.Role.values:
+        raise InvalidInput(f"Unknown role {role!r}.", fields={"role": ["Unknown role."]})
+
+
+def _owners_require(actor: Membership) -> None:
+    if not role_allows(actor.role, Action.OWNERS_MANAGE):
+        raise PermissionDenied(
+            "Only an owner may make, change or remove owners.",
+            code=AccessErrorCode.FORBIDDEN_ROLE,
+            fields={"role": ["Owners only."]},
+        )
+
+
+def _member_locked(*, organization_id: int, user_id: int) -> Membership:
+    # Member changes serialize on the organization's row: "the last owner" is decided
+    # under that lock, so two owners demoting each other cannot both succeed.
+    organizations_lock([organization_id])
+    membership = Membership.objects.filter(
+        organization_id=organization_id, user_id=user_id
+    ).first()
+    if membership is None:
+        raise NotFound("No such member.")
+    return membership
+
+
+def _last_owner_guard(membership: Membership) -> None:
+    if membership.role == Membership.Role.OWNER and not Membership.objects.filter(
+        organization_id=membership.organization_id, role=Membership.Role.OWNER
+    ).exclude(pk=membership.pk).exists():
+        raise Conflict(
+            "An organization keeps at least one owner.", fields={"role": ["Last owner."]}
+        )
+
+
+@transaction.atomic
+def member_remove(*, organization_id: int, actor_id: int, user_id: int) -> Membership:
+    """Remove a member; every API key they created for the organization is revoked."""
+    actor = _actor_membership(organization_id=organization_id, user_id=actor_id)
+    action_require(role=actor.role, action=Action.MEMBERS_MANAGE)
+    membership = _member_locked(organization_id=organization_id, user_id=user_id)
+    if membership.role == Membership.Role.OWNER:
+        _owners_require(actor)
+    _last_owner_guard(membership)
+    revoked = list(ApiKey.objects.filter(
+        organization_id=organization_id, created_by_id=user_id, revoked_at__isnull=True
+    ).values_list("prefix", flat=True))
+    ApiKey.objects.filter(organization_id=organization_id, prefix__in=revoked).update(
+        revoked_at=timezone.now()
+    )
+    membership.delete()
+    audit_record(action=AuditAction.MEMBER_REMOVED, organization_id=organization_id,
+                 target=f"user:{user_id}", actor_id=actor_id,
+                 detail={"role": membership.role, "keys_revoked": revoked})
+    return membership
+
+
+@transaction.atomic
+def member_role_change(
+    *, organization_id: int, actor_id: int, user_id: int, role: str
+) -> Membership:
+    """Change a member's role. Only owners make or unmake owners; the last owner stays.
+    The member's keys keep their scopes but act within the new role from now on."""
+    _role_valid(role)
+    actor = _actor_membership(organization_id=organization_id, user_id=actor_id)
+    action_require(role=actor.role, action=Action.MEMBERS_MANAGE)
+    membership = _member_locked(organization_id=organization_id, user_id=user_id)
+    if Membership.Role.OWNER in (membership.role, role):
+        _owners_require(actor)
+    if role != Membership.Role.OWNER:
+        _last_owner_guard(membership)
+    if membership.role != role:
+        audit_record(action=AuditAction.MEMBER_ROLE_CHANGED, organization_id=organization_id,
+                     target=f"user:{user_id}", actor_id=actor_id,
+                     detail={"from": membership.role, "to": role})
+        membership.role = role
+        membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def organization_require_mfa_set(*, organization_id: int, actor_id: int,
+                                 required: bool) -> Organization:
+    """Owners decide whether every member needs a second factor to act."""
+    actor = _actor_membership(organization_id=organization_id, user_id=actor_id)
+    action_require(role=actor.role, action=Action.OWNERS_MANAGE)
+    org = organizations_lock([organization_id])[organization_id]
+    if org.require_mfa != required:
+        org.require_mfa = required
+        org.save(update_fields=["require_mfa", "updated_at"])
+        audit_record(action=AuditAction.MFA_POLICY_CHANGED, organization_id=organization_id,
+                     target=f"organization:{organization_id}", actor_id=actor_id,
+                     detail={"require_mfa": required})
+    return org
 
 
 @dataclass(frozen=True)
@@ -110,22 +229,30 @@ def organization_signup(
 
 
 @transaction.atomic
+def organization_found(
+    *, name: str, owner_id: int, is_buyer: bool = True, is_provider: bool = False
+) -> Membership:
+    """A new organization whose owner is an existing user (who just signed up). A
+    provider waits for an operator's approval before its nodes go live."""
+    org = organization_create(
+        name=name, is_buyer=is_buyer, is_provider=is_provider, is_approved=not is_provider
+    )
+    return Membership.objects.create(
+        organization=org, user_id=owner_id, role=Membership.Role.OWNER
+    )
+
+
+@transaction.atomic
 def member_invite(
-    *, organization_id: int, invited_by_id: int, email: str, role: str = Membership.Role.MEMBER
+    *, organization_id: int, invited_by_id: int, email: str, role: str = Membership.Role.DEVELOPER
 ) -> MemberInvite:
     """Add a member by email. Owners and admins may invite; only an owner makes owners.
     An unknown email gets a new user without a password."""
-    inviter = Membership.objects.filter(
-        organization_id=organization_id, user_id=invited_by_id
-    ).first()
-    if inviter is None or inviter.role not in (Membership.Role.OWNER, Membership.Role.ADMIN):
-        raise PermissionDenied("Only owners and admins may add members.")
-    if role not in Membership.Role.values:
-        raise InvalidInput(f"Unknown role {role!r}.", fields={"role": ["Unknown role."]})
-    if role == Membership.Role.OWNER and inviter.role != Membership.Role.OWNER:
-        raise PermissionDenied(
-            "Only an owner may add another owner.", fields={"role": ["Owners only."]}
-        )
+    inviter = _actor_membership(organization_id=organization_id, user_id=invited_by_id)
+    action_require(role=inviter.role, action=Action.MEMBERS_MANAGE)
+    _role_valid(role)
+    if role == Membership.Role.OWNER:
+        _owners_require(inviter)
     email = _normalized_email(email)
     user = (
         User.objects.filter(username__iexact=email).first()
@@ -141,10 +268,60 @@ def member_invite(
     membership = Membership.objects.create(
         organization_id=organization_id, user=user, role=role
     )
+    audit_record(action=AuditAction.MEMBER_INVITED, organization_id=organization_id,
+                 target=f"user:{user.pk}", actor_id=invited_by_id,
+                 detail={"email": email, "role": role, "new_user": created})
     return MemberInvite(membership=membership, user_created=created)
 
 
-def api_key_issue(*, organization_id: int, name: str = "default") -> IssuedApiKey:
+API_KEY_MAX_LIFETIME = timedelta(days=2 * 365)
+
+
+def _scopes_valid(scopes: list[str]) -> list[str]:
+    unknown = sorted(set(scopes) - set(ApiKeyScope.values))
+    if unknown or not scopes or len(scopes) > len(ApiKeyScope.values):
+        raise InvalidInput(
+            "Pick one or more scopes: " + ", ".join(ApiKeyScope.values) + ".",
+            fields={"scopes": ["Unknown: " + ", ".join(unknown) if unknown else "Required."]},
+        )
+    return [scope for scope in ApiKeyScope.values if scope in scopes]
+
+
+@transaction.atomic
+def api_key_issue(
+    *,
+    organization_id: int,
+    name: str = "default",
+    created_by_id: int | None = None,
+    scopes: list[str] | None = None,
+    expires_at: datetime | None = None,
+) -> IssuedApiKey:
+    """A new key. A member's key carries at most the scopes of their role (all of them
+    by default) and acts within their role for as long as they are a member; without a
+    creator (an operator's command) it carries the scopes asked for, all by default."""
+    if created_by_id is not None:
+        member = _actor_membership(organization_id=organization_id, user_id=created_by_id)
+        action_require(role=member.role, action=Action.KEYS_OWN)
+        account_standing_require(user_id=created_by_id, organization=member.organization,
+                                 action=Action.KEYS_OWN)
+        ceiling = role_scopes(member.role)
+        wanted = _scopes_valid(scopes) if scopes is not None else sorted(ceiling)
+        beyond = [scope for scope in wanted if scope not in ceiling]
+        if beyond:
+            raise PermissionDenied(
+                f"Your role ({member.role}) cannot grant the scope(s) {', '.join(beyond)}.",
+                code=AccessErrorCode.INSUFFICIENT_SCOPE,
+                fields={"scopes": beyond},
+            )
+    else:
+        wanted = _scopes_valid(scopes) if scopes is not None else list(ApiKeyScope.values)
+    if expires_at is not None:
+        now = timezone.now()
+        if not now < expires_at <= now + API_KEY_MAX_LIFETIME:
+            raise InvalidInput(
+                "A key expires in the future and within two years.",
+                fields={"expires_at": ["Out of range."]},
+            )
     prefix = secrets.token_hex(6)
     secret = f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     api_key = ApiKey.objects.create(
@@ -152,22 +329,46 @@ def api_key_issue(*, organization_id: int, name: str = "default") -> IssuedApiKe
         name=name.strip()[:100] or "default",
         prefix=prefix,
         key_hash=_hash_key(secret),
+        created_by_id=created_by_id,
+        scopes=[scope for scope in ApiKeyScope.values if scope in wanted],
+        expires_at=expires_at,
     )
+    audit_record(action=AuditAction.API_KEY_CREATED, organization_id=organization_id,
+                 target=f"api_key:{prefix}", actor_id=created_by_id,
+                 detail={"name": api_key.name, "scopes": api_key.scopes,
+                         "expires_at": expires_at.isoformat() if expires_at else None})
     return IssuedApiKey(api_key=api_key, secret=secret)
 
 
-def api_key_revoke(*, organization_id: int, api_key_id: int) -> ApiKey:
+@transaction.atomic
+def api_key_revoke(
+    *, organization_id: int, api_key_id: int, actor_id: int | None = None
+) -> ApiKey:
+    """Revoke a key. A member revokes their own keys; owners and admins anyone's."""
     api_key = ApiKey.objects.filter(pk=api_key_id, organization_id=organization_id).first()
     if api_key is None:
         raise NotFound("API key not found.")
+    if actor_id is not None:
+        actor = _actor_membership(organization_id=organization_id, user_id=actor_id)
+        own = api_key.created_by_id == actor_id
+        action_require(role=actor.role, action=Action.KEYS_OWN if own else Action.KEYS_MANAGE)
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
+        audit_record(action=AuditAction.API_KEY_REVOKED, organization_id=organization_id,
+                     target=f"api_key:{api_key.prefix}", actor_id=actor_id,
+                     detail={"name": api_key.name})
     return api_key
 
 
-def api_key_authenticate(raw: str) -> ApiKey | None:
-    """The active key matching `raw`, or None. Marks it used at most once a minute so that
+class ApiKeyExpired(DomainError):
+    code = AccessErrorCode.KEY_EXPIRED
+    status = 401
+
+
+def api_key_authenticate(raw: str, *, client_ip: str | None = None) -> ApiKey | None:
+    """The active key matching `raw`, or None; an expired one raises `ApiKeyExpired`.
+    Marks it used (time and address) at most once a minute per address, so that
     authentication does not write on every request."""
     parts = raw.strip().split("_", 2)
     if len(parts) != 3 or parts[0] != API_KEY_PREFIX:
@@ -180,10 +381,19 @@ def api_key_authenticate(raw: str) -> ApiKey | None:
     if api_key is None or not hmac.compare_digest(api_key.key_hash, _hash_key(raw.strip())):
         return None
     now = timezone.now()
+    if api_key.expires_at is not None and api_key.expires_at <= now:
+        raise ApiKeyExpired(
+            f"This API key expired at {api_key.expires_at.isoformat()}; create a new one."
+        )
     resolution = timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION_S)
-    if api_key.last_used_at is None or now - api_key.last_used_at > resolution:
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    if (
+        api_key.last_used_at is None
+        or now - api_key.last_used_at > resolution
+        or (client_ip is not None and client_ip != api_key.last_used_ip)
+    ):
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now, last_used_ip=client_ip)
         api_key.last_used_at = now
+        api_key.last_used_ip = client_ip
     return api_key
 
 
@@ -194,6 +404,10 @@ def organization_set_status(*, organization_id: int, status: str) -> Organizatio
     org = Organization.objects.select_for_update().filter(pk=organization_id).first()
     if org is None:
         raise NotFound("Organization not found.")
+    if org.status != status:
+        audit_record(action=AuditAction.ORGANIZATION_STATUS_CHANGED,
+                     organization_id=organization_id, target=f"organization:{org.pk}",
+                     detail={"from": org.status, "to": status})
     org.status = status
     org.save(update_fields=["status", "updated_at"])
     return org
@@ -206,4 +420,6 @@ def organization_approve(*, organization_id: int) -> Organization:
     )
     if not updated:
         raise NotFound("Organization not found.")
+    audit_record(action=AuditAction.ORGANIZATION_APPROVED, organization_id=organization_id,
+                 target=f"organization:{organization_id}")
     return Organization.objects.get(pk=organization_id)

@@ -14,10 +14,11 @@ from django.db import IntegrityError, connection
 from django.db.models import F
 from django.utils import timezone
 
+from banking.audit import audit_record
 from banking.error_codes import BankingErrorCode
 from banking.errors import IdempotencyConflict, InsufficientFunds
 from banking.locks import LockedAccount, accounts_lock
-from banking.models import Account, Entry, Transfer
+from banking.models import Account, AuditAction, Entry, Transfer
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.services.transactions import money_statement, money_transaction
 from core.database import server_bound_cursor
@@ -558,7 +559,11 @@ def transfer_reverse(
         if already is not None and already.idempotency_key != spec.idempotency_key:
             raise Conflict("That transfer has already been reversed.",
                            code=BankingErrorCode.ALREADY_REVERSED)
-    return posting_engine(connection.vendor)(spec)
+    reversal = posting_engine(connection.vendor)(spec)
+    audit_record(action=AuditAction.TRANSFER_REVERSED, organization_id=None,
+                 target=f"transfer:{original.pk}",
+                 detail={"reversal_id": reversal.pk, "memo": spec.memo[:200]})
+    return reversal
 
 
 def system_account(purpose: str) -> Account:

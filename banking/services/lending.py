@@ -33,9 +33,18 @@ from django.db.models import Q
 from django.utils import timezone
 
 from banking.amortization import MAX_APR_BPS, MAX_TERM_MONTHS, ScheduleRow, annuity_schedule
+from banking.audit import audit_record
 from banking.errors import CreditLimitBelowUsage, IdempotencyConflict, InsufficientFunds, LoanClosed
 from banking.locks import accounts_lock, organizations_lock
-from banking.models import Account, CreditLine, Installment, Loan, LoanPrepayment, Organization
+from banking.models import (
+    Account,
+    AuditAction,
+    CreditLine,
+    Installment,
+    Loan,
+    LoanPrepayment,
+    Organization,
+)
 from banking.models.ledger import AccountPurpose, Transfer, TransferKind
 from banking.selectors import organization_account_ids
 from banking.selectors_lending import (
@@ -121,6 +130,9 @@ def credit_line_set(
         organization_id=organization_id,
         defaults={"limit": limit, "apr_bps": apr_bps, "max_term_months": max_term_months},
     )
+    audit_record(action=AuditAction.CREDIT_LINE_SET, organization_id=organization_id,
+                 target=f"credit_line:{line.pk}",
+                 detail={"limit": limit, "apr_bps": apr_bps, "max_term_months": max_term_months})
     return line
 
 
@@ -489,6 +501,8 @@ def loan_write_off(*, loan_id: int, memo: str = "") -> Loan:
     unpaid.update(status=Installment.Status.WRITTEN_OFF)
     loan.status = Loan.Status.WRITTEN_OFF
     loan.save(update_fields=["status", "written_off_transfer", "updated_at"])
+    audit_record(action=AuditAction.LOAN_WRITTEN_OFF, organization_id=loan.organization_id,
+                 target=f"loan:{loan.pk}", detail={"principal": rest, "memo": memo[:200]})
     return loan
 
 

@@ -18,10 +18,11 @@ from django.db.models import F
 from django.utils import timezone
 
 from banking import enqueue
+from banking.audit import audit_record
 from banking.error_codes import BankingErrorCode, PaymentErrorCode
 from banking.gateway import GatewayError, PayoutTransferInfo, get_gateway
 from banking.locks import payout_lock
-from banking.models import Hold, Organization, Payout, PayoutAccount
+from banking.models import AuditAction, Hold, Organization, Payout, PayoutAccount
 from banking.models.ledger import AccountPurpose
 from banking.selectors import organization_account
 from banking.services.holds import hold_capture, hold_place, hold_release
@@ -61,6 +62,10 @@ def payout_account_set(
             "auto_payout_threshold": auto_payout_threshold,
         },
     )
+    audit_record(action=AuditAction.PAYOUT_ACCOUNT_CHANGED, organization_id=organization_id,
+                 target=f"payout_account:{account.pk}",
+                 detail={"stripe_account_id": account_id,
+                         "auto_payout_threshold": auto_payout_threshold})
     return account
 
 
@@ -102,6 +107,9 @@ def payout_request(
         organization_id=organization_id, tokens=tokens, amount_cents=amount_cents,
         destination=account.stripe_account_id, idempotency_key=key, is_sweep=is_sweep,
     )
+    audit_record(action=AuditAction.PAYOUT_REQUESTED, organization_id=organization_id,
+                 target=f"payout:{payout.pk}",
+                 detail={"tokens": tokens, "destination": payout.destination, "sweep": is_sweep})
     return payout
 
 
@@ -160,6 +168,9 @@ def payout_approve(*, payout_id: int, approved_by_id: int | None = None) -> Payo
     payout.approved_by_id = approved_by_id
     payout.approved_at = timezone.now()
     payout.save(update_fields=["status", "approved_by", "approved_at", "updated_at"])
+    audit_record(action=AuditAction.PAYOUT_APPROVED, organization_id=payout.organization_id,
+                 target=f"payout:{payout.pk}", actor_id=approved_by_id,
+                 detail={"tokens": payout.tokens})
     _execute_after_commit(payout.pk)
     return payout
 
@@ -177,6 +188,8 @@ def payout_reject(*, payout_id: int, reason: str) -> Payout:
     payout.status = Payout.Status.REJECTED
     payout.failure_message = (reason or "Rejected by an operator.")[:500]
     payout.save(update_fields=["status", "failure_message", "updated_at"])
+    audit_record(action=AuditAction.PAYOUT_REJECTED, organization_id=payout.organization_id,
+                 target=f"payout:{payout.pk}", detail={"reason": payout.failure_message})
     return payout
 
 

@@ -9,10 +9,11 @@ from rest_framework.views import APIView
 
 from banking.api.idempotency import idempotency_key_from
 from banking.api.pagination import StandardPagination
-from banking.api.permissions import HasOrganization, IsBuyer, IsProvider
+from banking.api.permissions import HasOrganization, IsBuyer, IsProvider, action_check
+from banking.roles import Action
 from banking.services.ledger import new_idempotency_key
 from marketplace.api import serializers as s
-from marketplace.models import LowBalanceAlert
+from marketplace.models import Block, LowBalanceAlert
 from marketplace.selectors import (
     advance_list,
     block_get,
@@ -46,7 +47,7 @@ def _page(view: APIView, request: Request, qs: QuerySet[Any], serializer: type) 
 class DepositListCreateApi(APIView):
     # Read by the schema (the view pages by hand): the cursor and the page's shape.
     pagination_class = StandardPagination
-
+    role_actions = {"POST": Action.NODES}
     permission_classes = [IsProvider]
 
     @extend_schema(responses=s.DepositOutputSerializer(many=True),
@@ -71,7 +72,7 @@ class DepositListCreateApi(APIView):
 class AdvanceListCreateApi(APIView):
     # Read by the schema (the view pages by hand): the cursor and the page's shape.
     pagination_class = StandardPagination
-
+    role_actions = {"POST": Action.LOANS}
     permission_classes = [IsProvider]
 
     @extend_schema(responses=s.AdvanceOutputSerializer(many=True))
@@ -115,6 +116,7 @@ class BlockAvailabilityApi(APIView):
 
 
 class BlockQuoteApi(APIView):
+    role_actions = {"POST": Action.READ}
     permission_classes = [IsBuyer]
 
     @extend_schema(request=s.BlockInputSerializer, responses=s.BlockQuoteOutputSerializer,
@@ -129,7 +131,10 @@ class BlockQuoteApi(APIView):
 class BlockListCreateApi(APIView):
     # Read by the schema (the view pages by hand): the cursor and the page's shape.
     pagination_class = StandardPagination
-
+    # POST is checked once its body says how it is paid: financed opens a loan (billing),
+    # from the wallet it is a block (developers).
+    role_actions = {"POST": None}
+    scope_notes = {"POST": "blocks (paid from the wallet) or billing (financed)"}
     def get_permissions(self) -> list[Any]:
         return [IsBuyer()] if self.request.method == "POST" else [HasOrganization()]
 
@@ -144,6 +149,8 @@ class BlockListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = s.BlockInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        financed = data.validated_data["payment"] == Block.Payment.FINANCED
+        action_check(request, Action.LOANS if financed else Action.BLOCKS)
         block = block_buy(organization_id=_org(request), idempotency_key=_key(request, "block"),
                           **data.validated_data)
         return Response(s.BlockOutputSerializer(block_get(organization_id=_org(request),
@@ -151,6 +158,7 @@ class BlockListCreateApi(APIView):
 
 
 class BlockSellBackApi(APIView):
+    role_actions = {"POST": Action.BLOCKS}
     permission_classes = [IsBuyer]
 
     @extend_schema(request=s.SellBackInputSerializer, responses={201: s.SellBackOutputSerializer},
@@ -178,6 +186,7 @@ class PriceHistoryApi(APIView):
 
 
 class LowBalanceAlertApi(APIView):
+    role_actions = {"PUT": Action.TOPUP}
     permission_classes = [HasOrganization]
 
     @extend_schema(responses=s.AlertSerializer)

@@ -12,12 +12,20 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from banking.models import Membership
 from banking.selectors import membership_list, user_membership_list
-from banking.services.customers import member_invite, organization_signup
+from banking.services.customers import (
+    member_invite,
+    member_remove,
+    member_role_change,
+    organization_require_mfa_set,
+    organization_signup,
+)
 from core.errors import DomainError
 from marketplace.emails import member_invite_email_send
 from marketplace.forms import (
     MemberInviteForm,
+    MemberRoleForm,
     OrganizationSwitchForm,
     SignupForm,
     apply_domain_error,
@@ -94,8 +102,52 @@ def members(request: OrganizationRequest) -> HttpResponse:
             "members": membership_list(organization_id=request.organization.pk),
             "form": form,
             "nav": "members",
+            "manage": manage,
+            "roles": Membership.Role.choices,
         },
     )
+
+
+@organization_required
+@require_POST
+def member_change(request: OrganizationRequest, user_id: int) -> HttpResponse:
+    """Change a member's role, or remove them (`remove=1`); their services say who may."""
+    try:
+        if request.POST.get("remove") == "1":
+            removed = member_remove(organization_id=request.organization.pk,
+                                    actor_id=request.user.pk, user_id=user_id)
+            messages.success(request, f"{removed.user.email or removed.user.username} was "
+                                      "removed; the API keys they created are revoked.")
+        else:
+            form = MemberRoleForm(request.POST)
+            if not form.is_valid():
+                messages.error(request, "Pick a role.")
+                return redirect("store:members")
+            changed = member_role_change(organization_id=request.organization.pk,
+                                         actor_id=request.user.pk, user_id=user_id,
+                                         role=form.cleaned_data["role"])
+            messages.success(request, f"{changed.user.email or changed.user.username} is "
+                                      f"now {changed.get_role_display().lower()}.")
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    return redirect("store:members")
+
+
+@organization_required
+@require_POST
+def organization_security(request: OrganizationRequest) -> HttpResponse:
+    """Owners turn "every member needs a second factor" on or off."""
+    try:
+        org = organization_require_mfa_set(organization_id=request.organization.pk,
+                                           actor_id=request.user.pk,
+                                           required=request.POST.get("require_mfa") == "1")
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Every member now needs a second factor to act."
+                         if org.require_mfa else "A second factor is no longer required "
+                         "of every member.")
+    return redirect("store:members")
 
 
 @login_required

@@ -9,10 +9,12 @@ from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
 
+from banking.account_security import account_standing_require
 from banking.api.authentication import request_organization
 from banking.models import Membership, Organization
+from banking.roles import Action, role_allows
 from banking.selectors import membership_get
-from core.errors import NotFound
+from core.errors import DomainError, NotFound
 
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 T = TypeVar("T")
@@ -43,9 +45,62 @@ def organization_required(view: View) -> View:
             return render(request, "marketplace/no_organization.html", status=403)
         request.organization = organization  # type: ignore[attr-defined]
         request.membership = membership  # type: ignore[attr-defined]
+        action = page_action(request)
+        if action is not None and not role_allows(membership.role, action):
+            return forbidden_page(request, action)
+        if action is not None:
+            try:
+                account_standing_require(user_id=cast(int, request.user.pk),
+                                         organization=organization, action=action)
+            except DomainError as exc:
+                return render(request, "marketplace/forbidden.html", {
+                    "message": exc.message, "code": exc.code,
+                }, status=403)
         return view(request, *args, **kwargs)
 
     return cast(View, wrapped)
+
+
+def forbidden_page(request: HttpRequest, action: Action) -> HttpResponse:
+    membership: Membership = request.membership  # type: ignore[attr-defined]
+    return render(request, "marketplace/forbidden.html", {
+        "role": membership.get_role_display(), "action": action.label,
+    }, status=403)
+
+
+def _block_action(request: HttpRequest) -> Action:
+    if request.POST.get("action") != "buy":
+        return Action.READ  # a quote
+    return Action.LOANS if request.POST.get("payment") == "financed" else Action.BLOCKS
+
+
+# What a POST to each storefront page does, in banking.roles' terms; GETs read. Keys and
+# members are checked by their services (one's own key or anyone's; owners or not).
+PAGE_ACTIONS: dict[str, Callable[[HttpRequest], Action | None]] = {
+    "topup": lambda r: Action.TOPUP,
+    "topup_pay": lambda r: Action.TOPUP,
+    "low_balance_alert": lambda r: Action.TOPUP,
+    "jobs": lambda r: Action.JOBS,
+    "job_cancel": lambda r: Action.JOBS,
+    "blocks": _block_action,
+    "block_sell_back": lambda r: Action.BLOCKS,
+    "loan_prepay": lambda r: Action.LOANS,
+    "node_drain": lambda r: Action.NODES,
+    "provider": lambda r: {
+        "node": Action.NODES, "deposit": Action.NODES, "advance": Action.LOANS,
+        "payout-account": Action.PAYOUT_ACCOUNT, "payout": Action.PAYOUT_REQUEST,
+    }.get(r.POST.get("form", ""), Action.READ),
+    "api_keys": lambda r: Action.KEYS_OWN,
+    "members": lambda r: Action.MEMBERS_MANAGE,
+}
+
+
+def page_action(request: HttpRequest) -> Action | None:
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return None
+    match = request.resolver_match
+    decide = PAGE_ACTIONS.get(match.url_name or "") if match is not None else None
+    return decide(request) if decide is not None else None
 
 
 def found_or_404(call: Callable[[], T]) -> T:
@@ -58,7 +113,7 @@ def found_or_404(call: Callable[[], T]) -> T:
 
 
 def can_manage_members(membership: Membership) -> bool:
-    return membership.role in (Membership.Role.OWNER, Membership.Role.ADMIN)
+    return role_allows(membership.role, Action.MEMBERS_MANAGE)
 
 
 def confirm_page(request: HttpRequest, *, title: str, text: str, button: str,

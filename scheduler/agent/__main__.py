@@ -21,7 +21,7 @@ from types import FrameType
 
 from scheduler.agent import AGENT_VERSION
 from scheduler.agent.client import AgentClient
-from scheduler.agent.config import AgentConfig
+from scheduler.agent.config import AgentConfig, plain_http_refusal
 from scheduler.agent.containers import (
     DEFAULT_PIDS_LIMIT,
     ContainerRuntime,
@@ -145,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="where run state is kept across restarts (default: $XDG_STATE_HOME/suanli-agent "
         "for a real node, memory only for simulated nodes)",
+    )
+    parser.add_argument(
+        "--insecure-http",
+        action="store_true",
+        help="allow a plain http:// server that is not on this machine (the token is sent "
+        "in clear)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every heartbeat too")
     parser.add_argument("--version", action="version", version=f"suanli-agent {AGENT_VERSION}")
@@ -351,6 +357,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     configure_logging(args.verbose)
+    refusal = plain_http_refusal(args.server, insecure_http=args.insecure_http)
+    if refusal is not None:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     config = AgentConfig(
         heartbeat_s=args.heartbeat_s,
         usage_interval_s=args.usage_interval_s,

@@ -28,3 +28,26 @@ class AgentConfig:
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 30.0
     http_timeout_s: float = 10.0
+
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def plain_http_refusal(server: str, *, insecure_http: bool) -> str | None:
+    """Why the agent will not talk to `server`, or None. The node token travels in every
+    request: over plain http it is readable by anyone on the path, so only a server on
+    this machine (the embedded demo, tests) is spoken to in clear unless the operator
+    says so with --insecure-http."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(server)
+    if parts.scheme == "https":
+        return None
+    if parts.scheme != "http":
+        return f"--server must be an https:// URL, not {server!r}"
+    if insecure_http or (parts.hostname or "") in LOOPBACK_HOSTS:
+        return None
+    return (
+        f"refusing plain http:// to {parts.hostname}: the node token would travel in clear; "
+        "use https:// (or --insecure-http on a network you trust)"
+    )

@@ -10,6 +10,7 @@ from banking.api.idempotency import idempotency_key_from
 from banking.api.pagination import StandardPagination
 from banking.api.permissions import HasOrganization, IsBuyer, IsProvider
 from banking.fiat_display import usd_for_tokens
+from banking.roles import Action
 from scheduler.api import lease_push
 from scheduler.api.agent_answers import Answer
 from scheduler.api.authentication import IsNode, NodeRateThrottle, NodeTokenAuthentication
@@ -76,7 +77,7 @@ class GpuClassListApi(APIView):
 class NodeListCreateApi(APIView):
     # Read by the schema (the view pages by hand): the cursor and the page's shape.
     pagination_class = StandardPagination
-
+    role_actions = {"POST": Action.NODES}
     permission_classes = [IsProvider]
 
     @extend_schema(responses=NodeOutputSerializer(many=True), summary="Your nodes")
@@ -98,6 +99,7 @@ class NodeListCreateApi(APIView):
 
 
 class NodeDetailApi(APIView):
+    role_actions = {"PATCH": Action.NODES, "DELETE": Action.NODES}
     permission_classes = [IsProvider]
 
     @extend_schema(responses=NodeOutputSerializer)
@@ -128,7 +130,7 @@ class NodeDetailApi(APIView):
 class JobListCreateApi(APIView):
     # Read by the schema (the view pages by hand): the cursor and the page's shape.
     pagination_class = StandardPagination
-
+    role_actions = {"POST": Action.JOBS}
     def get_permissions(self) -> list[Any]:
         return [IsBuyer()] if self.request.method == "POST" else [HasOrganization()]
 
@@ -171,6 +173,7 @@ class JobDetailApi(APIView):
 
 
 class JobCancelApi(APIView):
+    role_actions = {"POST": Action.JOBS}
     @extend_schema(request=None, responses=JobOutputSerializer,
                    summary="Cancel: usage so far is charged, the rest of the hold released")
     def post(self, request: Request, job_id: int) -> Response:

@@ -11,7 +11,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from banking.models import Organization
+from banking.audit import audit_record
+from banking.models import AuditAction, Organization
 from core.database import server_bound_cursor
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from core.sql_names import compose, compose_part, insert_into
@@ -212,6 +213,8 @@ def node_approve(*, node_id: int) -> Node:
         if node.status == Node.Status.PENDING:
             node.status = Node.Status.OFFLINE
         node.save(update_fields=["is_approved", "status", "updated_at"])
+        audit_record(action=AuditAction.NODE_APPROVED, organization_id=node.provider_id,
+                     target=f"node:{node.pk}", detail={"name": node.name})
     return node
 
 

@@ -95,13 +95,26 @@ class UI:
         self.page.fill("#id_organization_name", organization)
         self.page.check(f"input[name=kind][value={kind}]")
         self.page.fill("#id_email", email)
-        self.page.fill("#id_password", password)
+        self.page.fill("#id_password1", password)
         self.page.click("button[type=submit]")
         self.page.wait_for_url(re.compile(r".*/wallet/$"))
+        self.confirm_email(email)
+
+    def confirm_email(self, email: str) -> None:
+        """Follow the link of the confirmation email sent to `email` (the live server
+        runs in this process: its mail is in Django's test outbox); ends on the wallet."""
+        from django.core import mail
+
+        sent = [m for m in mail.outbox if email in m.to and "confirm" in m.subject.lower()]
+        found = re.search(r"https?://\S+/accounts/confirm-email/\S+/", str(sent[-1].body))
+        assert found is not None, sent[-1].body
+        self.page.goto(found.group(0))
+        self.page.wait_for_load_state()
+        self.goto("/wallet/", "email confirmed")
 
     def sign_in(self, email: str, password: str) -> None:
         self.goto("/login/", "login")
-        self.page.fill("#id_username", email)
+        self.page.fill("#id_login", email)
         self.page.fill("#id_password", password)
         self.page.click("button[type=submit]")
         self.page.wait_for_url(re.compile(r".*/wallet/$"))

@@ -55,7 +55,7 @@ def test_a_member_of_two_organizations_switches_from_the_header(ui: UI) -> None:
     second = organization_signup(name="Beta GPUs", email="beta-owner@beta.example",
                                  password=PASSWORD, is_buyer=False, is_provider=True)
     Membership.objects.create(organization=second.organization, user=first.user,
-                              role=Membership.Role.MEMBER)
+                              role=Membership.Role.DEVELOPER)
     ui.sign_in("dual@alpha.example", PASSWORD)
     assert "Provider" not in ui.page.inner_text("nav.main-nav")
 

@@ -34,7 +34,7 @@ def test_sign_up_then_a_grant_shows_on_the_wallet_and_in_the_csv(ui: UI) -> None
     ui.page.fill("#id_organization_name", "Lumen Labs")
     ui.page.check("input[name=kind][value=buyer]")
     ui.page.fill("#id_email", "ada@lumen.example")
-    ui.page.fill("#id_password", PASSWORD)
+    ui.page.fill("#id_password1", PASSWORD)
     ui.shot("signup filled")
     ui.page.click("button[type=submit]")
     ui.page.wait_for_url(re.compile(r".*/wallet/$"))

@@ -156,7 +156,7 @@ def test_auto_top_up_is_set_by_an_owner_and_refused_to_a_member(org, owner_clien
                                                                 client_for):
     body = {"enabled": "on", "threshold": "5000000", "amount_usd": "25",
             "payment_method": "pm_card_visa"}
-    member = client_for(org, Membership.Role.MEMBER)
+    member = client_for(org, Membership.Role.DEVELOPER)
     member.post("/wallet/auto-topup/", body)
     assert AutoTopUp.objects.count() == 0
     owner_client.post("/wallet/auto-topup/", body)

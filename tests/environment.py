@@ -1,0 +1,10 @@
+"""Loaded by pytest before Django's settings (`-p tests.environment` in pyproject.toml):
+the suite runs with DJANGO_DEBUG off, as production does, so it says what production
+would have to: a secret key of its own, the fake gateway by name, and plain http (the
+test client and the live servers speak no TLS). Processes the tests start inherit it."""
+
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-" + "k" * 40)
+os.environ.setdefault("PAYMENTS_GATEWAY", "fake")
+os.environ.setdefault("DJANGO_HTTPS", "false")
