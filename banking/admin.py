@@ -39,6 +39,7 @@ from banking.services.payments import (
     topup_refund,
 )
 from banking.services.payouts import payout_approve, payout_execute, payout_reject
+from banking.services.standing import organization_block_reasons
 from core.admin_site import admin_page, dashboard_panel
 from core.errors import DomainError
 
@@ -74,12 +75,17 @@ class AccountInline(admin.TabularInline):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ["name", "is_buyer", "is_provider", "is_approved", "status", "created_at"]
+    list_display = ["name", "is_buyer", "is_provider", "is_approved", "status", "blocked_because",
+                    "created_at"]
     list_filter = ["status", "is_buyer", "is_provider", "is_approved"]
     search_fields = ["name"]
-    readonly_fields = ["status", "created_at", "updated_at"]
+    readonly_fields = ["status", "blocked_because", "created_at", "updated_at"]
     inlines = [MembershipInline, AccountInline]
     actions = ["approve", "freeze", "unfreeze"]
+
+    @admin.display(description="blocked because")
+    def blocked_because(self, obj: Organization) -> str:
+        return "; ".join(organization_block_reasons(obj)) or "-"
 
     @admin.action(description="Approve selected organizations")
     def approve(self, request: HttpRequest, queryset: QuerySet[Organization]) -> None:

@@ -1,4 +1,4 @@
-"""The ledger's invariants (DESIGN §4, 1-4), checked in SQL over the whole ledger."""
+"""The ledger's invariants (DESIGN §4, 1-4 and 6), checked in SQL over the whole ledger."""
 
 from dataclasses import dataclass
 
@@ -6,7 +6,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from banking.models import Account, Entry, Hold, Transfer
-from banking.models.ledger import AccountPurpose
+from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors_lending import lending_verify
 
 
@@ -129,5 +129,44 @@ def ledger_verify(limit: int = 100) -> list[Violation]:
         Violation("credit equals unpaid loan principal",
                   f"organization {v.organization_id}: {v.detail}")
         for v in lending_verify(limit)
+    ]
+    found += payable_verify(limit)
+    return found
+
+
+def payable_verify(limit: int = 100) -> list[Violation]:
+    """6. No organization is paid out more than it earned: each payable account equals
+    what was earned (`earned` transfers, less their reversals) less the tokens of its
+    payouts still standing (awaiting approval, approved, processing or paid), and never
+    falls below zero; what was paid out never exceeds what was earned."""
+    from banking.models import Payout
+
+    name = "6. payable balance: earned less paid out, never below zero"
+    found: list[Violation] = []
+    earned_kinds = Q(transfer__kind=TransferKind.EARNED) | Q(
+        transfer__kind=TransferKind.REVERSAL, transfer__reverses__kind=TransferKind.EARNED)
+    earned = Subquery(
+        Entry.objects.filter(earned_kinds, account_id=OuterRef("pk"))
+        .values("account_id").annotate(total=Sum("amount")).values("total"))
+    standing = Subquery(
+        Payout.objects.filter(organization_id=OuterRef("organization_id"))
+        .exclude(status__in=[Payout.Status.FAILED, Payout.Status.REJECTED])
+        .values("organization_id").annotate(total=Sum("tokens")).values("total"))
+    paid = Subquery(
+        Payout.objects.filter(organization_id=OuterRef("organization_id"),
+                              status=Payout.Status.PAID)
+        .values("organization_id").annotate(total=Sum("tokens")).values("total"))
+    rows = (
+        Account.objects.filter(purpose=AccountPurpose.PAYABLE)
+        .annotate(earned=Coalesce(earned, Value(0)), standing=Coalesce(standing, Value(0)),
+                  paid=Coalesce(paid, Value(0)))
+        .filter(Q(balance__lt=0) | ~Q(balance=F("earned") - F("standing"))
+                | Q(paid__gt=F("earned")))
+        .values("organization_id", "balance", "earned", "standing", "paid")[:limit]
+    )
+    found += [
+        Violation(name, f"organization {r['organization_id']}: payable {r['balance']}, earned "
+                        f"{r['earned']}, payouts standing {r['standing']}, paid {r['paid']}")
+        for r in rows
     ]
     return found

@@ -276,6 +276,8 @@ PAYOUT_MIN_TOKENS = env.int("PAYOUT_MIN_TOKENS", default=10_000_000)
 # Payouts of fewer tokens than this are approved without an operator; 0 turns it off.
 PAYOUT_AUTO_APPROVE_BELOW_TOKENS = env.int("PAYOUT_AUTO_APPROVE_BELOW_TOKENS", default=0)
 PAYOUT_HOLD_TTL_S = env.int("PAYOUT_HOLD_TTL_S", default=90 * 24 * 3600)
+# A changed payout account is not paid out to for this long (the owners are emailed).
+PAYOUT_ACCOUNT_CHANGE_HOLD_S = env.int("PAYOUT_ACCOUNT_CHANGE_HOLD_S", default=72 * 3600)
 DISPUTE_HOLD_TTL_S = env.int("DISPUTE_HOLD_TTL_S", default=120 * 24 * 3600)
 # A top-up still pending after this long is checked against Stripe by a periodic task.
 TOPUP_SYNC_AFTER_S = env.int("TOPUP_SYNC_AFTER_S", default=600)

@@ -7,6 +7,7 @@ from django.db.models.functions import Coalesce
 
 from core.errors import NotFound
 from scheduler.models import Assignment, GpuClass, Job, Node
+from scheduler.standing import node_may_work
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class RegionAvailability:
 
 def gpu_class_availability() -> dict[int, list[RegionAvailability]]:
     rows = (
-        Node.objects.filter(status=Node.Status.ONLINE, is_approved=True)
+        Node.objects.filter(node_may_work(), status=Node.Status.ONLINE, is_approved=True)
         .values("gpu_class_id", "region")
         .annotate(nodes=Count("id"), free=Sum("free_gpus"), largest=Max("free_gpus"))
         .order_by("gpu_class_id", "region")

@@ -10,6 +10,8 @@ from banking.locks import organizations_lock
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account_ids
 from banking.services.ledger import require_positive_tokens, system_account, transfer_post
+from banking.services.payable import payable_earn
+from banking.services.standing import Act, organization_assert_may_act
 from banking.services.transactions import money_transaction
 from marketplace.errors import AdvanceLimitExceeded
 from marketplace.locks import idempotency_key_lock
@@ -44,6 +46,7 @@ def advance_create(*, provider_id: int, amount: int, idempotency_key: str) -> Ad
                                       fields={"idempotency_key": ["Already used."]})
         return existing
     organizations_lock([provider_id])
+    organization_assert_may_act(provider_id, Act.ADVANCE)
     limit = advance_limit(provider_id=provider_id)
     if amount > limit.available:
         raise AdvanceLimitExceeded(
@@ -59,4 +62,7 @@ def advance_create(*, provider_id: int, amount: int, idempotency_key: str) -> Ad
                   legs=[(system_account(AccountPurpose.BANK_CAPACITY).pk, -amount),
                         (wallet, amount)],
                   reference=f"advance:{advance.pk}", memo="advance on expected yield")
+    payable_earn(organization_id=provider_id, amount=amount,
+                 idempotency_key=f"advance:{advance.pk}", reference=f"advance:{advance.pk}",
+                 memo="advance drawn")
     return advance

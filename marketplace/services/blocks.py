@@ -16,7 +16,7 @@ from banking.selectors import organization_account_ids
 from banking.selectors_lending import loan_quote
 from banking.services.ledger import system_account, transfer_post
 from banking.services.lending import loan_originate
-from banking.services.spending import organization_assert_can_spend
+from banking.services.standing import Act, organization_assert_may_act
 from banking.services.transactions import money_transaction
 from core.errors import InvalidInput, NotFound
 from marketplace.errors import InsufficientInventory, SellBackNotAllowed
@@ -134,7 +134,7 @@ def block_buy(*, organization_id: int, gpu_class: str, gpu_count: int, start: da
                              start=start, end=end, payment=payment)
         return existing
     organizations_lock([organization_id])
-    organization_assert_can_spend(organization_id)
+    organization_assert_may_act(organization_id, Act.BUY)
     quote = block_quote(organization_id=organization_id, gpu_class=gpu_class,
                         gpu_count=gpu_count, start=start, end=end, payment=payment,
                         term_months=term_months)

@@ -13,6 +13,8 @@ from banking.errors import IdempotencyConflict
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account_ids
 from banking.services.ledger import system_account, transfer_post
+from banking.services.payable import payable_earn
+from banking.services.standing import Act, organization_assert_may_act
 from banking.services.transactions import money_transaction
 from core.errors import InvalidInput, NotFound
 from marketplace.errors import DepositOverlap, NodeNotInBankMode
@@ -45,6 +47,7 @@ def deposit_create(*, provider_id: int, node_id: int, gpu_count: int, start: dat
                     "This idempotency key was already used for a different deposit.",
                     fields={"idempotency_key": ["Already used."]})
             return existing
+    organization_assert_may_act(provider_id, Act.DEPOSIT)
     if Node.objects.filter(pk=node_id, provider_id=provider_id).first() is None:
         raise NotFound("Node not found.", fields={"node": ["Not one of your nodes."]})
     node = nodes_lock([node_id])[node_id]
@@ -173,6 +176,9 @@ def _accrue_deposit(deposit_id: int, now: datetime, run: AccrualRun) -> None:
                               reference=f"deposit:{deposit.pk}",
                               memo=f"availability yield {t0:%Y-%m-%d %H:%M}"
                                    + (f", {repaid} repaid an advance" if repaid else ""))
+                payable_earn(organization_id=deposit.provider_id, amount=amount - repaid,
+                             idempotency_key=f"yield:{accrual.pk}",
+                             reference=f"deposit:{deposit.pk}", memo="availability yield")
             YieldAccrual.objects.filter(pk=accrual.pk).update(repaid_advance=repaid)
             deposit.earned += amount
             run.paid += 1

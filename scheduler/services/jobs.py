@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from banking.errors import IdempotencyConflict
 from banking.services.holds import hold_place
-from banking.services.spending import organization_assert_can_spend
+from banking.services.standing import Act, organization_assert_may_act
 from banking.services.transactions import money_transaction
 from core.errors import InvalidInput, NotFound
 from scheduler.errors import InvalidSpec, JobFinished, NoNodeFits
@@ -26,6 +26,7 @@ from scheduler.pricing import charge_for
 from scheduler.services.classes import gpu_class_by_name
 from scheduler.services.lease_hints import leases_changed
 from scheduler.services.settlement import job_hold_release, usage_settle
+from scheduler.standing import node_may_work
 
 MAX_SPEC_BYTES = 64 * 1024
 
@@ -115,8 +116,8 @@ def job_submit(
         existing = Job.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
             return _replayed(existing, organization_id, request)
-    organization_assert_can_spend(organization_id)
-    largest = Node.objects.filter(gpu_class=cls, is_approved=True).exclude(
+    organization_assert_may_act(organization_id, Act.SUBMIT)
+    largest = Node.objects.filter(node_may_work(), gpu_class=cls, is_approved=True).exclude(
         status=Node.Status.DISABLED
     ).aggregate(m=Max("gpu_count"))["m"] or 0
     if gpu_count > largest:

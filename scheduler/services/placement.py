@@ -24,6 +24,7 @@ from core.database import jsonb_value, server_bound_cursor
 from scheduler.locks import placement_lock_try
 from scheduler.models import Assignment, Job, Node, Reservation
 from scheduler.services.lease_hints import leases_changed
+from scheduler.standing import node_may_work
 
 
 @dataclass
@@ -206,7 +207,7 @@ def placement_run(*, limit: int | None = None, now: datetime | None = None) -> P
             result.skipped_locked = True
             return result
         node_rows = Node.objects.filter(
-            status=Node.Status.ONLINE, is_approved=True, free_gpus__gt=0
+            node_may_work(), status=Node.Status.ONLINE, is_approved=True, free_gpus__gt=0
         ).values_list("id", "gpu_class_id", "free_gpus", "vram_gb", "region",
                       "rate_per_gpu_hour", "reliability", "mode", "gpu_class__on_demand_rate")
         pools: dict[int, list[_Node]] = defaultdict(list)
