@@ -231,6 +231,13 @@ BANK_COVERAGE_THRESHOLD = env.float("BANK_COVERAGE_THRESHOLD", default=0.9)
 # A deposit that misses more than this share of its intervals is defaulted.
 BANK_DEFAULT_MISSED_SHARE = env.float("BANK_DEFAULT_MISSED_SHARE", default=0.25)
 BANK_ADVANCE_SHARE_BPS = env.int("BANK_ADVANCE_SHARE_BPS", default=5000)
+# Advances lend only against the yield of the next days, and only on deposits whose node
+# has had heartbeats every day of the history window (and an approved provider).
+BANK_ADVANCE_HORIZON_DAYS = env.int("BANK_ADVANCE_HORIZON_DAYS", default=14)
+BANK_ADVANCE_HISTORY_DAYS = env.int("BANK_ADVANCE_HISTORY_DAYS", default=7)
+# A deposit's window starts within DEPOSIT_MAX_AHEAD_DAYS and lasts at most DEPOSIT_MAX_DAYS.
+DEPOSIT_MAX_AHEAD_DAYS = env.int("DEPOSIT_MAX_AHEAD_DAYS", default=30)
+DEPOSIT_MAX_DAYS = env.int("DEPOSIT_MAX_DAYS", default=90)
 # Block length discounts: (at least this many GPU-window hours, basis points off).
 BANK_BLOCK_DISCOUNTS = [(720, 2000), (168, 1000), (24, 500)]
 BANK_SELL_BACK_DISCOUNT_BPS = env.int("BANK_SELL_BACK_DISCOUNT_BPS", default=2000)

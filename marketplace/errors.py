@@ -10,6 +10,9 @@ class MarketErrorCode(StrEnum):
     INSUFFICIENT_INVENTORY = "insufficient_inventory"
     ADVANCE_LIMIT_EXCEEDED = "advance_limit_exceeded"
     SELL_BACK_NOT_ALLOWED = "sell_back_not_allowed"
+    DEPOSIT_TOO_FAR_AHEAD = "deposit_too_far_ahead"
+    DEPOSIT_TOO_LONG = "deposit_too_long"
+    GPUS_NOT_REPORTED = "gpus_not_reported"
 
 
 class InvalidWindow(InvalidInput):
@@ -35,3 +38,17 @@ class AdvanceLimitExceeded(DomainError):
 
 class SellBackNotAllowed(InvalidInput):
     code: str = MarketErrorCode.SELL_BACK_NOT_ALLOWED
+
+
+class DepositTooFarAhead(InvalidInput):
+    code: str = MarketErrorCode.DEPOSIT_TOO_FAR_AHEAD
+
+
+class DepositTooLong(InvalidInput):
+    code: str = MarketErrorCode.DEPOSIT_TOO_LONG
+
+
+class GpusNotReported(InvalidInput):
+    """The node's agent has not reported (nvidia-smi) the GPUs a deposit names."""
+
+    code: str = MarketErrorCode.GPUS_NOT_REPORTED

@@ -70,6 +70,9 @@ class Node(models.Model):
         null=True, blank=True, help_text="open-market rate; empty: the class's on-demand rate"
     )
     is_approved = models.BooleanField(default=False)
+    gpus_reported = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="GPUs its agent reports (nvidia-smi inventory); empty: never reported")
     reliability = models.PositiveIntegerField(default=1000, help_text="per mille, 0-1000")
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     utilization = models.FloatField(default=0.0)

@@ -39,6 +39,8 @@ def online_node(provider: Organization) -> Callable[..., Node]:
                                    gpu_count=gpus, region=region, **kw)
         node_heartbeat(node_id=registered.node.pk, free_gpus=gpus, busy_gpus=0,
                        utilization=0.0, agent_version="test")
+        # What its agent's nvidia-smi inventory would report.
+        Node.objects.filter(pk=registered.node.pk).update(gpus_reported=gpus)
         node = Node.objects.get(pk=registered.node.pk)
         node.token = registered.token  # type: ignore[attr-defined]
         return node

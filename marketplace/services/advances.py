@@ -1,6 +1,7 @@
 """Advances: a provider borrows against the remaining expected yield of its deposits."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Sum
@@ -27,7 +28,11 @@ class AdvanceLimit:
 
 
 def advance_limit(*, provider_id: int) -> AdvanceLimit:
-    remaining = remaining_expected_yield(provider_id)
+    """BANK_ADVANCE_SHARE_BPS of what the provider's deposits on nodes with a verified
+    history earn in the next BANK_ADVANCE_HORIZON_DAYS if online, less what is owed."""
+    remaining = remaining_expected_yield(
+        provider_id, horizon=timedelta(days=settings.BANK_ADVANCE_HORIZON_DAYS),
+        verified_only=True)
     outstanding = Advance.objects.filter(provider_id=provider_id,
                                          status=Advance.Status.OPEN).aggregate(
         s=Sum("outstanding"))["s"] or 0
@@ -52,7 +57,9 @@ def advance_create(*, provider_id: int, amount: int, idempotency_key: str) -> Ad
         raise AdvanceLimitExceeded(
             f"You can draw at most {limit.available} tokens now "
             f"({settings.BANK_ADVANCE_SHARE_BPS // 100}% of {limit.remaining_expected_yield} "
-            f"expected, less {limit.outstanding} outstanding).",
+            f"expected in the next {settings.BANK_ADVANCE_HORIZON_DAYS} days on nodes with "
+            f"{settings.BANK_ADVANCE_HISTORY_DAYS} days of verified history, less "
+            f"{limit.outstanding} outstanding).",
             fields={"amount": [f"At most {limit.available}."], "available": limit.available},
         )
     advance = Advance.objects.create(provider_id=provider_id, amount=amount, outstanding=amount,

@@ -37,6 +37,7 @@ from scheduler.services.heartbeat_buffer import (
     beat_buffer_record_async,
     beat_buffer_remember,
 )
+from scheduler.services.inventory import node_inventory_record
 from scheduler.services.nodes import BeatLimit, NodeToken, node_heartbeat
 
 logger = logging.getLogger("suanli.request")
@@ -191,6 +192,8 @@ def heartbeat_settle(read: BeatRequest, *, write_behind: bool) -> Answer:
     result = node_heartbeat(token=read.token, limit=read.limit, **_beat_values(read))
     if result is None:
         return unauthenticated("Invalid node token.")
+    if read.values.get("gpus") and not result.retry_after_s:
+        node_inventory_record(node_id=result.node_id, gpus=read.values["gpus"])
     if write_behind and not result.retry_after_s:
         beat_buffer_remember(read.token, node_id=result.node_id, status=result.status)
     if result.freed_capacity:

@@ -23,6 +23,7 @@ from django.utils import timezone
 from core.database import jsonb_value, server_bound_cursor
 from scheduler.locks import placement_lock_try
 from scheduler.models import Assignment, Job, Node, Reservation
+from scheduler.services.inventory import usable_free_gpus
 from scheduler.services.lease_hints import leases_changed
 from scheduler.standing import node_may_work
 
@@ -209,10 +210,13 @@ def placement_run(*, limit: int | None = None, now: datetime | None = None) -> P
         node_rows = Node.objects.filter(
             node_may_work(), status=Node.Status.ONLINE, is_approved=True, free_gpus__gt=0
         ).values_list("id", "gpu_class_id", "free_gpus", "vram_gb", "region",
-                      "rate_per_gpu_hour", "reliability", "mode", "gpu_class__on_demand_rate")
+                      "rate_per_gpu_hour", "reliability", "mode", "gpu_class__on_demand_rate",
+                      "gpu_count", "gpus_reported")
         pools: dict[int, list[_Node]] = defaultdict(list)
         default_rates: dict[int, int] = {}
-        for nid, cls, free, vram, region, rate, rel, mode, default_rate in node_rows:
+        for (nid, cls, free, vram, region, rate, rel, mode, default_rate, count,
+             reported) in node_rows:
+            free = usable_free_gpus(gpu_count=count, free_gpus=free, gpus_reported=reported)
             pools[cls].append(_Node(nid, cls, free, vram, region, rate, rel,
                                     mode == Node.Mode.BANK))
             default_rates[cls] = default_rate
