@@ -160,6 +160,8 @@ class SellBack(models.Model):
     start = models.DateTimeField(help_text="sold back from")
     end = models.DateTimeField()
     credited = models.BigIntegerField()
+    to_loan = models.BigIntegerField(
+        default=0, help_text="part of the credit that repaid the block's loan principal")
     idempotency_key = models.CharField(max_length=255, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -168,6 +170,10 @@ class SellBack(models.Model):
 
     def __str__(self) -> str:
         return f"sell-back {self.pk} of block {self.block_id}"
+
+    @property
+    def to_wallet(self) -> int:
+        return self.credited - self.to_loan
 
 
 class PriceHistory(models.Model):
