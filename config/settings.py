@@ -191,6 +191,9 @@ SCHEDULER_MAX_ATTEMPTS = env.int("SCHEDULER_MAX_ATTEMPTS", default=3)
 SCHEDULER_PLATFORM_FEE_BPS = env.int("SCHEDULER_PLATFORM_FEE_BPS", default=1000)
 SCHEDULER_QUEUE_TTL_S = env.int("SCHEDULER_QUEUE_TTL_S", default=7 * 24 * 3600)
 SCHEDULER_PLACEMENT_BATCH = env.int("SCHEDULER_PLACEMENT_BATCH", default=20000)
+# Bounded queues: jobs one organization may have queued, and one block.
+SCHEDULER_ORG_QUEUED_MAX = env.int("SCHEDULER_ORG_QUEUED_MAX", default=100_000)
+SCHEDULER_BLOCK_QUEUE_MAX = env.int("SCHEDULER_BLOCK_QUEUE_MAX", default=1000)
 SCHEDULER_SETTLEMENT_INTERVAL_S = env.float("SCHEDULER_SETTLEMENT_INTERVAL_S", default=5.0)
 # Agents' heartbeats are acknowledged from Redis and written to PostgreSQL in batches
 # every AGENT_HEARTBEAT_FLUSH_S (scheduler.services.heartbeat_buffer); off without Redis.

@@ -13,6 +13,8 @@ class SchedulerErrorCode(StrEnum):
     ASSIGNMENT_CLOSED = "assignment_closed"
     JOB_FINISHED = "job_finished"
     RESERVATION_UNUSABLE = "reservation_unusable"
+    QUEUE_FULL = "queue_full"
+    BLOCK_QUEUE_FULL = "block_queue_full"
 
 
 class UnknownGpuClass(InvalidInput):
@@ -46,3 +48,10 @@ class JobFinished(Conflict):
 class NodeNotApproved(DomainError):
     code: str = SchedulerErrorCode.NODE_NOT_APPROVED
     status = 403
+
+
+class QueueFull(DomainError):
+    """Bounded queues: per organization and per block (settings)."""
+
+    code: str = SchedulerErrorCode.QUEUE_FULL
+    status = 429

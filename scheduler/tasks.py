@@ -5,6 +5,7 @@ import logging
 from celery import shared_task
 from django.db import DatabaseError
 
+from scheduler.services.block_rules import block_jobs_stop
 from scheduler.services.heartbeat_buffer import heartbeats_flush
 from scheduler.services.leases import leases_expire, queued_jobs_expire
 from scheduler.services.placement import placement_run
@@ -37,6 +38,7 @@ def leases_expire_task() -> int:
     if sweep.nodes_offline or sweep.assignments_lost:
         logger.info("lease sweep: %s", sweep)
     queued_jobs_expire()
+    block_jobs_stop()
     return sweep.assignments_lost
 
 
