@@ -245,7 +245,10 @@ DEPOSIT_MAX_DAYS = env.int("DEPOSIT_MAX_DAYS", default=90)
 BANK_BLOCK_DISCOUNTS = [(720, 2000), (168, 1000), (24, 500)]
 BANK_SELL_BACK_DISCOUNT_BPS = env.int("BANK_SELL_BACK_DISCOUNT_BPS", default=2000)
 BANK_DOWN_PAYMENT_BPS = env.int("BANK_DOWN_PAYMENT_BPS", default=2000)
-BANK_SLA_MULTIPLE = env.int("BANK_SLA_MULTIPLE", default=2)
+# The SLA credit multiple of what the buyer paid for undelivered GPU-hours until an admin
+# sets one (marketplace SlaMultiple); at most 1 the buyer cannot profit from a failure
+# even if the failing provider never pays its penalty.
+BANK_SLA_MULTIPLE = env.int("BANK_SLA_MULTIPLE", default=1)
 BANK_SLA_INTERVAL_S = env.int("BANK_SLA_INTERVAL_S", default=900)
 BANK_PRICE_TARGET_UTILIZATION = env.float("BANK_PRICE_TARGET_UTILIZATION", default=0.7)
 BANK_PRICE_STEP_BPS = env.int("BANK_PRICE_STEP_BPS", default=500)

@@ -18,6 +18,7 @@ from marketplace.errors import AdvanceLimitExceeded
 from marketplace.locks import idempotency_key_lock
 from marketplace.models import Advance
 from marketplace.services.deposits import remaining_expected_yield
+from marketplace.services.sla_penalties import sla_penalties_outstanding
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,9 @@ def advance_limit(*, provider_id: int) -> AdvanceLimit:
                                          status=Advance.Status.OPEN).aggregate(
         s=Sum("outstanding"))["s"] or 0
     cap = remaining * settings.BANK_ADVANCE_SHARE_BPS // 10_000
-    return AdvanceLimit(remaining, outstanding, max(0, cap - outstanding))
+    # Penalties still open come out of future yield first, so they are not lent against.
+    owed = outstanding + sla_penalties_outstanding(provider_id)
+    return AdvanceLimit(remaining, outstanding, max(0, cap - owed))
 
 
 @money_transaction

@@ -26,6 +26,7 @@ from marketplace.errors import (
 )
 from marketplace.locks import idempotency_key_lock, inventory_slots_lock
 from marketplace.models import Advance, CapacityDeposit, InventorySlot, YieldAccrual
+from marketplace.services.sla_penalties import sla_penalties_owe, sla_penalties_repay
 from marketplace.windows import HOUR, hour_slots, window_check
 from scheduler.locks import nodes_lock
 from scheduler.models import Node, NodeHeartbeat
@@ -196,12 +197,13 @@ def _accrue_deposit(deposit_id: int, now: datetime, run: AccrualRun) -> None:
             # Advances were paid out of bank_capacity ahead of time: the part of the yield
             # that repays them stays there, only the rest reaches the wallet.
             repaid = _advances_repay(deposit.provider_id, amount)
+            repaid += sla_penalties_repay(deposit.provider_id, amount - repaid)
             if amount - repaid:
                 transfer_post(kind=TransferKind.YIELD, idempotency_key=f"yield:{accrual.pk}",
                               legs=[(capacity, -(amount - repaid)), (wallet, amount - repaid)],
                               reference=f"deposit:{deposit.pk}",
                               memo=f"availability yield {t0:%Y-%m-%d %H:%M}"
-                                   + (f", {repaid} repaid an advance" if repaid else ""))
+                                   + (f", {repaid} repaid advances or penalties" if repaid else ""))
                 payable_earn(organization_id=deposit.provider_id, amount=amount - repaid,
                              idempotency_key=f"yield:{accrual.pk}",
                              reference=f"deposit:{deposit.pk}", memo="availability yield")
@@ -218,6 +220,7 @@ def _accrue_deposit(deposit_id: int, now: datetime, run: AccrualRun) -> None:
         if deposit.missed_intervals > settings.BANK_DEFAULT_MISSED_SHARE * deposit.intervals:
             deposit.status = CapacityDeposit.Status.DEFAULTED
             advances_default(provider_id=deposit.provider_id)
+            sla_penalties_owe(provider_id=deposit.provider_id)
             run.defaulted += 1
             break
     finished = deposit.next_interval >= deposit.intervals
@@ -229,6 +232,7 @@ def _accrue_deposit(deposit_id: int, now: datetime, run: AccrualRun) -> None:
             provider_id=deposit.provider_id, status=CapacityDeposit.Status.ACTIVE).exists():
         # No yield left to repay from: what is still outstanding is owed now.
         advances_default(provider_id=deposit.provider_id)
+        sla_penalties_owe(provider_id=deposit.provider_id)
 
 
 def _advances_repay(provider_id: int, amount: int) -> int:
