@@ -11,6 +11,7 @@ from scheduler.models import (
     Job,
     Node,
     NodeHeartbeat,
+    PlatformFee,
     Reservation,
     UsageRecord,
 )
@@ -136,3 +137,19 @@ class UsageRecordAdmin(admin.ModelAdmin):
 def jobs_panel() -> tuple[str, list[tuple[str, Any]]]:
     counts = jobs_by_state()
     return "Jobs by state", [(state.label, counts.get(state.value, 0)) for state in Job.State]
+
+
+@admin.register(PlatformFee)
+class PlatformFeeAdmin(admin.ModelAdmin):
+    """A new fee is a new row (globally, or for one GPU class); rows are never changed, so
+    the list is the fee's history. Jobs lock the fee in force when they are submitted."""
+
+    list_display = ["created_at", "gpu_class", "fee_bps"]
+    list_filter = ["gpu_class"]
+    fields = ["gpu_class", "fee_bps"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

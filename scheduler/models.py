@@ -107,6 +107,28 @@ class Node(models.Model):
         return f"{self.name} ({self.gpu_class_id} x {self.gpu_count})"
 
 
+class PlatformFee(models.Model):
+    """The platform's share of on-demand charges, set by an admin globally (no class) or
+    per GPU class. Rows are never changed: they are the fee's history, and the latest one
+    for a job's class (else the latest global one) is locked into the job at submission."""
+
+    gpu_class = models.ForeignKey(GpuClass, null=True, blank=True, on_delete=models.PROTECT,
+                                  related_name="platform_fees")
+    fee_bps = models.PositiveIntegerField(help_text="basis points of each charge")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(fee_bps__lte=5000),
+                                   name="platform_fee_at_most_half"),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.gpu_class_id or "all classes"
+        return f"fee {self.fee_bps} bps for {scope} from {self.created_at:%Y-%m-%d %H:%M}"
+
+
 class NodeHeartbeat(models.Model):
     """One row per node and minute with a heartbeat: the evidence that a node was online
     when, which the bank's availability yield and reliability are computed from."""
@@ -190,6 +212,9 @@ class Job(models.Model):
         db_index=False,
     )
     rate_per_gpu_hour = models.BigIntegerField(help_text="locked at submission")
+    fee_bps = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="platform fee locked at submission; empty (older jobs): the setting")
     hold = models.OneToOneField(Hold, null=True, blank=True, on_delete=models.PROTECT,
                                 related_name="job")
     hold_amount = models.BigIntegerField(default=0)

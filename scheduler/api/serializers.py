@@ -87,6 +87,8 @@ class JobOutputSerializer(serializers.Serializer):
     priority = serializers.IntegerField()
     block = serializers.IntegerField(source="reservation_id", allow_null=True)
     rate_per_gpu_hour = serializers.IntegerField()
+    fee_bps = serializers.IntegerField(allow_null=True,
+                                       help_text="platform fee locked at submission")
     hold_amount = serializers.IntegerField()
     node = serializers.CharField(source="node.name", allow_null=True, default=None)
     attempts = serializers.IntegerField()

@@ -14,6 +14,7 @@ from banking.services.standing import Act, organization_assert_may_act
 from banking.services.transactions import money_transaction
 from core.errors import InvalidInput, NotFound
 from scheduler.errors import InvalidSpec, JobFinished, NoNodeFits, QueueFull, SchedulerErrorCode
+from scheduler.fees import platform_fee_bps
 from scheduler.locks import assignments_lock, jobs_lock
 from scheduler.models import (
     ACTIVE_ASSIGNMENT_STATES,
@@ -165,6 +166,7 @@ def job_submit(
                 turn=_turn(organization_id, cls.pk, priority),
                 reservation=reservation,
                 rate_per_gpu_hour=rate,
+                fee_bps=platform_fee_bps(cls.pk),
                 hold_amount=hold_amount,
                 max_attempts=settings.SCHEDULER_MAX_ATTEMPTS,
                 idempotency_key=idempotency_key,
