@@ -191,6 +191,10 @@ SCHEDULER_MAX_ATTEMPTS = env.int("SCHEDULER_MAX_ATTEMPTS", default=3)
 SCHEDULER_PLATFORM_FEE_BPS = env.int("SCHEDULER_PLATFORM_FEE_BPS", default=1000)
 SCHEDULER_QUEUE_TTL_S = env.int("SCHEDULER_QUEUE_TTL_S", default=7 * 24 * 3600)
 SCHEDULER_PLACEMENT_BATCH = env.int("SCHEDULER_PLACEMENT_BATCH", default=20000)
+# Reliability: evidence of the last WINDOW days, halving in weight every HALF_LIFE days.
+SCHEDULER_RELIABILITY_WINDOW_DAYS = env.int("SCHEDULER_RELIABILITY_WINDOW_DAYS", default=30)
+SCHEDULER_RELIABILITY_HALF_LIFE_DAYS = env.float("SCHEDULER_RELIABILITY_HALF_LIFE_DAYS",
+                                                 default=7.0)
 # Bounded queues: jobs one organization may have queued, and one block.
 SCHEDULER_ORG_QUEUED_MAX = env.int("SCHEDULER_ORG_QUEUED_MAX", default=100_000)
 SCHEDULER_BLOCK_QUEUE_MAX = env.int("SCHEDULER_BLOCK_QUEUE_MAX", default=1000)
@@ -204,6 +208,7 @@ CELERY_TASK_ROUTES.update(
         "scheduler.placement_run": {"queue": "placement"},
         "scheduler.usage_settle": {"queue": "settlement"},
         "scheduler.leases_expire": {"queue": "default"},
+        "scheduler.reliability_refresh": {"queue": "default"},
         "scheduler.heartbeats_flush": {"queue": "default"},
     }
 )
@@ -215,6 +220,7 @@ CELERY_BEAT_SCHEDULE.update(
             "schedule": SCHEDULER_SETTLEMENT_INTERVAL_S,
         },
         "leases": {"task": "scheduler.leases_expire", "schedule": 5.0},
+        "reliability": {"task": "scheduler.reliability_refresh", "schedule": 3600.0},
         "holds-expire": {"task": "banking.holds_expire", "schedule": 60.0},
     }
 )

