@@ -10,6 +10,7 @@ from scheduler.models import (
     GpuClass,
     Job,
     Node,
+    NodeFault,
     NodeHeartbeat,
     PlatformFee,
     Reservation,
@@ -147,6 +148,24 @@ class PlatformFeeAdmin(admin.ModelAdmin):
     list_display = ["created_at", "gpu_class", "fee_bps"]
     list_filter = ["gpu_class"]
     fields = ["gpu_class", "fee_bps"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(NodeFault)
+class NodeFaultAdmin(admin.ModelAdmin):
+    """The evidence reliability falls with; written by the services only."""
+
+    list_display = ["at", "node", "kind"]
+    list_filter = ["kind"]
+    list_select_related = ["node"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

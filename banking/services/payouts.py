@@ -25,7 +25,12 @@ from banking.models.ledger import AccountPurpose
 from banking.selectors import organization_account
 from banking.services.holds import hold_capture, hold_place, hold_release
 from banking.services.ledger import new_idempotency_key, require_positive_tokens, system_account
-from banking.services.payable import payable_check, payable_restore, payable_take
+from banking.services.payable import (
+    payable_available,
+    payable_check,
+    payable_restore,
+    payable_take,
+)
 from banking.services.payments import cents_for_tokens
 from banking.services.standing import Act, organization_assert_may_act
 from banking.services.transactions import money_transaction
@@ -385,7 +390,8 @@ def payouts_sweep(*, today: date | None = None) -> list[Payout]:
         threshold = account.auto_payout_threshold
         assert threshold is not None
         wallet = organization_account(account.organization_id, AccountPurpose.WALLET)
-        excess = wallet.balance - threshold
+        # Only payable tokens leave (top-ups and grants are spent, not cashed out).
+        excess = min(wallet.balance - threshold, payable_available(account.organization_id))
         if excess < settings.PAYOUT_MIN_TOKENS:
             continue
         try:

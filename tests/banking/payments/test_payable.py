@@ -157,3 +157,25 @@ def test_a_changed_payout_account_holds_payouts_for_72_hours_and_emails_the_owne
         after = payout_request(organization_id=org.pk, tokens=10 * M, idempotency_key="after")
     assert after.destination == "acct_attacker"
     assert _payable(org) == 30 * M
+
+
+@pytest.mark.no_ledger_check
+def test_verify_ledger_reports_a_payout_the_payable_balance_does_not_cover(make_org):
+    """A payout recorded past the payable rule (as a bug or a hand-made row would) breaks
+    invariant 6, and verify_ledger says so."""
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from banking.services.holds import hold_place
+
+    org = make_org(provider=True, tokens=50 * M)
+    hold = hold_place(organization_id=org.pk, amount=20 * M, reference="forged",
+                      idempotency_key="forged", expires_at=timezone.now() + timedelta(days=1))
+    Payout.objects.create(organization=org, tokens=20 * M, amount_cents=500, currency="usd",
+                          destination="acct_x", idempotency_key="forged", hold=hold,
+                          status=Payout.Status.PAID)
+    assert [v.detail for v in payable_verify()] == [
+        f"organization {org.pk}: payable 0, earned 0, payouts standing {20 * M}, "
+        f"paid {20 * M}"]
+    with pytest.raises(CommandError, match="ledger invariants broken"):
+        call_command("verify_ledger")
