@@ -15,6 +15,8 @@ class BankingErrorCode(StrEnum):
     ORGANIZATION_DELINQUENT = "organization_delinquent"
     ORGANIZATION_OWES = "organization_owes"
     NOT_REVERSIBLE = "not_reversible"
+    ORGANIZATION_NOT_APPROVED = "organization_not_approved"
+    NOT_PAYABLE = "not_payable"
 
 
 class LendingErrorCode(StrEnum):
@@ -40,6 +42,8 @@ class PaymentErrorCode(StrEnum):
     PAYOUT_BELOW_MINIMUM = "payout_below_minimum"
     PAYOUT_ACCOUNT_MISSING = "payout_account_missing"
     NOT_A_PROVIDER = "not_a_provider"
+    PAYOUT_ACCOUNT_UNVERIFIED = "payout_account_unverified"
+    PAYOUT_ACCOUNT_ON_HOLD = "payout_account_on_hold"
 
 
 class WebhookErrorCode(StrEnum):

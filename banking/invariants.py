@@ -1,4 +1,4 @@
-"""The ledger's invariants (DESIGN §4, 1-4, and the holds' and loans' agreement with it),
+"""The ledger's invariants (DESIGN §4, 1-4 and 6, and the holds' and loans' agreement with it),
 each checked by one function of `CHECKS`, in one of two scopes: the whole ledger, or what
 was posted after the last clean checkpoint (banking.models.checks) with the accounts'
 entry sums carried from it. Both forms run every check.
@@ -18,7 +18,7 @@ from django.db.models import F, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from banking.models import Account, Entry, Hold, LedgerCheckpointBalance, Transfer
-from banking.models.ledger import AccountPurpose
+from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors_lending import lending_verify
 from core.sql_names import column, table
 
@@ -195,6 +195,50 @@ def credit_matches_loans(scope: Scope, limit: int) -> list[Violation]:
     ]
 
 
+def payable_verify(limit: int = 100) -> list[Violation]:
+    """6. No organization is paid out more than it earned: each payable account equals
+    what was earned (`earned` transfers, less their reversals) less the tokens of its
+    payouts still standing (awaiting approval, approved, processing or paid), and never
+    falls below zero; what was paid out never exceeds what was earned."""
+    from banking.models import Payout
+
+    name = "6. payable balance: earned less paid out, never below zero"
+    found: list[Violation] = []
+    earned_kinds = Q(transfer__kind=TransferKind.EARNED) | Q(
+        transfer__kind=TransferKind.REVERSAL, transfer__reverses__kind=TransferKind.EARNED)
+    earned = Subquery(
+        Entry.objects.filter(earned_kinds, account_id=OuterRef("pk"))
+        .values("account_id").annotate(total=Sum("amount")).values("total"))
+    standing = Subquery(
+        Payout.objects.filter(organization_id=OuterRef("organization_id"))
+        .exclude(status__in=[Payout.Status.FAILED, Payout.Status.REJECTED])
+        .values("organization_id").annotate(total=Sum("tokens")).values("total"))
+    paid = Subquery(
+        Payout.objects.filter(organization_id=OuterRef("organization_id"),
+                              status=Payout.Status.PAID)
+        .values("organization_id").annotate(total=Sum("tokens")).values("total"))
+    rows = (
+        Account.objects.filter(purpose=AccountPurpose.PAYABLE)
+        .annotate(earned=Coalesce(earned, Value(0)), standing=Coalesce(standing, Value(0)),
+                  paid=Coalesce(paid, Value(0)))
+        .filter(Q(balance__lt=0) | ~Q(balance=F("earned") - F("standing"))
+                | Q(paid__gt=F("earned")))
+        .values("organization_id", "balance", "earned", "standing", "paid")[:limit]
+    )
+    found += [
+        Violation(name, f"organization {r['organization_id']}: payable {r['balance']}, earned "
+                        f"{r['earned']}, payouts standing {r['standing']}, paid {r['paid']}")
+        for r in rows
+    ]
+    return found
+
+
+def payable_holds(scope: Scope, limit: int) -> list[Violation]:
+    """Invariant 6 over every payable account, whatever the scope: the payable balances
+    are few (one per organization) and a payout can make an old one wrong."""
+    return payable_verify(limit)
+
+
 CHECKS: list[Check] = [
     transfers_sum_to_zero,
     balances_match_entries,
@@ -202,6 +246,7 @@ CHECKS: list[Check] = [
     keys_post_once,
     held_matches_holds,
     credit_matches_loans,
+    payable_holds,
 ]
 
 

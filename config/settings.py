@@ -192,6 +192,13 @@ SCHEDULER_MAX_ATTEMPTS = env.int("SCHEDULER_MAX_ATTEMPTS", default=3)
 SCHEDULER_PLATFORM_FEE_BPS = env.int("SCHEDULER_PLATFORM_FEE_BPS", default=1000)
 SCHEDULER_QUEUE_TTL_S = env.int("SCHEDULER_QUEUE_TTL_S", default=7 * 24 * 3600)
 SCHEDULER_PLACEMENT_BATCH = env.int("SCHEDULER_PLACEMENT_BATCH", default=20000)
+# Reliability: evidence of the last WINDOW days, halving in weight every HALF_LIFE days.
+SCHEDULER_RELIABILITY_WINDOW_DAYS = env.int("SCHEDULER_RELIABILITY_WINDOW_DAYS", default=30)
+SCHEDULER_RELIABILITY_HALF_LIFE_DAYS = env.float("SCHEDULER_RELIABILITY_HALF_LIFE_DAYS",
+                                                 default=7.0)
+# Bounded queues: jobs one organization may have queued, and one block.
+SCHEDULER_ORG_QUEUED_MAX = env.int("SCHEDULER_ORG_QUEUED_MAX", default=100_000)
+SCHEDULER_BLOCK_QUEUE_MAX = env.int("SCHEDULER_BLOCK_QUEUE_MAX", default=1000)
 SCHEDULER_SETTLEMENT_INTERVAL_S = env.float("SCHEDULER_SETTLEMENT_INTERVAL_S", default=5.0)
 # Agents' heartbeats are acknowledged from Redis and written to PostgreSQL in batches
 # every AGENT_HEARTBEAT_FLUSH_S (scheduler.services.heartbeat_buffer); off without Redis.
@@ -205,6 +212,7 @@ CELERY_TASK_ROUTES.update(
         "scheduler.placement_run": {"queue": "placement"},
         "scheduler.usage_settle": {"queue": "settlement"},
         "scheduler.leases_expire": {"queue": "default"},
+        "scheduler.reliability_refresh": {"queue": "default"},
         "scheduler.heartbeats_flush": {"queue": "default"},
     }
 )
@@ -216,6 +224,7 @@ CELERY_BEAT_SCHEDULE.update(
             "schedule": SCHEDULER_SETTLEMENT_INTERVAL_S,
         },
         "leases": {"task": "scheduler.leases_expire", "schedule": 5.0},
+        "reliability": {"task": "scheduler.reliability_refresh", "schedule": 3600.0},
         "holds-expire": {"task": "banking.holds_expire", "schedule": 60.0},
     }
 )
@@ -235,11 +244,21 @@ BANK_COVERAGE_THRESHOLD = env.float("BANK_COVERAGE_THRESHOLD", default=0.9)
 # A deposit that misses more than this share of its intervals is defaulted.
 BANK_DEFAULT_MISSED_SHARE = env.float("BANK_DEFAULT_MISSED_SHARE", default=0.25)
 BANK_ADVANCE_SHARE_BPS = env.int("BANK_ADVANCE_SHARE_BPS", default=5000)
+# Advances lend only against the yield of the next days, and only on deposits whose node
+# has had heartbeats every day of the history window (and an approved provider).
+BANK_ADVANCE_HORIZON_DAYS = env.int("BANK_ADVANCE_HORIZON_DAYS", default=14)
+BANK_ADVANCE_HISTORY_DAYS = env.int("BANK_ADVANCE_HISTORY_DAYS", default=7)
+# A deposit's window starts within DEPOSIT_MAX_AHEAD_DAYS and lasts at most DEPOSIT_MAX_DAYS.
+DEPOSIT_MAX_AHEAD_DAYS = env.int("DEPOSIT_MAX_AHEAD_DAYS", default=30)
+DEPOSIT_MAX_DAYS = env.int("DEPOSIT_MAX_DAYS", default=90)
 # Block length discounts: (at least this many GPU-window hours, basis points off).
 BANK_BLOCK_DISCOUNTS = [(720, 2000), (168, 1000), (24, 500)]
 BANK_SELL_BACK_DISCOUNT_BPS = env.int("BANK_SELL_BACK_DISCOUNT_BPS", default=2000)
 BANK_DOWN_PAYMENT_BPS = env.int("BANK_DOWN_PAYMENT_BPS", default=2000)
-BANK_SLA_MULTIPLE = env.int("BANK_SLA_MULTIPLE", default=2)
+# The SLA credit multiple of what the buyer paid for undelivered GPU-hours until an admin
+# sets one (marketplace SlaMultiple); at most 1 the buyer cannot profit from a failure
+# even if the failing provider never pays its penalty.
+BANK_SLA_MULTIPLE = env.int("BANK_SLA_MULTIPLE", default=1)
 BANK_SLA_INTERVAL_S = env.int("BANK_SLA_INTERVAL_S", default=900)
 BANK_PRICE_TARGET_UTILIZATION = env.float("BANK_PRICE_TARGET_UTILIZATION", default=0.7)
 BANK_PRICE_STEP_BPS = env.int("BANK_PRICE_STEP_BPS", default=500)
@@ -280,6 +299,8 @@ PAYOUT_MIN_TOKENS = env.int("PAYOUT_MIN_TOKENS", default=10_000_000)
 # Payouts of fewer tokens than this are approved without an operator; 0 turns it off.
 PAYOUT_AUTO_APPROVE_BELOW_TOKENS = env.int("PAYOUT_AUTO_APPROVE_BELOW_TOKENS", default=0)
 PAYOUT_HOLD_TTL_S = env.int("PAYOUT_HOLD_TTL_S", default=90 * 24 * 3600)
+# A changed payout account is not paid out to for this long (the owners are emailed).
+PAYOUT_ACCOUNT_CHANGE_HOLD_S = env.int("PAYOUT_ACCOUNT_CHANGE_HOLD_S", default=72 * 3600)
 DISPUTE_HOLD_TTL_S = env.int("DISPUTE_HOLD_TTL_S", default=120 * 24 * 3600)
 # A top-up still pending after this long is checked against Stripe by a periodic task.
 TOPUP_SYNC_AFTER_S = env.int("TOPUP_SYNC_AFTER_S", default=600)

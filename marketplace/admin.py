@@ -5,6 +5,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.db.models import Sum
+from django.http import HttpRequest
 
 from core.admin_site import dashboard_panel
 from core.read_only_admin import ReadOnlyAdmin
@@ -17,6 +18,8 @@ from marketplace.models import (
     PriceHistory,
     SellBack,
     SlaCredit,
+    SlaMultiple,
+    SlaPenalty,
     YieldAccrual,
 )
 
@@ -93,3 +96,24 @@ def bank_panel() -> tuple[str, list[tuple[str, Any]]]:
         ("Blocks sold", Block.objects.count()),
         ("SLA credits paid", SlaCredit.objects.aggregate(s=Sum("amount"))["s"] or 0),
     ]
+
+
+@admin.register(SlaMultiple)
+class SlaMultipleAdmin(admin.ModelAdmin):
+    """Setting a new multiple adds a row; rows are never changed, so they are the history."""
+
+    list_display = ["created_at", "multiple_bps", "note"]
+    fields = ["multiple_bps", "note"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(SlaPenalty)
+class SlaPenaltyAdmin(ReadOnlyAdmin):
+    list_display = ["id", "provider", "deposit", "credit", "amount", "outstanding", "status"]
+    list_filter = ["status"]
+    list_select_related = ["provider"]

@@ -10,3 +10,6 @@ class MarketErrorCode(StrEnum):
     INSUFFICIENT_INVENTORY = "insufficient_inventory"
     ADVANCE_LIMIT_EXCEEDED = "advance_limit_exceeded"
     SELL_BACK_NOT_ALLOWED = "sell_back_not_allowed"
+    DEPOSIT_TOO_FAR_AHEAD = "deposit_too_far_ahead"
+    DEPOSIT_TOO_LONG = "deposit_too_long"
+    GPUS_NOT_REPORTED = "gpus_not_reported"

@@ -27,3 +27,17 @@ class AdvanceLimitExceeded(DomainError):
 
 class SellBackNotAllowed(InvalidInput):
     code: str = MarketErrorCode.SELL_BACK_NOT_ALLOWED
+
+
+class DepositTooFarAhead(InvalidInput):
+    code: str = MarketErrorCode.DEPOSIT_TOO_FAR_AHEAD
+
+
+class DepositTooLong(InvalidInput):
+    code: str = MarketErrorCode.DEPOSIT_TOO_LONG
+
+
+class GpusNotReported(InvalidInput):
+    """The node's agent has not reported (nvidia-smi) the GPUs a deposit names."""
+
+    code: str = MarketErrorCode.GPUS_NOT_REPORTED

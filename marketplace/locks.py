@@ -7,7 +7,8 @@ deadlock on each other:
 2. a node (scheduler's `nodes_lock`; deposits) or a reservation (sell-backs) or a
    deposit / block row (accrual, SLA sweep),
 3. inventory slots of one class, ascending hour (`inventory_slots_lock` below),
-4. advances of a provider, ascending id (accrual repayments, defaults),
+4. advances of a provider, ascending id (accrual repayments, defaults), then its SLA
+   penalties, ascending id,
 5. ledger accounts, ascending id (inside `transfer_post` and lending).
 
 0. before all of these, a purchase, sell-back, deposit or advance with an idempotency key

@@ -160,6 +160,8 @@ class SellBack(models.Model):
     start = models.DateTimeField(help_text="sold back from")
     end = models.DateTimeField()
     credited = models.BigIntegerField()
+    to_loan = models.BigIntegerField(
+        default=0, help_text="part of the credit that repaid the block's loan principal")
     idempotency_key = models.CharField(max_length=255, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -168,6 +170,10 @@ class SellBack(models.Model):
 
     def __str__(self) -> str:
         return f"sell-back {self.pk} of block {self.block_id}"
+
+    @property
+    def to_wallet(self) -> int:
+        return self.credited - self.to_loan
 
 
 class PriceHistory(models.Model):
@@ -213,3 +219,57 @@ class LowBalanceAlert(models.Model):
 
     def __str__(self) -> str:
         return f"alert below {self.threshold} for {self.organization_id}"
+
+
+class SlaMultiple(models.Model):
+    """The SLA credit multiple an admin set, kept as history: the one in force at an
+    interval's start prices that interval's credits. In basis points of what the buyer
+    paid for the undelivered GPU-hours (10000 = the price paid back once)."""
+
+    multiple_bps = models.PositiveIntegerField()
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(multiple_bps__lte=100_000),
+                                   name="sla_multiple_bounded"),
+        ]
+
+    def __str__(self) -> str:
+        return f"SLA x{self.multiple_bps / 10_000:g} from {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class SlaPenalty(models.Model):
+    """What a deposit that failed to deliver owes for the SLA credits it caused: taken
+    from its provider's future yield first, else owed at once (its debt account)."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        REPAID = "repaid", "Repaid from yield"
+        OWED = "owed", "Owed"
+
+    deposit = models.ForeignKey(CapacityDeposit, on_delete=models.PROTECT,
+                                related_name="sla_penalties")
+    credit = models.ForeignKey(SlaCredit, on_delete=models.PROTECT, related_name="penalties")
+    provider = models.ForeignKey(Organization, on_delete=models.PROTECT,
+                                 related_name="sla_penalties")
+    amount = models.BigIntegerField()
+    outstanding = models.BigIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["deposit", "credit"], name="sla_penalty_once"),
+            models.CheckConstraint(
+                condition=models.Q(outstanding__gte=0)
+                & models.Q(outstanding__lte=models.F("amount")),
+                name="sla_penalty_outstanding_within_amount"),
+        ]
+
+    def __str__(self) -> str:
+        return f"SLA penalty {self.outstanding}/{self.amount} of deposit {self.deposit_id}"

@@ -14,7 +14,9 @@ from scheduler.models import (
     JobOutput,
     LogChunk,
     Node,
+    NodeFault,
     NodeHeartbeat,
+    PlatformFee,
     Reservation,
     UsageRecord,
 )
@@ -156,3 +158,37 @@ class JobOutputAdmin(ReadOnlyAdmin):
     list_display = ["id", "job", "name", "size", "state", "uploaded_at", "purged_at"]
     list_filter = ["state"]
     list_select_related = ["job"]
+
+
+@admin.register(PlatformFee)
+class PlatformFeeAdmin(admin.ModelAdmin):
+    """A new fee is a new row (globally, or for one GPU class); rows are never changed, so
+    the list is the fee's history. Jobs lock the fee in force when they are submitted."""
+
+    list_display = ["created_at", "gpu_class", "fee_bps"]
+    list_filter = ["gpu_class"]
+    fields = ["gpu_class", "fee_bps"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(NodeFault)
+class NodeFaultAdmin(admin.ModelAdmin):
+    """The evidence reliability falls with; written by the services only."""
+
+    list_display = ["at", "node", "kind"]
+    list_filter = ["kind"]
+    list_select_related = ["node"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -15,6 +15,8 @@ class SchedulerErrorCode(StrEnum):
     RESERVATION_UNUSABLE = "reservation_unusable"
     LEASE_PUSH_UNAVAILABLE = "lease_push_unavailable"
     NO_ISOLATED_NODE = "no_isolated_node"
+    QUEUE_FULL = "queue_full"
+    BLOCK_QUEUE_FULL = "block_queue_full"
 
 
 class LogErrorCode(StrEnum):

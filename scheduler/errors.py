@@ -44,6 +44,13 @@ class NodeNotApproved(DomainError):
     status = 403
 
 
+class QueueFull(DomainError):
+    """Bounded queues: per organization and per block (settings)."""
+
+    code: str = SchedulerErrorCode.QUEUE_FULL
+    status = 429
+
+
 class LogOffsetGap(Conflict):
     """The chunk starts past the log's end; `fields.offset` says where to resend from."""
 

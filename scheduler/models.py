@@ -78,6 +78,9 @@ class Node(models.Model):
         null=True, blank=True, help_text="open-market rate; empty: the class's on-demand rate"
     )
     is_approved = models.BooleanField(default=False)
+    gpus_reported = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="GPUs its agent reports (nvidia-smi inventory); empty: never reported")
     reliability = models.PositiveIntegerField(default=1000, help_text="per mille, 0-1000")
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     utilization = models.FloatField(default=0.0)
@@ -120,6 +123,50 @@ class Node(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.gpu_class_id} x {self.gpu_count})"
+
+
+class NodeFault(models.Model):
+    """A fault attributable to a node, the evidence its reliability falls with
+    (scheduler.services.reliability)."""
+
+    class Kind(models.TextChoices):
+        OFFLINE = "offline", "Went silent"
+        LOST = "lost", "Lost a running job"
+        MISSED_INTERVAL = "missed_interval", "Missed a bank deposit interval"
+        IMPLAUSIBLE = "implausible", "Reported implausible usage"
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="faults")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["node", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of node {self.node_id} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class PlatformFee(models.Model):
+    """The platform's share of on-demand charges, set by an admin globally (no class) or
+    per GPU class. Rows are never changed: they are the fee's history, and the latest one
+    for a job's class (else the latest global one) is locked into the job at submission."""
+
+    gpu_class = models.ForeignKey(GpuClass, null=True, blank=True, on_delete=models.PROTECT,
+                                  related_name="platform_fees")
+    fee_bps = models.PositiveIntegerField(help_text="basis points of each charge")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(fee_bps__lte=5000),
+                                   name="platform_fee_at_most_half"),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.gpu_class_id or "all classes"
+        return f"fee {self.fee_bps} bps for {scope} from {self.created_at:%Y-%m-%d %H:%M}"
 
 
 class NodeHeartbeat(models.Model):
@@ -216,6 +263,9 @@ class Job(models.Model):
         db_index=False,
     )
     rate_per_gpu_hour = models.BigIntegerField(help_text="locked at submission")
+    fee_bps = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="platform fee locked at submission; empty (older jobs): the setting")
     hold = models.OneToOneField(Hold, null=True, blank=True, on_delete=models.PROTECT,
                                 related_name="job")
     hold_amount = models.BigIntegerField(default=0)

@@ -8,6 +8,7 @@ from django.db.models.functions import Coalesce
 from core.errors import NotFound
 from scheduler.models import Assignment, GpuClass, Job, Node
 from scheduler.services.node_isolation import container_nodes
+from scheduler.standing import node_may_work
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,8 @@ def gpu_class_availability() -> dict[int, list[RegionAvailability]]:
     """What any buyer can use now: container nodes only (a node without a runtime runs
     only its own organization's commands, or simulated runs)."""
     rows = (
-        Node.objects.filter(container_nodes(), status=Node.Status.ONLINE, is_approved=True)
+        Node.objects.filter(container_nodes(), node_may_work(), status=Node.Status.ONLINE,
+                            is_approved=True)
         .values("gpu_class_id", "region")
         .annotate(nodes=Count("id"), free=Sum("free_gpus"), largest=Max("free_gpus"))
         .order_by("gpu_class_id", "region")

@@ -5,10 +5,12 @@ import logging
 from celery import shared_task
 from django.db import DatabaseError
 
+from scheduler.services.block_rules import block_jobs_stop
 from scheduler.services.heartbeat_buffer import heartbeats_flush
 from scheduler.services.leases import leases_expire, queued_jobs_expire
 from scheduler.services.logs import objects_expire
 from scheduler.services.placement import placement_run
+from scheduler.services.reliability import reliability_refresh_all
 from scheduler.services.settlement import usage_settle
 
 logger = logging.getLogger(__name__)
@@ -38,7 +40,14 @@ def leases_expire_task() -> int:
     if sweep.nodes_offline or sweep.assignments_lost:
         logger.info("lease sweep: %s", sweep)
     queued_jobs_expire()
+    block_jobs_stop()
     return sweep.assignments_lost
+
+
+@shared_task(name="scheduler.reliability_refresh", ignore_result=True, time_limit=300,
+             soft_time_limit=280)
+def reliability_refresh_task() -> int:
+    return reliability_refresh_all()
 
 
 @shared_task(name="scheduler.heartbeats_flush", ignore_result=True, time_limit=30,

@@ -93,7 +93,7 @@ def make_org(db: None) -> Callable[..., Organization]:
     counter = {"n": 0}
 
     def make(name: str | None = None, *, provider: bool = False, buyer: bool = True,
-             tokens: int = 0) -> Organization:
+             tokens: int = 0, earned: int = 0) -> Organization:
         counter["n"] += 1
         org = organization_create(
             name=name or f"org-{counter['n']}-{os.urandom(3).hex()}",
@@ -102,6 +102,10 @@ def make_org(db: None) -> Callable[..., Organization]:
         )
         if tokens:
             grant_post(organization_id=org.pk, amount=tokens, reason="test funds")
+        if earned:
+            from tests.earnings import earn
+
+            earn(org.pk, earned)
         return org
 
     return make

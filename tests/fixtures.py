@@ -44,6 +44,8 @@ def online_node(provider: Organization) -> Callable[..., Node]:
         # A working node runs commands in containers unless a test says otherwise.
         node_isolation_record(node_id=registered.node.pk, isolation=isolation or {
             "kind": "container", "runtime": "podman", "runtime_version": "4.3.1"})
+        # What its agent's nvidia-smi inventory would report.
+        Node.objects.filter(pk=registered.node.pk).update(gpus_reported=gpus)
         node = Node.objects.get(pk=registered.node.pk)
         node.token = registered.token  # type: ignore[attr-defined]
         return node

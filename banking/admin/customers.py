@@ -8,6 +8,7 @@ from django.http import HttpRequest
 
 from banking.models import Account, ApiKey, Membership, Organization
 from banking.services.customers import organization_approve, organization_set_status
+from banking.services.standing import organization_block_reasons
 
 
 class MembershipInline(admin.TabularInline):
@@ -28,12 +29,17 @@ class AccountInline(admin.TabularInline):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ["name", "is_buyer", "is_provider", "is_approved", "status", "created_at"]
+    list_display = ["name", "is_buyer", "is_provider", "is_approved", "status", "blocked_because",
+                    "created_at"]
     list_filter = ["status", "is_buyer", "is_provider", "is_approved"]
     search_fields = ["name"]
-    readonly_fields = ["status", "created_at", "updated_at"]
+    readonly_fields = ["status", "blocked_because", "created_at", "updated_at"]
     inlines = [MembershipInline, AccountInline]
     actions = ["approve", "freeze", "unfreeze"]
+
+    @admin.display(description="blocked because")
+    def blocked_because(self, obj: Organization) -> str:
+        return "; ".join(organization_block_reasons(obj)) or "-"
 
     @admin.action(description="Approve selected organizations")
     def approve(self, request: HttpRequest, queryset: QuerySet[Organization]) -> None:

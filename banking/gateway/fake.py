@@ -26,6 +26,7 @@ from banking.gateway.interface import (
     ChargeInfo,
     GatewayError,
     PaymentIntentInfo,
+    PayoutAccountInfo,
     PayoutTransferInfo,
     RefundInfo,
     WebhookEvent,
@@ -446,6 +447,17 @@ class FakeGateway:
                 self._transfers[result.id] = result
             self._idempotency[("payout_transfer_create", idempotency_key)] = (params, result)
             return result
+
+    def payout_account_retrieve(self, account_id: str) -> PayoutAccountInfo:
+        """Accounts named `...missing...` do not exist; `...disabled...` cannot be paid
+        out to; any other exists and is enabled (a `...fail...` one fails at transfer)."""
+        with self._lock:
+            self._maybe_fail("payout_account_retrieve")
+            if "missing" in account_id:
+                raise GatewayError(f"No such account: {account_id!r}", code="resource_missing")
+            enabled = "disabled" not in account_id
+            return PayoutAccountInfo(id=account_id, charges_enabled=enabled,
+                                     payouts_enabled=enabled)
 
     def webhook_event_parse(self, payload: bytes, signature_header: str) -> WebhookEvent:
         return webhook_event_parse_signed(

@@ -67,6 +67,15 @@ class PayoutTransferInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class PayoutAccountInfo:
+    """A connected account as the provider sees it: may it be paid out to?"""
+
+    id: str
+    charges_enabled: bool
+    payouts_enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ChargeInfo:
     """One card charge, for reconciliation against card clearing."""
 
@@ -171,6 +180,11 @@ class PaymentGateway(Protocol):
         idempotency_key: str,
         metadata: dict[str, str],
     ) -> PayoutTransferInfo: ...
+
+    def payout_account_retrieve(self, account_id: str) -> PayoutAccountInfo:
+        """The connected account (Stripe ``Account.retrieve``). An unknown account raises
+        a non-retryable :class:`GatewayError`."""
+        ...
 
     def webhook_event_parse(self, payload: bytes, signature_header: str) -> WebhookEvent:
         """Verify ``Stripe-Signature`` (300 s tolerance) and parse the event.

@@ -34,6 +34,7 @@ from banking.gateway.interface import (
     ChargeInfo,
     GatewayError,
     PaymentIntentInfo,
+    PayoutAccountInfo,
     PayoutTransferInfo,
     RefundInfo,
     WebhookEvent,
@@ -381,6 +382,13 @@ class StripeGateway:
                 metadata=dict(metadata),
             )
         return _transfer_info(_as_dict(transfer))
+
+    def payout_account_retrieve(self, account_id: str) -> PayoutAccountInfo:
+        with _translated_errors():
+            account = _as_dict(self._client.v1.accounts.retrieve(account_id))
+        return PayoutAccountInfo(id=str(account.get("id") or account_id),
+                                 charges_enabled=bool(account.get("charges_enabled")),
+                                 payouts_enabled=bool(account.get("payouts_enabled")))
 
     # -- webhooks ------------------------------------------------------------------
 

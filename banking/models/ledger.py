@@ -16,6 +16,9 @@ class AccountPurpose(models.TextChoices):
     HELD = "held", "Held"
     CREDIT = "credit", "Credit"
     DEBT = "debt", "Debt"
+    # What the organization may cash out (earned as a provider, less paid out); a memo of
+    # the wallet kept against `payable_issued`, never spent from.
+    PAYABLE = "payable", "Payable"
     # system
     CARD_CLEARING = "card_clearing", "Card clearing"
     PLATFORM_REVENUE = "platform_revenue", "Platform revenue"
@@ -25,6 +28,7 @@ class AccountPurpose(models.TextChoices):
     PAYOUT_CLEARING = "payout_clearing", "Payout clearing"
     WRITE_OFFS = "write_offs", "Write-offs"
     PROMOTIONS = "promotions", "Promotions"
+    PAYABLE_ISSUED = "payable_issued", "Payable issued"
 
 
 ORGANIZATION_PURPOSES = (
@@ -32,6 +36,7 @@ ORGANIZATION_PURPOSES = (
     AccountPurpose.HELD,
     AccountPurpose.CREDIT,
     AccountPurpose.DEBT,
+    AccountPurpose.PAYABLE,
 )
 SYSTEM_PURPOSES = tuple(p for p in AccountPurpose if p not in ORGANIZATION_PURPOSES)
 
@@ -98,6 +103,7 @@ class TransferKind(models.TextChoices):
     SLA_CREDIT = "sla_credit", "SLA credit"
     ADJUSTMENT = "adjustment", "Adjustment"
     TRANSFER = "transfer", "Transfer"
+    EARNED = "earned", "Earned (payable)"
 
 
 @pgtrigger.register(

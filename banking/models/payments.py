@@ -207,6 +207,11 @@ class PayoutAccount(models.Model):
         blank=True,
         help_text="Tokens above this are paid out by the daily sweep; empty: no sweep.",
     )
+    verified_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the gateway last confirmed charges and payouts are enabled on it.")
+    payouts_held_until = models.DateTimeField(
+        null=True, blank=True, help_text="A changed account is not paid out to before this.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -65,6 +65,7 @@ def organization_create(
             Account(organization=org, purpose=AccountPurpose.HELD, floor=0),
             Account(organization=org, purpose=AccountPurpose.CREDIT, floor=0),
             Account(organization=org, purpose=AccountPurpose.DEBT, floor=None),
+            Account(organization=org, purpose=AccountPurpose.PAYABLE, floor=0),
         ]
     )
     return org

@@ -513,3 +513,68 @@ def schedule_rows_of(loan: Loan) -> list[ScheduleRow]:
                     interest=i.interest)
         for i in loan.installments.order_by("number")
     ]
+
+
+@dataclass(frozen=True)
+class PrincipalRepayment:
+    repaid: int
+    transfer: Transfer | None
+
+
+def loan_principal_outstanding(loan: Loan, *, today: date | None = None) -> int:
+    """The principal of the installments not yet due: what a repayment on the buyer's
+    behalf (a financed block's sell-back) can repay. Installments already due stay owed
+    as scheduled."""
+    today = today or timezone.localdate()
+    return sum(loan.installments.filter(status=Installment.Status.DUE, due_date__gt=today)
+               .values_list("principal", flat=True))
+
+
+@money_transaction
+def loan_principal_repay(*, loan_id: int, amount: int, from_account_id: int,
+                         idempotency_key: str, reference: str) -> PrincipalRepayment:
+    """Repay up to `amount` of a loan's principal not yet due from `from_account_id` (the
+    bank, crediting a sell-back), and re-compute the rest of the schedule exactly: the
+    remaining installments keep their due dates and get the annuity schedule of the
+    principal still owed over their number (whole tokens, the last installment absorbing
+    rounding; `banking.amortization`). Installments left with nothing to pay are marked
+    paid by this transfer, their interest waived. Returns what was repaid (0 when nothing
+    is owed ahead). The caller holds the organization's lock (taken again here)."""
+    loan = Loan.objects.filter(pk=loan_id).first()
+    if loan is None:
+        raise NotFound("Loan not found.")
+    _organization_locked(loan.organization_id)
+    if loan.status not in OPEN_LOAN:
+        return PrincipalRepayment(0, None)
+    today = timezone.localdate()
+    ahead = list(loan.installments.select_for_update().filter(
+        status=Installment.Status.DUE, due_date__gt=today).order_by("number"))
+    owed = sum(i.principal for i in ahead)
+    repaid = min(max(0, amount), owed)
+    if not repaid:
+        return PrincipalRepayment(0, None)
+    credit_id = organization_account_ids(loan.organization_id)[AccountPurpose.CREDIT]
+    transfer = transfer_post(
+        kind=TransferKind.INSTALLMENT, idempotency_key=f"loan-repay:{idempotency_key}",
+        legs=[(from_account_id, -repaid), (credit_id, repaid)],
+        reference=reference, memo=f"{repaid} tokens of loan #{loan.pk}'s principal repaid "
+                                  "by a sell-back")
+    left = owed - repaid
+    rows: list[ScheduleRow] = []
+    if left:
+        for term in range(len(ahead), 0, -1):
+            try:
+                rows = annuity_schedule(principal=left, apr_bps=loan.apr_bps, term_months=term,
+                                        first_due=ahead[0].due_date)
+                break
+            except ValueError:
+                continue  # too few tokens for this many installments: spread over fewer
+    now = timezone.now()
+    for inst, row in zip(ahead, rows, strict=False):
+        Installment.objects.filter(pk=inst.pk).update(principal=row.principal,
+                                                      interest=row.interest)
+    Installment.objects.filter(pk__in=[i.pk for i in ahead[len(rows):]]).update(
+        status=Installment.Status.PAID, paid_transfer=transfer, paid_at=now,
+        interest_waived=True)
+    _loans_refresh({loan.pk})
+    return PrincipalRepayment(repaid, transfer)

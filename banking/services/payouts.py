@@ -9,7 +9,7 @@ the result: paid captures the hold into payout clearing, failed releases it.
 from __future__ import annotations
 
 import logging
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -22,13 +22,19 @@ from banking.audit import audit_record
 from banking.error_codes import BankingErrorCode, PaymentErrorCode
 from banking.gateway import GatewayError, PayoutTransferInfo, get_gateway
 from banking.locks import payout_lock
-from banking.models import AuditAction, Hold, Organization, Payout, PayoutAccount
+from banking.models import AuditAction, Hold, Membership, Organization, Payout, PayoutAccount
 from banking.models.ledger import AccountPurpose
 from banking.selectors import organization_account
 from banking.services.holds import hold_capture, hold_place, hold_release
 from banking.services.ledger import new_idempotency_key, require_positive_tokens, system_account
+from banking.services.payable import (
+    payable_available,
+    payable_check,
+    payable_restore,
+    payable_take,
+)
 from banking.services.payments import cents_for_tokens
-from banking.services.spending import organization_assert_can_spend
+from banking.services.standing import Act, organization_assert_may_act
 from banking.services.transactions import money_transaction
 from core.errors import DomainError, InvalidInput, NotFound, PermissionDenied
 
@@ -55,18 +61,88 @@ def payout_account_set(
     if auto_payout_threshold is not None and auto_payout_threshold < 0:
         raise InvalidInput("The auto-payout threshold cannot be negative.",
                            fields={"auto_payout_threshold": ["Must be 0 or more."]})
-    account, _ = PayoutAccount.objects.update_or_create(
-        organization_id=organization_id,
-        defaults={
-            "stripe_account_id": account_id,
-            "auto_payout_threshold": auto_payout_threshold,
-        },
-    )
+    with transaction.atomic():
+        account = PayoutAccount.objects.select_for_update().filter(
+            organization_id=organization_id).first()
+        if account is None:
+            account = PayoutAccount.objects.create(
+                organization_id=organization_id, stripe_account_id=account_id,
+                auto_payout_threshold=auto_payout_threshold)
+            _payout_account_audit(organization_id, account, account_id, auto_payout_threshold)
+            return account
+        update = ["auto_payout_threshold", "updated_at"]
+        account.auto_payout_threshold = auto_payout_threshold
+        if account.stripe_account_id != account_id:
+            # A changed destination is the first thing a stolen login does: hold payouts
+            # for a while, tell the owners, and verify the new account again.
+            previous = account.stripe_account_id
+            account.stripe_account_id = account_id
+            account.verified_at = None
+            account.payouts_held_until = timezone.now() + timedelta(
+                seconds=settings.PAYOUT_ACCOUNT_CHANGE_HOLD_S)
+            update += ["stripe_account_id", "verified_at", "payouts_held_until"]
+            held_until = account.payouts_held_until
+            transaction.on_commit(lambda: _owners_email_account_changed(
+                organization_id, previous, account_id, held_until))
+        account.save(update_fields=update)
+        _payout_account_audit(organization_id, account, account_id, auto_payout_threshold)
+        return account
+
+
+def _payout_account_audit(organization_id: int, account: PayoutAccount, account_id: str,
+                          auto_payout_threshold: int | None) -> None:
     audit_record(action=AuditAction.PAYOUT_ACCOUNT_CHANGED, organization_id=organization_id,
                  target=f"payout_account:{account.pk}",
                  detail={"stripe_account_id": account_id,
                          "auto_payout_threshold": auto_payout_threshold})
-    return account
+
+
+def _owners_email_account_changed(organization_id: int, previous: str, current: str,
+                                  held_until: datetime) -> None:
+    from django.core.mail import send_mail
+
+    owners = list(Membership.objects.filter(
+        organization_id=organization_id, role=Membership.Role.OWNER,
+    ).exclude(user__email="").values_list("user__email", flat=True))
+    if not owners:
+        return
+    send_mail(
+        "Your payout account was changed",
+        f"The payout account of your organization was changed from {previous} to {current}."
+        f" Payouts are held until {held_until:%Y-%m-%d %H:%M} UTC. If you did not make "
+        "this change, contact support now.",
+        None, owners, fail_silently=True)
+
+
+def _payout_account_check(account: PayoutAccount) -> None:
+    """Refuse a payout to an account on hold after a change, or one the gateway does not
+    confirm as enabled (asked once, before its first payout; no row lock is held)."""
+    now = timezone.now()
+    if account.payouts_held_until is not None and now < account.payouts_held_until:
+        raise DomainError(
+            f"The payout account was changed recently; payouts resume at "
+            f"{account.payouts_held_until:%Y-%m-%d %H:%M} UTC.",
+            code=PaymentErrorCode.PAYOUT_ACCOUNT_ON_HOLD, status=409,
+            fields={"held_until": account.payouts_held_until.isoformat()})
+    if account.verified_at is not None:
+        return
+    try:
+        info = get_gateway().payout_account_retrieve(account.stripe_account_id)
+    except GatewayError as exc:
+        if exc.retryable:
+            raise DomainError("The payment provider cannot be reached; try again shortly.",
+                              code=PaymentErrorCode.PAYMENT_PROVIDER_UNAVAILABLE,
+                              status=503) from exc
+        raise InvalidInput(f"The payout account cannot be used: {exc.message}",
+                           code=PaymentErrorCode.PAYOUT_ACCOUNT_UNVERIFIED) from exc
+    if not (info.charges_enabled and info.payouts_enabled):
+        raise InvalidInput(
+            "The payout account cannot receive payouts yet (charges or payouts are not "
+            "enabled on it); finish its onboarding with the payment provider.",
+            code=PaymentErrorCode.PAYOUT_ACCOUNT_UNVERIFIED)
+    PayoutAccount.objects.filter(pk=account.pk,
+                                 stripe_account_id=account.stripe_account_id).update(
+        verified_at=now)
 
 
 def payout_request(
@@ -101,7 +177,9 @@ def payout_request(
             "Set a payout account (PUT /api/v1/payout-account/) before cashing out.",
             code=PaymentErrorCode.PAYOUT_ACCOUNT_MISSING,
         )
-    organization_assert_can_spend(organization_id)
+    organization_assert_may_act(organization_id, Act.PAYOUT)
+    payable_check(organization_id=organization_id, tokens=tokens)
+    _payout_account_check(account)
     key = idempotency_key or new_idempotency_key("payout")
     payout = _payout_record(
         organization_id=organization_id, tokens=tokens, amount_cents=amount_cents,
@@ -131,6 +209,9 @@ def _payout_record(
         idempotency_key=f"payout:{idempotency_key}"[:255],
         expires_at=timezone.now() + timedelta(seconds=settings.PAYOUT_HOLD_TTL_S),
     )
+    # After the hold (wallet accounts before payable ones: see banking.services.payable).
+    payable_take(organization_id=organization_id, tokens=tokens,
+                 idempotency_key=idempotency_key[:200], reference=f"payout:{idempotency_key}"[:255])
     auto = 0 < tokens < settings.PAYOUT_AUTO_APPROVE_BELOW_TOKENS
     payout = Payout.objects.create(
         organization_id=organization_id,
@@ -185,6 +266,7 @@ def payout_reject(*, payout_id: int, reason: str) -> Payout:
         return payout
     hold_release(hold_id=payout.hold_id, idempotency_key=f"payout-reject:{payout.pk}",
                  memo=f"Payout rejected: {reason}"[:500])
+    payable_restore(idempotency_key=payout.idempotency_key[:200], memo="payout rejected")
     payout.status = Payout.Status.REJECTED
     payout.failure_message = (reason or "Rejected by an operator.")[:500]
     payout.save(update_fields=["status", "failure_message", "updated_at"])
@@ -211,6 +293,7 @@ def _payout_claim(payout_id: int, *, resume: bool) -> Payout | None:
         if hold.status == Hold.Status.OPEN:
             hold_release(hold_id=hold.pk, idempotency_key=f"payout-failed:{payout.pk}",
                          memo="Payout failed: its hold was no longer complete")
+        payable_restore(idempotency_key=payout.idempotency_key[:200], memo="payout failed")
         payout.status = Payout.Status.FAILED
         payout.failure_message = "The payout's tokens were no longer held (the hold expired)."
         payout.save(update_fields=["status", "failure_message", "updated_at"])
@@ -287,6 +370,7 @@ def _payout_record_failure(payout_id: int, reason: str) -> Payout:
         return payout
     hold_release(hold_id=payout.hold_id, idempotency_key=f"payout-failed:{payout.pk}",
                  memo=f"Payout failed: {reason}"[:500])
+    payable_restore(idempotency_key=payout.idempotency_key[:200], memo="payout failed")
     payout.status = Payout.Status.FAILED
     payout.failure_message = reason[:500]
     payout.executed_at = timezone.now()
@@ -322,7 +406,8 @@ def payouts_sweep(*, today: date | None = None) -> list[Payout]:
         threshold = account.auto_payout_threshold
         assert threshold is not None
         wallet = organization_account(account.organization_id, AccountPurpose.WALLET)
-        excess = wallet.balance - threshold
+        # Only payable tokens leave (top-ups and grants are spent, not cashed out).
+        excess = min(wallet.balance - threshold, payable_available(account.organization_id))
         if excess < settings.PAYOUT_MIN_TOKENS:
             continue
         try:

@@ -138,6 +138,8 @@ class SellBackOutputSerializer(serializers.Serializer):
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
     credited = serializers.IntegerField()
+    to_loan = serializers.IntegerField(help_text="part of the credit that repaid the loan")
+    to_wallet = serializers.IntegerField(help_text="part of the credit paid to the wallet")
 
 
 class PriceHistorySerializer(serializers.Serializer):

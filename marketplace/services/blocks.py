@@ -11,12 +11,17 @@ from django.utils import timezone
 from banking.amortization import ScheduleRow
 from banking.errors import IdempotencyConflict
 from banking.locks import organizations_lock
+from banking.models import Loan
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account_ids
 from banking.selectors_lending import loan_quote
 from banking.services.ledger import system_account, transfer_post
-from banking.services.lending import loan_originate
-from banking.services.spending import organization_assert_can_spend
+from banking.services.lending import (
+    loan_originate,
+    loan_principal_outstanding,
+    loan_principal_repay,
+)
+from banking.services.standing import Act, organization_assert_may_act
 from banking.services.transactions import money_transaction
 from core.errors import InvalidInput, NotFound
 from marketplace.errors import InsufficientInventory, SellBackNotAllowed
@@ -134,7 +139,7 @@ def block_buy(*, organization_id: int, gpu_class: str, gpu_count: int, start: da
                              start=start, end=end, payment=payment)
         return existing
     organizations_lock([organization_id])
-    organization_assert_can_spend(organization_id)
+    organization_assert_may_act(organization_id, Act.BUY)
     quote = block_quote(organization_id=organization_id, gpu_class=gpu_class,
                         gpu_count=gpu_count, start=start, end=end, payment=payment,
                         term_months=term_months)
@@ -189,6 +194,34 @@ def _same_purchase_check(block: Block, *, organization_id: int, gpu_count: int,
             fields={"idempotency_key": ["Already used."]})
 
 
+def sell_back_credit(block: Block, *, gpu_count: int, sold_hours: int) -> int:
+    """The one sell-back pricing rule: the block's price pro rata of the GPU-hours sold
+    back, less the sell-back discount, rounded down."""
+    total_gpu_hours = block.gpu_count * int((block.end - block.start) / HOUR)
+    pro_rata = block.price * gpu_count * sold_hours // max(1, total_gpu_hours)
+    return pro_rata - pro_rata * settings.BANK_SELL_BACK_DISCOUNT_BPS // 10_000
+
+
+@dataclass(frozen=True)
+class SellBackQuote:
+    credit: int
+    to_loan: int
+    to_wallet: int
+
+
+def sell_back_quote(*, block: Block, gpu_count: int, start: datetime) -> SellBackQuote:
+    """What a sell-back would credit and how it splits: a financed block's loan principal
+    not yet due is repaid first, the rest reaches the wallet (a read; the sell-back
+    itself checks everything again under its locks)."""
+    sold_hours = max(0, int((block.reservation.end - start) / HOUR))
+    credit = sell_back_credit(block, gpu_count=gpu_count, sold_hours=sold_hours)
+    to_loan = 0
+    if block.loan is not None and block.loan.status in (Loan.Status.ACTIVE,
+                                                        Loan.Status.OVERDUE):
+        to_loan = min(credit, loan_principal_outstanding(block.loan))
+    return SellBackQuote(credit, to_loan, credit - to_loan)
+
+
 @money_transaction
 def block_sell_back(*, organization_id: int, block_id: int, gpu_count: int, start: datetime,
                     idempotency_key: str) -> SellBack:
@@ -205,6 +238,9 @@ def block_sell_back(*, organization_id: int, block_id: int, gpu_count: int, star
                 "This idempotency key was already used for a different sell-back.",
                 fields={"idempotency_key": ["Already used."]})
         return existing
+    # The organization first (the marketplace's lock order): a financed block's credit
+    # repays its loan, and lending locks the organization.
+    organizations_lock([organization_id])
     block = Block.objects.select_related("reservation").filter(
         pk=block_id, organization_id=organization_id).first()
     if block is None:
@@ -232,9 +268,7 @@ def block_sell_back(*, organization_id: int, block_id: int, gpu_count: int, star
     if reservation.status != Reservation.Status.ACTIVE:
         raise SellBackNotAllowed("The block is no longer active.")
     sold_hours = int((reservation.end - start) / HOUR)
-    total_gpu_hours = block.gpu_count * int((block.end - block.start) / HOUR)
-    pro_rata = block.price * gpu_count * sold_hours // total_gpu_hours
-    credit = pro_rata - pro_rata * settings.BANK_SELL_BACK_DISCOUNT_BPS // 10_000
+    credit = sell_back_credit(block, gpu_count=gpu_count, sold_hours=sold_hours)
     slots = inventory_slots_lock(block.gpu_class_id, hour_slots(start, reservation.end))
     InventorySlot.objects.filter(pk__in=[s.pk for s in slots.values()]).update(
         booked=F("booked") - gpu_count)
@@ -249,12 +283,22 @@ def block_sell_back(*, organization_id: int, block_id: int, gpu_count: int, star
     reservation.save(update_fields=["end", "gpu_count", "status"])
     sell_back = SellBack.objects.create(block=block, gpu_count=gpu_count, start=start, end=end,
                                         credited=credit, idempotency_key=idempotency_key)
-    if credit:
+    capacity = system_account(AccountPurpose.BANK_CAPACITY).pk
+    to_loan = 0
+    if credit and block.loan_id is not None:
+        # The loan's principal first: paying 20 % down and selling back must not leave
+        # liquid tokens while the loan stays open.
+        to_loan = loan_principal_repay(
+            loan_id=block.loan_id, amount=credit, from_account_id=capacity,
+            idempotency_key=f"sell-back:{sell_back.pk}", reference=f"block:{block.pk}").repaid
+        SellBack.objects.filter(pk=sell_back.pk).update(to_loan=to_loan)
+        sell_back.to_loan = to_loan
+    if credit - to_loan:
         wallet = organization_account_ids(organization_id)[AccountPurpose.WALLET]
         transfer_post(kind=TransferKind.SELL_BACK, idempotency_key=f"sell-back:{sell_back.pk}",
-                      legs=[(system_account(AccountPurpose.BANK_CAPACITY).pk, -credit),
-                            (wallet, credit)],
+                      legs=[(capacity, -(credit - to_loan)), (wallet, credit - to_loan)],
                       reference=f"block:{block.pk}",
-                      memo=f"sold back {gpu_count} GPUs x {sold_hours} h")
+                      memo=f"sold back {gpu_count} GPUs x {sold_hours} h"
+                           + (f", {to_loan} repaid the loan" if to_loan else ""))
     Block.objects.filter(pk=block.pk).update(sold_back=F("sold_back") + credit)
     return sell_back

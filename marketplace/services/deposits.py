@@ -6,24 +6,31 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
-from django.db.models.functions import TruncMinute
+from django.db.models.functions import TruncHour, TruncMinute
 from django.utils import timezone
 
 from banking.errors import IdempotencyConflict
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account_ids
 from banking.services.ledger import system_account, transfer_post
+from banking.services.payable import payable_earn
+from banking.services.standing import Act, organization_assert_may_act
 from banking.services.transactions import money_transaction
 from core.errors import InvalidInput, NotFound
-from marketplace.errors import DepositOverlap, NodeNotInBankMode
+from marketplace.errors import (
+    DepositOverlap,
+    DepositTooFarAhead,
+    DepositTooLong,
+    GpusNotReported,
+    NodeNotInBankMode,
+)
 from marketplace.locks import idempotency_key_lock, inventory_slots_lock
 from marketplace.models import Advance, CapacityDeposit, InventorySlot, YieldAccrual
+from marketplace.services.sla_penalties import sla_penalties_owe, sla_penalties_repay
 from marketplace.windows import HOUR, hour_slots, window_check
 from scheduler.locks import nodes_lock
-from scheduler.models import Node, NodeHeartbeat
-from scheduler.services.nodes import node_reliability_lower
-
-RELIABILITY_PENALTY_MISSED_INTERVAL = 10
+from scheduler.models import Node, NodeFault, NodeHeartbeat
+from scheduler.services.reliability import node_fault_record
 
 
 def interval_yield(total: int, intervals: int, i: int) -> int:
@@ -45,6 +52,7 @@ def deposit_create(*, provider_id: int, node_id: int, gpu_count: int, start: dat
                     "This idempotency key was already used for a different deposit.",
                     fields={"idempotency_key": ["Already used."]})
             return existing
+    organization_assert_may_act(provider_id, Act.DEPOSIT)
     if Node.objects.filter(pk=node_id, provider_id=provider_id).first() is None:
         raise NotFound("Node not found.", fields={"node": ["Not one of your nodes."]})
     node = nodes_lock([node_id])[node_id]
@@ -57,7 +65,13 @@ def deposit_create(*, provider_id: int, node_id: int, gpu_count: int, start: dat
     ):
         raise InvalidInput(f"gpu_count must be from 1 to {node.gpu_count}.",
                            fields={"gpu_count": [f"1 to {node.gpu_count}."]})
+    reported = node.gpus_reported or 0
+    if gpu_count > reported:
+        raise GpusNotReported(
+            f"The node's agent reports {reported} GPUs (nvidia-smi); a deposit cannot name "
+            "more than it reports.", fields={"gpu_count": [f"At most {reported}."]})
     hours = window_check(start, end)
+    _deposit_window_bounds(start, end)
     interval_s = settings.BANK_YIELD_INTERVAL_S
     window_s = int((end - start).total_seconds())
     if window_s % interval_s:
@@ -83,6 +97,20 @@ def deposit_create(*, provider_id: int, node_id: int, gpu_count: int, start: dat
     InventorySlot.objects.filter(pk__in=[s.pk for s in slots.values()]).update(
         capacity=F("capacity") + gpu_count)
     return deposit
+
+
+def _deposit_window_bounds(start: datetime, end: datetime) -> None:
+    now = timezone.now()
+    ahead = timedelta(days=settings.DEPOSIT_MAX_AHEAD_DAYS)
+    longest = timedelta(days=settings.DEPOSIT_MAX_DAYS)
+    if start > now + ahead:
+        raise DepositTooFarAhead(
+            f"A deposit starts within {settings.DEPOSIT_MAX_AHEAD_DAYS} days.",
+            fields={"start": [f"Within {settings.DEPOSIT_MAX_AHEAD_DAYS} days from now."]})
+    if end - start > longest:
+        raise DepositTooLong(f"A deposit lasts at most {settings.DEPOSIT_MAX_DAYS} days.",
+                             fields={"end": [f"At most {settings.DEPOSIT_MAX_DAYS} days "
+                                             "after start."]})
 
 
 def heartbeat_coverage(node_id: int, start: datetime, end: datetime) -> float:
@@ -167,25 +195,31 @@ def _accrue_deposit(deposit_id: int, now: datetime, run: AccrualRun) -> None:
             # Advances were paid out of bank_capacity ahead of time: the part of the yield
             # that repays them stays there, only the rest reaches the wallet.
             repaid = _advances_repay(deposit.provider_id, amount)
+            repaid += sla_penalties_repay(deposit.provider_id, amount - repaid)
             if amount - repaid:
                 transfer_post(kind=TransferKind.YIELD, idempotency_key=f"yield:{accrual.pk}",
                               legs=[(capacity, -(amount - repaid)), (wallet, amount - repaid)],
                               reference=f"deposit:{deposit.pk}",
                               memo=f"availability yield {t0:%Y-%m-%d %H:%M}"
-                                   + (f", {repaid} repaid an advance" if repaid else ""))
+                                   + (f", {repaid} repaid advances or penalties" if repaid else ""))
+                payable_earn(organization_id=deposit.provider_id, amount=amount - repaid,
+                             idempotency_key=f"yield:{accrual.pk}",
+                             reference=f"deposit:{deposit.pk}", memo="availability yield")
             YieldAccrual.objects.filter(pk=accrual.pk).update(repaid_advance=repaid)
             deposit.earned += amount
             run.paid += 1
         elif not online:
             deposit.missed_yield += amount
             deposit.missed_intervals += 1
-            node_reliability_lower(node_id=deposit.node_id, by=RELIABILITY_PENALTY_MISSED_INTERVAL)
+            node_fault_record(node_id=deposit.node_id, kind=NodeFault.Kind.MISSED_INTERVAL,
+                              now=t0 + step)
             run.missed += 1
         run.intervals += 1
         deposit.next_interval = i + 1
         if deposit.missed_intervals > settings.BANK_DEFAULT_MISSED_SHARE * deposit.intervals:
             deposit.status = CapacityDeposit.Status.DEFAULTED
             advances_default(provider_id=deposit.provider_id)
+            sla_penalties_owe(provider_id=deposit.provider_id)
             run.defaulted += 1
             break
     finished = deposit.next_interval >= deposit.intervals
@@ -197,6 +231,7 @@ def _accrue_deposit(deposit_id: int, now: datetime, run: AccrualRun) -> None:
             provider_id=deposit.provider_id, status=CapacityDeposit.Status.ACTIVE).exists():
         # No yield left to repay from: what is still outstanding is owed now.
         advances_default(provider_id=deposit.provider_id)
+        sla_penalties_owe(provider_id=deposit.provider_id)
 
 
 def _advances_repay(provider_id: int, amount: int) -> int:
@@ -237,16 +272,46 @@ def advances_default(*, provider_id: int) -> int:
     return owed
 
 
-def remaining_expected_yield(provider_id: int, *, now: datetime | None = None) -> int:
+def remaining_expected_yield(provider_id: int, *, now: datetime | None = None,
+                             horizon: timedelta | None = None,
+                             verified_only: bool = False) -> int:
     """What the provider's active deposits would still earn fully online: the yield of
     every interval that has not started yet (intervals already under way or not accrued yet
-    are not lent against). By the rounding rule, intervals k..n-1 earn total - floor(total*k/n)."""
+    are not lent against), or of those starting before `now + horizon`. By the rounding
+    rule, intervals k..m-1 earn floor(total*m/n) - floor(total*k/n). `verified_only`
+    counts only deposits on nodes with a verified heartbeat history."""
     now = now or timezone.now()
     total = 0
+    verified: dict[int, bool] = {}
     for d in CapacityDeposit.objects.filter(provider_id=provider_id,
                                             status=CapacityDeposit.Status.ACTIVE):
+        if verified_only:
+            if d.node_id not in verified:
+                verified[d.node_id] = node_history_verified(d.node_id, now=now)
+            if not verified[d.node_id]:
+                continue
         elapsed_s = max(0, (now - d.start).total_seconds())
         first = max(d.next_interval, min(d.intervals, -(-int(elapsed_s) // d.interval_s)))
-        total += d.total_yield - d.total_yield * first // d.intervals
+        last = d.intervals
+        if horizon is not None:
+            until_s = max(0, int((now + horizon - d.start).total_seconds()))
+            last = min(d.intervals, -(-until_s // d.interval_s))
+        if last > first:
+            total += d.total_yield * last // d.intervals - d.total_yield * first // d.intervals
     return total
+
+
+def node_history_verified(node_id: int, *, now: datetime | None = None) -> bool:
+    """The node had heartbeats on each of the last BANK_ADVANCE_HISTORY_DAYS days (24-hour
+    spans back from this hour): a node registered yesterday backs no advance."""
+    days = settings.BANK_ADVANCE_HISTORY_DAYS
+    if days <= 0:
+        return True
+    now = now or timezone.now()
+    # Whole hours, so that each hour with a beat falls in exactly one day.
+    since = now.replace(minute=0, second=0, microsecond=0) - timedelta(days=days)
+    seen = {int((at - since) / timedelta(days=1)) for at in NodeHeartbeat.objects.filter(
+        node_id=node_id, at__gte=since, at__lt=now).annotate(
+        hour=TruncHour("at")).values_list("hour", flat=True).distinct()}
+    return all(day in seen for day in range(days))
 

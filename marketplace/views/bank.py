@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
@@ -25,6 +24,7 @@ from marketplace.services.blocks import (
     block_buy,
     block_quote,
     block_sell_back,
+    sell_back_quote,
 )
 from marketplace.views.base import (
     OrganizationRequest,
@@ -149,14 +149,15 @@ def block_sell_back_view(request: OrganizationRequest, block_id: int) -> HttpRes
     if not confirmed(request):
         block = block_get(organization_id=request.organization.pk, block_id=block_id)
         start = form.cleaned_data["start"]
-        hours = max(0, int((block.reservation.end - start).total_seconds() // 3600))
-        total = block.gpu_count * int((block.end - block.start).total_seconds() // 3600)
-        pro_rata = block.price * form.cleaned_data["gpu_count"] * hours // max(1, total)
-        credit = pro_rata - pro_rata * settings.BANK_SELL_BACK_DISCOUNT_BPS // 10_000
+        quote = sell_back_quote(block=block, gpu_count=form.cleaned_data["gpu_count"],
+                                start=start)
+        split = (f" {quote.to_loan:,} repay the block's loan first and {quote.to_wallet:,} "
+                 "go to your wallet." if quote.to_loan else
+                 f" All {quote.to_wallet:,} go to your wallet.")
         return confirm_page(
             request, title="Confirm the sell-back",
             text=f"Sell back {form.cleaned_data['gpu_count']} GPUs of block #{block.pk} from "
-                 f"{start:%Y-%m-%d %H:%M} UTC for about {credit:,} tokens?",
+                 f"{start:%Y-%m-%d %H:%M} UTC for about {quote.credit:,} tokens?" + split,
             button="Sell back", cancel_url="/blocks/")
     try:
         sold = block_sell_back(organization_id=request.organization.pk, block_id=block_id,
@@ -168,7 +169,8 @@ def block_sell_back_view(request: OrganizationRequest, block_id: int) -> HttpRes
     else:
         messages.success(request, f"Sold back {sold.gpu_count} GPUs from "
                                   f"{sold.start:%Y-%m-%d %H:%M} UTC: {sold.credited:,} tokens "
-                                  "credited.")
+                                  "credited" + (f", {sold.to_loan:,} of them to the loan."
+                                                if sold.to_loan else "."))
     return redirect("store:blocks")
 
 

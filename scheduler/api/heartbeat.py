@@ -39,6 +39,7 @@ from scheduler.services.heartbeat_buffer import (
     beat_buffer_record_async,
     beat_buffer_remember,
 )
+from scheduler.services.inventory import node_inventory_record
 from scheduler.services.node_isolation import node_isolation_record
 from scheduler.services.nodes import BeatLimit, NodeToken, node_heartbeat
 
@@ -196,6 +197,8 @@ def heartbeat_settle(read: BeatRequest, *, write_behind: bool) -> Answer:
         return unauthenticated("Invalid node token.")
     if "isolation" in read.values and not result.retry_after_s:
         node_isolation_record(node_id=result.node_id, isolation=read.values["isolation"])
+    if read.values.get("gpus") and not result.retry_after_s:
+        node_inventory_record(node_id=result.node_id, gpus=read.values["gpus"])
     if write_behind and not result.retry_after_s:
         beat_buffer_remember(read.token, node_id=result.node_id, status=result.status)
     if result.freed_capacity:

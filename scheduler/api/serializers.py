@@ -114,8 +114,13 @@ class JobOutputSerializer(serializers.Serializer):
     priority = serializers.IntegerField()
     block = serializers.IntegerField(source="reservation_id", allow_null=True)
     rate_per_gpu_hour = serializers.IntegerField()
+    fee_bps = serializers.IntegerField(allow_null=True,
+                                       help_text="platform fee locked at submission")
     hold_amount = serializers.IntegerField()
     node = serializers.CharField(source="node.name", allow_null=True, default=None)
+    node_reliability = serializers.IntegerField(
+        source="node.reliability", allow_null=True, default=None,
+        help_text="per mille, of the node the job runs or ran on (scheduler.services.reliability)")
     attempts = serializers.IntegerField()
     failure_reason = serializers.CharField()
     exit_code = serializers.IntegerField(allow_null=True, default=None,

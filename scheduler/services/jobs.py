@@ -10,13 +10,14 @@ from django.utils import timezone
 
 from banking.errors import IdempotencyConflict
 from banking.services.holds import hold_place
-from banking.services.spending import organization_assert_can_spend
+from banking.services.standing import Act, organization_assert_may_act
 from banking.services.transactions import money_transaction
 from core.errors import InvalidInput, NotFound
 from scheduler import enqueue
 from scheduler.agent.workload_spec import SpecError, spec_check, spec_network, spec_runs_command
 from scheduler.error_codes import SchedulerErrorCode
-from scheduler.errors import InvalidSpec, JobFinished, NoIsolatedNode, NoNodeFits
+from scheduler.errors import InvalidSpec, JobFinished, NoIsolatedNode, NoNodeFits, QueueFull
+from scheduler.fees import platform_fee_bps
 from scheduler.locks import assignments_lock, jobs_lock
 from scheduler.models import (
     ACTIVE_ASSIGNMENT_STATES,
@@ -30,6 +31,7 @@ from scheduler.services.classes import gpu_class_by_name
 from scheduler.services.job_events import job_ended_emit
 from scheduler.services.lease_hints import leases_changed
 from scheduler.services.settlement import job_hold_release, usage_settle
+from scheduler.standing import node_may_work
 
 
 def _whole(value: Any, name: str, *, minimum: int, maximum: int) -> int:
@@ -116,8 +118,8 @@ def job_submit(
         existing = Job.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
             return _replayed(existing, organization_id, request)
-    organization_assert_can_spend(organization_id)
-    usable = Node.objects.filter(gpu_class=cls, is_approved=True).exclude(
+    organization_assert_may_act(organization_id, Act.SUBMIT)
+    usable = Node.objects.filter(node_may_work(), gpu_class=cls, is_approved=True).exclude(
         status=Node.Status.DISABLED)
     if workload != Job.Workload.SIMULATED and not usable.filter(
             nodes_for_workload(organization_id, workload)).exists():
@@ -136,6 +138,25 @@ def job_submit(
     reservation = None
     if reservation_id is not None:
         reservation = _usable_reservation(organization_id, reservation_id, cls.pk, gpu_count)
+        # No run of a block job outlives its block's window.
+        remaining = int((reservation.end - max(timezone.now(), reservation.start))
+                        .total_seconds())
+        max_duration_s = max(1, min(max_duration_s, remaining))
+        queued = Job.objects.filter(reservation=reservation, state=Job.State.QUEUED).count()
+        if queued >= settings.SCHEDULER_BLOCK_QUEUE_MAX:
+            raise QueueFull(
+                f"This block already has {queued} jobs waiting (at most "
+                f"{settings.SCHEDULER_BLOCK_QUEUE_MAX}); wait for some to finish.",
+                code=SchedulerErrorCode.BLOCK_QUEUE_FULL,
+                fields={"block": [f"At most {settings.SCHEDULER_BLOCK_QUEUE_MAX} queued."]})
+    queued_org = Job.objects.filter(organization_id=organization_id,
+                                    state=Job.State.QUEUED).count()
+    if queued_org >= settings.SCHEDULER_ORG_QUEUED_MAX:
+        raise QueueFull(
+            f"This organization already has {queued_org} jobs queued (at most "
+            f"{settings.SCHEDULER_ORG_QUEUED_MAX}); wait for some to be placed.",
+            code=SchedulerErrorCode.QUEUE_FULL,
+            fields={"queued": queued_org})
     rate = cls.on_demand_rate
     cap = min(rate, max_price_per_gpu_hour or rate)
     hold_amount = 0 if reservation else charge_for(gpu_count * max_duration_s, cap)
@@ -155,6 +176,7 @@ def job_submit(
                 turn=_turn(organization_id, cls.pk, priority),
                 reservation=reservation,
                 rate_per_gpu_hour=rate,
+                fee_bps=platform_fee_bps(cls.pk),
                 hold_amount=hold_amount,
                 max_attempts=settings.SCHEDULER_MAX_ATTEMPTS,
                 idempotency_key=idempotency_key,
@@ -181,8 +203,13 @@ def job_submit(
 
 def _replayed(job: Job, organization_id: int, request: dict[str, Any]) -> Job:
     """The job a repeated idempotency key names, if it was submitted with the same body."""
+    def differs(name: str, value: Any) -> bool:
+        if name == "max_duration_s" and job.reservation_id is not None:
+            return job.max_duration_s > value  # capped to the block's window at submission
+        return bool(getattr(job, name) != value)
+
     if job.organization_id != organization_id or any(
-        getattr(job, name) != value for name, value in request.items()
+        differs(name, value) for name, value in request.items()
     ):
         raise IdempotencyConflict(
             "This Idempotency-Key was already used for a different job; use a new key.",

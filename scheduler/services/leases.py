@@ -11,14 +11,11 @@ from django.utils import timezone
 from banking.services.transactions import money_transaction
 from scheduler import enqueue
 from scheduler.locks import assignments_lock, jobs_lock
-from scheduler.models import ACTIVE_ASSIGNMENT_STATES, Assignment, Job, Node
+from scheduler.models import ACTIVE_ASSIGNMENT_STATES, Assignment, Job, Node, NodeFault
 from scheduler.services.job_events import job_ended_emit
 from scheduler.services.lease_hints import leases_changed
-from scheduler.services.nodes import node_reliability_lower
+from scheduler.services.reliability import node_fault_record
 from scheduler.services.settlement import job_hold_release, usage_settle
-
-RELIABILITY_PENALTY_OFFLINE = 50
-RELIABILITY_PENALTY_LOST = 20
 
 
 @dataclass
@@ -41,7 +38,7 @@ def leases_expire(*, now: datetime | None = None) -> LeaseSweep:
         )
         Node.objects.filter(id__in=silent).update(status=Node.Status.OFFLINE, updated_at=now)
         for node_id in silent:
-            node_reliability_lower(node_id=node_id, by=RELIABILITY_PENALTY_OFFLINE)
+            node_fault_record(node_id=node_id, kind=NodeFault.Kind.OFFLINE, now=now)
     sweep.nodes_offline = len(silent)
     expired = list(
         Assignment.objects.filter(state__in=ACTIVE_ASSIGNMENT_STATES, lease_expires_at__lt=now)
@@ -71,7 +68,7 @@ def _lose(assignment_id: int, job_id: int, now: datetime) -> str | None:
     Node.objects.filter(pk=a.node_id).update(free_gpus=F("free_gpus") + a.gpu_count)
     # Should the node come back, its agent is told to stop the run on its next beat.
     leases_changed([a.node_id])
-    node_reliability_lower(node_id=a.node_id, by=RELIABILITY_PENALTY_LOST)
+    node_fault_record(node_id=a.node_id, kind=NodeFault.Kind.LOST, now=now)
     usage_settle(assignment_ids=[a.pk])
     if job.state not in (Job.State.PLACED, Job.State.RUNNING):
         return None

@@ -371,6 +371,8 @@ def _heartbeat_orm(p: dict[str, Any]) -> tuple[int, str, str, bool] | None:
 
 
 def node_reliability_lower(*, node_id: int, by: int) -> None:
+    """Superseded by scheduler.services.reliability.node_fault_record, which keeps the
+    fault as evidence so the score can recover; kept for callers not moved yet."""
     Node.objects.filter(pk=node_id, reliability__gte=by).update(
         reliability=F("reliability") - by)
     Node.objects.filter(pk=node_id, reliability__lt=by).update(reliability=0)

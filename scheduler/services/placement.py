@@ -23,8 +23,16 @@ from django.utils import timezone
 from core.database import jsonb_value, server_bound_cursor
 from core.sql_names import compose, insert_into
 from scheduler.locks import placement_lock_try
-from scheduler.models import Assignment, Job, Node, Reservation
+from scheduler.models import Assignment, Job, Node
+from scheduler.services.block_rules import (
+    active_blocks,
+    block_gpus_in_use,
+    block_preempt,
+    block_queue_head,
+)
+from scheduler.services.inventory import usable_free_gpus
 from scheduler.services.lease_hints import leases_changed
+from scheduler.standing import node_may_work
 
 
 @dataclass
@@ -114,6 +122,26 @@ class _Pool:
     def _entry(self, n: _Node) -> tuple[int, int, int, _Node]:
         rate = n.rate if n.rate is not None else self.default_rate
         return (rate, -n.reliability, n.id, n)
+
+    def withhold_bank(self, gpus: int) -> None:
+        """Take up to `gpus` free GPUs of bank nodes out of the pool for the rest of the
+        cycle (kept for blocks)."""
+        for free in sorted(self.buckets, reverse=True):
+            for entry in list(self.buckets.get(free, ())):
+                if gpus <= 0:
+                    break
+                node = entry[3]
+                if not node.bank:
+                    continue
+                self.buckets[free].remove(entry)
+                taken = min(gpus, node.free)
+                node.free -= taken
+                gpus -= taken
+                if node.free > 0:
+                    bisect.insort(self.buckets[node.free], self._entry(node), key=lambda e: e[:3])
+        while self.max_free and not self.buckets.get(self.max_free):
+            self.buckets.pop(self.max_free, None)
+            self.max_free -= 1
 
     def take(self, job: _Job, windows: dict[int, bool]) -> _Node | None:
         if job.gpu_count > self.max_free:
@@ -215,45 +243,81 @@ def _plan_into(plan: list[tuple[_Job, _Node, int]], pool: "_Pool", jobs: list[_J
             plan.append((job, node, rate))
 
 
+def _block_queues(class_ids: list[int], now: datetime
+                  ) -> tuple[dict[int, list[_Job]], dict[int, int]]:
+    """Per class, the queued jobs of blocks inside their window that could still fit
+    (a bounded read per block), and the GPUs each block has left."""
+    blocks = active_blocks(class_ids, now)
+    in_use = block_gpus_in_use(r for r, _, _ in blocks)
+    gpus_left = {rid: gpus - in_use.get(rid, 0) for rid, _, gpus in blocks}
+    head = [job_id for rid, left in gpus_left.items() for job_id in block_queue_head(rid, left)]
+    blocks_of: dict[int, list[_Job]] = defaultdict(list)
+    for row in (Job.objects.filter(pk__in=head).order_by("-priority", "id")
+                .values_list(*_JOB_FIELDS)):
+        job = _Job(*row)
+        blocks_of[job.gpu_class_id].append(job)
+    return blocks_of, gpus_left
+
+
+def _plan_blocks(plan: list[tuple[_Job, _Node, int]], pool: "_Pool", jobs: list[_Job],
+                 windows: dict[int, bool], gpus_left: dict[int, int]) -> int:
+    """Place block jobs, never more GPUs per block than it has left; returns the GPUs of
+    the jobs that fit their block but found no node (they wait, and are owed)."""
+    waiting = 0
+    for job in jobs:
+        assert job.reservation_id is not None
+        if job.gpu_count > gpus_left.get(job.reservation_id, 0):
+            continue  # the block's GPUs are all in use: it waits in the block's queue
+        node = pool.take(job, windows) if pool.max_free else None
+        if node is None:
+            waiting += job.gpu_count
+            continue
+        gpus_left[job.reservation_id] -= job.gpu_count
+        plan.append((job, node, node.rate if node.rate is not None else job.rate))
+    return waiting
+
+
 def placement_run(*, limit: int | None = None, now: datetime | None = None) -> PlacementResult:
     """One placement cycle. Returns at once, placing nothing, if another placer runs."""
     now = now or timezone.now()
     limit = limit or settings.SCHEDULER_PLACEMENT_BATCH
     result = PlacementResult()
+    # Blocks first get the bank GPUs on-demand work took before their window began.
+    block_preempt(now=now)
     with transaction.atomic():
         if not placement_lock_try():
             result.skipped_locked = True
             return result
         node_rows = Node.objects.filter(
-            status=Node.Status.ONLINE, is_approved=True, free_gpus__gt=0
+            node_may_work(), status=Node.Status.ONLINE, is_approved=True, free_gpus__gt=0
         ).values_list("id", "gpu_class_id", "free_gpus", "vram_gb", "region",
                       "rate_per_gpu_hour", "reliability", "mode", "gpu_class__on_demand_rate",
-                      "provider_id", "isolation", "network", "host_execution")
+                      "provider_id", "isolation", "network", "host_execution",
+                      "gpu_count", "gpus_reported")
         pools: dict[int, list[_Node]] = defaultdict(list)
         default_rates: dict[int, int] = {}
         for (nid, cls, free, vram, region, rate, rel, mode, default_rate,
-             provider, isolation, network, host_execution) in node_rows:
+             provider, isolation, network, host_execution, count, reported) in node_rows:
+            free = usable_free_gpus(gpu_count=count, free_gpus=free, gpus_reported=reported)
             pools[cls].append(_Node(nid, cls, free, vram, region, rate, rel,
                                     mode == Node.Mode.BANK, provider, isolation, network,
                                     host_execution))
             default_rates[cls] = default_rate
         if not pools:
             return result
-        # Block jobs inside their window first: few, and all read, every class at once.
-        blocks_of: dict[int, list[_Job]] = defaultdict(list)
-        for row in Job.objects.filter(
-                state=Job.State.QUEUED, gpu_class_id__in=list(pools), reservation__isnull=False,
-                reservation__status=Reservation.Status.ACTIVE, reservation__start__lte=now,
-                reservation__end__gt=now).order_by("-priority", "id").values_list(*_JOB_FIELDS):
-            job = _Job(*row)
-            blocks_of[job.gpu_class_id].append(job)
+        # Block jobs inside their window first, each block's only as many as GPUs are
+        # left to it (scheduler.services.block_rules).
+        blocks_of, gpus_left = _block_queues(list(pools), now)
         plan: list[tuple[_Job, _Node, int]] = []
         for cls, nodes in pools.items():
             pool = _Pool(nodes, default_rates[cls])
             blocks = blocks_of.get(cls, [])
             result.considered += len(blocks)
             windows = {j.reservation_id: True for j in blocks if j.reservation_id}
-            _plan_into(plan, pool, _order(blocks), windows)
+            waiting = _plan_blocks(plan, pool, _order(blocks), windows, gpus_left)
+            # GPUs the class's blocks still wait for are kept off on-demand jobs (the
+            # preemption before this cycle freed them for the blocks).
+            pool.withhold_bank(waiting)
             # Then on-demand jobs, a page at a time in the order they are placed in, so a
             # cycle reads what the capacity it hands out needs, not the whole queue; the
             # next page only while GPUs are left (jobs that fit behind ones that do not).

@@ -4,15 +4,16 @@ from the job's hold through the ledger's batch form."""
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db.models import F
 
 from banking.locks import holds_lock
 from banking.models.ledger import AccountPurpose
 from banking.selectors import organization_account_ids
 from banking.services.holds import HoldCapture, hold_release, holds_capture_batch
-from banking.services.ledger import system_account
+from banking.services.ledger import TransferSpec, system_account
+from banking.services.payable import payable_earn_batch, payable_earn_spec
 from banking.services.transactions import money_transaction
+from scheduler.fees import job_fee_bps
 from scheduler.locks import assignments_lock
 from scheduler.models import Assignment, Job, Node
 from scheduler.pricing import charge_for, fee_of
@@ -54,9 +55,9 @@ def usage_settle(*, assignment_ids: Iterable[int] | None = None,
     holds = holds_lock(hold_ids)
     left = {h.id: h.remaining if h.status == h.Status.OPEN else 0 for h in holds.values()}
     revenue = system_account(AccountPurpose.PLATFORM_REVENUE).pk
-    fee_bps = settings.SCHEDULER_PLATFORM_FEE_BPS
     payees: dict[int, int] = {}
     captures: list[HoldCapture] = []
+    earned: list[TransferSpec] = []
     updates: list[tuple[int, int, int, int, int]] = []
     for a in locked.values():
         if a.gpu_seconds <= a.settled_gpu_seconds:
@@ -67,11 +68,18 @@ def usage_settle(*, assignment_ids: Iterable[int] | None = None,
             delta = min(charge_for(a.gpu_seconds, a.rate_per_gpu_hour) - a.charged,
                         left.get(hold_id, 0))
             delta = max(0, delta)
+            fee_bps = job_fee_bps(a.job)
             fee_delta = fee_of(a.charged + delta, fee_bps) - a.fee
             provider_part = delta - fee_delta
             legs = []
             if provider_part > 0:
-                legs.append((_payee_account(nodes[a.node_id], payees), provider_part))
+                node = nodes[a.node_id]
+                legs.append((_payee_account(node, payees), provider_part))
+                if node.mode != Node.Mode.BANK:
+                    earned.append(payable_earn_spec(
+                        organization_id=node.provider_id, amount=provider_part,
+                        idempotency_key=f"settle:a{a.id}:s{a.last_seq}",
+                        reference=f"job:{a.job_id}", memo=f"earned on node {a.node_id}"))
             if fee_delta > 0:
                 legs.append((revenue, fee_delta))
             if legs:
@@ -81,11 +89,13 @@ def usage_settle(*, assignment_ids: Iterable[int] | None = None,
                     idempotency_key=f"settle:a{a.id}:s{a.last_seq}",
                     legs=tuple(legs),
                     reference=f"job:{a.job_id}",
-                    memo=f"{a.gpu_seconds} GPU-seconds on node {a.node_id}",
+                    memo=f"{a.gpu_seconds} GPU-seconds on node {a.node_id}, platform fee "
+                         f"{fee_bps / 100:g}%",
                 ))
         updates.append((a.id, a.gpu_seconds, a.last_seq, delta, fee_delta))
         result.captured += delta
     holds_capture_batch(captures)
+    payable_earn_batch(earned)  # after the captures: wallets before payable accounts
     for assignment_id, gpu_seconds, seq, delta, fee_delta in updates:
         Assignment.objects.filter(pk=assignment_id).update(
             settled_gpu_seconds=gpu_seconds, settled_seq=seq,

@@ -27,6 +27,7 @@ def test_a_financed_block_shows_the_schedule_the_loan_then_has(ui: UI, settings)
     provider = organization_create(name="Bank GPU Co", is_buyer=False, is_provider=True)
     node = node_register(provider_id=provider.pk, name="vault-1", gpu_class="H100-80GB",
                          gpu_count=8, region="eu-west", mode="bank").node
+    type(node).objects.filter(pk=node.pk).update(gpus_reported=8)  # its agent's inventory
     start = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
     deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=8, start=start,
                    end=start + timedelta(hours=6))

@@ -17,6 +17,7 @@ from marketplace.services.deposits import yield_accrue
 from scheduler.models import Node, NodeHeartbeat
 from scheduler.services.nodes import node_approve
 from tests.e2e.conftest import UI
+from tests.earnings import earn
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 PASSWORD = "correct-horse-42"
@@ -73,7 +74,7 @@ def test_a_provider_registers_a_node_deposits_capacity_and_sees_earnings(ui: UI)
 def test_an_operator_approves_a_payout_and_posts_a_reversal_in_admin(ui: UI) -> None:
     User.objects.create_superuser("operator", "op@suanli.example", PASSWORD)
     provider = organization_create(name="Payee", is_buyer=False, is_provider=True)
-    grant_post(organization_id=provider.pk, amount=50_000_000, reason="earnings")
+    earn(provider.pk, 50_000_000)
     payout_account_set(organization_id=provider.pk, stripe_account_id="acct_test_payee")
     payout = payout_request(organization_id=provider.pk, tokens=20_000_000,
                             idempotency_key="p1")

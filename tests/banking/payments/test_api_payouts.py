@@ -13,7 +13,7 @@ M = 1_000_000
 
 @pytest.fixture
 def provider(make_org):
-    return make_org(provider=True, buyer=False, tokens=100 * M)
+    return make_org(provider=True, buyer=False, earned=100 * M)
 
 
 def _with_account(client):
@@ -56,7 +56,7 @@ def test_a_payout_request_holds_tokens_and_is_listed(provider, api_client_for, f
 
 @pytest.mark.parametrize(
     ("tokens", "status", "code"),
-    [(5 * M, 400, "payout_below_minimum"), (101 * M, 402, "insufficient_funds"),
+    [(5 * M, 400, "payout_below_minimum"), (101 * M, 402, "not_payable"),
      (0, 400, "invalid")],
 )
 def test_bad_payouts_get_a_code_and_hold_nothing(provider, api_client_for, fake_gateway,

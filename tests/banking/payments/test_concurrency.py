@@ -45,7 +45,7 @@ def test_16_threads_fulfilling_one_paid_top_up_credit_it_once(make_org, fake_gat
 
 
 def test_8_threads_approving_and_executing_one_payout_pay_it_once(make_org, fake_gateway):
-    provider = make_org(provider=True, tokens=50_000_000)
+    provider = make_org(provider=True, earned=50_000_000)
     payout_account_set(organization_id=provider.pk, stripe_account_id="acct_p")
     payout = payout_request(organization_id=provider.pk, tokens=20_000_000)
     calls: list[int] = []

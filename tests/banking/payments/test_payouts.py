@@ -6,13 +6,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from banking.errors import InsufficientFunds
 from banking.gateway import GatewayError
 from banking.models import Hold, Payout
 from banking.models.ledger import AccountPurpose
 from banking.selectors import wallet_get
 from banking.services.holds import holds_expire
 from banking.services.ledger import system_account
+from banking.services.payable import NotPayable
 from banking.services.payouts import (
     payout_account_set,
     payout_approve,
@@ -30,7 +30,7 @@ M = 1_000_000
 
 @pytest.fixture
 def provider(make_org):
-    org = make_org(provider=True, buyer=False, tokens=100 * M)
+    org = make_org(provider=True, buyer=False, earned=100 * M)
     payout_account_set(organization_id=org.pk, stripe_account_id="acct_provider1")
     return org
 
@@ -70,7 +70,7 @@ def test_approved_twice_is_executed_once_and_captured_into_payout_clearing(
 
 
 def test_a_failed_transfer_releases_the_hold_and_shows_the_reason(make_org, fake_gateway):
-    org = make_org(provider=True, tokens=50 * M)
+    org = make_org(provider=True, earned=50 * M)
     payout_account_set(organization_id=org.pk, stripe_account_id="acct_will_fail")
     payout = payout_request(organization_id=org.pk, tokens=20 * M, idempotency_key="p")
     payout_approve(payout_id=payout.pk)
@@ -147,7 +147,7 @@ def test_small_payouts_are_approved_and_executed_automatically(
     ("tokens", "error", "code"),
     [
         (9_999_999, DomainError, "payout_below_minimum"),
-        (100 * M + 1, InsufficientFunds, "insufficient_funds"),
+        (100 * M + 1, NotPayable, "not_payable"),
     ],
 )
 def test_bad_payouts_are_refused_with_nothing_held(provider, fake_gateway, tokens, error, code):
@@ -167,7 +167,7 @@ def test_a_buyer_only_organization_cannot_cash_out(make_org, fake_gateway):
 
 
 def test_a_payout_needs_a_payout_account(make_org, fake_gateway):
-    org = make_org(provider=True, tokens=50 * M)
+    org = make_org(provider=True, earned=50 * M)
     with pytest.raises(DomainError) as info:
         payout_request(organization_id=org.pk, tokens=20 * M)
     assert info.value.code == "payout_account_missing"
@@ -190,7 +190,7 @@ def test_the_daily_sweep_cashes_out_what_is_above_the_threshold_once_a_day(
 ):
     payout_account_set(organization_id=provider.pk, stripe_account_id="acct_provider1",
                        auto_payout_threshold=30 * M)
-    low = make_org(provider=True, tokens=35 * M)
+    low = make_org(provider=True, earned=35 * M)
     payout_account_set(organization_id=low.pk, stripe_account_id="acct_low",
                        auto_payout_threshold=30 * M)
     made = payouts_sweep()

@@ -36,6 +36,9 @@ class LocalstripeWithFakeTransfers:
     def payout_transfer_create(self, **kwargs):
         return self.fake.payout_transfer_create(**kwargs)
 
+    def payout_account_retrieve(self, account_id):
+        return self.fake.payout_account_retrieve(account_id)
+
     def payout_transfers_list(self, *, since):
         return self.fake.payout_transfers_list(since=since)
 
@@ -65,7 +68,7 @@ def test_a_clean_run_reports_nothing_and_planted_mismatches_are_each_reported(
     partly = topup_create(organization_id=buyer.pk, amount_cents=600,
                           payment_method="pm_card_visa", idempotency_key="b")
     topup_refund(topup_id=partly.pk, amount_cents=100)
-    provider = make_org(provider=True, tokens=50_000_000)
+    provider = make_org(provider=True, earned=50_000_000)
     payout_account_set(organization_id=provider.pk, stripe_account_id="acct_p1")
     payout = payout_request(organization_id=provider.pk, tokens=20_000_000)
     payout_approve(payout_id=payout.pk)

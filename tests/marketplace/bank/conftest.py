@@ -30,6 +30,15 @@ def beat_every_minute(node: Node, start: datetime, end: datetime) -> None:
     NodeHeartbeat.objects.bulk_create(rows)
 
 
+def verified_history(node: Node, days: int = 7) -> None:
+    """A heartbeat every hour of the last `days` days: the history an advance needs."""
+    now = timezone.now()
+    NodeHeartbeat.objects.bulk_create(
+        [NodeHeartbeat(node=node, at=now - timedelta(hours=h, minutes=30), free_gpus=0,
+                       busy_gpus=node.gpu_count) for h in range(days * 24)],
+        ignore_conflicts=True)
+
+
 @pytest.fixture
 def bank_node(provider: Organization) -> Callable[..., Node]:
     counter = {"n": 0}
@@ -39,6 +48,8 @@ def bank_node(provider: Organization) -> Callable[..., Node]:
         registered = node_register(provider_id=provider.pk, name=f"bank-{counter['n']}",
                                    gpu_class=gpu_class, gpu_count=gpus, region="eu-west",
                                    mode=Node.Mode.BANK, **kw)
+        Node.objects.filter(pk=registered.node.pk).update(gpus_reported=gpus)
+        registered.node.gpus_reported = gpus
         return registered.node
 
     return make

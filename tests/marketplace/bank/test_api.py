@@ -9,7 +9,7 @@ from banking.services.lending import credit_line_set
 from marketplace.models import Advance, Block, CapacityDeposit, InventorySlot
 from marketplace.services.deposits import deposit_create, yield_accrue
 from scheduler.models import Reservation
-from tests.marketplace.bank.conftest import beat_every_minute, next_hour
+from tests.marketplace.bank.conftest import beat_every_minute, next_hour, verified_history
 
 
 def iso(t):
@@ -129,6 +129,7 @@ def test_bad_block_purchases_get_codes_and_reserve_nothing(buyer, stocked, api_c
 
 
 def test_advances_api_enforces_the_share(provider, stocked, api_client_for):
+    verified_history(stocked[1])
     client = api_client_for(provider)
     available = client.get("/api/v1/advances/").json()["available"]
     assert available > 0

@@ -18,7 +18,7 @@ from marketplace.services.deposits import deposit_create, interval_yield, yield_
 from scheduler.models import Node, NodeHeartbeat
 from scheduler.services.nodes import node_heartbeat
 from tests.concurrency import run_threads
-from tests.marketplace.bank.conftest import beat_every_minute, next_hour
+from tests.marketplace.bank.conftest import beat_every_minute, next_hour, verified_history
 
 
 def test_interval_yields_are_whole_tokens_that_sum_to_the_total():
@@ -42,7 +42,8 @@ def test_a_deposit_online_half_its_window_earns_exactly_half(provider, bank_node
     assert deposit.earned == deposit.total_yield // 2
     assert deposit.missed_yield == deposit.total_yield // 2
     assert wallet_get(organization_id=provider.pk).available == deposit.total_yield // 2
-    assert Node.objects.get(pk=node.pk).reliability == 1000 - 4 * 10
+    assert Node.objects.get(pk=node.pk).faults.filter(kind="missed_interval").count() == 4
+    assert Node.objects.get(pk=node.pk).reliability < 1000
     assert yield_accrue(now=start + timedelta(hours=3)).intervals == 0  # safe to run twice
     assert YieldAccrual.objects.filter(deposit=deposit).count() == 8
     assert deposit.status == "completed"
@@ -83,6 +84,7 @@ def test_bad_deposits_are_refused_and_nothing_is_deposited(provider, bank_node, 
 
 def test_an_advance_is_repaid_from_accruals_first(provider, bank_node):
     node = bank_node(gpus=2)
+    verified_history(node)
     start = next_hour()
     deposit = deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=2,
                              start=start, end=start + timedelta(hours=4))
@@ -108,6 +110,7 @@ def test_an_advance_is_repaid_from_accruals_first(provider, bank_node):
 
 def test_a_defaulted_deposit_makes_the_unpaid_advance_owed_at_once(provider, bank_node):
     node = bank_node(gpus=2)
+    verified_history(node)
     start = next_hour()
     deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=2, start=start,
                    end=start + timedelta(hours=4))
@@ -154,6 +157,7 @@ def test_a_reused_idempotency_key_for_another_deposit_is_a_conflict(provider, ba
 
 def test_advances_lend_only_against_intervals_not_started_yet(provider, bank_node):
     node = bank_node(gpus=2)
+    verified_history(node)
     start = next_hour()
     deposit = deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=2,
                              start=start, end=start + timedelta(hours=4))
@@ -187,6 +191,7 @@ def test_an_interval_counts_when_heartbeats_cover_at_least_90_percent_of_its_min
 def test_an_advance_left_when_the_last_deposit_ends_is_owed(provider, bank_node, settings):
     settings.BANK_DEFAULT_MISSED_SHARE = 0.75  # 3 of 4 missed: completed, not defaulted
     node = bank_node(gpus=2)
+    verified_history(node)
     start = next_hour()
     deposit = deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=2,
                              start=start, end=start + timedelta(hours=1))

@@ -37,7 +37,7 @@ def test_an_sla_credit_is_posted_once_per_undelivered_interval(provider, buyer, 
     credits = list(SlaCredit.objects.filter(block=block).order_by("interval_start"))
     assert [c.interval_start for c in credits] == [start + timedelta(minutes=30),
                                                     start + timedelta(minutes=45)]
-    per_interval = 4 * block.rate_per_gpu_hour * 900 * settings.BANK_SLA_MULTIPLE // 3600
+    per_interval = block.price * 900 * settings.BANK_SLA_MULTIPLE // 3600  # paid x multiple
     assert [c.amount for c in credits] == [per_interval, per_interval]
     assert wallet_get(organization_id=buyer.pk).available == after_purchase + 2 * per_interval
 
@@ -101,8 +101,9 @@ def test_sla_credit_amount_is_shared_by_blocks_in_proportion(provider, buyer, ma
     assert sla_credits_post(now=start + timedelta(minutes=15)) == 2
     credits = {c.block_id: c for c in SlaCredit.objects.all()}
     assert {pk: c.undelivered_gpus for pk, c in credits.items()} == {big.pk: 1, small.pk: 1}
-    per_gpu = big.rate_per_gpu_hour * 900 * settings.BANK_SLA_MULTIPLE // 3600
-    assert [credits[big.pk].amount, credits[small.pk].amount] == [per_gpu, per_gpu]
+    assert [credits[big.pk].amount, credits[small.pk].amount] == [
+        big.price // 3 * 900 * settings.BANK_SLA_MULTIPLE // 3600,
+        small.price * 900 * settings.BANK_SLA_MULTIPLE // 3600]
 
 
 @pytest.mark.parametrize(("sizes", "delivered", "shares"), [

@@ -17,6 +17,10 @@ def _stock(provider):
 
     node = node_register(provider_id=provider.pk, name="v", gpu_class="H100-80GB",
                          gpu_count=8, region="eu", mode="bank").node
+    type(node).objects.filter(pk=node.pk).update(gpus_reported=8)  # its agent's inventory
+    from tests.marketplace.bank.conftest import verified_history
+
+    verified_history(node)  # the days of heartbeats an advance needs
     start = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=8, start=start,
                    end=start + timedelta(hours=4))
