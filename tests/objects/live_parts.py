@@ -1,5 +1,6 @@
-"""Real parts for the logs and outputs suites: a real node agent process on a node token,
-an S3-protocol server (moto_server) as its own process, and a TCP proxy that can cut the
+"""Real parts for the logs and outputs suites: a real node agent process on a node token
+that runs the job in real podman (the local busybox test image as its default image), an
+S3-protocol server (moto_server) as its own process, and a TCP proxy that can cut the
 agent off from the server."""
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from tests.agent.podman_setup import podman_available, podman_machine_prepare
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -28,8 +31,10 @@ def free_port() -> int:
 
 
 class AgentProcess:
-    def __init__(self, *, server: str, token: str, state_dir: Path, log: Path) -> None:
+    def __init__(self, *, server: str, token: str, state_dir: Path, log: Path,
+                 image: str) -> None:
         self.server, self.token, self.state_dir, self.log_path = server, token, state_dir, log
+        self.image = image
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -37,7 +42,8 @@ class AgentProcess:
         env = {**os.environ, "SUANLI_NODE_TOKEN": self.token}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "scheduler.agent", "--server", self.server, "--gpus", "1",
-             "--gpu-class", "H100-80GB", "--container-runtime", "none", "--state-dir",
+             "--gpu-class", "H100-80GB", "--container-runtime", "podman", "--default-image",
+             self.image, "--state-dir",
              str(self.state_dir), "--heartbeat-s", "1", "--usage-interval-s", "1",
              "--backoff-cap-s", "2", "--http-timeout-s", "3"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -58,13 +64,38 @@ class AgentProcess:
             self.proc.wait()
 
 
+_machine: dict[str, str] = {}
+
+
+def podman_image(conf_dir: Path) -> str:
+    """The test image, with this machine's containers.conf named in CONTAINERS_CONF (which
+    the agent inherits); prepared once a session."""
+    if not podman_available():
+        pytest.skip("podman and busybox-static are needed (.ci/run installs them)")
+    if "image" not in _machine:
+        _machine["image"] = podman_machine_prepare(conf_dir)
+    return _machine["image"]
+
+
+def wait_isolated(node_id: int) -> None:
+    """Until the agent's heartbeat has said it runs commands in containers: the server
+    takes a stranger's command only when a node of the class does."""
+    from scheduler.models import Node
+    from tests.live import wait_until
+
+    wait_until(lambda: Node.objects.filter(pk=node_id, isolation="container").exists(), 60,
+               "the node isolated")
+
+
 @pytest.fixture
-def agent_process(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
+def agent_process(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[Callable[..., AgentProcess]]:
     started: list[AgentProcess] = []
+    image = podman_image(tmp_path_factory.mktemp("podman"))
 
     def make(server: str, token: str) -> AgentProcess:
         agent = AgentProcess(server=server, token=token, state_dir=tmp_path / "agent-state",
-                             log=tmp_path / "agent.log")
+                             log=tmp_path / "agent.log", image=image)
         agent.start()
         started.append(agent)
         return agent

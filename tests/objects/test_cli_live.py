@@ -1,5 +1,5 @@
 """The `suanli` CLI as a buyer runs it: a subprocess against the live server, a real node
-agent running the job."""
+agent running the job in real podman."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from scheduler.services.nodes import node_register
 from scheduler.services.placement import placement_run
 from tests.live import wait_until
 
-from .live_parts import agent_process
+from .live_parts import agent_process, wait_isolated
 
 __all__ = ["agent_process"]
 
@@ -63,6 +63,7 @@ def test_a_session_login_submit_wait_and_errors(live_server, make_org, settings,
     agent_process(live_server.url, registered.token)
     wait_until(lambda: Node.objects.filter(pk=registered.node.pk, status="online").exists(),
                30, "the node online")
+    wait_isolated(registered.node.pk)
     submit = run(tmp_path, "jobs", "submit", "--gpu", "H100-80GB", "--gpus", "1",
                  "--max-duration", "10m", "--env", "WHO=cli", "--idempotency-key", "once-1",
                  "--", "sh", "-c", "echo hi $WHO; exit 3")

@@ -1,5 +1,5 @@
 """The buyer gets back what the job printed and wrote: a real node agent process runs a
-real command (on the host until the agent's container runner lands; then in podman), the
+real command in real podman (busybox sh in the local test image), the
 live API on PostgreSQL, storage on the filesystem and on an S3-protocol server (moto)
 used over HTTP through presigned URLs."""
 
@@ -27,7 +27,14 @@ from scheduler.services.nodes import node_register
 from scheduler.services.placement import placement_run
 from tests.live import wait_until
 
-from .live_parts import CuttableProxy, agent_process, moto_url, use_filesystem, use_s3
+from .live_parts import (
+    CuttableProxy,
+    agent_process,
+    moto_url,
+    use_filesystem,
+    use_s3,
+    wait_isolated,
+)
 
 __all__ = ["agent_process", "moto_url"]
 
@@ -36,19 +43,25 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("
 
 SUANLI = Path(sys.executable).with_name("suanli")
 
+# busybox sh in the test image: $1 lines on each stream, a pause of $2 s every 100, then
+# three files in the outputs directory (model.bin is bytes 0-255, 1200 times over).
 PRINTER = r'''
-import os, pathlib, sys, time
-n, pause = int(sys.argv[1]), float(sys.argv[2])
-for i in range(n):
-    print(f"out {i:05d}", flush=True)
-    print(f"err {i:05d}", file=sys.stderr, flush=True)
-    if pause and i % 100 == 99:
-        time.sleep(pause)
-out = pathlib.Path(os.environ["SUANLI_OUTPUTS_DIR"])
-(out / "model.bin").write_bytes(bytes(range(256)) * 1200)
-(out / "sub").mkdir()
-(out / "sub" / "metrics.json").write_text('{"loss": 0.125}')
-(out / "notes.txt").write_text("done\n")
+i=0
+while [ "$i" -lt "$1" ]; do
+    printf 'out %05d\n' "$i"
+    printf 'err %05d\n' "$i" >&2
+    i=$((i + 1))
+    if [ "$2" != 0 ] && [ $((i % 100)) -eq 0 ]; then sleep "$2"; fi
+done
+out=$SUANLI_OUTPUTS_DIR
+bytes=""
+b=0
+while [ "$b" -lt 256 ]; do bytes="$bytes\\$(printf %o "$b")"; b=$((b + 1)); done
+j=0
+while [ "$j" -lt 1200 ]; do printf "$bytes"; j=$((j + 1)); done > "$out/model.bin"
+mkdir "$out/sub"
+printf '{"loss": 0.125}' > "$out/sub/metrics.json"
+printf 'done\n' > "$out/notes.txt"
 '''
 
 
@@ -140,7 +153,8 @@ def test_a_real_job_prints_20000_lines_and_writes_3_files(
 
     registered, _buyer, key = parties
     agent_process(live_server.url, registered.token)
-    job_id = submit(live_server.url, key, [sys.executable, "-c", PRINTER, "10000", "0.03"])
+    wait_isolated(registered.node.pk)
+    job_id = submit(live_server.url, key, ["sh", "-c", PRINTER, "printer", "10000", "0.03"])
     env = {**os.environ, "SUANLI_SERVER": live_server.url, "SUANLI_API_KEY": key}
     cli_follow = subprocess.Popen([str(SUANLI), "jobs", "logs", "-f", "--marks", str(job_id)],
                                   env=env, stdout=subprocess.PIPE, text=True)
@@ -219,11 +233,14 @@ def test_a_real_job_prints_20000_lines_and_writes_3_files(
         "Authorization": f"Api-Key {key}"}).json()[0]["url"] is None
 
 
+# $1 lines "tick NNNNN", $2 s apart.
 COUNTER = r'''
-import sys, time
-for i in range(int(sys.argv[1])):
-    print(f"tick {i:05d}", flush=True)
-    time.sleep(float(sys.argv[2]))
+i=0
+while [ "$i" -lt "$1" ]; do
+    printf 'tick %05d\n' "$i"
+    sleep "$2"
+    i=$((i + 1))
+done
 '''
 
 
@@ -233,7 +250,8 @@ def test_agent_killed_and_restarted_loses_and_repeats_no_byte(live_server, parti
     use_filesystem(settings, tmp_path / "objects")
     registered, _buyer, key = parties
     agent = agent_process(live_server.url, registered.token)
-    job_id = submit(live_server.url, key, [sys.executable, "-c", COUNTER, "300", "0.01"])
+    wait_isolated(registered.node.pk)
+    job_id = submit(live_server.url, key, ["sh", "-c", COUNTER, "counter", "300", "0.01"])
     place(registered.node.pk)
     wait_until(lambda: "tick 00100" in read_log(live_server.url, key, job_id), 60,
                "100 lines in")
@@ -262,7 +280,8 @@ def test_the_server_down_for_30s_logs_arrive_after(live_server, parties, agent_p
     proxy = CuttableProxy(int(live_server.url.rsplit(":", 1)[1]))
     proxy.restore()
     agent_process(proxy.url, registered.token)
-    job_id = submit(live_server.url, key, [sys.executable, "-c", COUNTER, "400", "0.05"])
+    wait_isolated(registered.node.pk)
+    job_id = submit(live_server.url, key, ["sh", "-c", COUNTER, "counter", "400", "0.05"])
     place(registered.node.pk)
     wait_until(lambda: "tick 00010" in read_log(live_server.url, key, job_id), 60,
                "10 lines in")
