@@ -8,6 +8,7 @@ from django.http import HttpRequest
 
 from banking.gateway import GatewayError
 from banking.models import (
+    AutoTopUp,
     Dispute,
     Payout,
     PayoutAccount,
@@ -139,3 +140,15 @@ def payments_panel() -> tuple[str, list[tuple[str, Any]]]:
          StripeEvent.objects.filter(status=StripeEvent.Status.FAILED).count()),
         ("Open disputes", Dispute.objects.filter(status=Dispute.Status.OPEN).count()),
     ]
+
+
+@admin.register(AutoTopUp)
+class AutoTopUpAdmin(ReadOnlyAdmin):
+    """Organizations' auto top-up settings, set by their owners on the wallet page; shown
+    here so an operator can see why one paused."""
+
+    list_display = ["organization", "enabled", "threshold", "amount_cents", "currency",
+                    "paused_at", "paused_reason", "last_attempt_at"]
+    list_filter = ["enabled"]
+    list_select_related = ["organization"]
+    search_fields = ["organization__name"]

@@ -123,6 +123,6 @@ def test_cli_needs_a_token_or_simulate(tmp_path: Path) -> None:
     result = _cli("--server", "http://127.0.0.1:9", path=os.environ["PATH"])
     assert result.returncode == 2
     assert "give --token-file PATH (or $SUANLI_NODE_TOKEN), or --simulate N" in result.stderr
-    result = _cli("--server", "http://x", "--simulate", "2", path=os.environ["PATH"])
+    result = _cli("--server", "https://x", "--simulate", "2", path=os.environ["PATH"])
     assert result.returncode == 2
     assert "--simulate needs --provider-key" in result.stderr

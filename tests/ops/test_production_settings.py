@@ -167,6 +167,7 @@ def test_the_agent_speaks_plain_http_only_to_its_own_machine(server, insecure, r
     assert (plain_http_refusal(server, insecure_http=insecure) is not None) is refused
 
 
-def test_the_agent_exits_on_a_remote_plain_http_server(capsys):
-    assert agent_main(["--server", "http://suanli.example", "--token", "t"]) == 2
+def test_the_agent_exits_on_a_remote_plain_http_server(capsys, monkeypatch):
+    monkeypatch.setenv("SUANLI_NODE_TOKEN", "t")
+    assert agent_main(["--server", "http://suanli.example"]) == 2
     assert "refusing plain http:// to suanli.example" in capsys.readouterr().err
