@@ -70,6 +70,12 @@ def bank_nodes(provider: Organization) -> list[Node]:
                                  labels={"simulated": "true"}).node
         if not node.is_approved:
             node = node_approve(node_id=node.pk)
+        if node.gpus_reported is None:
+            # The simulated agent lists this many GPUs (what its nvidia-smi would report);
+            # a deposit may not name more GPUs than the agent reports.
+            Node.objects.filter(pk=node.pk, gpus_reported__isnull=True).update(
+                gpus_reported=gpus)
+            node.gpus_reported = gpus
         nodes.append(node)
     return nodes
 
