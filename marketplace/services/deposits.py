@@ -26,6 +26,7 @@ from marketplace.errors import (
 )
 from marketplace.locks import idempotency_key_lock, inventory_slots_lock
 from marketplace.models import Advance, CapacityDeposit, InventorySlot, YieldAccrual
+from marketplace.services.repayment import repay_oldest_first
 from marketplace.services.sla_penalties import sla_penalties_owe, sla_penalties_repay
 from marketplace.windows import HOUR, hour_slots, window_check
 from scheduler.locks import nodes_lock
@@ -236,19 +237,10 @@ def _accrue_deposit(deposit_id: int, now: datetime, run: AccrualRun) -> None:
 
 def _advances_repay(provider_id: int, amount: int) -> int:
     """Accruals repay open advances first, oldest first; returns what was withheld."""
-    left = amount
-    for advance in Advance.objects.select_for_update().filter(
-        provider_id=provider_id, status=Advance.Status.OPEN
-    ).order_by("id"):
-        if left == 0:
-            break
-        part = min(left, advance.outstanding)
-        advance.outstanding -= part
-        if advance.outstanding == 0:
-            advance.status = Advance.Status.REPAID
-        advance.save(update_fields=["outstanding", "status", "updated_at"])
-        left -= part
-    return amount - left
+    return repay_oldest_first(
+        Advance.objects.select_for_update().filter(
+            provider_id=provider_id, status=Advance.Status.OPEN).order_by("id"),
+        amount, repaid=Advance.Status.REPAID)
 
 
 def advances_default(*, provider_id: int) -> int:

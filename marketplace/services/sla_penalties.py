@@ -9,22 +9,15 @@ from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account_ids
 from banking.services.ledger import system_account, transfer_post
 from marketplace.models import SlaPenalty
+from marketplace.services.repayment import repay_oldest_first
 
 
 def sla_penalties_repay(provider_id: int, amount: int) -> int:
     """Yield repays open penalties, oldest first; returns what was withheld."""
-    left = amount
-    for penalty in SlaPenalty.objects.select_for_update().filter(
-            provider_id=provider_id, status=SlaPenalty.Status.OPEN).order_by("id"):
-        if left == 0:
-            break
-        part = min(left, penalty.outstanding)
-        penalty.outstanding -= part
-        if penalty.outstanding == 0:
-            penalty.status = SlaPenalty.Status.REPAID
-        penalty.save(update_fields=["outstanding", "status", "updated_at"])
-        left -= part
-    return amount - left
+    return repay_oldest_first(
+        SlaPenalty.objects.select_for_update().filter(
+            provider_id=provider_id, status=SlaPenalty.Status.OPEN).order_by("id"),
+        amount, repaid=SlaPenalty.Status.REPAID)
 
 
 def sla_penalties_owe(*, provider_id: int) -> int:
