@@ -18,6 +18,7 @@ class ErrorCode(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     NOT_ACCEPTABLE = "not_acceptable"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    OUT_OF_BOUNDS = "out_of_bounds"
     SERVER_ERROR = "server_error"
 
 
