@@ -97,7 +97,7 @@ def start_agent(
               gpu_class: str = "H100-80GB") -> subprocess.Popen[bytes]:
         log = open(tmp_path / f"agent-{prefix}.log", "w")  # noqa: SIM115  lives with the process
         proc = subprocess.Popen(
-            [sys.executable, "-m", "scheduler.agent", "--server", live_server.url,
+            [sys.executable, "-m", "suanli_agent", "--server", live_server.url,
              "--simulate", str(nodes), "--gpu-class", gpu_class, "--gpus", str(gpus),
              "--provider-key", provider_key, "--name-prefix", prefix, "--heartbeat-s", "1",
              "--usage-interval-s", "1"],

@@ -226,7 +226,7 @@ TOKEN_FILE = "suanli-node-token"
 
 def agent_command(*, server: str, token: str) -> str:
     return (f"(umask 077 && printf '%s' '{token}' > {TOKEN_FILE}) && "
-            f"python -m scheduler.agent --server {server} --token-file {TOKEN_FILE}")
+            f"python -m suanli_agent --server {server} --token-file {TOKEN_FILE}")
 
 
 @organization_required

@@ -101,7 +101,7 @@ def test_a_provider_registers_a_node_and_sees_its_token_and_agent_command_once(
     shown = client.get("/provider/nodes/created/").content.decode()
     token = re.search(r'data-testid="node-token"[^>]*|value="(nt_[^"]+)"', shown)
     assert token is not None
-    assert ("python -m scheduler.agent --server http://testserver --token-file "
+    assert ("python -m suanli_agent --server http://testserver --token-file "
             "suanli-node-token") in shown
     assert "(umask 077 &amp;&amp; printf &#x27;%s&#x27; &#x27;nt_" in shown
     assert "--token nt_" not in shown
