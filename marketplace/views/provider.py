@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -17,6 +18,7 @@ from banking.payout_value import payout_value_text
 from banking.selectors import earnings_per_day
 from banking.services.payouts import payout_account_set, payout_request
 from core.errors import DomainError
+from marketplace.agent_wheel import AGENT_VERSION
 from marketplace.forms import (
     AdvanceForm,
     DepositForm,
@@ -224,9 +226,16 @@ _POSTS: dict[str, PostForm] = {
 TOKEN_FILE = "suanli-node-token"
 
 
+def agent_install_command(*, server: str) -> str:
+    """The agent is its own distribution, served by this server: the GPU machine needs
+    Python and pip, nothing of this repository."""
+    wheel = reverse("store:agent-wheel", kwargs={"version": AGENT_VERSION})
+    return f"pip install {server}{wheel}"
+
+
 def agent_command(*, server: str, token: str) -> str:
     return (f"(umask 077 && printf '%s' '{token}' > {TOKEN_FILE}) && "
-            f"python -m suanli_agent --server {server} --token-file {TOKEN_FILE}")
+            f"suanli-agent --server {server} --token-file {TOKEN_FILE}")
 
 
 @organization_required
@@ -245,7 +254,7 @@ def node_created(request: OrganizationRequest) -> HttpResponse:
     command = agent_command(server=server, token=shown["token"])
     return render(request, "marketplace/provider/node_created.html",
                   {"nav": "provider", "node": node, "token": shown["token"],
-                   "command": command})
+                   "install": agent_install_command(server=server), "command": command})
 
 
 @organization_required
