@@ -34,20 +34,13 @@ from marketplace.views.base import (
     OrganizationRequest,
     confirm_page,
     confirmed,
-    organization_required,
+    provider_required,
 )
 from scheduler.models import Node
 from scheduler.selectors import gpu_class_list, node_list
 from scheduler.services.nodes import node_register, node_update
 
 TOKEN_SESSION_KEY = "storefront_new_node_token"
-
-
-def _provider_only(request: OrganizationRequest) -> HttpResponse | None:
-    if not request.organization.is_provider:
-        return render(request, "marketplace/provider/not_provider.html", {"nav": "provider"},
-                      status=403)
-    return None
 
 
 @dataclass(frozen=True)
@@ -64,13 +57,10 @@ _CONTEXT_NAMES = {"node": "node_form", "deposit": "deposit_form", "advance": "ad
                   "payout-account": "account_form", "payout": "payout_form"}
 
 
-@organization_required
+@provider_required
 def provider(request: OrganizationRequest) -> HttpResponse:
     """The portal; a POST goes to the one handler of the form it names, and a form that
     does not pass comes back bound, with its errors, among the others."""
-    refused = _provider_only(request)
-    if refused:
-        return refused
     org_id = request.organization.pk
     nodes = list(node_list(provider_id=org_id))
     choices = _Choices(
@@ -238,7 +228,7 @@ def agent_command(*, server: str, token: str) -> str:
             f"suanli-agent --server {server} --token-file {TOKEN_FILE}")
 
 
-@organization_required
+@provider_required
 @never_cache
 def node_created(request: OrganizationRequest) -> HttpResponse:
     shown = request.session.pop(TOKEN_SESSION_KEY, None)
@@ -257,7 +247,7 @@ def node_created(request: OrganizationRequest) -> HttpResponse:
                    "install": agent_install_command(server=server), "command": command})
 
 
-@organization_required
+@provider_required
 @require_POST
 def node_drain(request: OrganizationRequest, node_id: int) -> HttpResponse:
     try:
