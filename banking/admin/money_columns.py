@@ -10,14 +10,16 @@ from django.contrib import admin
 from banking.fiat_display import tokens_with_usd
 
 
-def tokens_column(field: str, label: str | None = None) -> Callable[[Any], str | None]:
+def tokens_column(field: str, label: str | None = None) -> Callable[[Any], str]:
     """A `list_display` column for the integer token field `field`, sortable by it."""
 
     @admin.display(description=label or field.replace("_", " "), ordering=field)
-    def column(obj: Any) -> str | None:
+    def column(obj: Any) -> str:
         value = getattr(obj, field)
-        # None reads as the admin's empty value, as the plain field would
-        return None if value is None else tokens_with_usd(int(value))
+        # None (no floor, no threshold) reads as the admin's empty value, as the plain field
+        if value is None:
+            return admin.site.empty_value_display
+        return tokens_with_usd(int(value))
 
     column.__name__ = f"{field}_with_usd"
     return column

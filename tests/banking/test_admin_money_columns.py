@@ -7,6 +7,7 @@ import re
 import pytest
 from django.contrib import admin
 from django.contrib.auth.models import User
+from django.db.models import Model
 from django.urls import reverse
 
 from banking.models import Account
@@ -20,7 +21,7 @@ def operator_client(client, db):
     return client
 
 
-def _money_admins() -> list[tuple[type, admin.ModelAdmin]]:
+def _money_admins() -> list[tuple[type[Model], admin.ModelAdmin]]:
     return [(model, model_admin) for model, model_admin in admin.site._registry.items()
             if any(getattr(c, "__name__", "").endswith("_with_usd")
                    for c in model_admin.list_display)]
