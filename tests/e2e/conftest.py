@@ -67,6 +67,13 @@ class UI:
         self.base_url = base_url
         self.folder = folder
         self.count = 0
+        # What the Content-Security-Policy blocked, as Chromium reports it on the console.
+        self.csp_violations: list[str] = []
+        page.on("console", self._note_csp_violation)
+
+    def _note_csp_violation(self, message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            self.csp_violations.append(message.text)
 
     def url(self, path: str) -> str:
         return self.base_url + path
