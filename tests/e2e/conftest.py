@@ -131,8 +131,8 @@ class UI:
 
     def enrol_totp(self, password: str) -> str:
         """Turn on an authenticator app for the signed-in user through allauth's pages,
-        confirming the password first when allauth asks for it (a session that has not
-        proved the password lately, such as one opened by sign-up); returns the secret."""
+        confirming the password first when allauth asks for it (unless it was confirmed
+        again in the last few minutes, a login alone does not count); returns the secret."""
         self.goto("/accounts/2fa/totp/activate/", "activate authenticator")
         if "/accounts/reauthenticate/" in self.page.url:
             self.page.fill("#id_password", password)

@@ -1,5 +1,5 @@
 """In Chromium: sign up -> the confirmation email -> confirmed -> turn on an
-authenticator app (TOTP), after confirming the password -> log out -> log in again with
+authenticator app (TOTP), after confirming the password again -> log out -> log in again with
 the password and a code (an old code refused)."""
 
 import re
@@ -25,7 +25,7 @@ def test_sign_up_confirm_enrol_a_second_factor_and_log_in_with_it(ui: UI) -> Non
     assert email_unverified(user.pk) is False
 
     # When they turn on an authenticator app with the code it shows, allauth first asks
-    # for the password again: the session sign-up opened never proved it
+    # for the password again (before any second factor is added)
     ui.goto("/accounts/2fa/totp/activate/", "activate authenticator")
     assert "/accounts/reauthenticate/" in ui.page.url
     assert Authenticator.objects.filter(user=user).count() == 0
