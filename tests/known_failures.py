@@ -28,8 +28,6 @@ KNOWN_FAILURES: dict[str, str] = {
     "tests/marketplace/storefront/test_newcomer_pages.py::test_cancelling_a_job_asks_first":
         "patches scheduler.tasks.placement_kick, now scheduler.enqueue.placement_run",
     # browser suites on the merged storefront (allauth login, CSP, seeded demo)
-    "tests/e2e/test_phone_pages.py::test_every_page_of_the_seeded_demo_fits_a_phone_and_the_menu_has_every_section":
-        "the seeded demo's deposits need reported GPUs",
     "tests/e2e/test_provider_and_operator.py::test_a_provider_registers_a_node_deposits_capacity_and_sees_earnings":
         "a deposit needs the node's reported GPUs; payouts only from earnings",
     # the lease push's server-side waiter count, read across threads after other merges
