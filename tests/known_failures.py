@@ -28,8 +28,6 @@ KNOWN_FAILURES: dict[str, str] = {
     "tests/marketplace/storefront/test_newcomer_pages.py::test_cancelling_a_job_asks_first":
         "patches scheduler.tasks.placement_kick, now scheduler.enqueue.placement_run",
     # browser suites on the merged storefront (allauth login, CSP, seeded demo)
-    "tests/e2e/test_provider_and_operator.py::test_a_provider_registers_a_node_deposits_capacity_and_sees_earnings":
-        "a deposit needs the node's reported GPUs; payouts only from earnings",
     # the lease push's server-side waiter count, read across threads after other merges
     "tests/scheduler/test_lease_push.py::test_hung_up_waits_leave_no_waiter_behind":
         "the registry read from the test thread no longer sees the server loop's waits",
