@@ -28,18 +28,6 @@ KNOWN_FAILURES: dict[str, str] = {
     "tests/marketplace/storefront/test_newcomer_pages.py::test_cancelling_a_job_asks_first":
         "patches scheduler.tasks.placement_kick, now scheduler.enqueue.placement_run",
     # browser suites on the merged storefront (allauth login, CSP, seeded demo)
-    "tests/e2e/test_card_payment.py::test_a_buyer_pays_by_card_in_stripe_elements":
-        "Stripe.js from localstripe under the new Content-Security-Policy",
-    "tests/e2e/test_card_payment.py::test_3d_secure_is_asked_in_the_browser_before_the_tokens_arrive":
-        "Stripe.js from localstripe under the new Content-Security-Policy",
-    "tests/e2e/test_card_payment.py::test_a_declined_card_says_so_and_another_card_pays":
-        "Stripe.js from localstripe under the new Content-Security-Policy",
-    "tests/e2e/test_newcomer_path.py::test_the_newcomers_path_on_the_seeded_demo":
-        "the seeded demo's deposits need reported GPUs; demo logins are allauth's",
-    "tests/e2e/test_phone_pages.py::test_every_page_of_the_seeded_demo_fits_a_phone_and_the_menu_has_every_section":
-        "the seeded demo's deposits need reported GPUs",
-    "tests/e2e/test_provider_and_operator.py::test_a_provider_registers_a_node_deposits_capacity_and_sees_earnings":
-        "a deposit needs the node's reported GPUs; payouts only from earnings",
     # the lease push's server-side waiter count, read across threads after other merges
     "tests/scheduler/test_lease_push.py::test_hung_up_waits_leave_no_waiter_behind":
         "the registry read from the test thread no longer sees the server loop's waits",

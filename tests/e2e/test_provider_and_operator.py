@@ -1,16 +1,28 @@
-"""A provider registers a node, copies the agent command, deposits capacity and sees
-earnings accrue; an operator approves a payout and posts a reversal in Django admin."""
+"""A provider registers a node, runs the agent command it is shown, deposits capacity
+once the agent has reported the node's GPUs and sees earnings accrue; an operator
+approves a payout and posts a reversal in Django admin."""
 
+import os
 import re
+import signal
+import stat
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from banking.fiat_display import usd_text
 from banking.models import Organization, Payout, Transfer
 from banking.selectors import wallet_get
-from banking.services.customers import organization_create, organization_signup
+from banking.services.customers import (
+    organization_approve,
+    organization_create,
+    organization_signup,
+)
 from banking.services.ledger import grant_post
 from banking.services.payouts import payout_account_set, payout_request
 from marketplace.services.deposits import yield_accrue
@@ -18,12 +30,14 @@ from scheduler.models import Node, NodeHeartbeat
 from scheduler.services.nodes import node_approve
 from tests.e2e.conftest import UI
 from tests.earnings import earn
+from tests.live import ROOT, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 PASSWORD = "correct-horse-42"
 
 
-def test_a_provider_registers_a_node_deposits_capacity_and_sees_earnings(ui: UI) -> None:
+def test_a_provider_registers_a_node_deposits_capacity_and_sees_earnings(
+        ui: UI, tmp_path: Path) -> None:
     org = organization_signup(name="Rack Owners", email="ops@rack.example", password=PASSWORD,
                               is_buyer=False, is_provider=True).organization
     ui.sign_in("ops@rack.example", PASSWORD)
@@ -44,16 +58,45 @@ def test_a_provider_registers_a_node_deposits_capacity_and_sees_earnings(ui: UI)
                        "--token-file suanli-node-token")
 
     node = Node.objects.get(provider=org, name="vault-1")
-    node_approve(node_id=node.pk)  # an operator approves it
+    organization_approve(organization_id=org.pk)  # an operator approves the provider
+    node_approve(node_id=node.pk)  # and its node
     start = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    ui.goto("/provider/", "portal with node")
-    form = "form:has(input[name=form][value=deposit])"
-    ui.page.select_option(f"{form} #id_node", str(node.pk))
-    ui.page.fill(f"{form} #id_gpu_count", "4")
-    ui.page.fill(f"{form} #id_start", start.strftime("%Y-%m-%dT%H:%M"))
-    ui.page.fill(f"{form} #id_end", (start + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
-    ui.page.click(f"{form} button[type=submit]")
-    ui.page.wait_for_url(re.compile(r".*/provider/$"))
+
+    def deposit_four_gpus(label: str) -> None:
+        ui.goto("/provider/", label)
+        form = "form:has(input[name=form][value=deposit])"
+        ui.page.select_option(f"{form} #id_node", str(node.pk))
+        ui.page.fill(f"{form} #id_gpu_count", "4")
+        ui.page.fill(f"{form} #id_start", start.strftime("%Y-%m-%dT%H:%M"))
+        ui.page.fill(f"{form} #id_end",
+                     (start + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
+        ui.page.click(f"{form} button[type=submit]")
+        ui.page.wait_for_load_state()
+
+    # Until its agent has listed the node's GPUs, the bank takes no deposit on it
+    deposit_four_gpus("portal with node")
+    ui.shot("deposit refused")
+    assert "The node's agent reports 0 GPUs" in ui.page.inner_text("main")
+    assert org.deposits.count() == 0
+
+    # The provider runs the command it was shown (this machine has no nvidia-smi, so it
+    # names its GPUs); the agent's heartbeat lists them
+    agent = subprocess.Popen(
+        f"{command} --gpus 4 --gpu-class H100-80GB --heartbeat-s 1 --container-runtime none",
+        shell=True, cwd=tmp_path, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT),
+             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: Node.objects.get(pk=node.pk).gpus_reported == 4, 30,
+                   "the agent's heartbeat listing 4 GPUs")
+    finally:
+        os.killpg(agent.pid, signal.SIGTERM)
+        agent.wait(timeout=15)
+    assert stat.S_IMODE((tmp_path / "suanli-node-token").stat().st_mode) == 0o600
+
+    deposit_four_gpus("portal with a reporting node")
+    assert ui.page.url.endswith("/provider/")
     ui.shot("deposited")
     deposit = org.deposits.get()
 
@@ -66,8 +109,8 @@ def test_a_provider_registers_a_node_deposits_capacity_and_sees_earnings(ui: UI)
     ui.shot("earnings accrued")
     deposit.refresh_from_db()
     assert deposit.earned == deposit.total_yield // 2
-    earned = ui.page.inner_text(f"[data-testid=earned-{deposit.pk}]").replace(",", "")
-    assert int(earned) == deposit.earned
+    earned = ui.page.inner_text(f"[data-testid=earned-{deposit.pk}]").splitlines()
+    assert earned == [f"{deposit.earned:,}", usd_text(deposit.earned)]  # tokens, then $
     assert wallet_get(organization_id=org.pk).available == deposit.earned
 
 
