@@ -29,6 +29,7 @@ def bank_capacity(make_org):
     provider = make_org(provider=True, buyer=False)
     node = node_register(provider_id=provider.pk, name="vault", gpu_class="H100-80GB",
                          gpu_count=8, region="eu-west", mode=Node.Mode.BANK).node
+    Node.objects.filter(pk=node.pk).update(gpus_reported=8)  # its agent's inventory
     start = _next_hour(1)
     deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=8, start=start,
                    end=start + timedelta(hours=48))
@@ -172,6 +173,21 @@ def test_auto_top_up_is_set_by_an_owner_and_refused_to_a_member(org, owner_clien
 def test_a_providers_sign_up_lands_on_the_provider_portal(db, client):
     response = client.post("/signup/", {"organization_name": "Idle GPUs", "kind": "provider",
                                         "email": "op@idle.example",
-                                        "password": "correct-horse-42"})
+                                        "password1": "correct-horse-42"})
+    assert response.status_code == 302
     assert response["Location"] == "/provider/"
     assert client.get("/")["Location"] == "/provider/"
+    client.logout()
+    again = client.post("/login/", {"login": "op@idle.example", "password": "correct-horse-42"})
+    assert again["Location"] == "/provider/"
+
+
+def test_a_buyers_sign_up_and_a_next_url_land_where_they_say(db, client):
+    response = client.post("/signup/", {"organization_name": "Spenders", "kind": "both",
+                                        "email": "ada@spend.example",
+                                        "password1": "correct-horse-42"})
+    assert response["Location"] == "/wallet/"
+    client.logout()
+    again = client.post("/login/?next=/jobs/", {"login": "ada@spend.example",
+                                                "password": "correct-horse-42"})
+    assert again["Location"] == "/jobs/"
