@@ -266,9 +266,9 @@ class JobOutputsApi(APIView):
         return Response(JobOutputFileSerializer(outputs, many=True).data)
 
 
-# The signed URLs are handed to whoever holds them (an agent's upload, a browser's
-# download), which carry no API key: the token, signed for one object until it expires, is
-# the whole credential, so the operation needs no key and names no key scope.
+# Signed URLs are followed without an API key (an agent uploading, a browser downloading):
+# the token, signed for one object until it expires, is the whole credential, so these
+# operations need no key and name no key scope.
 _SIGNED_URL_SCOPE = {"x-required-scope": "none"}
 _SIGNED_URL_NOTE = ("No API key: the signed token in the URL is the credential, for one "
                     "object and until it expires.\n\nAPI key scope: none.")
