@@ -4,6 +4,7 @@ blocks from the web, words instead of field names, auto top-up settings."""
 from datetime import datetime, timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from banking.models import AutoTopUp, Membership
@@ -177,17 +178,15 @@ def test_a_providers_sign_up_lands_on_the_provider_portal(db, client):
     assert response.status_code == 302
     assert response["Location"] == "/provider/"
     assert client.get("/")["Location"] == "/provider/"
-    client.logout()
-    again = client.post("/login/", {"login": "op@idle.example", "password": "correct-horse-42"})
-    assert again["Location"] == "/provider/"
 
 
-def test_a_buyers_sign_up_and_a_next_url_land_where_they_say(db, client):
-    response = client.post("/signup/", {"organization_name": "Spenders", "kind": "both",
-                                        "email": "ada@spend.example",
-                                        "password1": "correct-horse-42"})
-    assert response["Location"] == "/wallet/"
-    client.logout()
-    again = client.post("/login/?next=/jobs/", {"login": "ada@spend.example",
-                                                "password": "correct-horse-42"})
-    assert again["Location"] == "/jobs/"
+def test_a_sign_up_that_also_buys_lands_on_the_wallet_and_a_next_url_wins(db, client):
+    both = client.post("/signup/", {"organization_name": "Spenders", "kind": "both",
+                                    "email": "ada@spend.example",
+                                    "password1": "correct-horse-42"})
+    asked = Client().post("/signup/?next=/catalog/", {
+        "organization_name": "Idle Racks", "kind": "provider", "email": "op@racks.example",
+        "password1": "correct-horse-42"})
+
+    assert both["Location"] == "/wallet/"
+    assert asked["Location"] == "/catalog/"
