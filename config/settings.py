@@ -493,6 +493,7 @@ AUTHENTICATION_BACKENDS = [
 ACCOUNT_LOGIN_METHODS = {"email", "username"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*"]
 ACCOUNT_SIGNUP_FORM_CLASS = "marketplace.account_forms.OrganizationSignupForm"
+ACCOUNT_ADAPTER = "marketplace.account_adapter.StorefrontAccountAdapter"
 ACCOUNT_UNIQUE_EMAIL = True
 # Signed in at once, but unverified accounts cannot create keys, spend, deposit or be
 # paid out (`email_unverified`) until they follow the emailed link.
