@@ -16,3 +16,14 @@ _AGENT_SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__f
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [_AGENT_SOURCE, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
 )
+
+# Each xdist worker gets a Redis database of its own: a test's cache.clear() empties its
+# whole database, which would wipe the rate-limit counters of a test running beside it.
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _worker.startswith("gw") and os.environ.get("REDIS_URL"):
+    from urllib.parse import urlsplit, urlunsplit
+
+    _url = urlsplit(os.environ["REDIS_URL"])
+    _base = int(_url.path.lstrip("/") or 0)
+    _own = (_base + 1 + int(_worker[2:])) % 16
+    os.environ["REDIS_URL"] = urlunsplit(_url._replace(path=f"/{_own}"))

@@ -28,6 +28,7 @@ from banking.services.payouts import payout_account_set, payout_request
 from marketplace.services.deposits import yield_accrue
 from scheduler.models import Node, NodeHeartbeat
 from scheduler.services.nodes import node_approve
+from suanli_agent import AGENT_VERSION
 from tests.e2e.conftest import UI
 from tests.earnings import earn
 from tests.live import ROOT, wait_until
@@ -53,8 +54,10 @@ def test_a_provider_registers_a_node_deposits_capacity_and_sees_earnings(
     token = ui.page.input_value("[data-testid=node-token]")
     command = ui.page.input_value("[data-testid=agent-command]")
     assert token.startswith("nt_")
+    assert ui.page.input_value("[data-testid=agent-install]") == (
+        f"pip install {ui.base_url}/downloads/suanli_agent-{AGENT_VERSION}-py3-none-any.whl")
     assert command == (f"(umask 077 && printf '%s' '{token}' > suanli-node-token) && "
-                       f"python -m scheduler.agent --server {ui.base_url} "
+                       f"suanli-agent --server {ui.base_url} "
                        "--token-file suanli-node-token")
 
     node = Node.objects.get(provider=org, name="vault-1")
@@ -84,7 +87,7 @@ def test_a_provider_registers_a_node_deposits_capacity_and_sees_earnings(
     agent = subprocess.Popen(
         f"{command} --gpus 4 --gpu-class H100-80GB --heartbeat-s 1 --container-runtime none",
         shell=True, cwd=tmp_path, start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT),
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "agent"), str(ROOT)]),
              "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
