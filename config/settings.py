@@ -144,6 +144,9 @@ REST_FRAMEWORK = {
     # `?format=csv` on statements is handled by the view, not by content negotiation.
     "URL_FORMAT_OVERRIDE": None,
 }
+# Failures Django answers before an API view runs, in the API's error shape too.
+MIDDLEWARE.insert(MIDDLEWARE.index("core.observability.RequestLogMiddleware") + 1,
+                  "core.api_errors.JsonErrorsUnderApi")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Suanli API",
