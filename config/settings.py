@@ -164,7 +164,6 @@ SPECTACULAR_SETTINGS = {
             "NodeToken": {"type": "apiKey", "in": "header", "name": "Authorization"},
         }
     },
-    "SECURITY": [{"ApiKey": []}],
 }
 
 # Celery: the broker defaults to Redis when REDIS_URL is set, else a SQLite file so the

@@ -204,7 +204,7 @@ class AgentHeartbeatApi(APIView):
     throttle_classes: list[type] = []
 
     @extend_schema(request=HeartbeatInputSerializer, responses=HeartbeatOutputSerializer,
-                   auth=["NodeToken"])
+                   auth=[{"NodeToken": []}])
     def post(self, request: Request) -> Response:
         answer = heartbeat_answer(request.META.get("HTTP_AUTHORIZATION", ""), request.body)
         return Response(answer.body, status=answer.status, headers=answer.headers)
@@ -219,9 +219,10 @@ class AgentLeaseApi(APIView):
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
     throttle_classes: list[type] = []
+    schema_error_statuses = (503,)  # a wait asked of a server that holds none
 
     @extend_schema(
-        request=None, responses=LeaseOutputSerializer, auth=["NodeToken"],
+        request=None, responses=LeaseOutputSerializer, auth=[{"NodeToken": []}],
         parameters=[OpenApiParameter(
             "wait", int, required=False,
             description="Hold the request until the lease changes, at most this many seconds "
