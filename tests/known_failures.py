@@ -15,8 +15,6 @@ KNOWN_FAILURES: dict[str, str] = {
         "an advance now needs verified heartbeat history and reported GPUs; payouts need MFA",
     "tests/marketplace/demo/test_seed_demo.py::test_the_seed_shows_every_product_and_is_safe_to_repeat":
         "the seed deposits on demo nodes before their agent reported GPUs (gpus_reported)",
-    "tests/marketplace/statement/test_statement_lines.py::test_the_api_gives_the_grouped_statement":
-        "wallet/statement/ answers 500 under the cursor paginator",
     "tests/marketplace/storefront/test_newcomer_pages.py::test_a_providers_sign_up_lands_on_the_provider_portal":
         "allauth's sign-up redirect does not yet send provider-only organizations to /provider/",
     "tests/marketplace/storefront/test_newcomer_pages.py::test_a_quote_for_more_than_the_bank_has_is_refused_in_words":

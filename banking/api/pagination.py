@@ -8,7 +8,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import Cursor, CursorPagination
+from rest_framework.pagination import Cursor, CursorPagination, PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
@@ -39,3 +39,11 @@ class StandardPagination(CursorPagination):
                 raise NotFound(self.invalid_cursor_message) from exc
         return cursor
 
+
+
+class LinePagination(PageNumberPagination):
+    """Pages of a list computed in Python (lines grouped from the ledger's entries, not a
+    queryset a cursor can walk): by page number, at most max_page_size lines a page."""
+
+    page_size_query_param = "page_size"
+    max_page_size = 500

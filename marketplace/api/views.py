@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from banking.api.idempotency import idempotency_key_from
-from banking.api.pagination import StandardPagination
+from banking.api.pagination import LinePagination, StandardPagination
 from banking.api.permissions import HasOrganization, IsBuyer, IsProvider, action_check
 from banking.roles import Action
 from banking.services.ledger import new_idempotency_key
@@ -208,6 +208,8 @@ class WalletStatementApi(APIView):
     """The statement a person reads: one line per job (its captures inside), top-up,
     block, installment, advance, payout; `wallet/transfers/` stays the ledger."""
 
+    pagination_class = LinePagination  # read by the schema: the page's shape
+
     @extend_schema(parameters=[s.StatementQuerySerializer],
                    responses=s.StatementLineSerializer(many=True),
                    summary="The statement grouped per job and purchase, newest first")
@@ -217,7 +219,7 @@ class WalletStatementApi(APIView):
         lines = statement_lines(organization_id=request.organization.pk,  # type: ignore[attr-defined]
                                 date_from=query.validated_data.get("date_from"),
                                 date_to=query.validated_data.get("date_to"))
-        paginator = StandardPagination()
+        paginator = LinePagination()
         page = paginator.paginate_queryset(lines, request, view=self)  # type: ignore[arg-type]
         return paginator.get_paginated_response(
             s.StatementLineSerializer(page, many=True).data)
