@@ -20,7 +20,8 @@ METHODS = ("get", "post", "put", "patch", "delete")
 @pytest.fixture(scope="module")
 def served(django_db_setup: None, django_db_blocker: Any) -> dict[str, Any]:
     with django_db_blocker.unblock():
-        response = APIClient().get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+        response = APIClient().get("/api/v1/schema/",
+                                   HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
     return response.json()  # type: ignore[no-any-return]
 
@@ -97,7 +98,7 @@ def test_bounds_in_the_schema_are_the_serializers(db: None) -> None:
         properties = schema["components"]["schemas"][component.name].get("properties", {})
         for name, field in serializer.fields.items():
             documented = properties.get(name)
-            if documented is None or field.read_only and component.name.endswith("Request"):
+            if documented is None or (field.read_only and component.name.endswith("Request")):
                 continue
             # A field that may also be blank or null is documented as one of its forms.
             forms = [documented, *documented.get("oneOf", []), *documented.get("allOf", [])]
