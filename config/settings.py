@@ -144,6 +144,9 @@ REST_FRAMEWORK = {
     # `?format=csv` on statements is handled by the view, not by content negotiation.
     "URL_FORMAT_OVERRIDE": None,
 }
+# Failures Django answers before an API view runs, in the API's error shape too.
+MIDDLEWARE.insert(MIDDLEWARE.index("core.observability.RequestLogMiddleware") + 1,
+                  "core.api_errors.JsonErrorsUnderApi")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Suanli API",
@@ -161,7 +164,6 @@ SPECTACULAR_SETTINGS = {
             "NodeToken": {"type": "apiKey", "in": "header", "name": "Authorization"},
         }
     },
-    "SECURITY": [{"ApiKey": []}],
 }
 
 # Celery: the broker defaults to Redis when REDIS_URL is set, else a SQLite file so the
@@ -283,6 +285,12 @@ CELERY_TASK_ROUTES.update(
 LEDGER_HOLD_DEFAULT_TTL_S = env.int("LEDGER_HOLD_DEFAULT_TTL_S", default=7 * 24 * 3600)
 LEDGER_DEADLOCK_RETRIES = env.int("LEDGER_DEADLOCK_RETRIES", default=8)
 API_KEY_LAST_USED_RESOLUTION_S = env.int("API_KEY_LAST_USED_RESOLUTION_S", default=60)
+# Failed credentials (core.credential_guard): an unknown secret is answered from the cache
+# for this long, and an address that presents this many different unknown secrets in one
+# window is refused credentials until the window ends.
+CREDENTIAL_NEGATIVE_CACHE_S = env.int("CREDENTIAL_NEGATIVE_CACHE_S", default=60)
+CREDENTIAL_FAILURES_PER_WINDOW = env.int("CREDENTIAL_FAILURES_PER_WINDOW", default=20)
+CREDENTIAL_FAILURE_WINDOW_S = env.int("CREDENTIAL_FAILURE_WINDOW_S", default=300)
 
 # Payments
 # With no STRIPE_SECRET_KEY the in-memory fake gateway is used (embedded demo, tests).

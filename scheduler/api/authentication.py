@@ -9,6 +9,8 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
+from core.client_address import client_address
+from core.credential_guard import client_address_var, credential_check
 from scheduler.models import Node
 from scheduler.services.nodes import node_authenticate
 
@@ -32,7 +34,13 @@ class NodeTokenAuthentication(authentication.BaseAuthentication):
         scheme, _, raw = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
         if scheme != self.keyword:
             return None
-        node = node_authenticate(raw)
+        address = client_address(request)
+        credential_check(address)
+        reset = client_address_var.set(address)  # the lookup's guard counts failures by it
+        try:
+            node = node_authenticate(raw)
+        finally:
+            client_address_var.reset(reset)
         if node is None or node.status == Node.Status.DISABLED:
             raise exceptions.AuthenticationFailed("Invalid node token.")
         return NodePrincipal(node), node

@@ -3,6 +3,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from scheduler.api.spec_schema import JobSpecField
 from scheduler.models import Job, Node
 
 
@@ -79,7 +80,7 @@ class NodeCreatedSerializer(NodeOutputSerializer):
 
 
 class JobInputSerializer(serializers.Serializer):
-    spec = serializers.JSONField()
+    spec = JobSpecField()
     gpu_class = serializers.CharField()
     gpu_count = serializers.JSONField()
     max_duration_s = serializers.JSONField()
@@ -104,7 +105,7 @@ class JobTimelineSerializer(serializers.Serializer):
 class JobOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     state = serializers.ChoiceField(choices=Job.State.choices)
-    spec = serializers.JSONField()
+    spec = JobSpecField()
     gpu_class = serializers.CharField(source="gpu_class.name")
     gpu_count = serializers.IntegerField()
     min_vram_gb = serializers.IntegerField()
@@ -196,7 +197,7 @@ class LeaseAssignmentSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     job_id = serializers.IntegerField()
     gpu_count = serializers.IntegerField()
-    spec = serializers.JSONField()
+    spec = JobSpecField()
     max_duration_s = serializers.IntegerField(
         help_text="what is left of the job's maximum duration after earlier attempts")
     lease_expires_at = serializers.DateTimeField()

@@ -55,6 +55,12 @@ def _org_id(request: Request) -> int:
     return int(request.organization.pk)  # type: ignore[attr-defined]
 
 
+# The calls that authenticate by themselves (no DRF authentication class to read it from)
+# state their security requirement: an object, as OpenAPI has it (drf-spectacular's
+# annotation says names, which it would put in the schema as they are).
+NODE_TOKEN_SECURITY: Any = [{"NodeToken": []}]
+
+
 class GpuClassListApi(APIView):
     permission_classes = [AllowAny]
 
@@ -210,7 +216,7 @@ class AgentHeartbeatApi(APIView):
     throttle_classes: list[type] = []
 
     @extend_schema(request=HeartbeatInputSerializer, responses=HeartbeatOutputSerializer,
-                   auth=["NodeToken"])
+                   auth=NODE_TOKEN_SECURITY)
     def post(self, request: Request) -> Response:
         answer = heartbeat_answer(request.META.get("HTTP_AUTHORIZATION", ""), request.body)
         return Response(answer.body, status=answer.status, headers=answer.headers)
@@ -225,9 +231,10 @@ class AgentLeaseApi(APIView):
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
     throttle_classes: list[type] = []
+    schema_error_statuses = (503,)  # a wait asked of a server that holds none
 
     @extend_schema(
-        request=None, responses=LeaseOutputSerializer, auth=["NodeToken"],
+        request=None, responses=LeaseOutputSerializer, auth=NODE_TOKEN_SECURITY,
         parameters=[OpenApiParameter(
             "wait", int, required=False,
             description="Hold the request until the lease changes, at most this many seconds "

@@ -21,7 +21,13 @@ from scheduler.models import ACTIVE_ASSIGNMENT_STATES, Assignment, GpuClass, Nod
 from scheduler.services.classes import gpu_class_by_name
 from scheduler.services.heartbeat_buffer import beat_buffer_forget
 from scheduler.services.lease_hints import lease_mark_clear
-from scheduler.services.node_tokens import TOKEN_PREFIX, BeatLimit, NodeToken, token_hash
+from scheduler.services.node_tokens import (
+    TOKEN_PREFIX,
+    BeatLimit,
+    NodeToken,
+    node_token_lookup,
+    token_hash,
+)
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,10 @@ def node_authenticate(raw: str) -> Node | None:
     token = NodeToken.parse(raw)
     if token is None:
         return None
+    return node_token_lookup(token, lambda: _node_by_token(token))
+
+
+def _node_by_token(token: NodeToken) -> Node | None:
     node = Node.objects.filter(token_prefix=token.prefix).first()
     if node is None or not hmac.compare_digest(node.token_hash, token.hash):
         return None
@@ -130,8 +140,12 @@ def node_id_authenticate(raw: str) -> int | None:
     token = NodeToken.parse(raw)
     if token is None:
         return None
+    return node_token_lookup(token, lambda: _node_id_by_token(token))
+
+
+def _node_id_by_token(token: NodeToken) -> int | None:
     if connection.vendor != "postgresql":
-        node = node_authenticate(raw)
+        node = _node_by_token(token)
         return node.pk if node is not None and node.status != Node.Status.DISABLED else None
     with server_bound_cursor() as cursor:
         cursor.execute(_NODE_BY_TOKEN, {"prefix": token.prefix, "hash": token.hash},
@@ -313,15 +327,10 @@ def node_heartbeat(
         "minute": now.replace(second=0, microsecond=0),
         "free": max(0, free_gpus), "busy": max(0, busy_gpus),
     }
-    if connection.vendor == "postgresql":
-        # A server-side bound, prepared statement (Django binds on the client and sends
-        # the whole text every time): PostgreSQL parses and plans it once per connection.
-        with server_bound_cursor() as cursor:
-            cursor.execute(_HEARTBEAT_BY_ID if token is None else _HEARTBEAT_BY_TOKEN, params,
-                           prepare=True)
-            row = cursor.fetchone()
-    else:
-        row = _heartbeat_orm(params)
+    if token is None:
+        row = _heartbeat_row(params, by_token=False)
+    else:  # an agent's token: looked up behind the guard every token lookup has
+        row = node_token_lookup(token, lambda: _heartbeat_row(params, by_token=True))
     if row is None:
         return None
     found_id, status, was, counted = row
@@ -335,6 +344,19 @@ def node_heartbeat(
         freed_capacity=turned_online,
         retry_after_s=0 if counted else limit.window_s - epoch_s % limit.window_s,
     )
+
+
+def _heartbeat_row(params: dict[str, Any], *, by_token: bool
+                   ) -> tuple[int, str, str, bool] | None:
+    if connection.vendor == "postgresql":
+        # A server-side bound, prepared statement (Django binds on the client and sends
+        # the whole text every time): PostgreSQL parses and plans it once per connection.
+        with server_bound_cursor() as cursor:
+            cursor.execute(_HEARTBEAT_BY_TOKEN if by_token else _HEARTBEAT_BY_ID, params,
+                           prepare=True)
+            row: tuple[int, str, str, bool] | None = cursor.fetchone()
+        return row
+    return _heartbeat_orm(params)
 
 
 @transaction.atomic
