@@ -3,10 +3,12 @@ usage reported before the loss paid and nothing after."""
 
 from datetime import timedelta
 
+import pytest
 import time_machine
 from django.utils import timezone
 
 from banking.selectors import wallet_get
+from scheduler.errors import UsageImplausible
 from scheduler.models import Assignment, Job, Node
 from scheduler.pricing import charge_for
 from scheduler.services.agent import assignment_complete, node_lease, usage_report
@@ -14,6 +16,7 @@ from scheduler.services.jobs import job_submit
 from scheduler.services.leases import leases_expire
 from scheduler.services.nodes import node_heartbeat
 from scheduler.services.placement import placement_run
+from tests.run_clock import run_for
 
 
 def test_a_silent_node_goes_offline_and_its_job_is_requeued_and_charged_only_what_was_reported(
@@ -23,6 +26,7 @@ def test_a_silent_node_goes_offline_and_its_job_is_requeued_and_charged_only_wha
                      gpu_class="H100-80GB", gpu_count=2, max_duration_s=3600)
     placement_run()
     a = Assignment.objects.get(job=job)
+    run_for(a, 120)
     usage_report(node_id=lost_node.pk, assignment_id=a.pk, seq=1, gpu_seconds=240)
     with time_machine.travel(timezone.now() + timedelta(seconds=31), tick=False):
         sweep = leases_expire()
@@ -88,6 +92,7 @@ def test_a_retried_job_runs_for_what_its_lost_attempt_left_and_never_bills_past_
                      gpu_class="H100-80GB", gpu_count=2, max_duration_s=100)
     placement_run()
     lost = Assignment.objects.get(job=job)
+    run_for(lost, 60)
     usage_report(node_id=first.pk, assignment_id=lost.pk, seq=1, gpu_seconds=120)  # 60 s x 2
     with time_machine.travel(timezone.now() + timedelta(seconds=31), tick=False):
         leases_expire()
@@ -97,9 +102,13 @@ def test_a_retried_job_runs_for_what_its_lost_attempt_left_and_never_bills_past_
 
     lease = node_lease(node_id=second.pk)
     assert [(r.id, r.max_duration_s) for r in lease.runs] == [(retry.pk, 40)]  # (200-120)/2
-    result = usage_report(node_id=second.pk, assignment_id=retry.pk, seq=1, gpu_seconds=150)
+    run_for(retry, 60)
+    # Past its 80 GPU-seconds by more than it may overrun (2 GPUs x 10 s of slack):
+    with pytest.raises(UsageImplausible, match="cannot have used gpu_seconds 150"):
+        usage_report(node_id=second.pk, assignment_id=retry.pk, seq=1, gpu_seconds=150)
+    result = usage_report(node_id=second.pk, assignment_id=retry.pk, seq=1, gpu_seconds=90)
     assert result.action == "stop"
-    assignment_complete(node_id=second.pk, assignment_id=retry.pk, seq=2, gpu_seconds=180)
+    assignment_complete(node_id=second.pk, assignment_id=retry.pk, seq=2, gpu_seconds=96)
 
     retry.refresh_from_db()
     assert retry.gpu_seconds == 80
