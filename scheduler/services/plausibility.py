@@ -72,9 +72,10 @@ def usage_check(a: Assignment, *, gpu_seconds: int, ai_tokens: int, budget_gpu_s
                            (("gpu_seconds", gpu_seconds), ("ai_tokens", ai_tokens))
                            if name in fields)
         raise UsageImplausible(
-            f"Assignment {a.pk} cannot have used {claims}: {a.gpu_count} GPU(s) since it "
-            f"was placed allow at most {allowed.gpu_seconds} GPU-seconds and "
-            f"{allowed.ai_tokens} AI tokens now. This report is counted against the node.",
+            f"Assignment {a.pk} cannot have used {claims}: its {a.gpu_count} GPU(s), since "
+            f"the node could first have started it and within its budget, allow at most "
+            f"{allowed.gpu_seconds} GPU-seconds and {allowed.ai_tokens} AI tokens now. "
+            "This report is counted against the node.",
             fields=fields)
 
 

@@ -61,7 +61,8 @@ def usage_settle(*, assignment_ids: Iterable[int] | None = None,
 
     One batch, one transaction, as long as every item settles; when one cannot (a poison
     item, ITEM_ERRORS), each is settled on its own and the ones that still fail are parked,
-    so a bad row never holds up everyone else's money. Parked items are skipped until
+    so a bad row never holds up everyone else's money (a lone item, as a completion settles
+    it, is parked too: its run must still end). Parked items are skipped until
     usage_settlement_resume clears them."""
     qs = Assignment.objects.filter(gpu_seconds__gt=F("settled_gpu_seconds"),
                                    settlement_parked_at__isnull=True)
@@ -77,15 +78,23 @@ def usage_settle(*, assignment_ids: Iterable[int] | None = None,
             _park(ids[0], error)
             return SettlementResult(parked=1)
     result = SettlementResult()
+    failed: list[tuple[int, Exception]] = []
     for assignment_id in ids:
         try:
             one = _settle([assignment_id])
         except ITEM_ERRORS as error:
-            _park(assignment_id, error)
-            result.parked += 1
+            failed.append((assignment_id, error))
             continue
         result.assignments += one.assignments
         result.captured += one.captured
+    if len(failed) == len(ids):
+        # Not one item settles: that is no poison item but everyone's problem (a broken
+        # release, a missing system account). Parking them all would hide it; the batch
+        # fails as before, is retried and alerts.
+        raise failed[0][1]
+    for assignment_id, problem in failed:
+        _park(assignment_id, problem)
+    result.parked = len(failed)
     return result
 
 

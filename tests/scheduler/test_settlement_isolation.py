@@ -122,3 +122,14 @@ def test_a_poison_run_still_completes_and_its_job_ends(three_reported, buyer):
     # The first run's charge is captured; the poison one's hold went back whole.
     assert wallet.held == jobs[2].hold_amount + jobs[0].hold_amount - charge_for(
         600, jobs[0].rate_per_gpu_hour)
+
+
+def test_when_no_item_settles_the_batch_fails_instead_of_parking_them_all(three_reported):
+    """Every item failing is a fault of the release, not of the rows: it stays loud."""
+    _node, _jobs, runs = three_reported
+    for a in runs:
+        _poison(a)
+    with pytest.raises(ValueError, match="never negative"):
+        usage_settle()
+    assert Assignment.objects.filter(settlement_parked_at__isnull=False).count() == 0
+    assert Assignment.objects.filter(charged__gt=0).count() == 0
