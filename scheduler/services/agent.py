@@ -171,16 +171,16 @@ def assignment_complete(*, node_id: int, assignment_id: int, seq: Any, gpu_secon
     one leaves the run as it was."""
     with implausible_usage_counted(node_id):
         return _finish(node_id, assignment_id, succeeded=True, seq=seq,
-                         gpu_seconds=gpu_seconds, ai_tokens=ai_tokens, exit_code=exit_code,
-                         reason="")
+                       gpu_seconds=gpu_seconds, ai_tokens=ai_tokens, exit_code=exit_code,
+                       reason="")
 
 
 def assignment_fail(*, node_id: int, assignment_id: int, seq: Any, gpu_seconds: Any,
                     ai_tokens: Any = 0, reason: str = "", exit_code: Any = None) -> Assignment:
     with implausible_usage_counted(node_id):
         return _finish(node_id, assignment_id, succeeded=False, seq=seq,
-                         gpu_seconds=gpu_seconds, ai_tokens=ai_tokens, exit_code=exit_code,
-                         reason=reason or "the workload failed")
+                       gpu_seconds=gpu_seconds, ai_tokens=ai_tokens, exit_code=exit_code,
+                       reason=reason or "the workload failed")
 
 
 @dataclass(frozen=True)
