@@ -207,8 +207,10 @@ SCHEDULER_SETTLEMENT_INTERVAL_S = env.float("SCHEDULER_SETTLEMENT_INTERVAL_S", d
 # GPU-second so allowed. The default rate is the simulate spec's own maximum per second
 # (scheduler.agent.workload_spec), so a buyer's simulated job cannot get its node flagged.
 # A node refused IMPLAUSIBLE_DISABLE_AFTER times within the reliability window is disabled
-# and flagged for an operator.
-SCHEDULER_USAGE_SLACK_S = env.int("SCHEDULER_USAGE_SLACK_S", default=10)
+# and flagged for an operator. SLACK is well above the grace an agent gives a container to
+# stop at its maximum duration (scheduler.agent.config kill_grace_s) and the second it
+# rounds up.
+SCHEDULER_USAGE_SLACK_S = env.int("SCHEDULER_USAGE_SLACK_S", default=30)
 SCHEDULER_AI_TOKENS_PER_GPU_S = env.int("SCHEDULER_AI_TOKENS_PER_GPU_S", default=10**9)
 SCHEDULER_IMPLAUSIBLE_DISABLE_AFTER = env.int("SCHEDULER_IMPLAUSIBLE_DISABLE_AFTER", default=3)
 # Agents' heartbeats are acknowledged from Redis and written to PostgreSQL in batches

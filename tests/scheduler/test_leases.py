@@ -83,7 +83,7 @@ def test_a_node_back_before_its_lease_expires_keeps_its_assignment(buyer, online
 
 
 def test_a_retried_job_runs_for_what_its_lost_attempt_left_and_never_bills_past_its_hold(
-        buyer, online_node):
+        buyer, online_node, settings):
     """gpu_count x max_duration is the job's budget over every attempt: the hold covers it,
     the retry is told how long it may still run, and usage past it is neither billed nor
     run."""
@@ -103,9 +103,10 @@ def test_a_retried_job_runs_for_what_its_lost_attempt_left_and_never_bills_past_
     lease = node_lease(node_id=second.pk)
     assert [(r.id, r.max_duration_s) for r in lease.runs] == [(retry.pk, 40)]  # (200-120)/2
     run_for(retry, 60)
-    # Past its 80 GPU-seconds by more than it may overrun (2 GPUs x 10 s of slack):
-    with pytest.raises(UsageImplausible, match="cannot have used gpu_seconds 150"):
-        usage_report(node_id=second.pk, assignment_id=retry.pk, seq=1, gpu_seconds=150)
+    # Past its 80 GPU-seconds by more than it may overrun (2 GPUs x the slack):
+    over = 80 + 2 * settings.SCHEDULER_USAGE_SLACK_S + 1
+    with pytest.raises(UsageImplausible, match=f"cannot have used gpu_seconds {over}"):
+        usage_report(node_id=second.pk, assignment_id=retry.pk, seq=1, gpu_seconds=over)
     result = usage_report(node_id=second.pk, assignment_id=retry.pk, seq=1, gpu_seconds=90)
     assert result.action == "stop"
     assignment_complete(node_id=second.pk, assignment_id=retry.pk, seq=2, gpu_seconds=96)

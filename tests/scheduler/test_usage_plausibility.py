@@ -3,6 +3,7 @@ what the clock or the run's budget rules out is refused with 409 usage_implausib
 changes nothing, counts against the node, and a node that repeats it is disabled and
 flagged in admin. Report bodies are bounded to their columns (400)."""
 
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -43,9 +44,10 @@ def _faults(node: Node) -> int:
 
 
 def test_completing_a_just_placed_job_with_its_whole_budget_is_refused_and_bills_only_time_run(
-        placed, buyer, provider):
+        placed, buyer, provider, settings):
     node, job, assignment, client = placed
     budget = 2 * 3600
+    slack = settings.SCHEDULER_USAGE_SLACK_S
     url = f"/api/v1/agent/assignments/{assignment.pk}"
 
     with time_machine.travel(assignment.created_at, tick=False):  # just placed
@@ -55,7 +57,7 @@ def test_completing_a_just_placed_job_with_its_whole_budget_is_refused_and_bills
     assert refused.status_code == 409
     error = refused.json()["error"]
     assert error["code"] == "usage_implausible"
-    assert error["fields"] == {"gpu_seconds": ["At most 20 now."]}  # 2 GPUs x 10 s of slack
+    assert error["fields"] == {"gpu_seconds": [f"At most {2 * slack} now."]}  # 2 GPUs
     _untouched(assignment, job)
     wallet = wallet_get(organization_id=buyer.pk)
     assert (wallet.available, wallet.held) == (FUNDS - job.hold_amount, job.hold_amount)
@@ -93,8 +95,9 @@ def test_the_clock_bound_is_exact_gpu_count_times_elapsed_plus_slack(placed, set
     assert _faults(node) == 1
 
 
-def test_the_clock_runs_from_the_nodes_first_lease_read_when_there_is_one(placed):
+def test_the_clock_runs_from_the_nodes_first_lease_read_when_there_is_one(placed, settings):
     node, _job, assignment, client = placed
+    settings.SCHEDULER_USAGE_SLACK_S = 10
     with time_machine.travel(assignment.created_at + timedelta(seconds=50), tick=False):
         client.post("/api/v1/agent/lease/", {}, format="json")
     assert Assignment.objects.get(pk=assignment.pk).leased_at == (
@@ -109,6 +112,7 @@ def test_the_clock_runs_from_the_nodes_first_lease_read_when_there_is_one(placed
 def test_ai_tokens_are_bounded_per_gpu_second_of_the_clock(placed, settings):
     node, job, assignment, _ = placed
     settings.SCHEDULER_AI_TOKENS_PER_GPU_S = 5
+    settings.SCHEDULER_USAGE_SLACK_S = 10
     with time_machine.travel(assignment.created_at + timedelta(seconds=100), tick=False):
         with pytest.raises(UsageImplausible) as refused:
             usage_report(node_id=node.pk, assignment_id=assignment.pk, seq=1, gpu_seconds=10,
@@ -121,7 +125,8 @@ def test_ai_tokens_are_bounded_per_gpu_second_of_the_clock(placed, settings):
 
 
 def test_past_the_budget_by_more_than_the_slack_is_refused_even_when_the_clock_allows_it(
-        submit_job, online_node, buyer):
+        submit_job, online_node, buyer, settings):
+    settings.SCHEDULER_USAGE_SLACK_S = 10
     node = online_node(gpus=1)
     job = submit_job(gpu_count=1, max_duration_s=60)
     placement_run()
@@ -242,3 +247,42 @@ def test_the_services_bound_reports_by_themselves_too(placed, report, field):
     with pytest.raises(OutOfBounds, match=f"^{field}: "):
         assignment_complete(node_id=node.pk, assignment_id=assignment.pk, **report)
     _untouched(assignment, job)
+
+
+class _Workload:
+    """A container workload that claims absurdly many AI tokens in its tokens file."""
+
+    def elapsed_s(self) -> float:
+        return 5.4
+
+    def ai_tokens(self) -> int:
+        return 10**18
+
+
+def test_the_agent_caps_a_workloads_own_token_count_so_its_node_is_not_refused(
+        placed, settings):
+    """The tokens file is the buyer's word: the agent caps it at the server's rate, so a
+    buyer's job cannot get the node that runs it refused and flagged."""
+    import logging
+
+    from scheduler.agent.assignment import AI_TOKENS_PER_GPU_S_MAX, AssignmentRun, Lease
+    from scheduler.agent.config import AgentConfig
+    from scheduler.agent.state import RunStateStore
+
+    assert AI_TOKENS_PER_GPU_S_MAX == settings.SCHEDULER_AI_TOKENS_PER_GPU_S  # the default
+    node, _job, assignment, _ = placed
+    run = AssignmentRun(
+        lease=Lease(id=assignment.pk, job_id=assignment.job_id, gpu_count=2, spec={},
+                    max_duration_s=3600, lease_expires_at=None),
+        gpu_indices=[0, 1], client=None, config=AgentConfig(),  # type: ignore[arg-type]
+        store=RunStateStore(), log=logging.LoggerAdapter(logging.getLogger("test"), {}),
+        on_exit=lambda _run: None, shutdown=threading.Event())
+    run.execution = _Workload()  # type: ignore[assignment]
+
+    gpu_seconds, ai_tokens, _elapsed = run._usage_now()
+
+    assert (gpu_seconds, ai_tokens) == (10, 2 * 6 * AI_TOKENS_PER_GPU_S_MAX)
+    with time_machine.travel(assignment.created_at + timedelta(seconds=6), tick=False):
+        assert usage_report(node_id=node.pk, assignment_id=assignment.pk, seq=1,
+                            gpu_seconds=gpu_seconds, ai_tokens=ai_tokens).accepted is True
+    assert _faults(node) == 0
