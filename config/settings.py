@@ -202,6 +202,19 @@ SCHEDULER_RELIABILITY_HALF_LIFE_DAYS = env.float("SCHEDULER_RELIABILITY_HALF_LIF
 SCHEDULER_ORG_QUEUED_MAX = env.int("SCHEDULER_ORG_QUEUED_MAX", default=100_000)
 SCHEDULER_BLOCK_QUEUE_MAX = env.int("SCHEDULER_BLOCK_QUEUE_MAX", default=1000)
 SCHEDULER_SETTLEMENT_INTERVAL_S = env.float("SCHEDULER_SETTLEMENT_INTERVAL_S", default=5.0)
+# Agents' usage reports are checked against the clock (scheduler.services.plausibility):
+# a run's cumulative GPU-seconds at most gpu_count x (seconds since its node could first
+# have started it + SLACK), and at most its budget + gpu_count x SLACK (what a run may
+# overrun while its node stops it; never billed); AI tokens at most AI_TOKENS_PER_GPU_S per
+# GPU-second so allowed. The default rate is the simulate spec's own maximum per second
+# (suanli_agent.workload_spec), so a buyer's simulated job cannot get its node flagged.
+# A node refused IMPLAUSIBLE_DISABLE_AFTER times within the reliability window is disabled
+# and flagged for an operator. SLACK is well above the grace an agent gives a container to
+# stop at its maximum duration (suanli_agent.config kill_grace_s) and the second it
+# rounds up.
+SCHEDULER_USAGE_SLACK_S = env.int("SCHEDULER_USAGE_SLACK_S", default=30)
+SCHEDULER_AI_TOKENS_PER_GPU_S = env.int("SCHEDULER_AI_TOKENS_PER_GPU_S", default=10**9)
+SCHEDULER_IMPLAUSIBLE_DISABLE_AFTER = env.int("SCHEDULER_IMPLAUSIBLE_DISABLE_AFTER", default=3)
 # Agents' heartbeats are acknowledged from Redis and written to PostgreSQL in batches
 # every AGENT_HEARTBEAT_FLUSH_S (scheduler.services.heartbeat_buffer); off without Redis.
 AGENT_HEARTBEAT_WRITE_BEHIND = env.bool("AGENT_HEARTBEAT_WRITE_BEHIND", default=bool(REDIS_URL))

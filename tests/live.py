@@ -14,7 +14,9 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parents[2]
+# The repository (tests/live.py is one level down): the worker and agents run from it, so
+# they import this checkout's code, not whatever the shared virtualenv was installed from.
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str,

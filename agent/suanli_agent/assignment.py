@@ -31,6 +31,11 @@ from suanli_agent.state import RunRecord, RunStateStore
 
 CLOSED_CODE = "assignment_closed"
 SHUTDOWN_REASON = "agent shutting down"
+# The server refuses, and counts against this node, AI tokens past this many per GPU-second
+# (its default SCHEDULER_AI_TOKENS_PER_GPU_S, scheduler.services.plausibility). A workload
+# counts its own tokens: what it claims past the rate is capped here, so a buyer's job
+# cannot get the node that runs it refused and flagged.
+AI_TOKENS_PER_GPU_S_MAX = 10**9
 
 
 @dataclass(frozen=True)
@@ -282,6 +287,8 @@ class AssignmentRun:
         # Rounded first so that 1.0 + 1.9999999999 counts as 3 whole seconds.
         gpu_seconds = math.floor(round(elapsed, 6)) * self.lease.gpu_count
         ai_tokens = self._base_ai_tokens + (execution.ai_tokens() if execution else 0)
+        ai_tokens = min(ai_tokens, AI_TOKENS_PER_GPU_S_MAX * self.lease.gpu_count
+                        * max(1, math.ceil(elapsed)))
         # Cumulative figures never go down.
         return (
             max(gpu_seconds, self.record.gpu_seconds),

@@ -3,8 +3,10 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.bounds import INTEGER_MAX, BoundedIntegerField
 from scheduler.api.spec_schema import JobSpecField
 from scheduler.models import Job, Node
+from scheduler.services.agent import REASON_MAX_CHARS
 
 
 class RegionAvailabilitySerializer(serializers.Serializer):
@@ -209,9 +211,16 @@ class LeaseOutputSerializer(serializers.Serializer):
 
 
 class UsageInputSerializer(serializers.Serializer):
-    seq = serializers.JSONField()
-    gpu_seconds = serializers.JSONField()
-    ai_tokens = serializers.JSONField(required=False)
+    """A run's cumulative usage. Each figure within its column (seq an integer, the others
+    bigint); whether it is possible by the clock the service decides (409
+    usage_implausible)."""
+
+    seq = BoundedIntegerField(min_value=1, max_value=INTEGER_MAX,
+                              help_text="grows by one with each report the server answered")
+    gpu_seconds = BoundedIntegerField(
+        help_text="cumulative; at most gpu_count x (seconds since placement + slack) and "
+                  "the run's budget + slack")
+    ai_tokens = BoundedIntegerField(required=False, default=0, help_text="cumulative")
     image = serializers.CharField(required=False, max_length=255,
                                   help_text="the image the run's container was started from")
     image_digest = serializers.RegexField(r"^sha256:[0-9a-f]{64}$", required=False,
@@ -233,14 +242,19 @@ class UsageOutputSerializer(serializers.Serializer):
     lease_expires_at = serializers.DateTimeField()
 
 
+def _exit_code_field(**kwargs: Any) -> BoundedIntegerField:
+    # A signal's negative code included: the column is a signed integer.
+    return BoundedIntegerField(min_value=-INTEGER_MAX - 1, max_value=INTEGER_MAX, **kwargs)
+
+
 class CompleteInputSerializer(UsageInputSerializer):
-    exit_code = serializers.JSONField(required=False)
+    exit_code = _exit_code_field(required=False, default=0)
 
 
 class FailInputSerializer(UsageInputSerializer):
     reason = serializers.CharField(required=False, default="", allow_blank=True,
-                                   max_length=2000)
-    exit_code = serializers.JSONField(required=False, allow_null=True)
+                                   max_length=REASON_MAX_CHARS)
+    exit_code = _exit_code_field(required=False, allow_null=True, default=None)
 
 
 class AssignmentOutputSerializer(serializers.Serializer):

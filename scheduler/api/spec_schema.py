@@ -1,5 +1,5 @@
 """A job's `spec` as the schema describes it: one of a simulated run or a command, with
-the bounds scheduler.agent.workload_spec enforces (its constants, not copies of them), so
+the bounds suanli_agent.workload_spec enforces (its constants, not copies of them), so
 that what the schema promises and what the server refuses do not drift apart."""
 
 import re
@@ -8,7 +8,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from scheduler.agent.workload_spec import (
+from suanli_agent.workload_spec import (
     IMAGE_REFERENCE,
     MAX_COMMAND_ITEMS,
     MAX_ENVIRONMENT_KEYS,

@@ -3,7 +3,7 @@
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -241,6 +241,25 @@ def node_drain(*, node_id: int) -> Node:
         node.status = Node.Status.DRAINING
         node.save(update_fields=["status", "updated_at"])
     return node
+
+
+@transaction.atomic
+def node_disable(*, node_id: int, flag: str, now: datetime | None = None) -> bool:
+    """Take a node out of service for an operator to look at, flagged with why: its token
+    stops working at once (every door refuses a disabled node), so its runs' leases lapse
+    and the lease sweep places their jobs elsewhere. False when it was disabled already."""
+    now = now or timezone.now()
+    node = Node.objects.select_for_update().filter(pk=node_id).first()
+    if node is None:
+        raise NotFound("Node not found.")
+    if node.status == Node.Status.DISABLED:
+        return False
+    node.status, node.flag, node.flagged_at = Node.Status.DISABLED, flag, now
+    node.save(update_fields=["status", "flag", "flagged_at", "updated_at"])
+    token_hash = node.token_hash
+    transaction.on_commit(lambda: beat_buffer_forget(token_hash))
+    transaction.on_commit(lambda: lease_mark_clear(node_id))
+    return True
 
 
 @dataclass(frozen=True)

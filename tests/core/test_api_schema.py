@@ -12,7 +12,7 @@ from openapi_spec_validator import validate
 from rest_framework import serializers
 from rest_framework.test import APIClient
 
-from scheduler.agent.workload_spec import MAX_SIMULATED_S, SpecError, spec_check
+from suanli_agent.workload_spec import MAX_SIMULATED_S, SpecError, spec_check
 
 METHODS = ("get", "post", "put", "patch", "delete")
 

@@ -13,6 +13,7 @@ from scheduler.models import Assignment
 from scheduler.pricing import charge_for
 from scheduler.services.placement import placement_run
 from scheduler.services.settlement import usage_settle
+from tests.run_clock import run_for
 from tests.scheduler.conftest import (  # noqa: F401  the scheduler's autouse fixtures
     _auto_approve_and_eager_kicks,
     _no_broker,
@@ -28,6 +29,7 @@ def finished_job(submit_job, online_node, agent_client, buyer):  # noqa: F811
     assignment = Assignment.objects.get(job=job)
     client = agent_client(node)
     url = f"/api/v1/agent/assignments/{assignment.pk}"
+    run_for(assignment, 60)  # 120 GPU-seconds on its 2 GPUs
     assert client.post(f"{url}/usage/", {"seq": 1, "gpu_seconds": 40},
                        format="json").status_code == 200
     usage_settle()
