@@ -24,6 +24,12 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 
+# Items a batch (the heartbeat flush, settlement) dropped instead of failing for everyone:
+# each is logged too; a rising count is a node or a bug sending what no door should pass.
+BATCH_ITEMS_DROPPED = Counter(
+    "suanli_batch_items_dropped_total", "Poison items dropped from a batch", ["batch", "reason"]
+)
+
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
