@@ -40,9 +40,4 @@ KNOWN_FAILURES: dict[str, str] = {
         "the seeded demo's deposits need reported GPUs",
     "tests/e2e/test_provider_and_operator.py::test_a_provider_registers_a_node_deposits_capacity_and_sees_earnings":
         "a deposit needs the node's reported GPUs; payouts only from earnings",
-    # the lease push's server-side waiter count, read across threads after other merges
-    "tests/scheduler/test_lease_push.py::test_hung_up_waits_leave_no_waiter_behind":
-        "the registry read from the test thread no longer sees the server loop's waits",
-    "tests/scheduler/test_lease_push.py::test_a_thousand_idle_waits_in_one_worker_are_held_released_and_beats_still_answered":
-        "as above",
 }

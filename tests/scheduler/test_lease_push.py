@@ -5,6 +5,7 @@ test database) and learn of new work, and of cancels, as soon as they commit."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import socket
 import statistics
@@ -232,7 +233,9 @@ def test_a_second_wait_from_the_same_node_closes_the_first(online_node, agents_s
     second.join(5)
 
 
-def test_the_wsgi_door_and_the_drf_view_refuse_waits(online_node, client):
+def test_the_sites_wsgi_application_and_the_drf_view_refuse_waits(online_node, client):
+    """Only the agents' server (config.asgi) holds waits: the site's WSGI application,
+    which has no fast path of its own, answers with the DRF view."""
     from config.wsgi import application as wsgi_application
 
     node = online_node()
@@ -243,7 +246,7 @@ def test_the_wsgi_door_and_the_drf_view_refuse_waits(online_node, client):
     replies: list[str] = []
     body = b"".join(wsgi_application(
         {"REQUEST_METHOD": "POST", "PATH_INFO": LEASE, "QUERY_STRING": "wait=5",
-         "HTTP_AUTHORIZATION": f"Node {node.token}", "wsgi.input": None,
+         "HTTP_AUTHORIZATION": f"Node {node.token}", "wsgi.input": io.BytesIO(),
          "SERVER_NAME": "testserver", "SERVER_PORT": "80", "wsgi.url_scheme": "http"},
         lambda status, headers: replies.append(status)))  # type: ignore[arg-type]
     assert replies == ["503 Service Unavailable"]
