@@ -14,13 +14,12 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.fields import SkipField, empty
 
 from core.api_errors import error_body, validation_error_body
-from core.bounds import BIGINT_MAX, json_problem
+from core.bounds import BIGINT_MAX
 from core.errors import ErrorCode
 from scheduler.agent_api.answers import Answer
 from scheduler.agent_api.serializers import (
     AGENT_VERSION_MAX,
     GPU_ENTRY_MAX_BYTES,
-    GPU_ENTRY_MAX_DEPTH,
     GPUS_LISTED_MAX,
     GPUS_PER_NODE_MAX,
     RUNNING_LISTED_MAX,
@@ -40,6 +39,10 @@ def _no_constants(name: str) -> NoReturn:
     raise _NotJson(f"{name} is not a number in JSON")
 
 
+# One decoder for every body: json.loads with any option builds a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+
+
 def parsed_json(body: bytes) -> Any | Answer:
     """The body as JSON ({} when empty), or the 400. Python's parser takes more than JSON
     (NaN, Infinity) and fails in ways of its own on what a stranger can send (nesting
@@ -47,7 +50,8 @@ def parsed_json(body: bytes) -> Any | Answer:
     if not body:
         return {}
     try:
-        return json.loads(body, parse_constant=_no_constants)
+        # as json.loads reads bytes: UTF-8, -16 or -32
+        return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except RecursionError:
         return Answer(400, error_body(ErrorCode.INVALID, "JSON parse error - nested too deep."))
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, the digit limit
@@ -92,9 +96,30 @@ def _count(value: Any) -> bool:
 
 
 def _gpu_entry(value: Any) -> bool:
-    return (type(value) is dict and all(type(k) is str for k in value)
-            and json_problem(value, max_depth=GPU_ENTRY_MAX_DEPTH,
-                             max_bytes=GPU_ENTRY_MAX_BYTES) is None)
+    """A flat GPU entry that GpuEntryField takes as it is, checked without re-encoding it
+    (its JSON size is bounded from above: every character escaped, every number at its
+    longest). Anything else, nested values too, is for the field itself to judge."""
+    if type(value) is not dict:
+        return False
+    size = 2
+    for key, item in value.items():
+        if type(key) is not str or "\x00" in key:
+            return False
+        kind = type(item)
+        if kind is str:
+            if "\x00" in item:
+                return False
+            size += 6 * len(item) + 2
+        elif kind is int:
+            if not -BIGINT_MAX <= item <= BIGINT_MAX:
+                return False
+            size += 20
+        elif kind is float or kind is bool or item is None:
+            size += 24
+        else:
+            return False
+        size += 6 * len(key) + 4
+    return size <= GPU_ENTRY_MAX_BYTES
 
 
 def _plainly_valid(data: Any) -> dict[str, Any] | None:

@@ -73,9 +73,9 @@ ASGIApp = Callable[[ASGIScope, ASGIReceive, ASGISend], Awaitable[None]]
 
 
 class AgentFastPathASGI:
-    """The same door for ASGI (config.asgi.application, the agents' server): one worker's
-    event loop answers many agents at once while each heartbeat waits on Redis, where a
-    synchronous worker answers one at a time; lease reads run on the database threads."""
+    """The door of the agents' server (config.asgi.application): one worker's event loop
+    answers many agents at once while each heartbeat waits on Redis, where a synchronous
+    worker answers one at a time; lease reads run on the database threads."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
