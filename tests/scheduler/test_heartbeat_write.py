@@ -35,11 +35,12 @@ def test_both_strategies_write_a_beat_alike(online_node, monkeypatch):
     limit = BeatLimit(beats=2, window_s=3600)
     orm = {True: heartbeat_write._heartbeat_orm, False: heartbeat_write._heartbeat_orm}
 
-    for n, beat in enumerate([
+    beats: list[dict[str, Any]] = [
         {"free_gpus": 8, "busy_gpus": 0, "utilization": 0.25, "agent_version": "a"},
         {"free_gpus": 6, "busy_gpus": 2, "utilization": 0.75, "agent_version": "b"},
         {"free_gpus": 0, "busy_gpus": 8, "utilization": 1.0, "agent_version": "over"},
-    ]):
+    ]
+    for n, beat in enumerate(beats):
         before = {x.pk: Node.objects.get(pk=x.pk) for x in (by_statement, by_orm)}
         first = node_heartbeat(node_id=by_statement.pk, limit=limit, **beat)
         with monkeypatch.context() as m:
