@@ -13,7 +13,7 @@ from a2wsgi import WSGIMiddleware
 
 from config.wsgi import django_application  # first: it sets Django up
 from core.credential_guard import CredentialGuardASGI
-from scheduler.api.agent_doors import AgentFastPathASGI
+from scheduler.agent_api.doors import AgentFastPathASGI
 from scheduler.api.log_doors import LogDoorsASGI
 
 # Log chunks and buyers following a log (?follow=1) too (scheduler.api.log_doors); the

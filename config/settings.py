@@ -219,7 +219,7 @@ SCHEDULER_IMPLAUSIBLE_DISABLE_AFTER = env.int("SCHEDULER_IMPLAUSIBLE_DISABLE_AFT
 # every AGENT_HEARTBEAT_FLUSH_S (scheduler.services.heartbeat_buffer); off without Redis.
 AGENT_HEARTBEAT_WRITE_BEHIND = env.bool("AGENT_HEARTBEAT_WRITE_BEHIND", default=bool(REDIS_URL))
 AGENT_HEARTBEAT_FLUSH_S = env.float("AGENT_HEARTBEAT_FLUSH_S", default=1.0)
-# The longest an agent's lease wait (`POST agent/lease/?wait=S`, scheduler.api.lease_push)
+# The longest an agent's lease wait (`POST agent/lease/?wait=S`, scheduler.agent_api.lease_push)
 # is held open before it is answered "no change".
 AGENT_LEASE_WAIT_MAX_S = env.int("AGENT_LEASE_WAIT_MAX_S", default=60)
 CELERY_TASK_ROUTES.update(

@@ -74,7 +74,7 @@ class CredentialsThrottled(DomainError):
 @functools.cache
 def _cache() -> BaseCache:
     """One connection per process: Django's `caches` is kept per context, and the ASGI
-    door runs each request in a context of its own (as scheduler.api.lease explains)."""
+    door runs each request in a context of its own (as scheduler.agent_api.lease explains)."""
     return caches.create_connection("default")
 
 

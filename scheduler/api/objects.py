@@ -19,8 +19,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import InvalidInput
+from scheduler.agent_api.log_chunk import log_chunk_answer, too_large
 from scheduler.api.authentication import IsNode, NodeRateThrottle, NodeTokenAuthentication
-from scheduler.api.log_chunk import log_chunk_answer, too_large
 from scheduler.models import Job, JobOutput
 from scheduler.selectors import job_get
 from scheduler.services.logs import LogSlice, log_read, object_storage
@@ -147,7 +147,7 @@ class _AgentApi(APIView):
 class AgentLogChunkApi(APIView):
     """The body is the chunk's raw bytes (at most LOG_CHUNK_MAX_BYTES, the one agent call
     allowed past the agents' JSON body cap); `?offset=` is where they start. The same
-    answer as the agents' ASGI server gives (scheduler.api.log_chunk)."""
+    answer as the agents' ASGI server gives (scheduler.agent_api.log_chunk)."""
 
     # log_chunk_answer authenticates, rate-limits and validates by itself.
     authentication_classes: list[type] = []

@@ -4,7 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.bounds import INTEGER_MAX, BoundedIntegerField
-from scheduler.api.spec_schema import JobSpecField
+from scheduler.job_spec_schema import JobSpecField
 from scheduler.models import Job, Node
 from scheduler.services.agent import REASON_MAX_CHARS
 
@@ -147,67 +147,6 @@ class JobOutputSerializer(serializers.Serializer):
             "leased_at": getattr(job, "leased_at", None),
             "started_at": job.started_at,
         }).data
-
-
-class NodeIsolationSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=Node.Isolation.choices,
-                                   help_text="container: buyers' commands run in containers")
-    runtime = serializers.ChoiceField(choices=["", "podman", "docker"], required=False,
-                                      default="")
-    runtime_version = serializers.RegexField(r"^[A-Za-z0-9.+~_-]{0,64}$", required=False,
-                                             default="", allow_blank=True, max_length=64)
-    network = serializers.ChoiceField(choices=Node.Network.choices, required=False,
-                                      default=Node.Network.NONE)
-    host_execution = serializers.BooleanField(required=False, default=False)
-    default_image = serializers.CharField(required=False, default="", allow_blank=True,
-                                          max_length=255)
-
-    def validate_default_image(self, value: str) -> str:
-        from suanli_agent.workload_spec import SpecError, image_parse
-
-        if value:
-            try:
-                image_parse(value, field_name="isolation.default_image")
-            except SpecError as error:
-                raise serializers.ValidationError(error.message) from error
-        return value
-
-
-class HeartbeatInputSerializer(serializers.Serializer):
-    free_gpus = serializers.IntegerField(min_value=0)
-    busy_gpus = serializers.IntegerField(min_value=0)
-    utilization = serializers.FloatField(min_value=0, max_value=1, required=False, default=0)
-    agent_version = serializers.CharField(required=False, default="", allow_blank=True)
-    gpus = serializers.ListField(child=serializers.DictField(), required=False, default=list)
-    running = serializers.ListField(child=serializers.IntegerField(), required=False,
-                                    default=list)
-    isolation = NodeIsolationSerializer(
-        required=False, help_text="how the node runs buyers' commands; sent on the first beat, "
-        "after a reconnection and now and then")
-
-
-class HeartbeatOutputSerializer(serializers.Serializer):
-    status = serializers.CharField()
-    next_heartbeat_s = serializers.IntegerField()
-    lease_due = serializers.BooleanField(
-        help_text="the node's lease changed since the node last read it: read it now. "
-                  "Agents read it at least every minute whatever this says.")
-    server_time = serializers.DateTimeField()
-
-
-class LeaseAssignmentSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    job_id = serializers.IntegerField()
-    gpu_count = serializers.IntegerField()
-    spec = JobSpecField()
-    max_duration_s = serializers.IntegerField(
-        help_text="what is left of the job's maximum duration after earlier attempts")
-    lease_expires_at = serializers.DateTimeField()
-
-
-class LeaseOutputSerializer(serializers.Serializer):
-    assignments = LeaseAssignmentSerializer(many=True)
-    kill = serializers.ListField(child=serializers.IntegerField())
 
 
 class UsageInputSerializer(serializers.Serializer):

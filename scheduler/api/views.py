@@ -12,21 +12,25 @@ from banking.api.pagination import StandardPagination
 from banking.api.permissions import HasOrganization, IsBuyer, IsProvider
 from banking.fiat_display import usd_for_tokens
 from banking.roles import Action
-from scheduler.api import lease_push
-from scheduler.api.agent_answers import Answer
-from scheduler.api.authentication import IsNode, NodeRateThrottle, NodeTokenAuthentication
-from scheduler.api.heartbeat import heartbeat_answer
-from scheduler.api.lease import lease_answer
+from scheduler.agent_api import lease_push
+from scheduler.agent_api.answers import Answer
+from scheduler.agent_api.bodies import lease_wait_seconds
+from scheduler.agent_api.heartbeat import heartbeat_answer
+from scheduler.agent_api.lease import lease_answer
+from scheduler.agent_api.rate_limit import NodeRateThrottle
+from scheduler.agent_api.serializers import (
+    HeartbeatInputSerializer,
+    HeartbeatOutputSerializer,
+    LeaseOutputSerializer,
+)
+from scheduler.api.authentication import IsNode, NodeTokenAuthentication
 from scheduler.api.serializers import (
     AssignmentOutputSerializer,
     CompleteInputSerializer,
     FailInputSerializer,
     GpuClassOutputSerializer,
-    HeartbeatInputSerializer,
-    HeartbeatOutputSerializer,
     JobInputSerializer,
     JobOutputSerializer,
-    LeaseOutputSerializer,
     NodeCreatedSerializer,
     NodeInputSerializer,
     NodeOutputSerializer,
@@ -204,7 +208,7 @@ class _AgentApi(APIView):
 
 
 class AgentHeartbeatApi(APIView):
-    """The same answer as the fast paths in front of Django (scheduler.api.agent_doors),
+    """The same answer as the fast paths in front of Django (scheduler.agent_api.doors),
     which serve this URL under gunicorn and runserver (config.wsgi, config.asgi, and
     WSGI_APPLICATION for runserver); this view serves Django's test client and documents
     the call."""
@@ -223,7 +227,7 @@ class AgentHeartbeatApi(APIView):
 
 
 class AgentLeaseApi(APIView):
-    """The same answer as the fast paths in front of Django (scheduler.api.agent_doors),
+    """The same answer as the fast paths in front of Django (scheduler.agent_api.doors),
     which serve this URL under gunicorn and runserver; this view serves Django's test
     client and documents the call."""
 
@@ -243,7 +247,7 @@ class AgentLeaseApi(APIView):
                         "lease_push_unavailable.")],
     )
     def post(self, request: Request) -> Response:
-        wait = lease_push.wait_seconds(request.META.get("QUERY_STRING", ""))
+        wait = lease_wait_seconds(request.META.get("QUERY_STRING", ""))
         if isinstance(wait, Answer):
             answer = wait
         elif wait is not None:
