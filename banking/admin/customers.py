@@ -8,7 +8,7 @@ from django.http import HttpRequest
 
 from banking.models import Account, ApiKey, Membership, Organization
 from banking.services.customers import organization_approve, organization_set_status
-from banking.services.standing import organization_block_reasons
+from banking.standing import organization_block_reasons
 
 
 class MembershipInline(admin.TabularInline):
