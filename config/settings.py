@@ -487,6 +487,7 @@ AUTHENTICATION_BACKENDS = [
 ACCOUNT_LOGIN_METHODS = {"email", "username"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*"]
 ACCOUNT_SIGNUP_FORM_CLASS = "marketplace.account_forms.OrganizationSignupForm"
+ACCOUNT_ADAPTER = "marketplace.account_adapter.AccountAdapter"
 ACCOUNT_UNIQUE_EMAIL = True
 # Signed in at once, but unverified accounts cannot create keys, spend, deposit or be
 # paid out (`email_unverified`) until they follow the emailed link.
@@ -495,7 +496,8 @@ ACCOUNT_CONFIRM_EMAIL_ON_GET = True
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Suanli] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if HTTPS else "http"
-# The sixth wrong password for one account, or from one address, in a minute is refused.
+# The sixth wrong password for one account, or from one address, in a minute is refused
+# with a 429 (marketplace.account_adapter), the right one too until the minute is over.
 ACCOUNT_RATE_LIMITS = {"login_failed": "5/m/ip,5/m/key"}
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Suanli"
