@@ -28,6 +28,7 @@ from banking.services.ledger import grant_post, system_account, transfer_reverse
 from banking.services.lending import credit_line_set, loan_originate, loan_write_off
 from banking.services.payouts import payout_account_set, payout_approve, payout_reject
 from banking.services.payouts import payout_request as payout_request_service
+from tests.operators import operator_sign_in
 
 
 @pytest.fixture
@@ -197,8 +198,7 @@ def test_owners_read_the_trail_and_its_csv_others_do_not(company, owner):
 def test_operators_read_and_export_the_trail_in_the_admin(company, owner):
     api_key_issue(organization_id=company.pk, created_by_id=owner.pk)
     operator = User.objects.create_superuser("root", "root@suanli.example", "pw-Secret-123")
-    client = Client()
-    client.force_login(operator)
+    client = operator_sign_in(Client(), operator, "pw-Secret-123")
     row = AuditEvent.objects.get()
 
     listing = client.get("/admin/banking/auditevent/")
