@@ -1,12 +1,20 @@
-"""What the storefront changes in allauth's account flows."""
+"""What the storefront changes in allauth's account flows: a 429 past the failed-login
+rate, and invitations (banking's `Invitation`) that turn into memberships only once the
+invitee, signed up with its own password, confirms the invited address."""
 
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.models import EmailAddress
+from allauth.account.utils import has_verified_email
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.core.ratelimit import respond_429
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+
+from banking.selectors import invitation_open_exists
+from banking.services.customers import invitation_accept
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -21,3 +29,27 @@ class AccountAdapter(DefaultAccountAdapter):
             if exc.code == "too_many_login_attempts":
                 raise ImmediateHttpResponse(respond_429(request)) from exc
             raise
+
+    def pre_login(self, request: HttpRequest, user: AbstractBaseUser, **kwargs: Any
+                  ) -> HttpResponse | None:
+        """Email verification is optional for people who open their own account, but an
+        invitee is someone else's word about an address: it signs in only once it has
+        confirmed it (at sign-up, and at every login until then the link is sent again)."""
+        response = super().pre_login(request, user, **kwargs)
+        if response is not None:
+            return response
+        email = getattr(user, "email", "")
+        if email and invitation_open_exists(email=email) and not has_verified_email(
+                user, email):
+            address = EmailAddress.objects.filter(user_id=user.pk, email__iexact=email).first()
+            if address is not None:
+                address.send_confirmation(request, signup=bool(kwargs.get("signup")))
+            return self.respond_email_verification_sent(request, user)
+        return None
+
+    def confirm_email(self, request: HttpRequest, email_address: EmailAddress) -> bool:
+        """A confirmed address takes up its open invitations."""
+        confirmed = super().confirm_email(request, email_address)
+        if confirmed:
+            invitation_accept(user_id=email_address.user_id, email=email_address.email)
+        return confirmed

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from banking.models import (
     ApiKey,
+    Invitation,
     Loan,
     Membership,
     Organization,
@@ -102,6 +103,7 @@ def _snapshot(org: Organization) -> tuple:
         Node.objects.filter(provider=org).count(),
         ApiKey.objects.filter(organization=org).count(),
         sorted(Membership.objects.filter(organization=org).values_list("user__email", "role")),
+        Invitation.objects.filter(organization=org).count(),
     )
 
 
