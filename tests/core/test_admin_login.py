@@ -110,6 +110,7 @@ def test_an_operator_who_removes_the_second_factor_loses_the_admin(db, admin_cli
     assert admin_client.get("/admin/").status_code == 302
 
 
+@pytest.mark.serial  # its counts are in the cache that parallel workers clear
 def test_the_admins_sign_in_is_rate_limited_with_a_429(operator, settings):
     settings.ACCOUNT_RATE_LIMITS = {"login_failed": "5/h/ip,5/h/key"}
     attempts = [Client().post("/login/?next=/admin/", {"login": "operator",
