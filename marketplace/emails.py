@@ -15,9 +15,10 @@ from banking.services.customers import MemberInvite
 def member_invite_email_send(
     request: HttpRequest, *, invite: MemberInvite, organization: Organization, invited_by: User,
 ) -> None:
-    """An open invitation links to the invitee's sign-up (allauth's, with its own password
-    and then a confirmation of the address); an existing account is told to sign in."""
-    if invite.invitation is not None:
+    """An open invitation for a newcomer links to its sign-up (allauth's, with its own
+    password and then a confirmation of the address); an existing account is told to sign
+    in (where, if it has not confirmed the address, allauth sends the confirmation)."""
+    if invite.invitation is not None and not invite.account_exists:
         link = reverse("store:invitation_accept",
                        kwargs={"token": invitation_token(invite.invitation.pk)})
     else:
@@ -26,7 +27,7 @@ def member_invite_email_send(
         "organization": organization,
         "invited_by": invited_by,
         "link": request.build_absolute_uri(link),
-        "new_user": invite.invitation is not None,
+        "new_user": invite.invitation is not None and not invite.account_exists,
     }
     subject = f"You have been added to {organization.name} on Suanli"
     body = render_to_string("marketplace/emails/member_invite.txt", context)

@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from banking.account_security import account_standing_require
+from banking.account_security import account_standing_require, email_unverified
 from banking.audit import audit_record
 from banking.error_codes import AccessErrorCode
 from banking.locks import organizations_lock
@@ -203,6 +203,7 @@ class MemberInvite:
     role: str
     membership: Membership | None = None
     invitation: Invitation | None = None
+    account_exists: bool = True
 
 
 def _normalized_email(email: str) -> str:
@@ -254,9 +255,11 @@ def member_invite(
     *, organization_id: int, invited_by_id: int, email: str, role: str = Membership.Role.DEVELOPER
 ) -> MemberInvite:
     """Add a member by email. Owners and admins may invite; only an owner makes owners.
-    An address with an account becomes a member at once. An unknown address gets an open
-    invitation and no user: nobody holds a password-less account the address's owner did
-    not make; inviting it again keeps the one invitation, at the newest role."""
+    An account that confirmed the address becomes a member at once. An unknown address
+    gets an open invitation and no user (nobody holds a password-less account the
+    address's owner did not make), and so does an account that has not confirmed it; the
+    invitation becomes a membership when the address is confirmed (`invitation_accept`).
+    Inviting again keeps the one invitation, at the newest role."""
     inviter = _actor_membership(organization_id=organization_id, user_id=invited_by_id)
     action_require(role=inviter.role, action=Action.MEMBERS_MANAGE)
     _role_valid(role)
@@ -267,19 +270,23 @@ def member_invite(
         User.objects.filter(username__iexact=email).first()
         or User.objects.filter(email__iexact=email).first()
     )
-    if user is None:
+    if user is not None and Membership.objects.filter(organization_id=organization_id,
+                                                      user=user).exists():
+        raise Conflict(
+            f"{email} is already a member.", fields={"email": ["Already a member."]}
+        )
+    # An account that never confirmed this address may not be its owner's (anyone can
+    # sign up with any address): it joins, like a newcomer, once it confirms.
+    if user is None or email_unverified(user.pk):
         invitation, _ = Invitation.objects.update_or_create(
             organization_id=organization_id, email=email, accepted_at=None,
             defaults={"role": role, "invited_by_id": invited_by_id},
         )
         audit_record(action=AuditAction.MEMBER_INVITED, organization_id=organization_id,
                      target=f"invitation:{invitation.pk}", actor_id=invited_by_id,
-                     detail={"email": email, "role": role, "new_user": True})
-        return MemberInvite(email=email, role=role, invitation=invitation)
-    if Membership.objects.filter(organization_id=organization_id, user=user).exists():
-        raise Conflict(
-            f"{email} is already a member.", fields={"email": ["Already a member."]}
-        )
+                     detail={"email": email, "role": role, "new_user": user is None})
+        return MemberInvite(email=email, role=role, invitation=invitation,
+                            account_exists=user is not None)
     membership = Membership.objects.create(
         organization_id=organization_id, user=user, role=role
     )

@@ -145,3 +145,26 @@ def test_inviting_again_keeps_one_invitation_at_the_newest_role(org, owner_clien
     owner_client.post("/members/", {"email": INVITEE, "role": "viewer"})
 
     assert list(Invitation.objects.values_list("email", "role")) == [(INVITEE, "viewer")]
+
+
+def test_an_account_that_never_confirmed_the_address_joins_only_once_it_does(
+        org, owner_client, django_capture_on_commit_callbacks):
+    """Anyone may sign up with any address: a squatter's unconfirmed account for the
+    invited address does not become a member by the invitation."""
+    squatter = Client()
+    squatter.post("/signup/", {"organization_name": "Squat", "kind": "buyer",
+                               "email": INVITEE, "password1": PASSWORD})
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        owner_client.post("/members/", {"email": INVITEE, "role": "billing"})
+    login = Client().post("/login/", {"login": INVITEE, "password": PASSWORD})
+
+    assert not Membership.objects.filter(organization=org, user__email=INVITEE).exists()
+    assert Invitation.objects.get(organization=org).accepted_at is None
+    assert "http://testserver/login/" in mail.outbox[0].body
+    assert login["Location"] == "/accounts/confirm-email/"  # not in until it confirms
+
+    Client().get(_confirmation_link(INVITEE))
+
+    assert Membership.objects.get(organization=org, user__email=INVITEE).role == "billing"
