@@ -98,8 +98,8 @@ def members(request: OrganizationRequest) -> HttpResponse:
                 role = Membership.Role(invite.role).label.lower()
                 messages.success(
                     request,
-                    f"{invite.email} was invited as {role}; we emailed them a link to open "
-                    "their account. They join once they confirm their address."
+                    f"{invite.email} was invited as {role}; we emailed them a link. They "
+                    "join once they confirm their address."
                     if invite.invitation is not None else
                     f"{invite.email} was added as {role}; we emailed them a link to sign in.",
                 )
