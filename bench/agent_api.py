@@ -30,9 +30,9 @@ import httpx
 
 from bench._machine import cpu_share
 from bench._scratch import ROOT, SERVING_ENV, scratch_database, server_url, use_database
-from scheduler.agent.config import AgentConfig
+from suanli_agent.config import AgentConfig
 
-# What scheduler.agent sends from a node with 8 GPUs, 4 of them busy with two jobs.
+# What suanli_agent sends from a node with 8 GPUs, 4 of them busy with two jobs.
 BEAT = {"free_gpus": 4, "busy_gpus": 4, "utilization": 0.5, "agent_version": "0.1.0",
         "gpus": [{"index": i, "name": "NVIDIA H100 80GB HBM3", "memory_mb": 81559}
                  for i in range(8)],

@@ -378,6 +378,12 @@ LOGIN_REDIRECT_URL = "store:wallet"
 LOGOUT_REDIRECT_URL = "store:login"
 PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3 * 24 * 3600)
 
+# The node agent's wheel, built from agent/ on its first download (marketplace.agent_wheel)
+# and kept here, one folder per state of the agent's source.
+AGENT_WHEEL_DIR = env.str("AGENT_WHEEL_DIR", default="") or str(VAR_DIR / "downloads")
+# pip builds the wheel in an isolated environment, fetching setuptools from the index.
+AGENT_WHEEL_BUILD_TIMEOUT_S = env.int("AGENT_WHEEL_BUILD_TIMEOUT_S", default=300)
+
 # Job logs, outputs and webhooks (scheduler.services.logs, .outputs; banking webhooks)
 # Log and output bytes live behind Django's storage API under the alias "objects": the
 # filesystem in the embedded demo, S3-compatible storage (django-storages) in production.
@@ -487,7 +493,7 @@ AUTHENTICATION_BACKENDS = [
 ACCOUNT_LOGIN_METHODS = {"email", "username"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*"]
 ACCOUNT_SIGNUP_FORM_CLASS = "marketplace.account_forms.OrganizationSignupForm"
-ACCOUNT_ADAPTER = "marketplace.account_adapter.AccountAdapter"
+ACCOUNT_ADAPTER = "marketplace.account_adapter.StorefrontAccountAdapter"
 ACCOUNT_UNIQUE_EMAIL = True
 # Signed in at once, but unverified accounts cannot create keys, spend, deposit or be
 # paid out (`email_unverified`) until they follow the emailed link.

@@ -1,6 +1,14 @@
-"""What the storefront changes in allauth's account flows: a 429 past the failed-login
-rate, and invitations (banking's `Invitation`) that turn into memberships only once the
-invitee, signed up with its own password, confirms the invited address."""
+"""What the storefront changes in allauth's account flows.
+
+Where allauth sends a person once they have signed up: a provider-only organization
+has no wallet to spend from and its first work is on the portal (registering a node), so
+it lands there; every other organization lands on its wallet. A `next` URL still wins
+(allauth asks the adapter only when there is none). Signing in keeps LOGIN_REDIRECT_URL:
+the browser suites sign in and expect the wallet.
+
+Past the failed-login rate the answer is a 429. Invitations (banking's `Invitation`) turn
+into memberships only once the invitee, signed up with its own password, confirms the
+invited address."""
 
 from typing import Any
 
@@ -12,12 +20,17 @@ from allauth.core.ratelimit import respond_429
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 
+from banking.api.authentication import request_organization
 from banking.selectors import invitation_open_exists
 from banking.services.customers import invitation_accept
 
 
-class AccountAdapter(DefaultAccountAdapter):
+class StorefrontAccountAdapter(DefaultAccountAdapter):
+    def get_signup_redirect_url(self, request: HttpRequest) -> str:
+        return landing_url(request)
+
     def pre_authenticate(self, request: HttpRequest, **credentials: Any) -> None:
         """Past the failed-login rate (ACCOUNT_RATE_LIMITS["login_failed"]) the answer is a
         429, not a form error: a script that guesses passwords reads status codes, and a
@@ -53,3 +66,11 @@ class AccountAdapter(DefaultAccountAdapter):
         if confirmed:
             invitation_accept(user_id=email_address.user_id, email=email_address.email)
         return confirmed
+
+
+def landing_url(request: HttpRequest) -> str:
+    """The organization's own first page: the portal for a provider-only one."""
+    organization = request_organization(request)
+    if organization is not None and organization.is_provider and not organization.is_buyer:
+        return reverse("store:provider")
+    return reverse("store:wallet")

@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from banking.admin.money_columns import tokens_column
 from core.admin_site import dashboard_panel
 from core.read_only_admin import ReadOnlyAdmin
 from scheduler.models import (
@@ -26,8 +27,9 @@ from scheduler.services.nodes import node_approve, node_drain
 
 @admin.register(GpuClass)
 class GpuClassAdmin(admin.ModelAdmin):
-    list_display = ["name", "vendor", "vram_gb", "on_demand_rate", "block_rate", "deposit_rate",
-                    "min_rate", "max_rate", "updated_at"]
+    list_display = ["name", "vendor", "vram_gb", tokens_column("on_demand_rate"),
+                    tokens_column("block_rate"), tokens_column("deposit_rate"),
+                    tokens_column("min_rate"), tokens_column("max_rate"), "updated_at"]
     search_fields = ["name", "vendor"]
 
 
@@ -75,8 +77,9 @@ class AssignmentInline(admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["id", "organization", "gpu_class", "gpu_count", "state", "priority",
-                    "attempts", "node", "rate_per_gpu_hour", "hold_amount", "created_at"]
+    list_display = ["id", "organization", "gpu_class", "gpu_count", "state", "priority", "attempts",
+                    "node", tokens_column("rate_per_gpu_hour"), tokens_column("hold_amount"),
+                    "created_at"]
     list_filter = ["state", "gpu_class"]
     search_fields = ["organization__name", "id"]
     list_select_related = ["organization", "gpu_class", "node"]
@@ -101,8 +104,9 @@ class ReservationAdmin(admin.ModelAdmin):
 
 @admin.register(Assignment)
 class AssignmentAdmin(admin.ModelAdmin):
-    list_display = ["id", "job", "node", "gpu_count", "state", "gpu_seconds", "charged", "fee",
-                    "lease_expires_at", "created_at"]
+    list_display = ["id", "job", "node", "gpu_count", "state", "gpu_seconds",
+                    tokens_column("charged"), tokens_column("fee"), "lease_expires_at",
+                    "created_at"]
     list_filter = ["state"]
     search_fields = ["job__id", "node__name"]
     list_select_related = ["job", "node"]

@@ -266,6 +266,19 @@ class JobOutputsApi(APIView):
         return Response(JobOutputFileSerializer(outputs, many=True).data)
 
 
+# Signed URLs are followed without an API key (an agent uploading, a browser downloading):
+# the token, signed for one object until it expires, is the whole credential, so these
+# operations need no key and name no key scope.
+_SIGNED_URL_SCOPE = {"x-required-scope": "none"}
+_SIGNED_URL_NOTE = ("No API key: the signed token in the URL is the credential, for one "
+                    "object and until it expires.\n\nAPI key scope: none.")
+
+
+def _signed_token(where: str) -> OpenApiParameter:
+    return OpenApiParameter("token", str, OpenApiParameter.PATH,
+                            description=f"the signed token from {where}")
+
+
 class ObjectUploadApi(APIView):
     """The filesystem storage's presigned PUT: the token is the credential."""
 
@@ -276,6 +289,9 @@ class ObjectUploadApi(APIView):
 
     @extend_schema(request={"application/octet-stream": {"type": "string", "format": "binary"}},
                    responses={204: None}, auth=[],
+                   parameters=[_signed_token("an upload ticket's URL (`POST agent/assignments/"
+                                             "{id}/outputs/`), for that one file")],
+                   extensions=_SIGNED_URL_SCOPE, description=_SIGNED_URL_NOTE,
                    summary="Upload an output through a signed URL (filesystem storage)")
     def put(self, request: Request, token: str) -> Response:
         try:
@@ -293,6 +309,8 @@ class ObjectDownloadApi(APIView):
     throttle_classes: list[type] = []
 
     @extend_schema(responses={(200, "application/octet-stream"): bytes}, auth=[],
+                   parameters=[_signed_token("an output's `url` (`GET jobs/{id}/outputs/`)")],
+                   extensions=_SIGNED_URL_SCOPE, description=_SIGNED_URL_NOTE,
                    summary="Download an output through a signed URL (filesystem storage)")
     def get(self, request: Request, token: str) -> FileResponse:
         output = output_for_download(token=token[:1000])

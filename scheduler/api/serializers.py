@@ -160,7 +160,7 @@ class NodeIsolationSerializer(serializers.Serializer):
                                           max_length=255)
 
     def validate_default_image(self, value: str) -> str:
-        from scheduler.agent.workload_spec import SpecError, image_parse
+        from suanli_agent.workload_spec import SpecError, image_parse
 
         if value:
             try:
@@ -217,7 +217,7 @@ class UsageInputSerializer(serializers.Serializer):
                                           allow_blank=True, max_length=71)
 
     def validate_image(self, value: str) -> str:
-        from scheduler.agent.workload_spec import SpecError, image_parse
+        from suanli_agent.workload_spec import SpecError, image_parse
 
         try:
             image_parse(value, field_name="image")

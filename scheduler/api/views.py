@@ -1,5 +1,6 @@
 from typing import Any
 
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -148,7 +149,9 @@ class JobListCreateApi(APIView):
 
     @extend_schema(
         request=JobInputSerializer, responses={201: JobOutputSerializer},
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
+                    OpenApiParameter("Location", str, OpenApiParameter.HEADER, response=[201],
+                                     description="the new job's URL")],
         summary="Submit a job: the rate is locked and its maximum cost held",
     )
     def post(self, request: Request) -> Response:
@@ -162,7 +165,10 @@ class JobListCreateApi(APIView):
             **d,
         )
         out = job_get(organization_id=_org_id(request), job_id=job.pk)
-        return Response(JobOutputSerializer(out).data, status=201)
+        # The created resource named as HTTP says (RFC 9110 §10.2.2): a client follows the
+        # job from here without knowing how job URLs are built.
+        return Response(JobOutputSerializer(out).data, status=201,
+                        headers={"Location": reverse("job-detail", args=[job.pk])})
 
 
 class JobDetailApi(APIView):

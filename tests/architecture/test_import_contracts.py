@@ -63,8 +63,8 @@ def test_every_contract_is_kept(lint: Any) -> None:
         (("scheduler.services.jobs", "scheduler.tasks"), {SERVICES, ACYCLIC}),
         (("banking.selectors", "banking.api.authentication"), {SERVICES, ACYCLIC}),
         (("marketplace.services.deposits", "marketplace.views.provider"), {SERVICES, ACYCLIC}),
-        (("scheduler.agent.gpus", "django"), {AGENT}),
-        (("scheduler.agent.runner", "scheduler.models"), {AGENT}),
+        (("suanli_agent.gpus", "django"), {AGENT}),
+        (("suanli_agent.runner", "scheduler.models"), {AGENT}),
         # scheduler.services.jobs imports scheduler.services.settlement: back is a circle.
         (("scheduler.services.settlement", "scheduler.services.jobs"), {ACYCLIC}),
     ],

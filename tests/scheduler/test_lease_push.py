@@ -18,14 +18,14 @@ import pytest
 import redis
 import uvicorn
 
-from scheduler.agent.client import AgentClient
-from scheduler.agent.config import AgentConfig
-from scheduler.agent.gpus import fake_gpus
-from scheduler.agent.node import Node as AgentNode
 from scheduler.models import Assignment, Job
 from scheduler.services.heartbeat_buffer import LEASE_DUE, PENDING
 from scheduler.services.jobs import job_cancel
 from scheduler.services.placement import placement_run
+from suanli_agent.client import AgentClient
+from suanli_agent.config import AgentConfig
+from suanli_agent.gpus import fake_gpus
+from suanli_agent.node import Node as AgentNode
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.serial]
 

@@ -9,17 +9,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from scheduler.agent.client import (
+from suanli_agent.client import (
     AgentClient,
     AgentClientError,
     ApiError,
     Backoff,
     retry_until_answered,
 )
-from scheduler.agent.config import AgentConfig
-from scheduler.agent.logs import LogShipper, LogSpool, spool_directory
-from scheduler.agent.outputs import OutputUploader, outputs_directory
-from scheduler.agent.runner import (
+from suanli_agent.config import AgentConfig
+from suanli_agent.logs import LogShipper, LogSpool, spool_directory
+from suanli_agent.outputs import OutputUploader, outputs_directory
+from suanli_agent.runner import (
     Execution,
     ImageRefused,
     InvalidSpec,
@@ -27,7 +27,7 @@ from scheduler.agent.runner import (
     WorkloadPolicy,
     build_execution,
 )
-from scheduler.agent.state import RunRecord, RunStateStore
+from suanli_agent.state import RunRecord, RunStateStore
 
 CLOSED_CODE = "assignment_closed"
 SHUTDOWN_REASON = "agent shutting down"
@@ -107,8 +107,8 @@ class AssignmentRun:
         self._thread = threading.Thread(
             target=self._main, name=f"assignment-{self.id}", daemon=True
         )
-        # The run's log and outputs, on disk beside the run state (scheduler.agent.logs,
-        # scheduler.agent.outputs).
+        # The run's log and outputs, on disk beside the run state (suanli_agent.logs,
+        # suanli_agent.outputs).
         self.spool: LogSpool | None = None
         self.shipper: LogShipper | None = None
         self.outputs_dir = outputs_directory(store.directory, lease.id)
