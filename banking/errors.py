@@ -48,3 +48,13 @@ class OrganizationDelinquent(DomainError):
 class OrganizationFrozen(DomainError):
     code: str = BankingErrorCode.ORGANIZATION_FROZEN
     status = 403
+
+
+class OrganizationNotApproved(DomainError):
+    code: str = BankingErrorCode.ORGANIZATION_NOT_APPROVED
+    status = 403
+
+
+class OrganizationCannotSpend(DomainError):
+    code: str = BankingErrorCode.ORGANIZATION_OWES
+    status = 402

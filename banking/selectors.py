@@ -7,7 +7,15 @@ from django.db.models import QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from banking.models import Account, ApiKey, AuditEvent, Entry, Membership, Organization
+from banking.models import (
+    Account,
+    ApiKey,
+    AuditEvent,
+    Entry,
+    Invitation,
+    Membership,
+    Organization,
+)
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.models.payments import Payout, PayoutAccount, TopUp
 from core.errors import NotFound
@@ -179,6 +187,21 @@ def membership_list(*, organization_id: int) -> QuerySet[Membership]:
         .select_related("user")
         .order_by("id")
     )
+
+
+def invitation_list(*, organization_id: int) -> QuerySet[Invitation]:
+    """The organization's open invitations (addresses that have not signed up yet)."""
+    return Invitation.objects.filter(organization_id=organization_id,
+                                     accepted_at=None).order_by("id")
+
+
+def invitation_open_get(*, invitation_id: int) -> Invitation | None:
+    return (Invitation.objects.filter(pk=invitation_id, accepted_at=None)
+            .select_related("organization", "invited_by").first())
+
+
+def invitation_open_exists(*, email: str) -> bool:
+    return Invitation.objects.filter(email=email.strip().lower(), accepted_at=None).exists()
 
 
 def membership_get(*, user_id: int, organization_id: int) -> Membership | None:

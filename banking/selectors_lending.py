@@ -8,7 +8,6 @@ from django.db.models import Prefetch, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from banking import standing
 from banking.amortization import ScheduleError, ScheduleRow, add_months, annuity_schedule
 from banking.errors import (
     CreditLimitExceeded,
@@ -17,6 +16,7 @@ from banking.errors import (
 )
 from banking.models import Account, CreditLine, Installment, Loan, Organization
 from banking.models.ledger import AccountPurpose
+from banking.standing import organization_standing_check as _standing_check
 from core.errors import InvalidInput, NotFound
 
 UNPAID = (Installment.Status.DUE, Installment.Status.OVERDUE)
@@ -86,7 +86,7 @@ def credit_line_get(*, organization_id: int) -> CreditLineSummary:
 
 def organization_standing_check(organization: Organization) -> None:
     """Refuse new credit to a frozen or delinquent organization."""
-    standing.organization_standing_check(organization.status, before="taking new credit")
+    _standing_check(organization.status, before="taking new credit")
 
 
 def loan_terms_check(

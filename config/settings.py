@@ -523,7 +523,10 @@ ACCOUNT_CONFIRM_EMAIL_ON_GET = True
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Suanli] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if HTTPS else "http"
-# The sixth wrong password for one account, or from one address, in a minute is refused.
+# The sixth wrong password for one account, or from one address, in a minute is refused
+# with a 429 (marketplace.account_adapter), the right one too until the minute is over.
 ACCOUNT_RATE_LIMITS = {"login_failed": "5/m/ip,5/m/key"}
+# How long an invitation's emailed link opens the invitee's sign-up.
+INVITATION_MAX_AGE_S = env.int("INVITATION_MAX_AGE_S", default=14 * 24 * 3600)
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Suanli"

@@ -54,6 +54,7 @@ urlpatterns = [
                                        "password_reset_complete.html"),
          name="password_reset_complete"),
     path("members/", accounts.members, name="members"),
+    path("invitations/<str:token>/", accounts.invitation_accept, name="invitation_accept"),
     path("members/<int:user_id>/", accounts.member_change, name="member_change"),
     path("audit/", audit.audit, name="audit"),
     path("organization/security/", accounts.organization_security,

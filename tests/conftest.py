@@ -120,6 +120,17 @@ def org(make_org: Callable[..., Organization]) -> Organization:
 
 
 @pytest.fixture
+def admin_client(admin_user: Any) -> Any:
+    """pytest-django's `admin_client`, signed in as the admin site requires (password and
+    a second factor, through allauth) instead of a forced session the site refuses."""
+    from django.test import Client
+
+    from tests.operators import operator_sign_in
+
+    return operator_sign_in(Client(), admin_user, "password")
+
+
+@pytest.fixture
 def api_client_for() -> Callable[[Organization], APIClient]:
     def make(organization: Organization) -> APIClient:
         client = APIClient()

@@ -6,9 +6,10 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from banking.models import Account, ApiKey, Membership, Organization
+from banking.models import Account, ApiKey, Invitation, Membership, Organization
 from banking.services.customers import organization_approve, organization_set_status
-from banking.services.standing import organization_block_reasons
+from banking.standing import organization_block_reasons
+from core.read_only_admin import ReadOnlyAdmin
 
 
 class MembershipInline(admin.TabularInline):
@@ -66,6 +67,16 @@ class MembershipAdmin(admin.ModelAdmin):
     list_filter = ["role"]
     search_fields = ["user__username", "user__email", "organization__name"]
     autocomplete_fields = ["user", "organization"]
+
+
+@admin.register(Invitation)
+class InvitationAdmin(ReadOnlyAdmin):
+    """Written by the members' services only: an accepted one is a record of who joined
+    by whose word, an open one waits for its address to be confirmed."""
+
+    list_display = ["email", "organization", "role", "invited_by", "created_at", "accepted_at"]
+    list_filter = ["role", "accepted_at"]
+    search_fields = ["email", "organization__name"]
 
 
 @admin.register(ApiKey)

@@ -1,7 +1,7 @@
 from banking.models.audit import AuditAction, AuditEvent
 from banking.models.auto_topup import AutoTopUp
 from banking.models.checks import LedgerCheckpoint, LedgerCheckpointBalance
-from banking.models.customers import ApiKey, ApiKeyScope, Membership, Organization
+from banking.models.customers import ApiKey, ApiKeyScope, Invitation, Membership, Organization
 from banking.models.ledger import Account, Entry, Hold, Transfer
 from banking.models.lending import CreditLine, Installment, Loan, LoanPrepayment
 from banking.models.payments import (
@@ -34,6 +34,7 @@ __all__ = [
     "Entry",
     "Hold",
     "Installment",
+    "Invitation",
     "LedgerCheckpoint",
     "LedgerCheckpointBalance",
     "Loan",

@@ -6,6 +6,7 @@ class AuditAction(models.TextChoices):
     API_KEY_CREATED = "api_key.created", "API key created"
     API_KEY_REVOKED = "api_key.revoked", "API key revoked"
     MEMBER_INVITED = "member.invited", "Member invited"
+    MEMBER_JOINED = "member.joined", "Invited member joined"
     MEMBER_REMOVED = "member.removed", "Member removed"
     MEMBER_ROLE_CHANGED = "member.role_changed", "Member's role changed"
     MFA_ENABLED = "mfa.enabled", "Second factor turned on"

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower
 
 
 class Organization(models.Model):
@@ -61,6 +62,39 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.organization} ({self.role})"
+
+
+class Invitation(models.Model):
+    """A place in an organization held for an email address with no account yet. No user
+    exists until the invitee signs up with its own password; the membership is made when
+    it confirms the address (banking.services.customers.invitation_accept)."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="invitations"
+    )
+    email = models.EmailField(max_length=254)
+    role = models.CharField(max_length=16, choices=Membership.Role.choices)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["organization_id", "email"]
+        constraints = [
+            # One open invitation per address and organization: inviting again resends it.
+            models.UniqueConstraint(
+                fields=["organization", "email"], condition=models.Q(accepted_at=None),
+                name="invitation_open_unique",
+            ),
+            # Addresses are kept lower-case, so the unique constraint above is case-blind.
+            models.CheckConstraint(condition=models.Q(email=Lower("email")),
+                                   name="invitation_email_lower"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} invited to {self.organization} ({self.role})"
 
 
 class ApiKeyScope(models.TextChoices):

@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from banking.account_security import account_standing_require
+from banking.account_security import account_standing_require, email_unverified
 from banking.audit import audit_record
 from banking.error_codes import AccessErrorCode
 from banking.locks import organizations_lock
@@ -20,6 +20,7 @@ from banking.models import (
     ApiKey,
     ApiKeyScope,
     AuditAction,
+    Invitation,
     Membership,
     Organization,
 )
@@ -195,8 +196,14 @@ def organization_require_mfa_set(*, organization_id: int, actor_id: int,
 
 @dataclass(frozen=True)
 class MemberInvite:
-    membership: Membership
-    user_created: bool  # a new user has no password yet: send them a link to set one
+    """Either a membership (the address already has an account, which signs in with its
+    own password) or an open invitation (no account yet: the invitee signs up)."""
+
+    email: str
+    role: str
+    membership: Membership | None = None
+    invitation: Invitation | None = None
+    account_exists: bool = True
 
 
 def _normalized_email(email: str) -> str:
@@ -248,7 +255,11 @@ def member_invite(
     *, organization_id: int, invited_by_id: int, email: str, role: str = Membership.Role.DEVELOPER
 ) -> MemberInvite:
     """Add a member by email. Owners and admins may invite; only an owner makes owners.
-    An unknown email gets a new user without a password."""
+    An account that confirmed the address becomes a member at once. An unknown address
+    gets an open invitation and no user (nobody holds a password-less account the
+    address's owner did not make), and so does an account that has not confirmed it; the
+    invitation becomes a membership when the address is confirmed (`invitation_accept`).
+    Inviting again keeps the one invitation, at the newest role."""
     inviter = _actor_membership(organization_id=organization_id, user_id=invited_by_id)
     action_require(role=inviter.role, action=Action.MEMBERS_MANAGE)
     _role_valid(role)
@@ -259,20 +270,53 @@ def member_invite(
         User.objects.filter(username__iexact=email).first()
         or User.objects.filter(email__iexact=email).first()
     )
-    created = user is None
-    if user is None:
-        user = User.objects.create_user(username=email, email=email, password=None)
-    elif Membership.objects.filter(organization_id=organization_id, user=user).exists():
+    if user is not None and Membership.objects.filter(organization_id=organization_id,
+                                                      user=user).exists():
         raise Conflict(
             f"{email} is already a member.", fields={"email": ["Already a member."]}
         )
+    # An account that never confirmed this address may not be its owner's (anyone can
+    # sign up with any address): it joins, like a newcomer, once it confirms.
+    if user is None or email_unverified(user.pk):
+        invitation, _ = Invitation.objects.update_or_create(
+            organization_id=organization_id, email=email, accepted_at=None,
+            defaults={"role": role, "invited_by_id": invited_by_id},
+        )
+        audit_record(action=AuditAction.MEMBER_INVITED, organization_id=organization_id,
+                     target=f"invitation:{invitation.pk}", actor_id=invited_by_id,
+                     detail={"email": email, "role": role, "new_user": user is None})
+        return MemberInvite(email=email, role=role, invitation=invitation,
+                            account_exists=user is not None)
     membership = Membership.objects.create(
         organization_id=organization_id, user=user, role=role
     )
     audit_record(action=AuditAction.MEMBER_INVITED, organization_id=organization_id,
                  target=f"user:{user.pk}", actor_id=invited_by_id,
-                 detail={"email": email, "role": role, "new_user": created})
-    return MemberInvite(membership=membership, user_created=created)
+                 detail={"email": email, "role": role, "new_user": False})
+    return MemberInvite(email=email, role=role, membership=membership)
+
+
+@transaction.atomic
+def invitation_accept(*, user_id: int, email: str) -> list[Membership]:
+    """The user proved it holds `email` (allauth confirmed the address): every open
+    invitation to it becomes a membership. Confirming again changes nothing."""
+    email = email.strip().lower()
+    memberships = []
+    for invitation in Invitation.objects.select_for_update().filter(
+        email=email, accepted_at=None
+    ).order_by("pk"):
+        membership, _ = Membership.objects.get_or_create(
+            organization_id=invitation.organization_id, user_id=user_id,
+            defaults={"role": invitation.role},
+        )
+        invitation.accepted_at = timezone.now()
+        invitation.save(update_fields=["accepted_at"])
+        audit_record(action=AuditAction.MEMBER_JOINED,
+                     organization_id=invitation.organization_id, target=f"user:{user_id}",
+                     actor_id=user_id, detail={"email": email, "role": membership.role,
+                                               "invitation": invitation.pk})
+        memberships.append(membership)
+    return memberships
 
 
 API_KEY_MAX_LIFETIME = timedelta(days=2 * 365)

@@ -34,8 +34,8 @@ from banking.services.payable import (
     payable_take,
 )
 from banking.services.payments import cents_for_tokens
-from banking.services.standing import Act, organization_assert_may_act
 from banking.services.transactions import money_transaction
+from banking.standing import Act, organization_assert_may_act
 from core.errors import DomainError, InvalidInput, NotFound, PermissionDenied
 
 logger = logging.getLogger("suanli.payouts")

@@ -12,8 +12,8 @@ from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account_ids
 from banking.services.ledger import require_positive_tokens, system_account, transfer_post
 from banking.services.payable import payable_earn
-from banking.services.standing import Act, organization_assert_may_act
 from banking.services.transactions import money_transaction
+from banking.standing import Act, organization_assert_may_act
 from marketplace.errors import AdvanceLimitExceeded
 from marketplace.locks import idempotency_key_lock
 from marketplace.models import Advance

@@ -21,8 +21,8 @@ from banking.services.lending import (
     loan_principal_outstanding,
     loan_principal_repay,
 )
-from banking.services.standing import Act, organization_assert_may_act
 from banking.services.transactions import money_transaction
+from banking.standing import Act, organization_assert_may_act
 from core.errors import InvalidInput, NotFound
 from marketplace.errors import InsufficientInventory, SellBackNotAllowed
 from marketplace.locks import idempotency_key_lock, inventory_slots_lock

@@ -1,7 +1,8 @@
 """Sign-up, members, switching organization."""
 
-from typing import cast
+from typing import Any, cast
 
+from allauth.account.views import SignupView
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -12,8 +13,14 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from banking.invitation_tokens import invitation_id_from_token
 from banking.models import Membership
-from banking.selectors import membership_list, user_membership_list
+from banking.selectors import (
+    invitation_list,
+    invitation_open_get,
+    membership_list,
+    user_membership_list,
+)
 from banking.services.customers import (
     member_invite,
     member_remove,
@@ -30,6 +37,7 @@ from marketplace.forms import (
     SignupForm,
     apply_domain_error,
 )
+from marketplace.invitation_forms import InvitationSignupForm
 from marketplace.views.base import OrganizationRequest, can_manage_members, organization_required
 
 
@@ -81,18 +89,19 @@ def members(request: OrganizationRequest) -> HttpResponse:
                         role=form.cleaned_data["role"],
                     )
                     member_invite_email_send(
-                        request, user=invite.membership.user, organization=request.organization,
+                        request, invite=invite, organization=request.organization,
                         invited_by=request.user,
-                        new_user=invite.user_created,
                     )
             except DomainError as exc:
                 apply_domain_error(form, exc)
             else:
+                role = Membership.Role(invite.role).label.lower()
                 messages.success(
                     request,
-                    f"{invite.membership.user.email} was added as "
-                    f"{invite.membership.get_role_display().lower()}; "
-                    "we emailed them a link to sign in.",
+                    f"{invite.email} was invited as {role}; we emailed them a link. They "
+                    "join once they confirm their address."
+                    if invite.invitation is not None else
+                    f"{invite.email} was added as {role}; we emailed them a link to sign in.",
                 )
                 return redirect("store:members")
     return render(
@@ -100,12 +109,43 @@ def members(request: OrganizationRequest) -> HttpResponse:
         "marketplace/accounts/members.html",
         {
             "members": membership_list(organization_id=request.organization.pk),
+            "invitations": invitation_list(organization_id=request.organization.pk),
             "form": form,
             "nav": "members",
             "manage": manage,
             "roles": Membership.Role.choices,
         },
     )
+
+
+class InvitationAcceptView(SignupView):
+    """The invitation's link: allauth's sign-up for the invited address alone, whose
+    password the invitee chooses; allauth then sends the confirmation, and the membership
+    is made when it is followed (marketplace.account_adapter). A forged, expired or used
+    link is a 404 that says which."""
+
+    template_name = "marketplace/accounts/invitation.html"
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        invitation_id = invitation_id_from_token(kwargs["token"])
+        invitation = (invitation_open_get(invitation_id=invitation_id)
+                      if invitation_id is not None else None)
+        if invitation is None:
+            return render(request, "marketplace/accounts/invitation_invalid.html", status=404)
+        self.invitation = invitation
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_form_class(self) -> type[InvitationSignupForm]:
+        return InvitationSignupForm
+
+    def get_form_kwargs(self) -> dict[str, Any]:
+        return {**super().get_form_kwargs(), "email": self.invitation.email}
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return {**super().get_context_data(**kwargs), "invitation": self.invitation}
+
+
+invitation_accept = InvitationAcceptView.as_view()
 
 
 @organization_required

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from banking.errors import IdempotencyConflict
 from banking.services.holds import hold_place
-from banking.services.standing import Act, organization_assert_may_act
 from banking.services.transactions import money_transaction
+from banking.standing import Act, organization_assert_may_act
 from core.errors import InvalidInput, NotFound
 from scheduler import enqueue
 from scheduler.error_codes import SchedulerErrorCode

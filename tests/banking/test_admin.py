@@ -6,13 +6,13 @@ from django.contrib.auth.models import User
 from banking.models import Organization, Transfer
 from banking.selectors import wallet_get
 from banking.services.ledger import grant_post
+from tests.operators import operator_sign_in
 
 
 @pytest.fixture
 def operator_client(client, db):
-    User.objects.create_superuser("operator", "op@example.com", "pw-operator-1")
-    client.login(username="operator", password="pw-operator-1")
-    return client
+    user = User.objects.create_superuser("operator", "op@example.com", "pw-operator-1")
+    return operator_sign_in(client, user, "pw-operator-1")
 
 
 def test_transfers_and_entries_cannot_be_added_changed_or_deleted(operator_client, make_org):

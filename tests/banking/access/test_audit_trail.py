@@ -17,6 +17,7 @@ from banking.models.ledger import AccountPurpose
 from banking.services.customers import (
     api_key_issue,
     api_key_revoke,
+    invitation_accept,
     member_invite,
     member_remove,
     member_role_change,
@@ -29,6 +30,7 @@ from banking.services.lending import credit_line_set, loan_originate, loan_write
 from banking.services.payouts import payout_account_set, payout_approve, payout_reject
 from banking.services.payouts import payout_request as payout_request_service
 from tests.earnings import earn
+from tests.operators import operator_sign_in
 
 
 @pytest.fixture
@@ -69,9 +71,12 @@ def test_key_revoked_and_member_acts_are_recorded(company, owner):
     key = api_key_issue(organization_id=company.pk, created_by_id=owner.pk)
     api_key_revoke(organization_id=company.pk, api_key_id=key.api_key.pk, actor_id=owner.pk)
     api_key_revoke(organization_id=company.pk, api_key_id=key.api_key.pk, actor_id=owner.pk)
-    invite = member_invite(organization_id=company.pk, invited_by_id=owner.pk,
-                           email="dev@audited.example", role="developer")
-    dev_id = invite.membership.user_id
+    member_invite(organization_id=company.pk, invited_by_id=owner.pk,
+                  email="dev@audited.example", role="developer")
+    dev = User.objects.create_user(username="dev@audited.example", email="dev@audited.example",
+                                   password="pw-Secret-123")  # signed up; confirms:
+    invitation_accept(user_id=dev.pk, email="Dev@Audited.example")
+    dev_id = dev.pk
     dev_key = api_key_issue(organization_id=company.pk, created_by_id=dev_id)
     member_role_change(organization_id=company.pk, actor_id=owner.pk, user_id=dev_id,
                        role="viewer")
@@ -80,6 +85,8 @@ def test_key_revoked_and_member_acts_are_recorded(company, owner):
     assert [r.target for r in _rows("api_key.revoked")] == [f"api_key:{key.api_key.prefix}"]
     assert [(r.actor_id, r.detail["role"]) for r in _rows("member.invited")] == [
         (owner.pk, "developer")]
+    assert [(r.actor_id, r.target, r.detail["role"]) for r in _rows("member.joined")] == [
+        (dev_id, f"user:{dev_id}", "developer")]
     assert [r.detail for r in _rows("member.role_changed")] == [
         {"from": "developer", "to": "viewer"}]
     [removed] = _rows("member.removed")
@@ -198,8 +205,7 @@ def test_owners_read_the_trail_and_its_csv_others_do_not(company, owner):
 def test_operators_read_and_export_the_trail_in_the_admin(company, owner):
     api_key_issue(organization_id=company.pk, created_by_id=owner.pk)
     operator = User.objects.create_superuser("root", "root@suanli.example", "pw-Secret-123")
-    client = Client()
-    client.force_login(operator)
+    client = operator_sign_in(Client(), operator, "pw-Secret-123")
     row = AuditEvent.objects.get()
 
     listing = client.get("/admin/banking/auditevent/")

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from banking.models import (
     ApiKey,
+    Invitation,
     Loan,
     Membership,
     Organization,
@@ -107,6 +108,7 @@ def _snapshot(org: Organization) -> tuple:
         ApiKey.objects.filter(organization=org).count(),
         WebhookEndpoint.objects.filter(organization=org).count(),
         sorted(Membership.objects.filter(organization=org).values_list("user__email", "role")),
+        Invitation.objects.filter(organization=org).count(),
     )
 
 

@@ -9,14 +9,13 @@ from banking.models import CreditLine, Loan
 from banking.models.ledger import AccountPurpose
 from banking.selectors import organization_account
 from banking.services.lending import loan_originate
+from tests.operators import operator_sign_in
 
 
 @pytest.fixture
 def admin_client(db) -> Client:
     user = User.objects.create_superuser("ops", "ops@example.com", "pw-for-tests-only")
-    client = Client()
-    client.force_login(user)
-    return client
+    return operator_sign_in(Client(), user, "pw-for-tests-only")
 
 
 def test_adding_a_credit_line_in_the_admin_sets_the_floor(admin_client, make_org):

@@ -22,7 +22,7 @@ from banking.services.payments import (
     topup_create,
     topup_refund,
 )
-from banking.services.spending import organization_assert_can_spend
+from banking.standing import organization_assert_can_spend
 from tests.banking.payments.conftest import balance
 from tests.concurrency import run_threads
 from tests.stripe_server import create_card_payment_method, register_webhook

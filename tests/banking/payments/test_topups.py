@@ -16,7 +16,7 @@ from banking.services.payments import (
     topup_fulfil,
     topups_sync_pending,
 )
-from banking.services.spending import organization_assert_can_spend
+from banking.standing import organization_assert_can_spend
 from banking.tasks import topups_sync_pending_task
 from core.errors import DomainError
 from tests.banking.payments.conftest import balance

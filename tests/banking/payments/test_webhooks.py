@@ -8,6 +8,7 @@ import time
 import pytest
 from django.test import Client
 
+from banking.errors import OrganizationCannotSpend
 from banking.gateway.fake import FakeGateway
 from banking.gateway.interface import WebhookEvent
 from banking.gateway.signatures import sign_payload
@@ -16,7 +17,7 @@ from banking.models.ledger import AccountPurpose, TransferKind
 from banking.selectors import organization_account, wallet_get
 from banking.services.ledger import transfer_post
 from banking.services.payments import stripe_events_retry, topup_create, topup_refund
-from banking.services.spending import OrganizationCannotSpend, organization_assert_can_spend
+from banking.standing import organization_assert_can_spend
 from tests.banking.payments.conftest import FAKE_SECRET, balance
 
 pytestmark = pytest.mark.django_db

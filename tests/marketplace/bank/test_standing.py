@@ -6,11 +6,10 @@ from datetime import timedelta
 
 import pytest
 
-from banking.errors import OrganizationFrozen
+from banking.errors import OrganizationFrozen, OrganizationNotApproved
 from banking.models import Account, Hold, Organization, Payout
 from banking.services.customers import organization_set_status
 from banking.services.payouts import payout_account_set, payout_request
-from banking.services.standing import OrganizationNotApproved
 from marketplace.models import Advance, Block, CapacityDeposit, InventorySlot
 from marketplace.services.advances import advance_create
 from marketplace.services.blocks import block_buy

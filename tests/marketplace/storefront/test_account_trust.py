@@ -1,5 +1,5 @@
 """Accounts a company can trust: an unconfirmed email cannot act (`email_unverified`)
-until its link is followed; the sixth wrong password in a minute is refused; a second
+until its link is followed; the sixth wrong password in a minute is refused (429); a second
 factor where the organization asks for one, or where money can leave."""
 
 import re
@@ -64,7 +64,19 @@ def test_an_unverified_account_cannot_spend_through_the_api(db):
     assert response.json()["error"]["code"] == "email_unverified"
 
 
-def test_the_sixth_wrong_password_in_a_minute_is_refused(db):
+@pytest.fixture
+def login_window(settings):
+    """The configured count (5 in a minute), counted over an hour so that a slow machine
+    cannot let the minute pass between the attempts; fast hashing for the same reason."""
+    assert settings.ACCOUNT_RATE_LIMITS["login_failed"] == "5/m/ip,5/m/key"
+    settings.ACCOUNT_RATE_LIMITS = {"login_failed": "5/h/ip,5/h/key"}
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+# The counts live in the shared Redis cache, which every parallel worker clears after each
+# of its tests: counted alone, after the parallel part.
+@pytest.mark.serial
+def test_the_sixth_wrong_password_in_a_minute_is_refused_with_a_429(db, login_window):
     _sign_up(Client(), email="ada@lumen.example")
     attempts = [
         Client().post("/login/", {"login": "ada@lumen.example", "password": f"wrong-{i}"})
@@ -73,11 +85,30 @@ def test_the_sixth_wrong_password_in_a_minute_is_refused(db):
     right = Client()
     after = right.post("/login/", {"login": "ada@lumen.example", "password": PASSWORD})
 
+    wrong = "The email address and/or password you specified are not correct."
     refused = "Too many failed login attempts. Try again later."
-    assert [refused in a.content.decode() for a in attempts] == [False] * 5 + [True]
-    assert [a.status_code for a in attempts] == [200] * 6
-    assert refused in after.content.decode()  # even the right password, for a minute
+    assert [a.status_code for a in attempts] == [200] * 5 + [429]
+    assert [wrong in a.content.decode() for a in attempts] == [True] * 5 + [False]
+    assert refused in attempts[5].content.decode()
+    assert after.status_code == 429  # even the right password, for a minute
     assert right.get("/wallet/").status_code == 302  # not signed in
+    assert "_auth_user_id" not in right.session
+
+
+@pytest.mark.serial
+def test_the_limit_counts_per_account_whatever_the_address(db, login_window):
+    """Five wrong passwords from five addresses still close the account's door."""
+    _sign_up(Client(), email="ada@lumen.example")
+    attempts = [
+        Client(REMOTE_ADDR=f"198.51.100.{i}").post(
+            "/login/", {"login": "ada@lumen.example", "password": f"wrong-{i}"})
+        for i in range(6)
+    ]
+    other = Client(REMOTE_ADDR="198.51.100.1").post(
+        "/login/", {"login": "bo@lumen.example", "password": "wrong"})
+
+    assert [a.status_code for a in attempts] == [200] * 5 + [429]
+    assert other.status_code == 200  # another account from a used address: not yet
 
 
 def test_the_demo_users_log_in_by_username(db):

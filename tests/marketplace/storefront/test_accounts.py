@@ -7,7 +7,7 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
-from banking.models import Membership, Organization
+from banking.models import Invitation, Membership, Organization
 
 
 def _signup(client, **overrides):
@@ -94,7 +94,7 @@ def test_password_reset_emails_a_link_that_sets_a_new_password(db):
     assert Client().login(username="ada@lumen.example", password="another-horse-43")
 
 
-def test_an_owner_adds_a_new_member_who_gets_a_link_to_set_a_password(
+def test_an_owner_invites_a_new_address_which_gets_a_sign_up_link_and_no_user(
     org, owner_client, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
@@ -102,12 +102,13 @@ def test_an_owner_adds_a_new_member_who_gets_a_link_to_set_a_password(
                                      {"email": "Bo@Acme.example", "role": "admin"})
 
     assert response.status_code == 302
-    member = Membership.objects.get(organization=org, user__email="bo@acme.example")
-    assert member.role == Membership.Role.ADMIN
-    assert not member.user.has_usable_password()
+    assert not User.objects.filter(email__iexact="bo@acme.example").exists()
+    invitation = Invitation.objects.get(organization=org)
+    assert (invitation.email, invitation.role, invitation.accepted_at) == (
+        "bo@acme.example", "admin", None)
     assert len(mail.outbox) == 1
     assert mail.outbox[0].to == ["bo@acme.example"]
-    assert "/password-reset/" in mail.outbox[0].body
+    assert "http://testserver/invitations/" in mail.outbox[0].body
     listing = owner_client.get(reverse("store:members")).content.decode()
     assert "bo@acme.example" in listing
     assert "Invited</span>" in listing
