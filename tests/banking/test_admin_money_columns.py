@@ -12,13 +12,13 @@ from django.urls import reverse
 
 from banking.models import Account
 from banking.models.ledger import AccountPurpose
+from tests.operators import operator_sign_in
 
 
 @pytest.fixture
 def operator_client(client, db):
-    User.objects.create_superuser("operator", "op@example.com", "pw-operator-1")
-    client.login(username="operator", password="pw-operator-1")
-    return client
+    user = User.objects.create_superuser("operator", "op@example.com", "pw-operator-1")
+    return operator_sign_in(client, user, "pw-operator-1")
 
 
 def _money_admins() -> list[tuple[type[Model], admin.ModelAdmin]]:
