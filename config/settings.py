@@ -42,6 +42,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.observability.RequestLogMiddleware",
+    # Before anything reads a body (CSRF reads a form's): core.request_bounds.
+    "core.request_bounds.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -139,11 +141,21 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "banking.api.schema.ScopedAutoSchema",
     "EXCEPTION_HANDLER": "core.api_errors.api_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.request_bounds.BoundedJSONParser"],
     "UNAUTHENTICATED_USER": None,
     # `?format=csv` on statements is handled by the view, not by content negotiation.
     "URL_FORMAT_OVERRIDE": None,
 }
+
+# Request bodies are capped before parsing (core.request_bounds): the API's, and the
+# agents' calls under AGENT_API_PATH_PREFIX, which send small reports. Views that bound
+# their own bodies (log chunks, signed uploads) are named by URL name.
+API_REQUEST_MAX_BYTES = env.int("API_REQUEST_MAX_BYTES", default=1024 * 1024)
+AGENT_REQUEST_MAX_BYTES = env.int("AGENT_REQUEST_MAX_BYTES", default=64 * 1024)
+AGENT_API_PATH_PREFIX = "/api/v1/agent/"
+REQUEST_BODY_SELF_BOUNDED_VIEWS = frozenset({"agent-logs", "object-upload"})
+# How deep a JSON body may nest; a job's spec, the deepest field, is bounded on its own.
+API_JSON_MAX_DEPTH = env.int("API_JSON_MAX_DEPTH", default=32)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Suanli API",
