@@ -263,6 +263,11 @@ BANK_ADVANCE_HISTORY_DAYS = env.int("BANK_ADVANCE_HISTORY_DAYS", default=7)
 # A deposit's window starts within DEPOSIT_MAX_AHEAD_DAYS and lasts at most DEPOSIT_MAX_DAYS.
 DEPOSIT_MAX_AHEAD_DAYS = env.int("DEPOSIT_MAX_AHEAD_DAYS", default=30)
 DEPOSIT_MAX_DAYS = env.int("DEPOSIT_MAX_DAYS", default=90)
+# A block's window, and one asked about in blocks/availability/, starts within
+# BLOCK_MAX_AHEAD_DAYS (no deposit makes inventory later than the deposits' own bounds
+# allow) and lasts at most BLOCK_MAX_DAYS: each hour of it is a row and a slot answered.
+BLOCK_MAX_AHEAD_DAYS = env.int("BLOCK_MAX_AHEAD_DAYS", default=120)
+BLOCK_MAX_DAYS = env.int("BLOCK_MAX_DAYS", default=90)
 # Block length discounts: (at least this many GPU-window hours, basis points off).
 BANK_BLOCK_DISCOUNTS = [(720, 2000), (168, 1000), (24, 500)]
 BANK_SELL_BACK_DISCOUNT_BPS = env.int("BANK_SELL_BACK_DISCOUNT_BPS", default=2000)
