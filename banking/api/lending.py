@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from banking.amortization import ScheduleRow
-from banking.api.amounts import TOKENS_MAX
+from banking.amounts import TOKENS_MAX
 from banking.api.idempotency import idempotency_key_from
 from banking.api.pagination import StandardPagination
 from banking.models import Installment, Loan, LoanPrepayment

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from banking.api.amounts import TOKENS_MAX
+from banking.amounts import TOKENS_MAX
 from core.bounds import INTEGER_MAX, BoundedIntegerField
 from marketplace.models import Block
 from scheduler.api.serializers import GPU_CLASS_NAME_MAX
