@@ -125,11 +125,27 @@ class BoundedJSONParser(JSONParser):
             raise _too_deep() from None
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
-        problem = json_problem(value, max_depth=int(settings.API_JSON_MAX_DEPTH),
-                               max_bytes=int(settings.API_REQUEST_MAX_BYTES))
-        if problem:
-            raise OutOfBounds(f"The request body {problem}", fields={"body": [problem]})
+        body_problem(value)
         return value
+
+
+def body_problem(value: Any) -> None:
+    """Refuse a parsed body holding what no field may hold (too deep, a NUL, an integer past
+    bigint), naming the top-level field it is in so the refusal reads like the field's own."""
+    depth = int(settings.API_JSON_MAX_DEPTH)
+    size = int(settings.API_REQUEST_MAX_BYTES)
+    if isinstance(value, dict):
+        for key, child in value.items():
+            name = str(key)
+            problem = json_problem(name, max_depth=1, max_bytes=size) or json_problem(
+                child, max_depth=depth - 1, max_bytes=size)
+            if problem:
+                field = name if "\x00" not in name else "body"
+                raise OutOfBounds(f"{field}: {problem}", fields={field: [problem]})
+        return
+    problem = json_problem(value, max_depth=depth, max_bytes=size)
+    if problem:
+        raise OutOfBounds(f"The request body {problem}", fields={"body": [problem]})
 
 
 def _too_deep() -> OutOfBounds:
