@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -114,7 +114,7 @@ class BoundedJSONParser(JSONParser):
     past bigint is a 400 `out_of_bounds`, and NaN or Infinity (not JSON) a 400 `invalid`."""
 
     def parse(self, stream: Any, media_type: str | None = None,
-              parser_context: dict[str, Any] | None = None) -> Any:
+              parser_context: Mapping[str, Any] | None = None) -> Any:
         if stream is None:
             return None
         raw = stream.read()
