@@ -98,3 +98,16 @@ def test_a_webhook_with_a_hostile_value_is_refused(buyer, api_client_for, field,
     response = api_client_for(buyer).post("/api/v1/webhooks/", body, format="json")
     _refused(response, field)
     assert WebhookEndpoint.objects.count() == before
+
+
+@pytest.mark.parametrize("position", ["\x00", "1" * 65, "not-a-position"])
+def test_a_forged_cursor_is_an_invalid_cursor_not_a_server_error(buyer, api_client_for,
+                                                                position):
+    import base64
+    from urllib.parse import urlencode
+
+    cursor = base64.b64encode(urlencode({"p": position}).encode()).decode()
+    for path in ("/api/v1/topups/", "/api/v1/jobs/", "/api/v1/wallet/transfers/"):
+        response = api_client_for(buyer).get(path, {"cursor": cursor})
+        assert response.status_code == 404, (path, response.content)
+        assert response.json()["error"]["code"] == "not_found"
