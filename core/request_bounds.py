@@ -39,15 +39,13 @@ def body_limit(path: str) -> int:
 
 
 def _too_large(request: HttpRequest, limit: int) -> HttpResponse:
+    # The rest of the body is left unread: the servers (gunicorn, uvicorn) close a
+    # connection whose request they did not read to the end. Connection is hop-by-hop, a
+    # header a WSGI application may not set (wsgiref, under runserver, refuses it).
     message = f"The request body must be at most {limit} bytes."
-    response: HttpResponse
     if request.path_info.startswith("/api/"):
-        response = JsonResponse(error_body(ErrorCode.PAYLOAD_TOO_LARGE, message), status=413)
-    else:
-        response = HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
-    # The rest of the body is never read: the connection cannot carry another request.
-    response["Connection"] = "close"
-    return response
+        return JsonResponse(error_body(ErrorCode.PAYLOAD_TOO_LARGE, message), status=413)
+    return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
 
 
 def _bad_length(request: HttpRequest) -> HttpResponse:
