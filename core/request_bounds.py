@@ -24,7 +24,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 from core.api_errors import error_body
-from core.bounds import OutOfBounds, json_problem
+from core.bounds import OutOfBounds
 from core.errors import ErrorCode
 
 # How much of a chunked body is read at a time while counting it against the cap.
@@ -108,8 +108,8 @@ class RequestBodyLimitMiddleware:
 
 class BoundedJSONParser(JSONParser):
     """DRF's JSON parser, but a body nested past API_JSON_MAX_DEPTH (however deep: Python's
-    own parser recurses and would fail with a server error) or holding a NUL or an integer
-    past bigint is a 400 `out_of_bounds`, and NaN or Infinity (not JSON) a 400 `invalid`."""
+    own parser recurses and would fail with a server error) is a 400 `out_of_bounds`, and
+    NaN or Infinity (not JSON) a 400 `invalid`."""
 
     def parse(self, stream: Any, media_type: str | None = None,
               parser_context: Mapping[str, Any] | None = None) -> Any:
@@ -123,27 +123,24 @@ class BoundedJSONParser(JSONParser):
             raise _too_deep() from None
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
-        body_problem(value)
+        body_depth_check(value)
         return value
 
 
-def body_problem(value: Any) -> None:
-    """Refuse a parsed body holding what no field may hold (too deep, a NUL, an integer past
-    bigint), naming the top-level field it is in so the refusal reads like the field's own."""
-    depth = int(settings.API_JSON_MAX_DEPTH)
-    size = int(settings.API_REQUEST_MAX_BYTES)
-    if isinstance(value, dict):
-        for key, child in value.items():
-            name = str(key)
-            problem = json_problem(name, max_depth=1, max_bytes=size) or json_problem(
-                child, max_depth=depth - 1, max_bytes=size)
-            if problem:
-                field = name if "\x00" not in name else "body"
-                raise OutOfBounds(f"{field}: {problem}", fields={field: [problem]})
-        return
-    problem = json_problem(value, max_depth=depth, max_bytes=size)
-    if problem:
-        raise OutOfBounds(f"The request body {problem}", fields={"body": [problem]})
+def body_depth_check(value: Any) -> None:
+    """Refuse a parsed body nested past API_JSON_MAX_DEPTH. Only its shape: what a value
+    may hold (NUL, an integer's range) is each field's own bound (core.bounds), which names
+    the field and, for a job's spec, the exact place in it."""
+    limit = int(settings.API_JSON_MAX_DEPTH)
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            raise _too_deep()
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
 
 
 def _too_deep() -> OutOfBounds:

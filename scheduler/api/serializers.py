@@ -3,8 +3,9 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from core.bounds import INTEGER_MAX, BoundedIntegerField, BoundedJSONField
+from core.bounds import INTEGER_MAX, BoundedIntegerField, BoundedJSONField, bounded_json
 from scheduler.models import Job, Node
+from scheduler.services.jobs import spec_validate
 
 GPU_CLASS_NAME_MAX = 64
 REGION_MAX = 32
@@ -98,19 +99,27 @@ class JobInputSerializer(serializers.Serializer):
     """Each number is bounded here by its column; job_submit holds the domain's limits
     (at most 64 GPUs, 30 days) and names them in its refusal."""
 
-    spec = BoundedJSONField()
+    spec = serializers.JSONField()
     gpu_class = serializers.CharField(max_length=GPU_CLASS_NAME_MAX)
     gpu_count = BoundedIntegerField(min_value=0, max_value=INTEGER_MAX)
     max_duration_s = BoundedIntegerField(min_value=0, max_value=INTEGER_MAX)
-    min_vram_gb = BoundedIntegerField(required=False, min_value=0, max_value=INTEGER_MAX)
+    # null stays "not given" for these three, as job_submit reads it.
+    min_vram_gb = BoundedIntegerField(required=False, allow_null=True, min_value=0,
+                                      max_value=INTEGER_MAX)
     regions = serializers.ListField(
-        child=serializers.CharField(max_length=REGION_MAX), required=False,
+        child=serializers.CharField(max_length=REGION_MAX), required=False, allow_null=True,
         max_length=REGIONS_MAX)
     max_price_per_gpu_hour = BoundedIntegerField(required=False, allow_null=True, min_value=0)
-    priority = BoundedIntegerField(required=False, min_value=-INTEGER_MAX - 1,
+    priority = BoundedIntegerField(required=False, allow_null=True, min_value=-INTEGER_MAX - 1,
                                    max_value=INTEGER_MAX)
     block = BoundedIntegerField(required=False, allow_null=True, default=None, min_value=1,
                                 help_text="id of a compute block to run in")
+
+    def validate_spec(self, value: Any) -> Any:
+        # The spec's own rules first (invalid_spec): they name the very place of a NUL or a
+        # bad number, spec.command[2]; then what bounds any JSON, its depth and size.
+        spec_validate(value)
+        return bounded_json(value, field="spec")
 
 
 class JobTimelineSerializer(serializers.Serializer):

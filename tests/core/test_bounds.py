@@ -208,9 +208,10 @@ def test_a_10000_level_json_body_is_400_not_500(buyer, api_client_for):
 @pytest.mark.django_db
 @pytest.mark.parametrize(("body", "code"), [
     ('{"spec": NaN}', "invalid"),
-    ('{"spec": {"command": "a\\u0000b"}}', "out_of_bounds"),
+    ('{"spec": {"command": "a\\u0000b"}}', "invalid_spec"),
+    ('{"spec": {"command": "id", "environment": {"A": "\\u0000"}}}', "invalid_spec"),
     ('{"gpu_count": ' + "9" * 5000 + "}", "invalid"),
-    ('{"gpu_count": 9223372036854775808}', "out_of_bounds"),
+    ('{"gpu_count": 9223372036854775808}', "invalid"),
     (json.dumps(nested(40)), "out_of_bounds"),
     (b"\xff\xfe", "invalid"),
 ])
