@@ -9,12 +9,15 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 .PHONY: install run test lint bench clean
 
-$(STAMP): pyproject.toml clients/python/pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml agent/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	# the buyer's `suanli` CLI and Python client, its own distribution
 	$(PY) -m pip install --quiet -e clients/python
+	# the node agent, its own distribution: the server imports its job-spec check
+	# (suanli_agent.workload_spec, one source for both) and the demo runs its nodes
+	$(PY) -m pip install --quiet -e agent
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -5,7 +5,8 @@ scopes. Every page, API view and admin action asks `role_allows`/`action_require
 Owners do everything; admins everything but managing owners and deleting the
 organization; billing moves money (top-ups, payouts, the payout account, loans and
 financed purchases) and reads statements; developers run jobs, buy blocks from the
-wallet, run nodes and deposits and keep their own keys; viewers read."""
+wallet, run nodes and deposits, register webhook endpoints and keep their own keys;
+viewers read."""
 
 from django.db.models import TextChoices
 
@@ -21,6 +22,7 @@ class Action(TextChoices):
     JOBS = "jobs", "submit and cancel jobs"
     BLOCKS = "blocks", "buy blocks paid from the wallet and sell them back"
     NODES = "nodes", "register and change nodes, deposit capacity"
+    WEBHOOKS = "webhooks", "register and remove webhook endpoints"
     TOPUP = "topup", "top up the wallet"
     LOANS = "loans", "finance purchases, draw advances and prepay loans"
     PAYOUT_REQUEST = "payout_request", "request payouts"
@@ -42,7 +44,8 @@ ROLE_ACTIONS: dict[str, frozenset[Action]] = {
          Action.PAYOUT_ACCOUNT, Action.KEYS_OWN}
     ),
     Role.DEVELOPER: frozenset(
-        {Action.READ, Action.JOBS, Action.BLOCKS, Action.NODES, Action.KEYS_OWN}
+        {Action.READ, Action.JOBS, Action.BLOCKS, Action.NODES, Action.WEBHOOKS,
+         Action.KEYS_OWN}
     ),
     Role.VIEWER: frozenset({Action.READ}),
 }
@@ -54,6 +57,9 @@ ACTION_SCOPE: dict[Action, str] = {
     Action.JOBS: "jobs",
     Action.BLOCKS: "blocks",
     Action.NODES: "provider",
+    # Endpoints are told of jobs' ends (and a low wallet) by the integration that submits
+    # the jobs: its `jobs` key registers them, so no key needs a scope of its own for it.
+    Action.WEBHOOKS: "jobs",
     Action.TOPUP: "billing",
     Action.LOANS: "billing",
     Action.PAYOUT_REQUEST: "payouts",

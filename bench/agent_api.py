@@ -1,5 +1,6 @@
 """Agent API under load: heartbeats from 10,000 node tokens against gunicorn on this
-machine, load from a separate process (wrk when installed, else a Python generator).
+machine, load from wrk in a separate process. Without wrk it refuses to run: a load
+generator in Python measures itself, not the server (a fraction of the server's rate).
 Heartbeats are write-behind as in production with Redis (the flush runs in this process,
 as the Celery beat would run it); `--synchronous` writes each beat as it arrives.
 
@@ -30,9 +31,9 @@ import httpx
 
 from bench._machine import cpu_share
 from bench._scratch import ROOT, SERVING_ENV, scratch_database, server_url, use_database
-from scheduler.agent.config import AgentConfig
+from suanli_agent.config import AgentConfig
 
-# What scheduler.agent sends from a node with 8 GPUs, 4 of them busy with two jobs.
+# What suanli_agent sends from a node with 8 GPUs, 4 of them busy with two jobs.
 BEAT = {"free_gpus": 4, "busy_gpus": 4, "utilization": 0.5, "agent_version": "0.1.0",
         "gpus": [{"index": i, "name": "NVIDIA H100 80GB HBM3", "memory_mb": 81559}
                  for i in range(8)],
@@ -137,38 +138,6 @@ def _first_beats(url: str, tokens: list[str]) -> None:
     asyncio.run(run())
 
 
-def _python_load(
-    url: str, path: str, seconds: int, tokens: list[str] | None
-) -> tuple[float, float]:
-    """Fallback load generator, in its own process (this one)."""
-    import asyncio
-
-    async def run() -> tuple[int, list[float]]:
-        lat: list[float] = []
-        count = 0
-        deadline = time.monotonic() + seconds
-        async with httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=64)) as c:
-            async def worker(k: int) -> None:
-                nonlocal count
-                i = k
-                while time.monotonic() < deadline:
-                    headers = {"Authorization": f"Node {tokens[i % len(tokens)]}"} if tokens else {}
-                    t = time.perf_counter()
-                    if tokens:
-                        await c.post(path, json=_body(path), headers=headers)
-                    else:
-                        await c.get(path)
-                    lat.append(time.perf_counter() - t)
-                    count += 1
-                    i += 64
-            await asyncio.gather(*(worker(k) for k in range(64)))
-        return count, lat
-
-    count, lat = asyncio.run(run())
-    lat.sort()
-    return count / seconds, lat[int(0.99 * (len(lat) - 1))] * 1000
-
-
 def _tokens_known(tokens: list[str]) -> int:
     """How many of this run's tokens the write-behind path knows (their first beat went
     to PostgreSQL). Only these tokens are counted: Redis may hold others, left by earlier
@@ -232,6 +201,10 @@ def main() -> None:
     parser.add_argument("--synchronous", action="store_true",
                         help="every beat written as it arrives (no write-behind)")
     args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("bench.agent_api needs wrk to drive the load (apt-get install wrk; "
+                 "`make bench` installs it where apt is available): a Python load generator "
+                 "would measure itself, not the server")
     seconds = 8 if args.quick else 20
     # --quick keeps under a minute: each token's first beat is a write of its own.
     fleet = 2_000 if args.quick else 10_000
@@ -258,7 +231,9 @@ def main() -> None:
                "DATABASE_CONN_MAX_AGE": "60",
                "AGENT_HEARTBEAT_WRITE_BEHIND": "true" if write_behind else "false"}
         asgi = args.worker_class == ASGI_WORKER
-        # An event loop keeps its core busy by itself; a synchronous worker waits on Redis.
+        # The fast path wraps the agents' server only: a WSGI worker class measures the
+        # DRF views behind Django's request cycle. An event loop keeps its core busy by
+        # itself; a synchronous worker waits on Redis.
         workers = str(args.workers or (os.cpu_count() or 2) * (1 if asgi else 2))
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn",
@@ -275,15 +250,13 @@ def main() -> None:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.2)
-            tool = "wrk" if shutil.which("wrk") else "python"
+            tool = "wrk"
             with tempfile.NamedTemporaryFile("w", delete=False) as f:
                 f.write("\n".join(tokens) + "\n")
 
             def load(path: str, duration: int, with_tokens: bool) -> tuple[float, float]:
-                if tool == "wrk":
-                    return _wrk(url, path, duration, f.name if with_tokens else None,
-                                args.connections)
-                return _python_load(url, path, duration, tokens if with_tokens else None)
+                return _wrk(url, path, duration, f.name if with_tokens else None,
+                            args.connections)
 
             anchor_rps, anchor_p99 = load("/healthz", seconds, False)
             flusher.start()

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from bench._machine import cpu_share
-from scheduler.agent.containers import Limits, detect_runtime
-from scheduler.agent.runner import ProcessExecution, WorkloadPolicy, build_execution
+from suanli_agent.containers import Limits, detect_runtime
+from suanli_agent.runner import ProcessExecution, WorkloadPolicy, build_execution
 
 GOAL = 1.2
 

@@ -1,5 +1,5 @@
 """Log ingest under load: 1,000 simulated nodes each streaming its running job's log at
-once, every node posting a chunk every 2 seconds (what scheduler.agent does) to the
+once, every node posting a chunk every 2 seconds (what suanli_agent does) to the
 agents' server (gunicorn with uvicorn workers, config.asgi) on this machine, log bytes to
 the filesystem storage, the chunk index in PostgreSQL. Load from a separate process.
 

@@ -12,14 +12,16 @@ import os
 from a2wsgi import WSGIMiddleware
 
 from config.wsgi import django_application  # first: it sets Django up
-from scheduler.api.agent_doors import AgentFastPathASGI
+from core.credential_guard import CredentialGuardASGI
+from scheduler.agent_api.doors import AgentFastPathASGI
 from scheduler.api.log_doors import LogDoorsASGI
 
-# Log chunks and buyers following a log (?follow=1) too (scheduler.api.log_doors).
-application = LogDoorsASGI(AgentFastPathASGI(
+# Log chunks and buyers following a log (?follow=1) too (scheduler.api.log_doors); the
+# failed-credentials guard around all of them.
+application = CredentialGuardASGI(LogDoorsASGI(AgentFastPathASGI(
     WSGIMiddleware(django_application,  # type: ignore[arg-type]
                    workers=int(os.environ.get("AGENTS_DJANGO_THREADS", "4")))
-))
+)))
 
 # As in config.wsgi, for what this module loaded: a full collection that walked all of it
 # stalled a worker's event loop, and every agent waiting on it; it was the heartbeat's

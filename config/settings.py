@@ -146,6 +146,9 @@ REST_FRAMEWORK = {
     # `?format=csv` on statements is handled by the view, not by content negotiation.
     "URL_FORMAT_OVERRIDE": None,
 }
+# Failures Django answers before an API view runs, in the API's error shape too.
+MIDDLEWARE.insert(MIDDLEWARE.index("core.observability.RequestLogMiddleware") + 1,
+                  "core.api_errors.JsonErrorsUnderApi")
 
 # Request bodies are capped before parsing (core.request_bounds): the API's, and the
 # agents' calls under AGENT_API_PATH_PREFIX, which send small reports. Views that bound
@@ -173,7 +176,6 @@ SPECTACULAR_SETTINGS = {
             "NodeToken": {"type": "apiKey", "in": "header", "name": "Authorization"},
         }
     },
-    "SECURITY": [{"ApiKey": []}],
 }
 
 # Celery: the broker defaults to Redis when REDIS_URL is set, else a SQLite file so the
@@ -212,11 +214,24 @@ SCHEDULER_RELIABILITY_HALF_LIFE_DAYS = env.float("SCHEDULER_RELIABILITY_HALF_LIF
 SCHEDULER_ORG_QUEUED_MAX = env.int("SCHEDULER_ORG_QUEUED_MAX", default=100_000)
 SCHEDULER_BLOCK_QUEUE_MAX = env.int("SCHEDULER_BLOCK_QUEUE_MAX", default=1000)
 SCHEDULER_SETTLEMENT_INTERVAL_S = env.float("SCHEDULER_SETTLEMENT_INTERVAL_S", default=5.0)
+# Agents' usage reports are checked against the clock (scheduler.services.plausibility):
+# a run's cumulative GPU-seconds at most gpu_count x (seconds since its node could first
+# have started it + SLACK), and at most its budget + gpu_count x SLACK (what a run may
+# overrun while its node stops it; never billed); AI tokens at most AI_TOKENS_PER_GPU_S per
+# GPU-second so allowed. The default rate is the simulate spec's own maximum per second
+# (suanli_agent.workload_spec), so a buyer's simulated job cannot get its node flagged.
+# A node refused IMPLAUSIBLE_DISABLE_AFTER times within the reliability window is disabled
+# and flagged for an operator. SLACK is well above the grace an agent gives a container to
+# stop at its maximum duration (suanli_agent.config kill_grace_s) and the second it
+# rounds up.
+SCHEDULER_USAGE_SLACK_S = env.int("SCHEDULER_USAGE_SLACK_S", default=30)
+SCHEDULER_AI_TOKENS_PER_GPU_S = env.int("SCHEDULER_AI_TOKENS_PER_GPU_S", default=10**9)
+SCHEDULER_IMPLAUSIBLE_DISABLE_AFTER = env.int("SCHEDULER_IMPLAUSIBLE_DISABLE_AFTER", default=3)
 # Agents' heartbeats are acknowledged from Redis and written to PostgreSQL in batches
 # every AGENT_HEARTBEAT_FLUSH_S (scheduler.services.heartbeat_buffer); off without Redis.
 AGENT_HEARTBEAT_WRITE_BEHIND = env.bool("AGENT_HEARTBEAT_WRITE_BEHIND", default=bool(REDIS_URL))
 AGENT_HEARTBEAT_FLUSH_S = env.float("AGENT_HEARTBEAT_FLUSH_S", default=1.0)
-# The longest an agent's lease wait (`POST agent/lease/?wait=S`, scheduler.api.lease_push)
+# The longest an agent's lease wait (`POST agent/lease/?wait=S`, scheduler.agent_api.lease_push)
 # is held open before it is answered "no change".
 AGENT_LEASE_WAIT_MAX_S = env.int("AGENT_LEASE_WAIT_MAX_S", default=60)
 CELERY_TASK_ROUTES.update(
@@ -300,6 +315,12 @@ CELERY_TASK_ROUTES.update(
 LEDGER_HOLD_DEFAULT_TTL_S = env.int("LEDGER_HOLD_DEFAULT_TTL_S", default=7 * 24 * 3600)
 LEDGER_DEADLOCK_RETRIES = env.int("LEDGER_DEADLOCK_RETRIES", default=8)
 API_KEY_LAST_USED_RESOLUTION_S = env.int("API_KEY_LAST_USED_RESOLUTION_S", default=60)
+# Failed credentials (core.credential_guard): an unknown secret is answered from the cache
+# for this long, and an address that presents this many different unknown secrets in one
+# window is refused credentials until the window ends.
+CREDENTIAL_NEGATIVE_CACHE_S = env.int("CREDENTIAL_NEGATIVE_CACHE_S", default=60)
+CREDENTIAL_FAILURES_PER_WINDOW = env.int("CREDENTIAL_FAILURES_PER_WINDOW", default=20)
+CREDENTIAL_FAILURE_WINDOW_S = env.int("CREDENTIAL_FAILURE_WINDOW_S", default=300)
 
 # Payments
 # With no STRIPE_SECRET_KEY the in-memory fake gateway is used (embedded demo, tests).
@@ -394,6 +415,12 @@ LOGIN_URL = "store:login"
 LOGIN_REDIRECT_URL = "store:wallet"
 LOGOUT_REDIRECT_URL = "store:login"
 PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3 * 24 * 3600)
+
+# The node agent's wheel, built from agent/ on its first download (marketplace.agent_wheel)
+# and kept here, one folder per state of the agent's source.
+AGENT_WHEEL_DIR = env.str("AGENT_WHEEL_DIR", default="") or str(VAR_DIR / "downloads")
+# pip builds the wheel in an isolated environment, fetching setuptools from the index.
+AGENT_WHEEL_BUILD_TIMEOUT_S = env.int("AGENT_WHEEL_BUILD_TIMEOUT_S", default=300)
 
 # Job logs, outputs and webhooks (scheduler.services.logs, .outputs; banking webhooks)
 # Log and output bytes live behind Django's storage API under the alias "objects": the
@@ -504,6 +531,7 @@ AUTHENTICATION_BACKENDS = [
 ACCOUNT_LOGIN_METHODS = {"email", "username"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*"]
 ACCOUNT_SIGNUP_FORM_CLASS = "marketplace.account_forms.OrganizationSignupForm"
+ACCOUNT_ADAPTER = "marketplace.account_adapter.StorefrontAccountAdapter"
 ACCOUNT_UNIQUE_EMAIL = True
 # Signed in at once, but unverified accounts cannot create keys, spend, deposit or be
 # paid out (`email_unverified`) until they follow the emailed link.

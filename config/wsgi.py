@@ -10,10 +10,12 @@ from config.security import refuse_insecure_settings  # noqa: E402 - needs setti
 
 refuse_insecure_settings()
 
-from scheduler.api.agent_doors import AgentFastPath  # noqa: E402 - needs Django set up
+from core.credential_guard import CredentialGuard  # noqa: E402 - needs Django set up
 
-# Agents' heartbeats and lease reads skip Django's request cycle; the rest is Django's.
-application = AgentFastPath(django_application)
+# The site and its API, Django's request cycle for every request: the agents' fast path
+# (scheduler.agent_api.doors) wraps only their own server, config.asgi. Outermost, the
+# failed-credentials guard: the request's address for the credential lookups below.
+application = CredentialGuard(django_application)
 
 # What is loaded by now stays for the process's life: out of the collector's sight, a full
 # collection no longer walks it (and no longer stalls a request: docs/performance.md).

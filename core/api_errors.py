@@ -1,10 +1,13 @@
 """One error shape for every API failure: {"error": {"code", "message", "fields"}}."""
 
 import logging
+from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404, HttpRequest, JsonResponse
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponseBase, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -43,7 +46,13 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     headers: dict[str, str] = {}
     if isinstance(exc, DomainError):
         set_rollback()
-        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
+        retry_after = getattr(exc, "retry_after_s", None)  # a throttle's: when to come back
+        if retry_after:
+            headers["Retry-After"] = str(int(retry_after))
+        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status,
+                        headers=headers)
+    if isinstance(exc, RequestDataTooBig):  # Django's DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response(error_body(ErrorCode.PAYLOAD_TOO_LARGE, _MESSAGES[413]), status=413)
     if isinstance(exc, Http404):
         return Response(error_body(ErrorCode.NOT_FOUND, "Not found."), status=404)
     if isinstance(exc, DjangoPermissionDenied):
@@ -82,3 +91,54 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
 def not_found_json(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     return JsonResponse(error_body(ErrorCode.NOT_FOUND, "Not found."), status=404)
+
+
+# Headers a refusal's client needs to act on it, kept when the body is replaced.
+_KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+_CODES_BY_STATUS = {
+    400: ErrorCode.INVALID,
+    401: ErrorCode.NOT_AUTHENTICATED,
+    403: ErrorCode.PERMISSION_DENIED,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    406: ErrorCode.NOT_ACCEPTABLE,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    429: ErrorCode.THROTTLED,
+}
+_MESSAGES = {
+    404: "Not found.",
+    405: "This method is not allowed here.",
+    413: "The request body is larger than the server accepts.",
+}
+
+
+class JsonErrorsUnderApi:
+    """Every failure under /api/ answers in the error shape, also those Django answers
+    before any API view runs (an unmatched path, a body refused, an unhandled error in a
+    middleware): without this they would be the storefront's HTML pages, which an API
+    client cannot read a code from."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.get_response(request)
+        if response.status_code < 400 or not request.path.startswith("/api/"):
+            return response
+        if response.get("Content-Type", "").startswith("application/json"):
+            return response
+        return api_error_response(response.status_code, response)
+
+
+def api_error_response(status: int, original: HttpResponseBase | None = None) -> JsonResponse:
+    """The error shape for a bare status, with the headers of `original` a client needs."""
+    if status >= 500:
+        code, message = ErrorCode.SERVER_ERROR, SERVER_ERROR_MESSAGE
+    else:
+        code = _CODES_BY_STATUS.get(status, ErrorCode.INVALID)
+        message = _MESSAGES.get(status, f"{HTTPStatus(status).phrase}.")
+    response = JsonResponse(error_body(code, message), status=status)
+    for header in _KEPT_HEADERS:
+        if original is not None and original.has_header(header):
+            response[header] = original[header]
+    return response

@@ -24,6 +24,14 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 
+# Batches serving many (the heartbeat flush, usage settlement) set a bad item aside
+# instead of failing for everyone: each one is logged by its batch and counted here.
+BATCH_ITEMS_SET_ASIDE = Counter(
+    "suanli_batch_items_set_aside_total",
+    "Poison items a batch logged and set aside so that the others went through",
+    ["batch", "reason"],
+)
+
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:

@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.db.models import Sum
 from django.http import HttpRequest
 
+from banking.admin.money_columns import tokens_column
 from core.admin_site import dashboard_panel
 from core.read_only_admin import ReadOnlyAdmin
 from marketplace.models import (
@@ -27,7 +28,8 @@ from marketplace.models import (
 @admin.register(CapacityDeposit)
 class CapacityDepositAdmin(ReadOnlyAdmin):
     list_display = ["id", "provider", "node", "gpu_class", "gpu_count", "start", "end",
-                    "rate_per_gpu_hour", "total_yield", "earned", "missed_yield", "status"]
+                    tokens_column("rate_per_gpu_hour"), tokens_column("total_yield"),
+                    tokens_column("earned"), tokens_column("missed_yield"), "status"]
     list_filter = ["status", "gpu_class"]
     search_fields = ["provider__name", "node__name"]
     list_select_related = ["provider", "node", "gpu_class"]
@@ -35,14 +37,15 @@ class CapacityDepositAdmin(ReadOnlyAdmin):
 
 @admin.register(YieldAccrual)
 class YieldAccrualAdmin(ReadOnlyAdmin):
-    list_display = ["deposit", "interval_start", "online", "coverage", "amount",
-                    "repaid_advance"]
+    list_display = ["deposit", "interval_start", "online", "coverage", tokens_column("amount"),
+                    tokens_column("repaid_advance")]
     list_filter = ["online"]
 
 
 @admin.register(Advance)
 class AdvanceAdmin(ReadOnlyAdmin):
-    list_display = ["id", "provider", "amount", "outstanding", "status", "created_at"]
+    list_display = ["id", "provider", tokens_column("amount"), tokens_column("outstanding"),
+                    "status", "created_at"]
     list_filter = ["status"]
     list_select_related = ["provider"]
 
@@ -56,8 +59,8 @@ class InventorySlotAdmin(ReadOnlyAdmin):
 
 @admin.register(Block)
 class BlockAdmin(ReadOnlyAdmin):
-    list_display = ["pk", "organization", "gpu_class", "gpu_count", "start", "end", "price",
-                    "payment", "loan", "sold_back"]
+    list_display = ["pk", "organization", "gpu_class", "gpu_count", "start", "end",
+                    tokens_column("price"), "payment", "loan", "sold_back"]
     list_filter = ["payment", "gpu_class"]
     search_fields = ["organization__name"]
     list_select_related = ["organization", "gpu_class", "loan"]
@@ -65,23 +68,25 @@ class BlockAdmin(ReadOnlyAdmin):
 
 @admin.register(SellBack)
 class SellBackAdmin(ReadOnlyAdmin):
-    list_display = ["id", "block", "gpu_count", "start", "end", "credited", "created_at"]
+    list_display = ["id", "block", "gpu_count", "start", "end", tokens_column("credited"),
+                    "created_at"]
 
 
 @admin.register(SlaCredit)
 class SlaCreditAdmin(ReadOnlyAdmin):
-    list_display = ["block", "interval_start", "undelivered_gpus", "amount"]
+    list_display = ["block", "interval_start", "undelivered_gpus", tokens_column("amount")]
 
 
 @admin.register(PriceHistory)
 class PriceHistoryAdmin(ReadOnlyAdmin):
-    list_display = ["gpu_class", "on_demand_rate", "utilization_permille", "created_at"]
+    list_display = ["gpu_class", tokens_column("on_demand_rate"), "utilization_permille",
+                    "created_at"]
     list_filter = ["gpu_class"]
 
 
 @admin.register(LowBalanceAlert)
 class LowBalanceAlertAdmin(ReadOnlyAdmin):
-    list_display = ["organization", "threshold", "armed", "last_sent_at"]
+    list_display = ["organization", tokens_column("threshold"), "armed", "last_sent_at"]
 
 
 @dashboard_panel
@@ -114,6 +119,7 @@ class SlaMultipleAdmin(admin.ModelAdmin):
 
 @admin.register(SlaPenalty)
 class SlaPenaltyAdmin(ReadOnlyAdmin):
-    list_display = ["id", "provider", "deposit", "credit", "amount", "outstanding", "status"]
+    list_display = ["id", "provider", "deposit", "credit", tokens_column("amount"),
+                    tokens_column("outstanding"), "status"]
     list_filter = ["status"]
     list_select_related = ["provider"]

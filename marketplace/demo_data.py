@@ -122,6 +122,7 @@ def demo_seed_first(*, buyer: Organization, provider: Organization) -> bool:
     nodes = bank_nodes(provider)
     _price_history(now)
     _past_deposits(provider, nodes[0], now)
+    _online_history(nodes, now)
     _running_block(buyer, provider, nodes, now)
     credit_line_set(organization_id=buyer.pk, limit=2_000_000_000, apr_bps=1200,
                     max_term_months=12)
@@ -177,6 +178,19 @@ def _past_deposits(provider: Organization, node: Node, now: datetime) -> None:
                           free_gpus=node.gpu_count, busy_gpus=0) for m in range(minutes))
         with demo_as_of(end + timedelta(minutes=1)):
             yield_accrue(now=end + timedelta(minutes=1))
+
+
+def _online_history(nodes: list[Node], now: datetime) -> None:
+    """A heartbeat in each hour of the last BANK_ADVANCE_HISTORY_DAYS days: the demo's
+    simulated nodes have been online that long, the verified history an advance is
+    lent against (written after the past deposits have earned, so their yield stays)."""
+    hour = _hour(now)
+    hours = settings.BANK_ADVANCE_HISTORY_DAYS * 24
+    for node in nodes:
+        NodeHeartbeat.objects.bulk_create(
+            [NodeHeartbeat(node=node, at=hour - timedelta(hours=h, minutes=30),
+                           free_gpus=node.gpu_count, busy_gpus=0) for h in range(hours)],
+            ignore_conflicts=True)
 
 
 def _running_block(buyer: Organization, provider: Organization, nodes: list[Node],

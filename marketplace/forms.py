@@ -253,6 +253,12 @@ class AutoTopUpForm(forms.Form):
         help_text="The card on file (pm_…) charged with nobody at it: a decline or a bank's "
                   "request for authentication pauses auto top-up and emails the owners.")
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # It shares the wallet page with the top-up form, whose fields have the same
+        # names: ids of their own keep each label on its field and the page's ids unique.
+        kwargs.setdefault("auto_id", "id_auto_topup_%s")
+        super().__init__(*args, **kwargs)
+
 
 # API keys
 

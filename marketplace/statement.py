@@ -12,7 +12,7 @@ knows nothing of GPUs.
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.db.models import Sum
@@ -27,6 +27,7 @@ from scheduler.models import Job
 # The most recent transfers a statement groups; older ones are reached by dates.
 MAX_TRANSFERS = 5000
 OWN_MONEY = (AccountPurpose.WALLET, AccountPurpose.HELD)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -50,6 +51,8 @@ class StatementLine:
     gpu_count: int = 0
     duration_s: int = 0
     node: str = ""
+    # the line's newest transfer: with `at`, where the line stands in the statement
+    transfer_id: int = 0
 
     @property
     def usd(self) -> str:
@@ -108,13 +111,19 @@ def statement_lines(*, organization_id: int, date_from: date | None = None,
             order.append(key)
         groups[key].append(r)
     lines = _describe(organization_id, [groups[k] for k in order])
-    lines.sort(key=lambda line: line.at)
+    lines.sort(key=line_key)
     balance = current - later - sum(line.amount for line in lines)
     for line in lines:
         balance += line.amount
         line.balance = balance
     lines.reverse()
     return lines
+
+
+def line_key(line: StatementLine) -> tuple[int, int]:
+    """Where a line stands, oldest first: its time, then its newest transfer (unique to
+    the line), so that a page's cursor names one line exactly."""
+    return (line.at - _EPOCH) // timedelta(microseconds=1), line.transfer_id
 
 
 def _describe(organization_id: int, groups: list[list[dict[str, Any]]]) -> list[StatementLine]:
@@ -145,7 +154,8 @@ def _describe(organization_id: int, groups: list[list[dict[str, Any]]]) -> list[
         kind = first["transfer__kind"]
         reference = first["transfer__reference"] or ""
         line = StatementLine(at=group[-1]["transfer__created_at"], kind=kind, description="",
-                             amount=sum(r["total"] for r in group))
+                             amount=sum(r["total"] for r in group),
+                             transfer_id=group[-1]["transfer_id"])
         job_id = _ref(reference, "job")
         if kind == TransferKind.CAPTURE and job_id is not None:
             _job_line(line, organization_id, jobs.get(job_id), job_id, usage.get(job_id) or 0)

@@ -14,6 +14,7 @@ from marketplace.views import (
     auto_topup,
     bank,
     compute,
+    downloads,
     job_results,
     pages,
     provider,
@@ -32,6 +33,11 @@ def _auth(view: Any, template: str, **kwargs: Any) -> Any:
 
 urlpatterns = [
     path("", pages.home, name="home"),
+    # the node agent's wheel, for providers' GPU machines (no login: they hold only the URL)
+    path("downloads/suanli_agent-<str:version>-py3-none-any.whl", downloads.agent_wheel,
+         name="agent-wheel"),
+    path("downloads/suanli-agent-<str:version>.whl", downloads.agent_wheel_short,
+         name="agent-wheel-short"),
     # accounts
     path("signup/", allauth_views.signup, name="signup"),
     path("login/", allauth_views.login, name="login"),

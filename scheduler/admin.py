@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from banking.admin.money_columns import tokens_column
 from core.admin_site import dashboard_panel
 from core.read_only_admin import ReadOnlyAdmin
 from scheduler.models import (
@@ -22,28 +23,32 @@ from scheduler.models import (
 )
 from scheduler.selectors import jobs_by_state
 from scheduler.services.nodes import node_approve, node_drain
+from scheduler.services.settlement import usage_settlement_resume
 
 
 @admin.register(GpuClass)
 class GpuClassAdmin(admin.ModelAdmin):
-    list_display = ["name", "vendor", "vram_gb", "on_demand_rate", "block_rate", "deposit_rate",
-                    "min_rate", "max_rate", "updated_at"]
+    list_display = ["name", "vendor", "vram_gb", tokens_column("on_demand_rate"),
+                    tokens_column("block_rate"), tokens_column("deposit_rate"),
+                    tokens_column("min_rate"), tokens_column("max_rate"), "updated_at"]
     search_fields = ["name", "vendor"]
 
 
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
+    # `flag`: set by the services when they take a node out of service for an operator
+    # to look at (repeated implausible usage, scheduler.services.plausibility).
     list_display = ["name", "provider", "gpu_class", "gpu_count", "free_gpus", "region",
-                    "status", "mode", "isolation", "container_runtime", "network",
+                    "status", "flag", "mode", "isolation", "container_runtime", "network",
                     "is_approved", "reliability", "last_heartbeat_at"]
-    list_filter = ["status", "mode", "isolation", "network", "is_approved", "gpu_class",
-                   "region"]
+    list_filter = ["flag", "status", "mode", "isolation", "network", "is_approved",
+                   "gpu_class", "region"]
     search_fields = ["name", "provider__name", "region"]
     list_select_related = ["provider", "gpu_class"]
     readonly_fields = ["free_gpus", "token_prefix", "token_hash", "last_heartbeat_at",
                        "utilization", "agent_version", "status", "is_approved", "isolation",
                        "container_runtime", "runtime_version", "network", "host_execution",
-                       "default_image"]
+                       "default_image", "flag", "flagged_at"]
     actions = ["approve", "drain"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -75,8 +80,9 @@ class AssignmentInline(admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ["id", "organization", "gpu_class", "gpu_count", "state", "priority",
-                    "attempts", "node", "rate_per_gpu_hour", "hold_amount", "created_at"]
+    list_display = ["id", "organization", "gpu_class", "gpu_count", "state", "priority", "attempts",
+                    "node", tokens_column("rate_per_gpu_hour"), tokens_column("hold_amount"),
+                    "created_at"]
     list_filter = ["state", "gpu_class"]
     search_fields = ["organization__name", "id"]
     list_select_related = ["organization", "gpu_class", "node"]
@@ -101,11 +107,21 @@ class ReservationAdmin(admin.ModelAdmin):
 
 @admin.register(Assignment)
 class AssignmentAdmin(admin.ModelAdmin):
-    list_display = ["id", "job", "node", "gpu_count", "state", "gpu_seconds", "charged", "fee",
-                    "lease_expires_at", "created_at"]
-    list_filter = ["state"]
+    # Parked: usage settlement could not settle it and went on without it
+    # (scheduler.services.settlement); the reason says what to mend.
+    list_display = ["id", "job", "node", "gpu_count", "state", "gpu_seconds",
+                    tokens_column("charged"), tokens_column("fee"), "lease_expires_at",
+                    "settlement_parked_at", "created_at"]
+    list_filter = ["state", ("settlement_parked_at", admin.EmptyFieldListFilter)]
     search_fields = ["job__id", "node__name"]
     list_select_related = ["job", "node"]
+    actions = ["settle_again"]
+
+    @admin.action(description="Settle parked usage again (once its cause is mended)")
+    def settle_again(self, request: HttpRequest, queryset: QuerySet[Assignment]) -> None:
+        resumed = usage_settlement_resume(assignment_ids=queryset.values_list("id", flat=True))
+        self.message_user(request, f"{resumed} parked assignment(s) go back to settlement.",
+                          messages.SUCCESS)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

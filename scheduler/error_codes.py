@@ -11,6 +11,7 @@ class SchedulerErrorCode(StrEnum):
     NODE_NOT_APPROVED = "node_not_approved"
     STALE_SEQUENCE = "stale_sequence"
     ASSIGNMENT_CLOSED = "assignment_closed"
+    USAGE_IMPLAUSIBLE = "usage_implausible"
     JOB_FINISHED = "job_finished"
     RESERVATION_UNUSABLE = "reservation_unusable"
     LEASE_PUSH_UNAVAILABLE = "lease_push_unavailable"

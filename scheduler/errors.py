@@ -35,6 +35,13 @@ class AssignmentClosed(Conflict):
     code: str = SchedulerErrorCode.ASSIGNMENT_CLOSED
 
 
+class UsageImplausible(Conflict):
+    """A usage report the clock or the run's budget rules out (scheduler.services.
+    plausibility); `fields` says what was claimed and what was possible."""
+
+    code: str = SchedulerErrorCode.USAGE_IMPLAUSIBLE
+
+
 class JobFinished(Conflict):
     code: str = SchedulerErrorCode.JOB_FINISHED
 

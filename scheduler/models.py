@@ -64,6 +64,10 @@ class Node(models.Model):
         NONE = "none", "None"
         INTERNET = "internet", "Internet"
 
+    class Flag(models.TextChoices):
+        NONE = "", "None"
+        IMPLAUSIBLE_USAGE = "implausible_usage", "Disabled: repeated implausible usage"
+
     provider = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="nodes")
     name = models.CharField(max_length=100)
     gpu_class = models.ForeignKey(GpuClass, on_delete=models.PROTECT, related_name="nodes")
@@ -99,6 +103,11 @@ class Node(models.Model):
     # other store to ask): beats in the current fixed window, and which window that is.
     beat_window = models.BigIntegerField(default=0, editable=False)
     beats_in_window = models.PositiveIntegerField(default=0, editable=False)
+    # Why the services set the node aside for an operator to look at (admin's filter);
+    # kept when the faults that caused it age out of the reliability window.
+    flag = models.CharField(max_length=32, choices=Flag.choices, blank=True, default="",
+                            db_default="")
+    flagged_at = models.DateTimeField(null=True, blank=True)
     token_prefix = models.CharField(max_length=16, unique=True)
     token_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -347,6 +356,11 @@ class Assignment(models.Model):
     leased_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    # Set when settlement could not settle this run's usage (a poison item): the batch
+    # goes on without it, and an operator settles it again once mended.
+    settlement_parked_at = models.DateTimeField(null=True, blank=True)
+    settlement_parked_reason = models.CharField(max_length=500, blank=True, default="",
+                                                db_default="")
 
     class Meta:
         ordering = ["-id"]

@@ -46,7 +46,7 @@ def agent() -> int:
 
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "scheduler.agent", "--server", SERVER, "--simulate", "1",
+            [sys.executable, "-m", "suanli_agent", "--server", SERVER, "--simulate", "1",
              "--gpu-class", gpu_class, "--gpus", str(gpus), "--vram-gb", str(vram),
              "--region", region, "--name-prefix", f"demo-{gpu_class.lower()}",
              "--usage-interval-s", "2"],
@@ -58,7 +58,7 @@ def agent() -> int:
     # runs under its own token, given in the environment, never on a command line.
     for node in _demo().get("bank_nodes", []):
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "scheduler.agent", "--server", SERVER,
+            [sys.executable, "-m", "suanli_agent", "--server", SERVER,
              "--gpu-class", str(node["gpu_class"]), "--gpus", str(node["gpus"]),
              "--vram-gb", str(node["vram_gb"]), "--container-runtime", "none",
              "--state-dir", str(ROOT / "var" / "agent" / str(node["name"])),

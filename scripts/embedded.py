@@ -23,6 +23,11 @@ def main() -> int:
     env.setdefault("PYTHONUNBUFFERED", "1")
     # Procfile lines say `python`: make that the virtualenv's.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # The node agent (agent/, its own distribution) is installed editable by `make install`;
+    # this checkout's copy comes first all the same, for a venv shared by several checkouts.
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "agent"), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    )
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "--no-input", "-v", "0"], check=True, env=env)
     seeded = subprocess.run(

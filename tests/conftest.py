@@ -93,6 +93,9 @@ def _fresh_cache() -> Iterator[None]:
     # a test that breaks the cache on purpose leaves nothing to clear
     with contextlib.suppress(Exception):
         cache.clear()
+    from core.credential_guard import credential_guard_forget
+
+    credential_guard_forget()  # what this process learnt of throttled addresses
 
 
 @pytest.fixture

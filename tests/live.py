@@ -14,7 +14,9 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parents[2]
+# The repository (tests/live.py is one level down): the worker and agents run from it, so
+# they import this checkout's code, not whatever the shared virtualenv was installed from.
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
@@ -94,14 +96,22 @@ def start_agent(
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(provider_key: str, *, nodes: int = 1, gpus: int = 8, prefix: str = "sim",
-              gpu_class: str = "H100-80GB") -> subprocess.Popen[bytes]:
+              gpu_class: str = "H100-80GB",
+              installed: Path | None = None) -> subprocess.Popen[bytes]:
+        """`installed`: the `suanli-agent` command of an installed agent, run with none of
+        this checkout on its path (by default this checkout's agent runs)."""
         log = open(tmp_path / f"agent-{prefix}.log", "w")  # noqa: SIM115  lives with the process
+        command = [sys.executable, "-m", "suanli_agent"] if installed is None else [str(installed)]
+        env = None
+        if installed is not None:
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "scheduler.agent", "--server", live_server.url,
+            [*command, "--server", live_server.url,
              "--simulate", str(nodes), "--gpu-class", gpu_class, "--gpus", str(gpus),
              "--provider-key", provider_key, "--name-prefix", prefix, "--heartbeat-s", "1",
              "--usage-interval-s", "1"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT if installed is None else tmp_path, env=env,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         procs.append(proc)
         return proc

@@ -8,6 +8,7 @@ from django.db.models import QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from banking.admin.money_columns import tokens_column
 from banking.models import (
     Account,
     Entry,
@@ -26,7 +27,8 @@ from core.read_only_admin import ActionsOnlyAdmin, ReadOnlyAdmin
 
 @admin.register(Account)
 class AccountAdmin(ReadOnlyAdmin):
-    list_display = ["id", "organization", "purpose", "balance", "floor", "updated_at"]
+    list_display = ["id", "organization", "purpose", tokens_column("balance"),
+                    tokens_column("floor"), "updated_at"]
     list_filter = ["purpose"]
     search_fields = ["organization__name", "purpose"]
     list_select_related = ["organization"]
@@ -69,7 +71,7 @@ class TransferAdmin(ActionsOnlyAdmin):
 
 @admin.register(Entry)
 class EntryAdmin(ReadOnlyAdmin):
-    list_display = ["id", "transfer", "account", "amount"]
+    list_display = ["id", "transfer", "account", tokens_column("amount")]
     list_filter = ["account__purpose"]
     search_fields = ["transfer__reference", "account__organization__name"]
     list_select_related = ["transfer", "account__organization"]
@@ -77,8 +79,8 @@ class EntryAdmin(ReadOnlyAdmin):
 
 @admin.register(Hold)
 class HoldAdmin(ReadOnlyAdmin):
-    list_display = ["id", "organization", "amount", "captured", "released", "status",
-                    "reference", "expires_at"]
+    list_display = ["id", "organization", tokens_column("amount"), tokens_column("captured"),
+                    tokens_column("released"), "status", "reference", "expires_at"]
     list_filter = ["status"]
     search_fields = ["reference", "organization__name"]
     list_select_related = ["organization"]

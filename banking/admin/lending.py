@@ -7,6 +7,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from banking.admin.money_columns import tokens_column
 from banking.models import Account, CreditLine, Installment, Loan, LoanPrepayment
 from banking.services.lending import credit_line_set, installments_collect, loan_write_off
 from core.errors import DomainError
@@ -37,7 +38,8 @@ class CreditLineAdmin(admin.ModelAdmin):
     floor; the row is never saved directly."""
 
     form = CreditLineForm
-    list_display = ["organization", "limit", "apr_bps", "max_term_months", "updated_at"]
+    list_display = ["organization", tokens_column("limit"), "apr_bps", "max_term_months",
+                    "updated_at"]
     search_fields = ["organization__name"]
     list_select_related = ["organization"]
     autocomplete_fields = ["organization"]
@@ -75,8 +77,8 @@ class InstallmentInline(admin.TabularInline):
 
 @admin.register(Loan)
 class LoanAdmin(ActionsOnlyAdmin):
-    list_display = ["id", "organization", "principal", "apr_bps", "term_months", "status",
-                    "reference", "created_at"]
+    list_display = ["id", "organization", tokens_column("principal"), "apr_bps", "term_months",
+                    "status", "reference", "created_at"]
     list_filter = ["status"]
     search_fields = ["organization__name", "reference", "idempotency_key"]
     list_select_related = ["organization"]
@@ -109,5 +111,6 @@ class LoanAdmin(ActionsOnlyAdmin):
 
 @admin.register(LoanPrepayment)
 class LoanPrepaymentAdmin(ReadOnlyAdmin):
-    list_display = ["id", "loan", "principal", "interest", "requested_amount", "created_at"]
+    list_display = ["id", "loan", tokens_column("principal"), tokens_column("interest"),
+                    tokens_column("requested_amount"), "created_at"]
     search_fields = ["idempotency_key", "loan__organization__name"]

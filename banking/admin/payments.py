@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from banking.admin.money_columns import tokens_column
 from banking.gateway import GatewayError
 from banking.models import (
     AutoTopUp,
@@ -52,8 +53,8 @@ def _each(modeladmin: admin.ModelAdmin, request: HttpRequest, rows: Any, action:
 
 @admin.register(TopUp)
 class TopUpAdmin(ActionsOnlyAdmin):
-    list_display = ["id", "organization", "status", "amount_cents", "currency", "tokens",
-                    "refunded_cents", "payment_intent_id", "created_at"]
+    list_display = ["id", "organization", "status", "amount_cents", "currency",
+                    tokens_column("tokens"), "refunded_cents", "payment_intent_id", "created_at"]
     list_filter = ["status", "currency"]
     search_fields = ["payment_intent_id", "charge_id", "organization__name"]
     list_select_related = ["organization"]
@@ -85,7 +86,8 @@ class StripeEventAdmin(ActionsOnlyAdmin):
 
 @admin.register(Dispute)
 class DisputeAdmin(ReadOnlyAdmin):
-    list_display = ["dispute_id", "topup", "amount_cents", "tokens", "status", "created_at"]
+    list_display = ["dispute_id", "topup", "amount_cents", tokens_column("tokens"), "status",
+                    "created_at"]
     list_filter = ["status"]
 
 
@@ -97,14 +99,15 @@ class StripeCustomerAdmin(ReadOnlyAdmin):
 
 @admin.register(PayoutAccount)
 class PayoutAccountAdmin(admin.ModelAdmin):
-    list_display = ["organization", "stripe_account_id", "auto_payout_threshold", "updated_at"]
+    list_display = ["organization", "stripe_account_id", tokens_column("auto_payout_threshold"),
+                    "updated_at"]
     search_fields = ["organization__name", "stripe_account_id"]
 
 
 @admin.register(Payout)
 class PayoutAdmin(ActionsOnlyAdmin):
-    list_display = ["id", "organization", "status", "tokens", "amount_cents", "currency",
-                    "destination", "failure_message", "created_at"]
+    list_display = ["id", "organization", "status", tokens_column("tokens"), "amount_cents",
+                    "currency", "destination", "failure_message", "created_at"]
     list_filter = ["status", "is_sweep"]
     search_fields = ["organization__name", "stripe_transfer_id", "destination"]
     list_select_related = ["organization"]
@@ -147,8 +150,8 @@ class AutoTopUpAdmin(ReadOnlyAdmin):
     """Organizations' auto top-up settings, set by their owners on the wallet page; shown
     here so an operator can see why one paused."""
 
-    list_display = ["organization", "enabled", "threshold", "amount_cents", "currency",
-                    "paused_at", "paused_reason", "last_attempt_at"]
+    list_display = ["organization", "enabled", tokens_column("threshold"), "amount_cents",
+                    "currency", "paused_at", "paused_reason", "last_attempt_at"]
     list_filter = ["enabled"]
     list_select_related = ["organization"]
     search_fields = ["organization__name"]

@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from banking.models import ApiKey, Organization
 from banking.services.customers import api_key_authenticate
 from core.client_address import client_address
+from core.credential_guard import credential_check, credential_lookup
 
 
 @dataclass
@@ -35,7 +36,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         scheme, _, raw = header.partition(" ")
         if scheme != self.keyword:
             return None
-        api_key = api_key_authenticate(raw, client_ip=client_address(request))
+        address = client_address(request)
+        credential_check(address)
+        api_key = credential_lookup(
+            "api_key", raw.strip(),
+            lambda: api_key_authenticate(raw, client_ip=address), address=address)
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         return OrganizationPrincipal(organization=api_key.organization, api_key=api_key), api_key

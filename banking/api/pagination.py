@@ -3,6 +3,7 @@ by an index walk from where the last one ended, whatever its depth, and no page 
 the whole set (no COUNT(*)). Rows inserted meanwhile never shift a page, so a reader
 walking `next` sees no row twice and skips none that existed when they started."""
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -46,3 +47,63 @@ class StandardPagination(CursorPagination):
                 raise NotFound(self.invalid_cursor_message) from exc
         return cursor
 
+
+SequenceKey = tuple[int, int]
+
+
+class SequencePagination(StandardPagination):
+    """A list put together in Python (bounded where it is built), newest first, paged with
+    the same opaque cursors as the lists of rows. A cursor holds the sort key of the row
+    its page ended on, never a count of rows, so rows added at the top meanwhile shift
+    nothing for a reader walking `next`. Keys are pairs of integers, strictly decreasing
+    along the list."""
+
+    def paginate_sequence(self, rows: Sequence[Any], request: Request, *,
+                          key: Callable[[Any], SequenceKey]) -> list[Any]:
+        self.base_url = request.build_absolute_uri()
+        size = self.page_size = self.get_page_size(request) or self.max_page_size
+        cursor = self.decode_cursor(request)
+        keys = [key(row) for row in rows]
+        start, end = 0, None
+        if cursor is not None and cursor.position is not None:
+            position = _sequence_position(str(cursor.position))
+            if cursor.reverse:  # `previous`: the page that ends just before `position`
+                end = sum(1 for k in keys if k > position)
+                start = max(0, end - size)
+            else:
+                start = sum(1 for k in keys if k >= position)
+        end = min(len(rows), start + size if end is None else end)
+        page = list(rows[start:end])
+        self._next_key = keys[end - 1] if page and end < len(rows) else None
+        self._previous_key = keys[start] if page and start > 0 else None
+        return page
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        # No model to read the position's field from: paginate_sequence reads it.
+        return CursorPagination.decode_cursor(self, request)
+
+    # DRF keeps a cursor's position as the text read from the query (its stubs say int).
+    def get_next_link(self) -> str | None:
+        if self._next_key is None:
+            return None
+        return self.encode_cursor(Cursor(offset=0, reverse=False,
+                                         position=_position_text(self._next_key)))  # type: ignore[arg-type]
+
+    def get_previous_link(self) -> str | None:
+        if self._previous_key is None:
+            return None
+        return self.encode_cursor(Cursor(offset=0, reverse=True,
+                                         position=_position_text(self._previous_key)))  # type: ignore[arg-type]
+
+
+def _position_text(key: SequenceKey) -> str:
+    return f"{key[0]}.{key[1]}"
+
+
+def _sequence_position(raw: str) -> SequenceKey:
+    """A cursor's position comes from the client: two bounded integers, or it is refused
+    as any unreadable cursor is (404, not a 500)."""
+    head, _, tail = raw.partition(".")
+    if not (head.lstrip("-").isdigit() and tail.isdigit()) or len(raw) > 41:
+        raise NotFound(CursorPagination.invalid_cursor_message)
+    return int(head), int(tail)

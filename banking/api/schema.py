@@ -3,10 +3,10 @@
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.openapi import AutoSchema
 
 from banking.api.permissions import view_action
 from banking.roles import ACTION_SCOPE
+from core.api_schema import ErrorDocumentingAutoSchema
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
@@ -22,7 +22,7 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
         }
 
 
-class ScopedAutoSchema(AutoSchema):
+class ScopedAutoSchema(ErrorDocumentingAutoSchema):
     """Every operation of an organization's API says which API key scope it needs
     (`x-required-scope` and a line of its description), from the same table the
     permission check reads (banking.roles)."""

@@ -1,4 +1,5 @@
 from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -36,7 +37,8 @@ class WalletTransferListApi(APIView):
 
     @extend_schema(
         parameters=[StatementFilterSerializer],
-        responses=StatementEntrySerializer(many=True),
+        responses={(200, "application/json"): StatementEntrySerializer(many=True),
+                   (200, "text/csv"): OpenApiTypes.STR},
         summary="The statement: every entry on the caller's accounts, newest first",
         description="Add `format=csv` for a CSV download of the same rows (all pages).",
     )

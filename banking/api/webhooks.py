@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from banking.models import WebhookDelivery, WebhookEndpoint, WebhookEventType
+from banking.roles import Action
 from banking.services.webhooks import webhook_endpoint_create, webhook_endpoint_delete
 from core.errors import NotFound
 
@@ -51,6 +52,8 @@ def _endpoints(organization_id: int) -> Any:
 
 
 class WebhookListCreateApi(APIView):
+    role_actions = {"POST": Action.WEBHOOKS}
+
     @extend_schema(responses=WebhookOutputSerializer(many=True),
                    summary="Your webhook endpoints")
     def get(self, request: Request) -> Response:
@@ -68,6 +71,8 @@ class WebhookListCreateApi(APIView):
 
 
 class WebhookDeleteApi(APIView):
+    role_actions = {"DELETE": Action.WEBHOOKS}
+
     @extend_schema(responses={204: None}, summary="Stop sending to an endpoint")
     def delete(self, request: Request, webhook_id: int) -> Response:
         webhook_endpoint_delete(organization_id=_org_id(request), endpoint_id=webhook_id)

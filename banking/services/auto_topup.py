@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from banking.error_codes import PaymentErrorCode
+from banking.fiat_display import tokens_with_usd
 from banking.models import AutoTopUp, Membership, Organization, TopUp
 from banking.selectors import wallet_get
 from banking.services.payments import topup_create, topup_quote
@@ -104,7 +105,7 @@ def auto_topup_run(*, organization_id: int) -> TopUp | None:
                                                       updated_at=timezone.now())
         _tell_owners(organization_id,
                      subject=f"Suanli: auto top-up of ${topup.amount_cents / 100:,.2f}",
-                     body=f"Your wallet fell below {config.threshold:,} tokens, so your "
+                     body=f"Your wallet fell below {tokens_with_usd(config.threshold)}, so your "
                           f"saved card was charged ${topup.amount_cents / 100:,.2f} for "
                           f"{topup.tokens:,} tokens.")
     elif topup.status in (TopUp.Status.FAILED, TopUp.Status.CANCELED) or (

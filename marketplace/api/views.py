@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from banking.api.idempotency import idempotency_key_from
-from banking.api.pagination import StandardPagination
+from banking.api.pagination import SequencePagination, StandardPagination
 from banking.api.permissions import HasOrganization, IsBuyer, IsProvider, action_check
 from banking.roles import Action
 from banking.services.ledger import new_idempotency_key
@@ -25,7 +25,7 @@ from marketplace.services.advances import advance_create, advance_limit
 from marketplace.services.alerts import low_balance_alert_set
 from marketplace.services.blocks import availability, block_buy, block_quote, block_sell_back
 from marketplace.services.deposits import deposit_create
-from marketplace.statement import statement_lines
+from marketplace.statement import line_key, statement_lines
 
 IDEMPOTENCY = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)
 
@@ -208,6 +208,9 @@ class WalletStatementApi(APIView):
     """The statement a person reads: one line per job (its captures inside), top-up,
     block, installment, advance, payout; `wallet/transfers/` stays the ledger."""
 
+    # Read by the schema (the view pages by hand): the cursor and the page's shape.
+    pagination_class = SequencePagination
+
     @extend_schema(parameters=[s.StatementQuerySerializer],
                    responses=s.StatementLineSerializer(many=True),
                    summary="The statement grouped per job and purchase, newest first")
@@ -217,7 +220,7 @@ class WalletStatementApi(APIView):
         lines = statement_lines(organization_id=request.organization.pk,  # type: ignore[attr-defined]
                                 date_from=query.validated_data.get("date_from"),
                                 date_to=query.validated_data.get("date_to"))
-        paginator = StandardPagination()
-        page = paginator.paginate_queryset(lines, request, view=self)  # type: ignore[arg-type]
+        paginator = SequencePagination()
+        page = paginator.paginate_sequence(lines, request, key=line_key)
         return paginator.get_paginated_response(
             s.StatementLineSerializer(page, many=True).data)

@@ -6,6 +6,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
+from banking.fiat_display import tokens_with_usd
 from banking.models import Membership
 from banking.selectors import wallet_get
 from banking.services.webhooks import webhook_event_emit
@@ -46,8 +47,9 @@ def low_balance_check() -> int:
             if recipients:
                 send_mail(
                     f"Suanli: {alert.organization.name} is below {alert.threshold:,} tokens",
-                    f"Your wallet has {available:,} tokens available, below the alert "
-                    f"threshold of {alert.threshold:,}. Top up to keep jobs running.",
+                    f"Your wallet has {tokens_with_usd(available)} available, below the "
+                    f"alert threshold of {tokens_with_usd(alert.threshold)}. Top up to keep "
+                    "jobs running.",
                     settings.DEFAULT_FROM_EMAIL, recipients,
                 )
             sent += 1

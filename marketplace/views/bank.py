@@ -28,10 +28,10 @@ from marketplace.services.blocks import (
 )
 from marketplace.views.base import (
     OrganizationRequest,
+    buyer_required,
     confirm_page,
     confirmed,
     found_or_404,
-    organization_required,
     query_text,
 )
 from scheduler.selectors import gpu_class_list
@@ -70,7 +70,7 @@ def _can_buy(quote: BlockQuote, start: datetime, end: datetime) -> int:
     return availability(gpu_class=quote.gpu_class.name, start=start, end=end).min_free_gpus
 
 
-@organization_required
+@buyer_required
 def blocks(request: OrganizationRequest) -> HttpResponse:
     org_id = request.organization.pk
     form = BlockForm(request.POST or None, gpu_classes=_classes(),
@@ -139,7 +139,7 @@ def _free_bank_gpus(start: datetime) -> list[dict[str, Any]]:
     return rows
 
 
-@organization_required
+@buyer_required
 @require_POST
 def block_sell_back_view(request: OrganizationRequest, block_id: int) -> HttpResponse:
     found_or_404(lambda: block_get(organization_id=request.organization.pk, block_id=block_id))
@@ -175,7 +175,7 @@ def block_sell_back_view(request: OrganizationRequest, block_id: int) -> HttpRes
     return redirect("store:blocks")
 
 
-@organization_required
+@buyer_required
 def loans(request: OrganizationRequest) -> HttpResponse:
     org_id = request.organization.pk
     items = [loan_get(organization_id=org_id, loan_id=loan.pk)
@@ -190,7 +190,7 @@ def loans(request: OrganizationRequest) -> HttpResponse:
         "has_credit_line": has_line})
 
 
-@organization_required
+@buyer_required
 @require_POST
 def loan_prepay_view(request: OrganizationRequest, loan_id: int) -> HttpResponse:
     found_or_404(lambda: loan_get(organization_id=request.organization.pk, loan_id=loan_id))

@@ -72,6 +72,36 @@ def organization_required(view: View) -> View:
     return cast(View, wrapped)
 
 
+def buyer_required(view: View) -> View:
+    """`organization_required`, for a buyer's section (jobs, blocks, loans): a provider-only
+    organization is refused the page, not only spared its link, since a URL is typed or
+    bookmarked as easily as clicked."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        organization: Organization = request.organization  # type: ignore[attr-defined]
+        if not organization.is_buyer:
+            return render(request, "marketplace/not_buyer.html", status=403)
+        return view(request, *args, **kwargs)
+
+    return organization_required(cast(View, wrapped))
+
+
+def provider_required(view: View) -> View:
+    """`organization_required`, for the provider portal: a buyer-only organization is
+    refused it."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        organization: Organization = request.organization  # type: ignore[attr-defined]
+        if not organization.is_provider:
+            return render(request, "marketplace/provider/not_provider.html",
+                          {"nav": "provider"}, status=403)
+        return view(request, *args, **kwargs)
+
+    return organization_required(cast(View, wrapped))
+
+
 def forbidden_page(request: HttpRequest, action: Action) -> HttpResponse:
     membership: Membership = request.membership  # type: ignore[attr-defined]
     return render(request, "marketplace/forbidden.html", {

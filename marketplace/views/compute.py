@@ -16,10 +16,10 @@ from marketplace.models import Block
 from marketplace.selectors import block_list, price_history_list
 from marketplace.views.base import (
     OrganizationRequest,
+    buyer_required,
     confirm_page,
     confirmed,
     found_or_404,
-    organization_required,
     query_text,
 )
 from scheduler.pricing import charge_for
@@ -83,7 +83,7 @@ def _block_choices(blocks: list[Block]) -> list[tuple[str, str]]:
             for b in blocks]
 
 
-@organization_required
+@buyer_required
 def jobs(request: OrganizationRequest) -> HttpResponse:
     org_id = request.organization.pk
     blocks = _usable_blocks(org_id)
@@ -128,14 +128,14 @@ def jobs(request: OrganizationRequest) -> HttpResponse:
     })
 
 
-@organization_required
+@buyer_required
 def job_rows(request: OrganizationRequest) -> HttpResponse:
     """The job table's body, polled by htmx for live status."""
     return render(request, "marketplace/compute/_job_rows.html",
                   {"jobs": job_list(organization_id=request.organization.pk)[:50]})
 
 
-@organization_required
+@buyer_required
 def job_detail(request: OrganizationRequest, job_id: int) -> HttpResponse:
     job = found_or_404(lambda: job_get(organization_id=request.organization.pk, job_id=job_id))
     template = ("marketplace/compute/_job_live.html" if request.headers.get("HX-Request")
@@ -154,7 +154,7 @@ def job_detail(request: OrganizationRequest, job_id: int) -> HttpResponse:
     })
 
 
-@organization_required
+@buyer_required
 @require_POST
 def job_cancel_view(request: OrganizationRequest, job_id: int) -> HttpResponse:
     found = found_or_404(lambda: job_get(organization_id=request.organization.pk,
@@ -180,7 +180,7 @@ def estimate(gpu_count: int, seconds: int, rate: int) -> int:
     return charge_for(gpu_count * seconds, rate)
 
 
-@organization_required
+@buyer_required
 def job_estimate(request: OrganizationRequest) -> HttpResponse:
     """The most a job can cost (its hold) for the form's current values."""
     if query_text(request, "block"):

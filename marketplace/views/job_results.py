@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import redirect
 
-from marketplace.views.base import OrganizationRequest, found_or_404, organization_required
+from marketplace.views.base import OrganizationRequest, buyer_required, found_or_404
 from scheduler.selectors import job_get
 from scheduler.services.logs import log_read
 from scheduler.services.outputs import output_download_url, output_list
@@ -26,7 +26,7 @@ def _whole_log(job_id: int) -> Iterator[bytes]:
         offset = piece.next_offset
 
 
-@organization_required
+@buyer_required
 def job_log_download(request: OrganizationRequest, job_id: int) -> HttpResponseBase:
     found_or_404(lambda: job_get(organization_id=request.organization.pk, job_id=job_id))
     response = StreamingHttpResponse(_whole_log(job_id), content_type="text/plain; charset=utf-8")
@@ -34,7 +34,7 @@ def job_log_download(request: OrganizationRequest, job_id: int) -> HttpResponseB
     return response
 
 
-@organization_required
+@buyer_required
 def job_output_download(request: OrganizationRequest, job_id: int,
                         output_id: int) -> HttpResponse:
     found_or_404(lambda: job_get(organization_id=request.organization.pk, job_id=job_id))

@@ -3,13 +3,10 @@
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from banking.api.authentication import request_organization
+from marketplace.account_adapter import landing_url
 
 
 def home(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
-        organization = request_organization(request)
-        if organization is not None and organization.is_provider and not organization.is_buyer:
-            return redirect("store:provider")
-        return redirect("store:wallet")
+        return redirect(landing_url(request))
     return render(request, "marketplace/home.html")

@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
@@ -17,6 +18,7 @@ from banking.payout_value import payout_value_text
 from banking.selectors import earnings_per_day
 from banking.services.payouts import payout_account_set, payout_request
 from core.errors import DomainError
+from marketplace.agent_wheel import AGENT_VERSION
 from marketplace.forms import (
     AdvanceForm,
     DepositForm,
@@ -32,20 +34,13 @@ from marketplace.views.base import (
     OrganizationRequest,
     confirm_page,
     confirmed,
-    organization_required,
+    provider_required,
 )
 from scheduler.models import Node
 from scheduler.selectors import gpu_class_list, node_list
 from scheduler.services.nodes import node_register, node_update
 
 TOKEN_SESSION_KEY = "storefront_new_node_token"
-
-
-def _provider_only(request: OrganizationRequest) -> HttpResponse | None:
-    if not request.organization.is_provider:
-        return render(request, "marketplace/provider/not_provider.html", {"nav": "provider"},
-                      status=403)
-    return None
 
 
 @dataclass(frozen=True)
@@ -62,13 +57,10 @@ _CONTEXT_NAMES = {"node": "node_form", "deposit": "deposit_form", "advance": "ad
                   "payout-account": "account_form", "payout": "payout_form"}
 
 
-@organization_required
+@provider_required
 def provider(request: OrganizationRequest) -> HttpResponse:
     """The portal; a POST goes to the one handler of the form it names, and a form that
     does not pass comes back bound, with its errors, among the others."""
-    refused = _provider_only(request)
-    if refused:
-        return refused
     org_id = request.organization.pk
     nodes = list(node_list(provider_id=org_id))
     choices = _Choices(
@@ -224,12 +216,19 @@ _POSTS: dict[str, PostForm] = {
 TOKEN_FILE = "suanli-node-token"
 
 
+def agent_install_command(*, server: str) -> str:
+    """The agent is its own distribution, served by this server: the GPU machine needs
+    Python and pip, nothing of this repository."""
+    wheel = reverse("store:agent-wheel", kwargs={"version": AGENT_VERSION})
+    return f"pip install {server}{wheel}"
+
+
 def agent_command(*, server: str, token: str) -> str:
     return (f"(umask 077 && printf '%s' '{token}' > {TOKEN_FILE}) && "
-            f"python -m scheduler.agent --server {server} --token-file {TOKEN_FILE}")
+            f"suanli-agent --server {server} --token-file {TOKEN_FILE}")
 
 
-@organization_required
+@provider_required
 @never_cache
 def node_created(request: OrganizationRequest) -> HttpResponse:
     shown = request.session.pop(TOKEN_SESSION_KEY, None)
@@ -245,10 +244,10 @@ def node_created(request: OrganizationRequest) -> HttpResponse:
     command = agent_command(server=server, token=shown["token"])
     return render(request, "marketplace/provider/node_created.html",
                   {"nav": "provider", "node": node, "token": shown["token"],
-                   "command": command})
+                   "install": agent_install_command(server=server), "command": command})
 
 
-@organization_required
+@provider_required
 @require_POST
 def node_drain(request: OrganizationRequest, node_id: int) -> HttpResponse:
     try:

@@ -1,4 +1,5 @@
-"""`Authorization: Node <token>`: the caller is a node's agent."""
+"""`Authorization: Node <token>`: the caller is a node's agent (its rate:
+scheduler.agent_api.rate_limit)."""
 
 from dataclasses import dataclass
 from typing import Any
@@ -7,8 +8,10 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
-from rest_framework.throttling import SimpleRateThrottle
 
+from core.client_address import client_address
+from core.credential_guard import client_address_var, credential_check
+from scheduler.agent_api.rate_limit import NodeRateThrottle
 from scheduler.models import Node
 from scheduler.services.nodes import node_authenticate
 
@@ -32,7 +35,13 @@ class NodeTokenAuthentication(authentication.BaseAuthentication):
         scheme, _, raw = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
         if scheme != self.keyword:
             return None
-        node = node_authenticate(raw)
+        address = client_address(request)
+        credential_check(address)
+        reset = client_address_var.set(address)  # the lookup's guard counts failures by it
+        try:
+            node = node_authenticate(raw)
+        finally:
+            client_address_var.reset(reset)
         if node is None or node.status == Node.Status.DISABLED:
             raise exceptions.AuthenticationFailed("Invalid node token.")
         return NodePrincipal(node), node
@@ -48,15 +57,6 @@ class IsNode(BasePermission):
         return isinstance(request.auth, Node)
 
 
-class NodeRateThrottle(SimpleRateThrottle):
-    scope = "node"
-
-    def get_cache_key(self, request: Request, view: Any) -> str | None:
-        if isinstance(request.auth, Node):
-            return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}
-        return None
-
-
 class NodeTokenScheme(OpenApiAuthenticationExtension):
     target_class = "scheduler.api.authentication.NodeTokenAuthentication"
     name = "NodeToken"
@@ -65,3 +65,7 @@ class NodeTokenScheme(OpenApiAuthenticationExtension):
         return {"type": "apiKey", "in": "header", "name": "Authorization",
                 "description": "`Node <token>`: the node's agent token, shown once at "
                                "registration."}
+
+
+__all__ = ["IsNode", "NodePrincipal", "NodeRateThrottle", "NodeTokenAuthentication",
+           "NodeTokenScheme"]

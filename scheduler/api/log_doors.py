@@ -1,5 +1,5 @@
 """Logs in the event loop of the agents' ASGI server (config.asgi), in front of Django:
-agents' chunks (`POST agent/assignments/{id}/logs/`, scheduler.api.log_chunk: every
+agents' chunks (`POST agent/assignments/{id}/logs/`, scheduler.agent_api.log_chunk: every
 running job's node every 2 s), and `GET /api/v1/jobs/{id}/logs/?follow=1`, where a
 follower waits between looks without holding a thread, so many buyers can follow their
 runs at once. Each look (authenticate once, then read new bytes) runs on
@@ -23,9 +23,10 @@ from banking.services.customers import api_key_authenticate
 from core.api_errors import SERVER_ERROR_MESSAGE, error_body
 from core.errors import ErrorCode
 from core.observability import LATENCY, REQUESTS, request_id_var
-from scheduler.api import log_chunk
-from scheduler.api.agent_answers import Answer
-from scheduler.api.agent_doors import (
+from scheduler.agent_api import log_chunk
+from scheduler.agent_api.answers import Answer
+from scheduler.agent_api.database_threads import on_a_database_thread
+from scheduler.agent_api.doors import (
     ASGIApp,
     ASGIReceive,
     ASGIScope,
@@ -33,7 +34,6 @@ from scheduler.api.agent_doors import (
     _reply,
     _request_id,
 )
-from scheduler.api.database_threads import on_a_database_thread
 from scheduler.api.objects import follow_step, slice_json, sse_event
 from scheduler.models import Job
 

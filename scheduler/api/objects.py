@@ -19,8 +19,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import InvalidInput
+from scheduler.agent_api.log_chunk import log_chunk_answer, too_large
 from scheduler.api.authentication import IsNode, NodeRateThrottle, NodeTokenAuthentication
-from scheduler.api.log_chunk import log_chunk_answer, too_large
 from scheduler.models import Job, JobOutput
 from scheduler.selectors import job_get
 from scheduler.services.logs import LogSlice, log_read, object_storage
@@ -147,7 +147,7 @@ class _AgentApi(APIView):
 class AgentLogChunkApi(APIView):
     """The body is the chunk's raw bytes (at most LOG_CHUNK_MAX_BYTES, the one agent call
     allowed past the agents' JSON body cap); `?offset=` is where they start. The same
-    answer as the agents' ASGI server gives (scheduler.api.log_chunk)."""
+    answer as the agents' ASGI server gives (scheduler.agent_api.log_chunk)."""
 
     # log_chunk_answer authenticates, rate-limits and validates by itself.
     authentication_classes: list[type] = []
@@ -266,6 +266,19 @@ class JobOutputsApi(APIView):
         return Response(JobOutputFileSerializer(outputs, many=True).data)
 
 
+# Signed URLs are followed without an API key (an agent uploading, a browser downloading):
+# the token, signed for one object until it expires, is the whole credential, so these
+# operations need no key and name no key scope.
+_SIGNED_URL_SCOPE = {"x-required-scope": "none"}
+_SIGNED_URL_NOTE = ("No API key: the signed token in the URL is the credential, for one "
+                    "object and until it expires.\n\nAPI key scope: none.")
+
+
+def _signed_token(where: str) -> OpenApiParameter:
+    return OpenApiParameter("token", str, OpenApiParameter.PATH,
+                            description=f"the signed token from {where}")
+
+
 class ObjectUploadApi(APIView):
     """The filesystem storage's presigned PUT: the token is the credential."""
 
@@ -276,6 +289,9 @@ class ObjectUploadApi(APIView):
 
     @extend_schema(request={"application/octet-stream": {"type": "string", "format": "binary"}},
                    responses={204: None}, auth=[],
+                   parameters=[_signed_token("an upload ticket's URL (`POST agent/assignments/"
+                                             "{id}/outputs/`), for that one file")],
+                   extensions=_SIGNED_URL_SCOPE, description=_SIGNED_URL_NOTE,
                    summary="Upload an output through a signed URL (filesystem storage)")
     def put(self, request: Request, token: str) -> Response:
         try:
@@ -293,6 +309,8 @@ class ObjectDownloadApi(APIView):
     throttle_classes: list[type] = []
 
     @extend_schema(responses={(200, "application/octet-stream"): bytes}, auth=[],
+                   parameters=[_signed_token("an output's `url` (`GET jobs/{id}/outputs/`)")],
+                   extensions=_SIGNED_URL_SCOPE, description=_SIGNED_URL_NOTE,
                    summary="Download an output through a signed URL (filesystem storage)")
     def get(self, request: Request, token: str) -> FileResponse:
         output = output_for_download(token=token[:1000])

@@ -4,7 +4,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.bounds import INTEGER_MAX, BoundedIntegerField, BoundedJSONField, bounded_json
+from scheduler.job_spec_schema import JobSpecField
 from scheduler.models import Job, Node
+from scheduler.services.agent import REASON_MAX_CHARS
 from scheduler.services.jobs import spec_validate
 
 GPU_CLASS_NAME_MAX = 64
@@ -99,7 +101,7 @@ class JobInputSerializer(serializers.Serializer):
     """Each number is bounded here by its column; job_submit holds the domain's limits
     (at most 64 GPUs, 30 days) and names them in its refusal."""
 
-    spec = serializers.JSONField()
+    spec = JobSpecField()
     gpu_class = serializers.CharField(max_length=GPU_CLASS_NAME_MAX)
     gpu_count = BoundedIntegerField(min_value=0, max_value=INTEGER_MAX)
     max_duration_s = BoundedIntegerField(min_value=0, max_value=INTEGER_MAX)
@@ -135,7 +137,7 @@ class JobTimelineSerializer(serializers.Serializer):
 class JobOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     state = serializers.ChoiceField(choices=Job.State.choices)
-    spec = serializers.JSONField()
+    spec = JobSpecField()
     gpu_class = serializers.CharField(source="gpu_class.name")
     gpu_count = serializers.IntegerField()
     min_vram_gb = serializers.IntegerField()
@@ -177,78 +179,24 @@ class JobOutputSerializer(serializers.Serializer):
         }).data
 
 
-class NodeIsolationSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=Node.Isolation.choices,
-                                   help_text="container: buyers' commands run in containers")
-    runtime = serializers.ChoiceField(choices=["", "podman", "docker"], required=False,
-                                      default="")
-    runtime_version = serializers.RegexField(r"^[A-Za-z0-9.+~_-]{0,64}$", required=False,
-                                             default="", allow_blank=True, max_length=64)
-    network = serializers.ChoiceField(choices=Node.Network.choices, required=False,
-                                      default=Node.Network.NONE)
-    host_execution = serializers.BooleanField(required=False, default=False)
-    default_image = serializers.CharField(required=False, default="", allow_blank=True,
-                                          max_length=255)
-
-    def validate_default_image(self, value: str) -> str:
-        from scheduler.agent.workload_spec import SpecError, image_parse
-
-        if value:
-            try:
-                image_parse(value, field_name="isolation.default_image")
-            except SpecError as error:
-                raise serializers.ValidationError(error.message) from error
-        return value
-
-
-class HeartbeatInputSerializer(serializers.Serializer):
-    free_gpus = serializers.IntegerField(min_value=0)
-    busy_gpus = serializers.IntegerField(min_value=0)
-    utilization = serializers.FloatField(min_value=0, max_value=1, required=False, default=0)
-    agent_version = serializers.CharField(required=False, default="", allow_blank=True)
-    gpus = serializers.ListField(child=serializers.DictField(), required=False, default=list)
-    running = serializers.ListField(child=serializers.IntegerField(), required=False,
-                                    default=list)
-    isolation = NodeIsolationSerializer(
-        required=False, help_text="how the node runs buyers' commands; sent on the first beat, "
-        "after a reconnection and now and then")
-
-
-class HeartbeatOutputSerializer(serializers.Serializer):
-    status = serializers.CharField()
-    next_heartbeat_s = serializers.IntegerField()
-    lease_due = serializers.BooleanField(
-        help_text="the node's lease changed since the node last read it: read it now. "
-                  "Agents read it at least every minute whatever this says.")
-    server_time = serializers.DateTimeField()
-
-
-class LeaseAssignmentSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    job_id = serializers.IntegerField()
-    gpu_count = serializers.IntegerField()
-    spec = serializers.JSONField()
-    max_duration_s = serializers.IntegerField(
-        help_text="what is left of the job's maximum duration after earlier attempts")
-    lease_expires_at = serializers.DateTimeField()
-
-
-class LeaseOutputSerializer(serializers.Serializer):
-    assignments = LeaseAssignmentSerializer(many=True)
-    kill = serializers.ListField(child=serializers.IntegerField())
-
-
 class UsageInputSerializer(serializers.Serializer):
-    seq = serializers.JSONField()
-    gpu_seconds = serializers.JSONField()
-    ai_tokens = serializers.JSONField(required=False)
+    """A run's cumulative usage. Each figure within its column (seq an integer, the others
+    bigint); whether it is possible by the clock the service decides (409
+    usage_implausible)."""
+
+    seq = BoundedIntegerField(min_value=1, max_value=INTEGER_MAX,
+                              help_text="grows by one with each report the server answered")
+    gpu_seconds = BoundedIntegerField(
+        help_text="cumulative; at most gpu_count x (seconds since placement + slack) and "
+                  "the run's budget + slack")
+    ai_tokens = BoundedIntegerField(required=False, default=0, help_text="cumulative")
     image = serializers.CharField(required=False, max_length=255,
                                   help_text="the image the run's container was started from")
     image_digest = serializers.RegexField(r"^sha256:[0-9a-f]{64}$", required=False,
                                           allow_blank=True, max_length=71)
 
     def validate_image(self, value: str) -> str:
-        from scheduler.agent.workload_spec import SpecError, image_parse
+        from suanli_agent.workload_spec import SpecError, image_parse
 
         try:
             image_parse(value, field_name="image")
@@ -263,14 +211,19 @@ class UsageOutputSerializer(serializers.Serializer):
     lease_expires_at = serializers.DateTimeField()
 
 
+def _exit_code_field(**kwargs: Any) -> BoundedIntegerField:
+    # A signal's negative code included: the column is a signed integer.
+    return BoundedIntegerField(min_value=-INTEGER_MAX - 1, max_value=INTEGER_MAX, **kwargs)
+
+
 class CompleteInputSerializer(UsageInputSerializer):
-    exit_code = serializers.JSONField(required=False)
+    exit_code = _exit_code_field(required=False, default=0)
 
 
 class FailInputSerializer(UsageInputSerializer):
     reason = serializers.CharField(required=False, default="", allow_blank=True,
-                                   max_length=2000)
-    exit_code = serializers.JSONField(required=False, allow_null=True)
+                                   max_length=REASON_MAX_CHARS)
+    exit_code = _exit_code_field(required=False, allow_null=True, default=None)
 
 
 class AssignmentOutputSerializer(serializers.Serializer):

@@ -1,5 +1,6 @@
 from typing import Any
 
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -12,21 +13,25 @@ from banking.api.permissions import HasOrganization, IsBuyer, IsProvider
 from banking.fiat_display import usd_for_tokens
 from banking.roles import Action
 from core.bounds import OutOfBounds, bounded_query
-from scheduler.api import lease_push
-from scheduler.api.agent_answers import Answer
-from scheduler.api.authentication import IsNode, NodeRateThrottle, NodeTokenAuthentication
-from scheduler.api.heartbeat import heartbeat_answer
-from scheduler.api.lease import lease_answer
+from scheduler.agent_api import lease_push
+from scheduler.agent_api.answers import Answer
+from scheduler.agent_api.bodies import lease_wait_seconds
+from scheduler.agent_api.heartbeat import heartbeat_answer
+from scheduler.agent_api.lease import lease_answer
+from scheduler.agent_api.rate_limit import NodeRateThrottle
+from scheduler.agent_api.serializers import (
+    HeartbeatInputSerializer,
+    HeartbeatOutputSerializer,
+    LeaseOutputSerializer,
+)
+from scheduler.api.authentication import IsNode, NodeTokenAuthentication
 from scheduler.api.serializers import (
     AssignmentOutputSerializer,
     CompleteInputSerializer,
     FailInputSerializer,
     GpuClassOutputSerializer,
-    HeartbeatInputSerializer,
-    HeartbeatOutputSerializer,
     JobInputSerializer,
     JobOutputSerializer,
-    LeaseOutputSerializer,
     NodeCreatedSerializer,
     NodeInputSerializer,
     NodeOutputSerializer,
@@ -54,6 +59,12 @@ from scheduler.services.nodes import node_register, node_retire, node_update
 
 def _org_id(request: Request) -> int:
     return int(request.organization.pk)  # type: ignore[attr-defined]
+
+
+# The calls that authenticate by themselves (no DRF authentication class to read it from)
+# state their security requirement: an object, as OpenAPI has it (drf-spectacular's
+# annotation says names, which it would put in the schema as they are).
+NODE_TOKEN_SECURITY: Any = [{"NodeToken": []}]
 
 
 class GpuClassListApi(APIView):
@@ -155,7 +166,9 @@ class JobListCreateApi(APIView):
 
     @extend_schema(
         request=JobInputSerializer, responses={201: JobOutputSerializer},
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
+                    OpenApiParameter("Location", str, OpenApiParameter.HEADER, response=[201],
+                                     description="the new job's URL")],
         summary="Submit a job: the rate is locked and its maximum cost held",
     )
     def post(self, request: Request) -> Response:
@@ -169,7 +182,10 @@ class JobListCreateApi(APIView):
             **d,
         )
         out = job_get(organization_id=_org_id(request), job_id=job.pk)
-        return Response(JobOutputSerializer(out).data, status=201)
+        # The created resource named as HTTP says (RFC 9110 §10.2.2): a client follows the
+        # job from here without knowing how job URLs are built.
+        return Response(JobOutputSerializer(out).data, status=201,
+                        headers={"Location": reverse("job-detail", args=[job.pk])})
 
 
 class JobDetailApi(APIView):
@@ -199,7 +215,7 @@ class _AgentApi(APIView):
 
 
 class AgentHeartbeatApi(APIView):
-    """The same answer as the fast paths in front of Django (scheduler.api.agent_doors),
+    """The same answer as the fast paths in front of Django (scheduler.agent_api.doors),
     which serve this URL under gunicorn and runserver (config.wsgi, config.asgi, and
     WSGI_APPLICATION for runserver); this view serves Django's test client and documents
     the call."""
@@ -211,14 +227,14 @@ class AgentHeartbeatApi(APIView):
     throttle_classes: list[type] = []
 
     @extend_schema(request=HeartbeatInputSerializer, responses=HeartbeatOutputSerializer,
-                   auth=["NodeToken"])
+                   auth=NODE_TOKEN_SECURITY)
     def post(self, request: Request) -> Response:
         answer = heartbeat_answer(request.META.get("HTTP_AUTHORIZATION", ""), request.body)
         return Response(answer.body, status=answer.status, headers=answer.headers)
 
 
 class AgentLeaseApi(APIView):
-    """The same answer as the fast paths in front of Django (scheduler.api.agent_doors),
+    """The same answer as the fast paths in front of Django (scheduler.agent_api.doors),
     which serve this URL under gunicorn and runserver; this view serves Django's test
     client and documents the call."""
 
@@ -226,9 +242,10 @@ class AgentLeaseApi(APIView):
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
     throttle_classes: list[type] = []
+    schema_error_statuses = (503,)  # a wait asked of a server that holds none
 
     @extend_schema(
-        request=None, responses=LeaseOutputSerializer, auth=["NodeToken"],
+        request=None, responses=LeaseOutputSerializer, auth=NODE_TOKEN_SECURITY,
         parameters=[OpenApiParameter(
             "wait", int, required=False,
             description="Hold the request until the lease changes, at most this many seconds "
@@ -237,7 +254,7 @@ class AgentLeaseApi(APIView):
                         "lease_push_unavailable.")],
     )
     def post(self, request: Request) -> Response:
-        wait = lease_push.wait_seconds(request.META.get("QUERY_STRING", ""))
+        wait = lease_wait_seconds(request.META.get("QUERY_STRING", ""))
         if isinstance(wait, Answer):
             answer = wait
         elif wait is not None:

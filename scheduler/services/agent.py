@@ -10,6 +10,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from banking.services.transactions import money_transaction
+from core.bounds import INTEGER_MAX, bounded_int, bounded_text
 from core.database import jsonb_value, server_bound_cursor
 from core.errors import InvalidInput, NotFound
 from core.sql_names import compose
@@ -25,7 +26,11 @@ from scheduler.models import (
 )
 from scheduler.services.job_events import job_ended_emit
 from scheduler.services.lease_hints import lease_mark_clear
+from scheduler.services.plausibility import implausible_usage_counted, usage_check
 from scheduler.services.settlement import job_hold_release, usage_settle
+
+# What an agent may say of a failure (the serializer's bound); the first 500 are kept.
+REASON_MAX_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -33,13 +38,6 @@ class UsageResult:
     accepted: bool
     action: str
     lease_expires_at: datetime
-
-
-def _count(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidInput(f"{name} must be a whole number, 0 or more.",
-                           fields={name: ["A whole number, 0 or more."]})
-    return value
 
 
 def _locked_assignment(node_id: int, assignment_id: int) -> Assignment:
@@ -67,11 +65,13 @@ def budget_gpu_seconds(a: Assignment) -> int:
     return max(0, total - _earlier_attempts([a.job_id], [a.pk]).get(a.job_id, 0))
 
 
-def _record_usage(a: Assignment, seq: Any, gpu_seconds: Any, ai_tokens: Any) -> bool:
+def _record_usage(a: Assignment, seq: Any, gpu_seconds: Any, ai_tokens: Any,
+                  now: datetime) -> bool:
     """Apply a cumulative report; False when it repeats the last sequence number."""
-    seq = _count(seq, "seq")
-    gpu_seconds = _count(gpu_seconds, "gpu_seconds")
-    ai_tokens = _count(ai_tokens or 0, "ai_tokens")
+    # Each figure within its column: seq is an integer column, the others bigint.
+    seq = bounded_int(seq, field="seq", maximum=INTEGER_MAX)
+    gpu_seconds = bounded_int(gpu_seconds, field="gpu_seconds")
+    ai_tokens = bounded_int(ai_tokens or 0, field="ai_tokens")
     if seq == 0:
         raise InvalidInput("seq starts at 1.", fields={"seq": ["Starts at 1."]})
     if seq == a.last_seq:
@@ -82,8 +82,11 @@ def _record_usage(a: Assignment, seq: Any, gpu_seconds: Any, ai_tokens: Any) -> 
     if gpu_seconds < a.gpu_seconds or ai_tokens < a.ai_tokens:
         raise InvalidInput("Usage is cumulative: it cannot go down.",
                            fields={"gpu_seconds": [f"At least {a.gpu_seconds}."]})
+    budget = budget_gpu_seconds(a)
+    usage_check(a, gpu_seconds=gpu_seconds, ai_tokens=ai_tokens, budget_gpu_seconds=budget,
+                now=now)
     # Never bill past what the buyer agreed to: gpu_count x max_duration over all attempts.
-    gpu_seconds = min(gpu_seconds, budget_gpu_seconds(a))
+    gpu_seconds = min(gpu_seconds, budget)
     UsageRecord.objects.create(assignment=a, seq=seq, gpu_seconds=gpu_seconds,
                                ai_tokens=ai_tokens)
     a.last_seq, a.gpu_seconds, a.ai_tokens = seq, gpu_seconds, ai_tokens
@@ -98,16 +101,26 @@ def _mark_running(a: Assignment, now: datetime) -> None:
             state=Job.State.RUNNING, started_at=now, updated_at=now)
 
 
-@money_transaction
 def usage_report(*, node_id: int, assignment_id: int, seq: Any, gpu_seconds: Any,
                  ai_tokens: Any = 0, image: str = "", image_digest: str = "") -> UsageResult:
+    """A running assignment's cumulative usage; an implausible one is refused (409
+    usage_implausible) and counted against the node (scheduler.services.plausibility)."""
+    with implausible_usage_counted(node_id):
+        return _usage_report(node_id=node_id, assignment_id=assignment_id, seq=seq,
+                             gpu_seconds=gpu_seconds, ai_tokens=ai_tokens, image=image,
+                             image_digest=image_digest)
+
+
+@money_transaction
+def _usage_report(*, node_id: int, assignment_id: int, seq: Any, gpu_seconds: Any,
+                  ai_tokens: Any, image: str, image_digest: str) -> UsageResult:
     a = _locked_assignment(node_id, assignment_id)
     if a.state not in ACTIVE_ASSIGNMENT_STATES:
         raise AssignmentClosed(f"Assignment {assignment_id} is {a.state}: stop it.")
     if image:  # what the buyer sees ran (checked by the serializer)
         Job.objects.filter(pk=a.job_id).update(image=image, image_digest=image_digest)
     now = timezone.now()
-    changed = _record_usage(a, seq, gpu_seconds, ai_tokens)
+    changed = _record_usage(a, seq, gpu_seconds, ai_tokens, now)
     _mark_running(a, now)
     a.lease_expires_at = now + timedelta(seconds=settings.SCHEDULER_NODE_TIMEOUT_S)
     a.save(update_fields=["state", "started_at", "last_seq", "gpu_seconds", "ai_tokens",
@@ -119,6 +132,7 @@ def usage_report(*, node_id: int, assignment_id: int, seq: Any, gpu_seconds: Any
                        lease_expires_at=a.lease_expires_at)
 
 
+@money_transaction
 def _finish(node_id: int, assignment_id: int, *, succeeded: bool, seq: Any, gpu_seconds: Any,
             ai_tokens: Any, exit_code: Any, reason: str) -> Assignment:
     a = _locked_assignment(node_id, assignment_id)
@@ -127,11 +141,12 @@ def _finish(node_id: int, assignment_id: int, *, succeeded: bool, seq: Any, gpu_
         return a  # a repeated report
     if a.state not in ACTIVE_ASSIGNMENT_STATES:
         raise AssignmentClosed(f"Assignment {assignment_id} is already {a.state}.")
-    if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int)):
-        raise InvalidInput("exit_code must be a whole number or null.",
-                           fields={"exit_code": ["A whole number or null."]})
+    if exit_code is not None:
+        exit_code = bounded_int(exit_code, field="exit_code", minimum=-INTEGER_MAX - 1,
+                                maximum=INTEGER_MAX)
+    reason = bounded_text(reason, field="reason", max_length=REASON_MAX_CHARS)
     now = timezone.now()
-    _record_usage(a, seq, gpu_seconds, ai_tokens)
+    _record_usage(a, seq, gpu_seconds, ai_tokens, now)
     _mark_running(a, now)
     a.state, a.ended_at, a.exit_code, a.reason = target, now, exit_code, reason[:500]
     a.save(update_fields=["state", "started_at", "ended_at", "exit_code", "reason", "last_seq",
@@ -150,19 +165,22 @@ def _finish(node_id: int, assignment_id: int, *, succeeded: bool, seq: Any, gpu_
     return a
 
 
-@money_transaction
 def assignment_complete(*, node_id: int, assignment_id: int, seq: Any, gpu_seconds: Any,
                         ai_tokens: Any = 0, exit_code: Any = 0) -> Assignment:
-    return _finish(node_id, assignment_id, succeeded=True, seq=seq, gpu_seconds=gpu_seconds,
-                   ai_tokens=ai_tokens, exit_code=exit_code, reason="")
+    """The run succeeded; its final usage is checked like any report, and an implausible
+    one leaves the run as it was."""
+    with implausible_usage_counted(node_id):
+        return _finish(node_id, assignment_id, succeeded=True, seq=seq,
+                       gpu_seconds=gpu_seconds, ai_tokens=ai_tokens, exit_code=exit_code,
+                       reason="")
 
 
-@money_transaction
 def assignment_fail(*, node_id: int, assignment_id: int, seq: Any, gpu_seconds: Any,
                     ai_tokens: Any = 0, reason: str = "", exit_code: Any = None) -> Assignment:
-    return _finish(node_id, assignment_id, succeeded=False, seq=seq, gpu_seconds=gpu_seconds,
-                   ai_tokens=ai_tokens, exit_code=exit_code,
-                   reason=reason or "the workload failed")
+    with implausible_usage_counted(node_id):
+        return _finish(node_id, assignment_id, succeeded=False, seq=seq,
+                       gpu_seconds=gpu_seconds, ai_tokens=ai_tokens, exit_code=exit_code,
+                       reason=reason or "the workload failed")
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ Redis holds, per node token (keyed by its SHA-256, never the token):
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import math
 import time
 import weakref
 from dataclasses import dataclass
@@ -35,12 +35,14 @@ from typing import Any
 import redis
 import redis.asyncio
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DataError, IntegrityError
 from django.db.utils import load_backend
 
-from core.sql_names import compose, insert_into
+from core.bounds import INTEGER_MAX, NUL
+from core.observability import BATCH_ITEMS_SET_ASIDE
 from scheduler import enqueue
-from scheduler.models import Assignment, Node, NodeHeartbeat
+from scheduler.models import Node
+from scheduler.services.heartbeat_write import Beat, heartbeats_write
 from scheduler.services.node_tokens import BeatLimit, NodeToken
 
 logger = logging.getLogger(__name__)
@@ -66,53 +68,6 @@ redis.call('DEL', KEYS[1])
 return beats
 """
 
-# One statement for every beat taken: the same effects as the synchronous heartbeat
-# (scheduler.services.nodes._HEARTBEAT_SQL), for many nodes, each at its own beat's time.
-# Only a node whose token is still the one that beat, and that is not disabled, counts.
-# `old` carries each beat's values, so that nothing joins the beats again: the planner
-# cannot know how many rows `old` holds, and a nested loop over the beats per node would
-# make the flush quadratic.
-_FLUSH_SQL = compose("""
-WITH v AS (
-    SELECT node_id, hash, to_timestamp(at_ms / 1000.0) AS at, free, busy, util, version
-    FROM jsonb_to_recordset(%(beats)s::jsonb)
-         AS v(node_id bigint, hash text, at_ms bigint, free int, busy int, util float8,
-              version text)),
-old AS (
-    SELECT n.{Node.id} AS id, n.{Node.status} AS status, v.hash, v.at, v.free, v.busy,
-           v.util, v.version
-    FROM {Node} AS n
-    JOIN v ON v.node_id = n.{Node.id} AND v.hash = n.{Node.token_hash}
-    WHERE n.{Node.status} <> {Node.Status.DISABLED}
-    ORDER BY n.{Node.id} FOR UPDATE OF n),
-node AS (
-    UPDATE {Node} AS n SET
-        {Node.status} = CASE WHEN n.{Node.is_approved}
-                                  AND n.{Node.status} IN ({Node.Status.OFFLINE},
-                                                          {Node.Status.PENDING})
-                      THEN {Node.Status.ONLINE} ELSE n.{Node.status} END,
-        {Node.last_heartbeat_at} = GREATEST(old.at, n.{Node.last_heartbeat_at}),
-        {Node.utilization} = old.util, {Node.agent_version} = old.version
-    FROM old
-    WHERE n.{Node.id} = old.id
-    RETURNING n.{Node.id} AS id, n.{Node.status} AS status, old.status AS was, old.hash),
-leases AS (
-    UPDATE {Assignment} AS a
-    SET {Assignment.lease_expires_at} = old.at + make_interval(secs => %(timeout)s)
-    FROM old
-    WHERE a.{Assignment.node} = old.id
-      AND a.{Assignment.state} IN ({Assignment.State.PLACED}, {Assignment.State.RUNNING})
-      AND (a.{Assignment.lease_expires_at} IS NULL
-           OR a.{Assignment.lease_expires_at} < old.at + make_interval(secs => %(timeout)s))),
-beat AS (
-    INSERT INTO {beats}
-    SELECT old.id, date_trunc('minute', old.at), old.free, old.busy FROM old
-    ON CONFLICT ({NodeHeartbeat.node}, {NodeHeartbeat.at}) DO NOTHING)
-SELECT id, status, was, hash FROM node
-""", Node, Assignment, NodeHeartbeat,
-    beats=insert_into(NodeHeartbeat, "node", "at", "free_gpus", "busy_gpus"))
-
-
 @dataclass(frozen=True)
 class BufferedBeat:
     status: str  # the node's status as of the last flush
@@ -124,9 +79,10 @@ class BufferedBeat:
 class FlushResult:
     taken: int  # beats taken from Redis
     written: int  # nodes updated in PostgreSQL
-    dropped: int  # beats of nodes gone, disabled or with another token now
+    dropped: int  # beats of nodes gone, disabled or with another token now, or poison
     turned_online: int
     seconds: float
+    poison: int = 0  # beats no statement could write: logged, counted, dropped
 
 
 def beat_buffer_enabled() -> bool:
@@ -226,22 +182,51 @@ def beat_buffer_forget(token_hash: str) -> None:
         _scripts()[0].delete(_token_key(token_hash))
 
 
-Beat = tuple[int, str, int, int, int, float, str]  # node, status, epoch ms, free, busy, ...
+AGENT_VERSION_MAX = 64
 
 
-def _parse(raw: list[bytes]) -> dict[str, Beat]:
-    beats = {}
-    for key, value in zip(raw[::2], raw[1::2], strict=True):
+def _parse_one(value: bytes) -> Beat | None:
+    """One buffered beat, or None when it is not one the doors would have let in (what
+    any client of this Redis could have written there): such a beat must not make the
+    flush's statement fail for every node."""
+    try:
         node, status, at_ms, free, busy, util, version = value.decode().split("|", 6)
-        beats[key.decode()] = (int(node), status, int(at_ms), int(free), int(busy),
-                               float(util), version)
-    return beats
+        beat = (int(node), status, int(at_ms), int(free), int(busy), float(util), version)
+    except ValueError:  # also UnicodeDecodeError, a missing part
+        return None
+    if not (0 < beat[0] <= 2**63 - 1 and 0 <= beat[2] <= 2**63 - 1
+            and 0 <= beat[3] <= INTEGER_MAX and 0 <= beat[4] <= INTEGER_MAX
+            and math.isfinite(beat[5]) and len(version) <= AGENT_VERSION_MAX
+            and NUL not in version):
+        return None
+    return beat
+
+
+def _parse(raw: list[bytes]) -> tuple[dict[str, Beat], int]:
+    """The buffered beats that can be written, and how many could not."""
+    beats, poison = {}, 0
+    for key, value in zip(raw[::2], raw[1::2], strict=True):
+        beat = _parse_one(value)
+        if beat is None:
+            poison += 1
+            _drop(key, "unreadable")
+            continue
+        beats[key.decode("ascii", "replace")] = beat
+    return beats, poison
+
+
+def _drop(key: bytes | str, reason: str) -> None:
+    BATCH_ITEMS_SET_ASIDE.labels("heartbeats_flush", reason).inc()
+    logger.error("heartbeat flush: dropped the beat of token hash %.16s (%s)",
+                 key.decode("ascii", "replace") if isinstance(key, bytes) else key, reason)
 
 
 def heartbeats_flush() -> FlushResult:
     """Write every buffered beat to PostgreSQL in one statement, then tell Redis what the
-    nodes' statuses are now. Beats that could not be written go back to the buffer (a
-    newer beat of the same node, buffered meanwhile, wins)."""
+    nodes' statuses are now. A beat that is not one (unreadable, out of its column's
+    range) or that PostgreSQL refuses is dropped, logged and counted, and the others are
+    written all the same. When the database cannot be written at all, the beats go back
+    to the buffer (a newer beat of the same node, buffered meanwhile, wins)."""
     started = time.perf_counter()
     if not beat_buffer_enabled():
         return FlushResult(0, 0, 0, 0, 0.0)
@@ -249,9 +234,9 @@ def heartbeats_flush() -> FlushResult:
     raw = take(keys=[PENDING])
     if not raw:
         return FlushResult(0, 0, 0, 0, time.perf_counter() - started)
-    beats = _parse(raw)
+    beats, poison = _parse(raw)
     try:
-        rows = _write(beats)
+        rows, refused = _write_isolating(beats)
     except Exception:
         restore = client.pipeline(transaction=False)
         for key, value in zip(raw[::2], raw[1::2], strict=True):
@@ -271,19 +256,26 @@ def heartbeats_flush() -> FlushResult:
                         if status == Node.Status.ONLINE and was != Node.Status.ONLINE)
     if turned_online:
         enqueue.placement_run()
-    return FlushResult(taken=len(beats), written=len(rows), dropped=len(beats) - len(rows),
-                       turned_online=turned_online, seconds=time.perf_counter() - started)
+    taken = len(raw) // 2
+    return FlushResult(taken=taken, written=len(rows), dropped=taken - len(rows),
+                       poison=poison + refused, turned_online=turned_online,
+                       seconds=time.perf_counter() - started)
 
 
-@transaction.atomic
-def _write(beats: dict[str, Beat]) -> list[tuple[int, str, str, str]]:
-    # One JSON text for all the beats: PostgreSQL reads it faster than the driver can
-    # write seven arrays of thousands of values.
-    rows = json.dumps([
-        {"node_id": node, "hash": token_hash, "at_ms": at_ms, "free": free, "busy": busy,
-         "util": util, "version": version}
-        for token_hash, (node, _status, at_ms, free, busy, util, version) in beats.items()
-    ])
-    with connection.cursor() as cursor:
-        cursor.execute(_FLUSH_SQL, {"beats": rows, "timeout": settings.SCHEDULER_NODE_TIMEOUT_S})
-        return [tuple(row) for row in cursor.fetchall()]
+def _write_isolating(beats: dict[str, Beat]) -> tuple[list[tuple[int, str, str, str]], int]:
+    """All beats in one statement; if PostgreSQL refuses a value in it (a beat the checks
+    above missed), each beat in a statement of its own, dropping those refused: one bad
+    beat must not keep every node's beat out of the database. (rows, beats refused)."""
+    try:
+        return heartbeats_write(beats), 0
+    except (DataError, IntegrityError):
+        logger.exception("heartbeat flush: the batch was refused; writing beat by beat")
+    rows: list[tuple[int, str, str, str]] = []
+    refused = 0
+    for token_hash, beat in beats.items():
+        try:
+            rows.extend(heartbeats_write({token_hash: beat}))
+        except (DataError, IntegrityError):
+            refused += 1
+            _drop(token_hash, "refused_by_database")
+    return rows, refused

@@ -14,7 +14,6 @@ from banking.services.standing import Act, organization_assert_may_act
 from banking.services.transactions import money_transaction
 from core.errors import InvalidInput, NotFound
 from scheduler import enqueue
-from scheduler.agent.workload_spec import SpecError, spec_check, spec_network, spec_runs_command
 from scheduler.error_codes import SchedulerErrorCode
 from scheduler.errors import InvalidSpec, JobFinished, NoIsolatedNode, NoNodeFits, QueueFull
 from scheduler.fees import platform_fee_bps
@@ -32,6 +31,7 @@ from scheduler.services.job_events import job_ended_emit
 from scheduler.services.lease_hints import leases_changed
 from scheduler.services.settlement import job_hold_release, usage_settle
 from scheduler.standing import node_may_work
+from suanli_agent.workload_spec import SpecError, spec_check, spec_network, spec_runs_command
 
 
 def _whole(value: Any, name: str, *, minimum: int, maximum: int) -> int:
@@ -64,7 +64,7 @@ def nodes_for_workload(organization_id: int, workload: str) -> Q:
 
 
 def spec_validate(spec: Any) -> dict[str, Any]:
-    """A spec runs a command in a container (see ``scheduler.agent.workload_spec``) or simulates
+    """A spec runs a command in a container (see ``suanli_agent.workload_spec``) or simulates
     a run of N seconds; a bad one is refused naming its field, before anything is held."""
     try:
         spec_check(spec)

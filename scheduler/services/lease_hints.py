@@ -23,7 +23,7 @@ from scheduler.services.heartbeat_buffer import LEASE_DUE, beat_buffer_enabled, 
 logger = logging.getLogger(__name__)
 
 # Where a change's node ids are published (comma-separated) for the nodes waiting on the
-# lease push (scheduler.api.lease_push); a message starting WAIT_PREFIX announces a new
+# lease push (scheduler.agent_api.lease_push); a message starting WAIT_PREFIX announces a new
 # wait ("w:<node>:<token>") so that an older wait of the same node ends.
 LEASE_CHANGED_CHANNEL = "lease:changed"
 WAIT_PREFIX = "w:"

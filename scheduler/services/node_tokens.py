@@ -1,8 +1,15 @@
 """Node tokens as agents present them, and the heartbeat rate limit a token is held to:
-plain data below the node services and the heartbeat buffer, which both build on it."""
+plain data below the node services and the heartbeat buffer, which both build on it; and
+the guard every lookup of a token goes through, whichever door the agent came in by."""
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+from core.credential_guard import credential_lookup
+
+T = TypeVar("T")
 
 TOKEN_PREFIX = "nt"
 
@@ -35,3 +42,10 @@ class BeatLimit:
 
     beats: int
     window_s: int
+
+
+def node_token_lookup(token: NodeToken, lookup: Callable[[], T | None]) -> T | None:
+    """What `lookup` finds in the database for `token`, behind core.credential_guard: a
+    token found unknown is refused without a query for a while, and an address that
+    presents too many unknown ones is refused any."""
+    return credential_lookup("node", token.hash, lookup)

@@ -3,7 +3,7 @@
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -15,13 +15,19 @@ from banking.audit import audit_record
 from banking.models import AuditAction, Organization
 from core.database import server_bound_cursor
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from core.sql_names import compose, compose_part, insert_into
+from core.sql_names import compose
 from scheduler.errors import NodeBusy
-from scheduler.models import ACTIVE_ASSIGNMENT_STATES, Assignment, GpuClass, Node, NodeHeartbeat
+from scheduler.models import ACTIVE_ASSIGNMENT_STATES, Assignment, GpuClass, Node
 from scheduler.services.classes import gpu_class_by_name
 from scheduler.services.heartbeat_buffer import beat_buffer_forget
+from scheduler.services.heartbeat_write import HeartbeatResult, node_heartbeat
 from scheduler.services.lease_hints import lease_mark_clear
-from scheduler.services.node_tokens import TOKEN_PREFIX, BeatLimit, NodeToken, token_hash
+from scheduler.services.node_tokens import (
+    TOKEN_PREFIX,
+    NodeToken,
+    node_token_lookup,
+    token_hash,
+)
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,10 @@ def node_authenticate(raw: str) -> Node | None:
     token = NodeToken.parse(raw)
     if token is None:
         return None
+    return node_token_lookup(token, lambda: _node_by_token(token))
+
+
+def _node_by_token(token: NodeToken) -> Node | None:
     node = Node.objects.filter(token_prefix=token.prefix).first()
     if node is None or not hmac.compare_digest(node.token_hash, token.hash):
         return None
@@ -130,8 +140,12 @@ def node_id_authenticate(raw: str) -> int | None:
     token = NodeToken.parse(raw)
     if token is None:
         return None
+    return node_token_lookup(token, lambda: _node_id_by_token(token))
+
+
+def _node_id_by_token(token: NodeToken) -> int | None:
     if connection.vendor != "postgresql":
-        node = node_authenticate(raw)
+        node = _node_by_token(token)
         return node.pk if node is not None and node.status != Node.Status.DISABLED else None
     with server_bound_cursor() as cursor:
         cursor.execute(_NODE_BY_TOKEN, {"prefix": token.prefix, "hash": token.hash},
@@ -229,145 +243,23 @@ def node_drain(*, node_id: int) -> Node:
     return node
 
 
-@dataclass(frozen=True)
-class HeartbeatResult:
-    node_id: int
-    status: str
-    next_heartbeat_s: int
-    freed_capacity: bool
-    retry_after_s: int = 0  # > 0: over the rate limit, the beat was not recorded
-
-
-# The agent API's hottest path: one statement, one round trip. It finds the node (by id,
-# or by its token when the caller is an agent not yet authenticated), counts the beat
-# against the node's rate limit and, within the limit, turns an approved node online,
-# extends its leases, keeps one heartbeat row per minute (the evidence of availability)
-# and says what the status was before.
-# A disabled node's token finds nothing. The token hash is compared by PostgreSQL: it is
-# a SHA-256 of a 128-bit secret, so the comparison's timing tells nothing about the secret.
-# Its commit does not wait for the WAL to reach the disk (synchronous_commit off, for this
-# transaction only): a heartbeat moves no money, and if PostgreSQL crashed, the last
-# fraction of a second of beats would be lost and simply sent again by the agents ten
-# seconds later. Waiting for the disk is most of a heartbeat's time otherwise.
-_HEARTBEAT_SQL = """
-WITH old AS (
-    SELECT {Node.id} AS id, {Node.status} AS status,
-           ({Node.beat_window} <> %(window)s OR {Node.beats_in_window} < %(beats)s) AS counted
-    FROM {Node} WHERE {where} FOR UPDATE),
-node AS (
-    UPDATE {Node} AS n SET
-        {Node.beats_in_window} = CASE WHEN n.{Node.beat_window} = %(window)s
-                               THEN n.{Node.beats_in_window} + 1 ELSE 1 END,
-        {Node.beat_window} = %(window)s,
-        {Node.status} = CASE WHEN old.counted AND n.{Node.is_approved}
-                                  AND n.{Node.status} IN ({Node.Status.OFFLINE},
-                                                          {Node.Status.PENDING})
-                      THEN {Node.Status.ONLINE} ELSE n.{Node.status} END,
-        {Node.last_heartbeat_at} = CASE WHEN old.counted THEN %(now)s
-                                        ELSE n.{Node.last_heartbeat_at} END,
-        {Node.utilization} = CASE WHEN old.counted THEN %(util)s ELSE n.{Node.utilization} END,
-        {Node.agent_version} = CASE WHEN old.counted THEN %(version)s
-                                    ELSE n.{Node.agent_version} END
-    FROM old WHERE n.{Node.id} = old.id
-    RETURNING n.{Node.id}, n.{Node.status}, old.status AS was, old.counted),
-leases AS (
-    UPDATE {Assignment} SET {Assignment.lease_expires_at} = %(lease)s
-    WHERE {Assignment.node} = (SELECT id FROM old WHERE counted)
-      AND {Assignment.state} IN ({Assignment.State.PLACED}, {Assignment.State.RUNNING})),
-beat AS (
-    INSERT INTO {beats}
-    SELECT id, %(minute)s, %(free)s, %(busy)s FROM old WHERE counted
-    ON CONFLICT ({NodeHeartbeat.node}, {NodeHeartbeat.at}) DO NOTHING)
-SELECT node.id, node.status, node.was, node.counted FROM node
-CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
-"""
-_BEATS = insert_into(NodeHeartbeat, "node", "at", "free_gpus", "busy_gpus")
-_HEARTBEAT_BY_ID = compose(_HEARTBEAT_SQL, Node, Assignment, NodeHeartbeat, beats=_BEATS,
-                           where=compose_part("{Node.id} = %(node)s", Node))
-_HEARTBEAT_BY_TOKEN = compose(
-    _HEARTBEAT_SQL, Node, Assignment, NodeHeartbeat, beats=_BEATS,
-    where=compose_part("{Node.token_prefix} = %(prefix)s AND {Node.token_hash} = %(hash)s "
-                  "AND {Node.status} <> {Node.Status.DISABLED}", Node))
-_UNLIMITED = BeatLimit(beats=2**31 - 1, window_s=60)
-
-
-def node_heartbeat(
-    *, node_id: int | None = None, token: NodeToken | None = None, free_gpus: int,
-    busy_gpus: int, utilization: float, agent_version: str, limit: BeatLimit = _UNLIMITED,
-) -> HeartbeatResult | None:
-    """Record that the node (given by id, or by the token its agent presented) is alive:
-    it turns online (if approved), its active leases are extended, and the beat is kept as
-    evidence of availability. A beat over `limit` changes nothing but the count, and says
-    when to come back. None when the token matches no usable node."""
-    if (node_id is None) == (token is None):
-        raise TypeError("Give node_id or token.")
-    now = timezone.now()
-    epoch_s = int(now.timestamp())
-    params: dict[str, Any] = {
-        "node": node_id,
-        "prefix": token.prefix if token else None, "hash": token.hash if token else None,
-        "window": epoch_s // limit.window_s, "beats": limit.beats,
-        "now": now, "util": max(0.0, min(1.0, float(utilization))),
-        "version": agent_version[:64],
-        "lease": now + timedelta(seconds=settings.SCHEDULER_NODE_TIMEOUT_S),
-        "minute": now.replace(second=0, microsecond=0),
-        "free": max(0, free_gpus), "busy": max(0, busy_gpus),
-    }
-    if connection.vendor == "postgresql":
-        # A server-side bound, prepared statement (Django binds on the client and sends
-        # the whole text every time): PostgreSQL parses and plans it once per connection.
-        with server_bound_cursor() as cursor:
-            cursor.execute(_HEARTBEAT_BY_ID if token is None else _HEARTBEAT_BY_TOKEN, params,
-                           prepare=True)
-            row = cursor.fetchone()
-    else:
-        row = _heartbeat_orm(params)
-    if row is None:
-        return None
-    found_id, status, was, counted = row
-    turned_online = status == Node.Status.ONLINE and was != Node.Status.ONLINE
-    return HeartbeatResult(
-        node_id=found_id,
-        status=status,
-        next_heartbeat_s=settings.SCHEDULER_HEARTBEAT_INTERVAL_S,
-        # GPUs freed by finished work already asked for placement; a node that just came
-        # online brings capacity nobody has asked about yet.
-        freed_capacity=turned_online,
-        retry_after_s=0 if counted else limit.window_s - epoch_s % limit.window_s,
-    )
-
-
 @transaction.atomic
-def _heartbeat_orm(p: dict[str, Any]) -> tuple[int, str, str, bool] | None:
-    """The same as _HEARTBEAT_SQL, for SQLite (the embedded demo)."""
-    nodes = Node.objects.select_for_update()
-    if p["node"] is not None:
-        node = nodes.filter(pk=p["node"]).first()
-    else:
-        node = nodes.filter(token_prefix=p["prefix"]).exclude(
-            status=Node.Status.DISABLED).first()
-        if node is not None and not hmac.compare_digest(node.token_hash, p["hash"]):
-            node = None
+def node_disable(*, node_id: int, flag: str, now: datetime | None = None) -> bool:
+    """Take a node out of service for an operator to look at, flagged with why: its token
+    stops working at once (every door refuses a disabled node), so its runs' leases lapse
+    and the lease sweep places their jobs elsewhere. False when it was disabled already."""
+    now = now or timezone.now()
+    node = Node.objects.select_for_update().filter(pk=node_id).first()
     if node is None:
-        return None
-    was = node.status
-    node.beats_in_window = node.beats_in_window + 1 if node.beat_window == p["window"] else 1
-    node.beat_window = p["window"]
-    counted = node.beats_in_window <= p["beats"]
-    fields = ["beat_window", "beats_in_window"]
-    if counted:
-        if node.is_approved and was in (Node.Status.OFFLINE, Node.Status.PENDING):
-            node.status = Node.Status.ONLINE
-        node.last_heartbeat_at, node.utilization = p["now"], p["util"]
-        node.agent_version = p["version"]
-        fields += ["status", "last_heartbeat_at", "utilization", "agent_version", "updated_at"]
-        Assignment.objects.filter(node_id=node.pk, state__in=ACTIVE_ASSIGNMENT_STATES
-                                  ).update(lease_expires_at=p["lease"])
-        NodeHeartbeat.objects.get_or_create(
-            node_id=node.pk, at=p["minute"],
-            defaults={"free_gpus": p["free"], "busy_gpus": p["busy"]})
-    node.save(update_fields=fields)
-    return node.pk, node.status, was, counted
+        raise NotFound("Node not found.")
+    if node.status == Node.Status.DISABLED:
+        return False
+    node.status, node.flag, node.flagged_at = Node.Status.DISABLED, flag, now
+    node.save(update_fields=["status", "flag", "flagged_at", "updated_at"])
+    token_hash = node.token_hash
+    transaction.on_commit(lambda: beat_buffer_forget(token_hash))
+    transaction.on_commit(lambda: lease_mark_clear(node_id))
+    return True
 
 
 def node_reliability_lower(*, node_id: int, by: int) -> None:
@@ -376,3 +268,8 @@ def node_reliability_lower(*, node_id: int, by: int) -> None:
     Node.objects.filter(pk=node_id, reliability__gte=by).update(
         reliability=F("reliability") - by)
     Node.objects.filter(pk=node_id, reliability__lt=by).update(reliability=0)
+
+
+# The heartbeat write is its own service (scheduler.services.heartbeat_write); its callers
+# have long found it here.
+__all__ = ["HeartbeatResult", "node_heartbeat"]

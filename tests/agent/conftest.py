@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.agent.client import AgentClient
-from scheduler.agent.config import AgentConfig
-from scheduler.agent.gpus import fake_gpus
-from scheduler.agent.node import Node
-from scheduler.agent.runner import WorkloadPolicy
-from scheduler.agent.state import RunStateStore
+from suanli_agent.client import AgentClient
+from suanli_agent.config import AgentConfig
+from suanli_agent.gpus import fake_gpus
+from suanli_agent.node import Node
+from suanli_agent.runner import WorkloadPolicy
+from suanli_agent.state import RunStateStore
 
 from .fake_server import FakeAgentServer
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.agent.containers import ContainerRuntime, Limits, detect_runtime
+from suanli_agent.containers import ContainerRuntime, Limits, detect_runtime
 
 IMAGE = "localhost/suanli-test-busybox:1"
 BUSYBOX = Path("/bin/busybox")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.agent.containers import (
+from suanli_agent.containers import (
     FALLBACK_USER,
     ContainerRuntime,
     ContainerRuntimeError,

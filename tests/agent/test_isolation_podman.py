@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.agent.containers import ContainerRuntime
-from scheduler.agent.runner import WorkloadPolicy
+from suanli_agent.containers import ContainerRuntime
+from suanli_agent.runner import WorkloadPolicy
 
 from .conftest import FAST, NodeFactory
 from .fake_server import FakeAgentServer, wait_for

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scheduler.agent.logs import LogSpool
+from suanli_agent.logs import LogSpool
 
 
 def test_lines_are_marked_with_their_stream_in_arrival_order(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.agent.client import Backoff
-from scheduler.agent.gpus import (
+from suanli_agent.client import Backoff
+from suanli_agent.gpus import (
     Gpu,
     GpuDiscoveryError,
     GpuPool,
@@ -44,8 +44,10 @@ def test_without_nvidia_smi_fake_gpus_are_named_after_the_class() -> None:
     gpus, source = discover_gpus(fake_count=2, gpu_class="A100-40GB", use_nvidia_smi=False)
     assert source == "fake"
     assert gpus == [Gpu(0, "A100-40GB", 40960), Gpu(1, "A100-40GB", 40960)]
-    with pytest.raises(GpuDiscoveryError, match="--gpus not given"):
+    with pytest.raises(GpuDiscoveryError, match=r"\(--gpus not given\)"):
         discover_gpus(fake_count=None, gpu_class="A100-40GB", use_nvidia_smi=False)
+    with pytest.raises(GpuDiscoveryError, match=r"\(--gpu-class not given\)"):
+        discover_gpus(fake_count=2, gpu_class=None, use_nvidia_smi=False)
 
 
 def test_gpu_pool_never_hands_out_an_index_twice() -> None:
@@ -60,10 +62,10 @@ def test_gpu_pool_never_hands_out_an_index_twice() -> None:
 
 
 def _cli(*args: str, path: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": path}
+    env = {**os.environ, "PYTHONPATH": str(REPO / "agent"), "PATH": path}
     env.pop("SUANLI_NODE_TOKEN", None)
     return subprocess.run(
-        [sys.executable, "-m", "scheduler.agent", *args],
+        [sys.executable, "-m", "suanli_agent", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -82,7 +84,19 @@ def test_real_mode_without_nvidia_smi_or_gpus_exits_with_a_clear_message(
     result = _cli("--server", "http://127.0.0.1:9", "--token-file", str(token),
                   path=str(tmp_path))
     assert result.returncode == 2
-    assert "nvidia-smi not found and --gpus not given" in result.stderr
+    assert ("nvidia-smi not found, so this node's GPUs cannot be discovered: pass --gpus N "
+            "and --gpu-class NAME") in result.stderr
+    assert "(--gpus and --gpu-class not given)" in result.stderr
+
+
+def test_real_mode_without_nvidia_smi_needs_the_gpu_class_too(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("nt_x_y")
+    token.chmod(0o600)
+    result = _cli("--server", "http://127.0.0.1:9", "--token-file", str(token), "--gpus", "2",
+                  path=str(tmp_path))
+    assert result.returncode == 2
+    assert "(--gpu-class not given)" in result.stderr
 
 
 def test_a_token_on_the_command_line_is_refused_with_the_reason(tmp_path: Path) -> None:
@@ -105,7 +119,7 @@ def test_a_token_file_others_can_read_is_refused(tmp_path: Path, mode: int) -> N
 
 
 def test_a_token_file_owned_by_another_user_is_refused(tmp_path: Path) -> None:
-    from scheduler.agent.__main__ import TokenRefused, token_read
+    from suanli_agent.__main__ import TokenRefused, token_read
 
     token = tmp_path / "token"
     token.write_text("nt_abc_secret")

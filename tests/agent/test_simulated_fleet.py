@@ -17,12 +17,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_simulated_node_registers_runs_a_job_and_completes_it(server: FakeAgentServer) -> None:
     # Given the agent started as a fleet of one simulated 8 x H100 node
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO / "agent")}
     agent = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "scheduler.agent",
+            "suanli_agent",
             "--server",
             server.url,
             "--simulate",

@@ -20,6 +20,7 @@ SQL_MODULES = [
     "scheduler.services.nodes",
     "scheduler.services.agent",
     "scheduler.services.heartbeat_buffer",
+    "scheduler.services.heartbeat_write",
 ]
 for name in SQL_MODULES:
     importlib.import_module(name)

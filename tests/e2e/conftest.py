@@ -10,6 +10,7 @@ saying why, when Chromium is not installed.
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,13 @@ class UI:
         self.base_url = base_url
         self.folder = folder
         self.count = 0
+        # What the Content-Security-Policy blocked, as Chromium reports it on the console.
+        self.csp_violations: list[str] = []
+        page.on("console", self._note_csp_violation)
+
+    def _note_csp_violation(self, message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            self.csp_violations.append(message.text)
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -119,6 +127,31 @@ class UI:
         self.page.click("button[type=submit]")
         self.page.wait_for_url(re.compile(r".*/wallet/$"))
         self.shot("signed in")
+
+
+    def enrol_totp(self, password: str) -> str:
+        """Turn on an authenticator app for the signed-in user through allauth's pages,
+        confirming the password first when allauth asks for it (unless it was confirmed
+        again in the last few minutes, a login alone does not count); returns the secret."""
+        self.goto("/accounts/2fa/totp/activate/", "activate authenticator")
+        if "/accounts/reauthenticate/" in self.page.url:
+            self.page.fill("#id_password", password)
+            self.page.click("main button[type=submit]")
+            self.page.wait_for_url(re.compile(r".*/accounts/2fa/totp/activate/$"))
+            self.shot("activate authenticator after the password")
+        secret = str(self.page.input_value("#authenticator_secret"))
+        self.page.fill("#id_code", totp_code(secret))
+        self.page.click("main button[type=submit]")
+        self.page.wait_for_load_state()
+        self.shot("authenticator on")
+        return secret
+
+
+def totp_code(secret: str, step: int = 0) -> str:
+    """The code an authenticator app shows for `secret` now (or `step` periods on)."""
+    from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
+
+    return str(format_hotp_value(hotp_value(secret, int(time.time()) // 30 + step)))
 
 
 def _ui(browser: Any, live_server: Any, request: pytest.FixtureRequest,

@@ -4,9 +4,11 @@ the page confirms through the API. Stripe.js and Stripe are localstripe's stand-
 script at /js.stripe.com/v3/ and its stateful server), so nothing leaves the machine."""
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
 import stripe
+from django.conf import settings
 
 from banking.models import Organization, TopUp, Transfer
 from banking.models.ledger import TransferKind
@@ -38,7 +40,22 @@ def _start_topup(ui: UI, name: str, usd: int) -> Organization:
     ui.page.wait_for_url(re.compile(r".*/wallet/topups/\d+/pay/$"))
     ui.page.wait_for_selector("[data-testid=card-element] input")
     ui.shot("card entry")
+    _assert_only_stripe_js_is_external(ui)
     return Organization.objects.get(name=name)
+
+
+def _assert_only_stripe_js_is_external(ui: UI) -> None:
+    """The card page ran under a policy naming Stripe.js's configured origin (localstripe
+    here) as its one external source, and the browser blocked nothing on it."""
+    origin = urlsplit(settings.STRIPE_JS_URL)
+    stripe_origin = f"{origin.scheme}://{origin.netloc}"
+    policy = ui.page.context.request.get(ui.page.url).headers["content-security-policy"]
+    directives = {part.split()[0]: part.split()[1:] for part in policy.split("; ")}
+    assert directives["script-src"] == ["'self'", stripe_origin]
+    external = {source for sources in directives.values() for source in sources
+                if source.startswith(("http:", "https:"))}
+    assert external == {stripe_origin}
+    assert ui.csp_violations == []
 
 
 def _type_card(ui: UI, number: str) -> None:

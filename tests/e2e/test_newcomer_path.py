@@ -121,12 +121,25 @@ def test_the_newcomers_path_on_the_seeded_demo(ui: UI, celery_worker, start_agen
     ui.sign_in("provider@suanli.local", PASSWORD)
     ui.goto("/provider/", "portal")
     assert "At least 10,000,000 tokens (you receive USD 2.50)" in ui.page.inner_text("main")
+    paid_before = Payout.objects.filter(organization_id=demo["provider"]["organization_id"])
+    assert paid_before.count() == 1
+    # the seeded provider has a payout account, so moving money needs a second factor:
+    # the refusal says so, changes nothing and leads to turning one on
+    ui.page.fill("#id_tokens", "20000000")
+    ui.page.click("button:has-text('Request payout')")
+    ui.page.wait_for_selector("[data-code=mfa_required]")
+    ui.shot("payout asks for a second factor")
+    assert paid_before.count() == 1
+    ui.page.click("[data-testid=turn-on-mfa]")
+    ui.page.wait_for_url(re.compile(r".*/accounts/reauthenticate/\?next=%2Faccounts%2F2fa%2Ftotp"
+                                    r"%2Factivate%2F$"))
+    ui.enrol_totp(PASSWORD)
+    ui.goto("/provider/", "portal with a second factor")
     ui.page.fill("#id_tokens", "20000000")
     ui.page.click("button:has-text('Request payout')")
     ui.page.wait_for_selector("[data-testid=confirm]")
     ui.shot("payout confirm")
     assert "you receive USD 5.00" in ui.page.inner_text("[data-testid=confirm]")
-    paid_before = Payout.objects.filter(organization_id=demo["provider"]["organization_id"])
     assert paid_before.count() == 1
     ui.page.click("[data-testid=confirm-button]")
     ui.page.wait_for_url(re.compile(r".*/provider/$"))

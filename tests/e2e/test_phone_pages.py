@@ -93,8 +93,28 @@ def test_every_page_of_the_seeded_demo_fits_a_phone_and_the_menu_has_every_secti
     assert _menu_sections(phone_ui) == PROVIDER_SECTIONS
     for path in ("/provider/", "/wallet/", "/api-keys/", "/members/"):
         _fits(phone_ui, path)
+    # the seeded provider has a payout account: its payout waits for a second factor,
+    # and the refusal, allauth's pages to turn one on and the confirmation all fit
+    phone_ui.goto("/provider/")
+    phone_ui.page.fill("#id_tokens", "20000000")
+    phone_ui.page.click("button:has-text('Request payout')")
+    phone_ui.page.wait_for_selector("[data-code=mfa_required]")
+    assert phone_ui.page.evaluate(FIT) <= 390
+    phone_ui.goto("/accounts/2fa/totp/activate/")
+    assert "/accounts/reauthenticate/" in phone_ui.page.url
+    assert phone_ui.page.evaluate(FIT) <= 390
+    phone_ui.page.fill("#id_password", "suanli-admin")
+    phone_ui.page.click("main button[type=submit]")
+    phone_ui.page.wait_for_url("**/accounts/2fa/totp/activate/")
+    phone_ui.shot("activate authenticator at 390px")
+    assert phone_ui.page.evaluate(FIT) <= 390
+    phone_ui.enrol_totp("suanli-admin")
+    assert "/accounts/2fa/recovery-codes/" in phone_ui.page.url
+    assert phone_ui.page.evaluate(FIT) <= 390
+    _fits(phone_ui, "/accounts/2fa/")
     phone_ui.goto("/provider/")
     phone_ui.page.fill("#id_tokens", "20000000")
     phone_ui.page.click("button:has-text('Request payout')")
     phone_ui.page.wait_for_selector("[data-testid=confirm]")
+    phone_ui.shot("payout confirm at 390px")
     assert phone_ui.page.evaluate(FIT) <= 390

@@ -1,29 +1,44 @@
-"""A provider registers a node, copies the agent command, deposits capacity and sees
-earnings accrue; an operator approves a payout and posts a reversal in Django admin."""
+"""A provider registers a node, runs the agent command it is shown, deposits capacity
+once the agent has reported the node's GPUs and sees earnings accrue; an operator
+approves a payout and posts a reversal in Django admin."""
 
+import os
 import re
+import signal
+import stat
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from banking.fiat_display import usd_text
 from banking.models import Organization, Payout, Transfer
 from banking.selectors import wallet_get
-from banking.services.customers import organization_create, organization_signup
+from banking.services.customers import (
+    organization_approve,
+    organization_create,
+    organization_signup,
+)
 from banking.services.ledger import grant_post
 from banking.services.payouts import payout_account_set, payout_request
 from marketplace.services.deposits import yield_accrue
 from scheduler.models import Node, NodeHeartbeat
 from scheduler.services.nodes import node_approve
+from suanli_agent import AGENT_VERSION
 from tests.e2e.conftest import UI
 from tests.earnings import earn
+from tests.live import ROOT, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 PASSWORD = "correct-horse-42"
 
 
-def test_a_provider_registers_a_node_deposits_capacity_and_sees_earnings(ui: UI) -> None:
+def test_a_provider_registers_a_node_deposits_capacity_and_sees_earnings(
+        ui: UI, tmp_path: Path) -> None:
     org = organization_signup(name="Rack Owners", email="ops@rack.example", password=PASSWORD,
                               is_buyer=False, is_provider=True).organization
     ui.sign_in("ops@rack.example", PASSWORD)
@@ -39,21 +54,52 @@ def test_a_provider_registers_a_node_deposits_capacity_and_sees_earnings(ui: UI)
     token = ui.page.input_value("[data-testid=node-token]")
     command = ui.page.input_value("[data-testid=agent-command]")
     assert token.startswith("nt_")
+    assert ui.page.input_value("[data-testid=agent-install]") == (
+        f"pip install {ui.base_url}/downloads/suanli_agent-{AGENT_VERSION}-py3-none-any.whl")
     assert command == (f"(umask 077 && printf '%s' '{token}' > suanli-node-token) && "
-                       f"python -m scheduler.agent --server {ui.base_url} "
+                       f"suanli-agent --server {ui.base_url} "
                        "--token-file suanli-node-token")
 
     node = Node.objects.get(provider=org, name="vault-1")
-    node_approve(node_id=node.pk)  # an operator approves it
+    organization_approve(organization_id=org.pk)  # an operator approves the provider
+    node_approve(node_id=node.pk)  # and its node
     start = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    ui.goto("/provider/", "portal with node")
-    form = "form:has(input[name=form][value=deposit])"
-    ui.page.select_option(f"{form} #id_node", str(node.pk))
-    ui.page.fill(f"{form} #id_gpu_count", "4")
-    ui.page.fill(f"{form} #id_start", start.strftime("%Y-%m-%dT%H:%M"))
-    ui.page.fill(f"{form} #id_end", (start + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
-    ui.page.click(f"{form} button[type=submit]")
-    ui.page.wait_for_url(re.compile(r".*/provider/$"))
+
+    def deposit_four_gpus(label: str) -> None:
+        ui.goto("/provider/", label)
+        form = "form:has(input[name=form][value=deposit])"
+        ui.page.select_option(f"{form} #id_node", str(node.pk))
+        ui.page.fill(f"{form} #id_gpu_count", "4")
+        ui.page.fill(f"{form} #id_start", start.strftime("%Y-%m-%dT%H:%M"))
+        ui.page.fill(f"{form} #id_end",
+                     (start + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
+        ui.page.click(f"{form} button[type=submit]")
+        ui.page.wait_for_load_state()
+
+    # Until its agent has listed the node's GPUs, the bank takes no deposit on it
+    deposit_four_gpus("portal with node")
+    ui.shot("deposit refused")
+    assert "The node's agent reports 0 GPUs" in ui.page.inner_text("main")
+    assert org.deposits.count() == 0
+
+    # The provider runs the command it was shown (this machine has no nvidia-smi, so it
+    # names its GPUs); the agent's heartbeat lists them
+    agent = subprocess.Popen(
+        f"{command} --gpus 4 --gpu-class H100-80GB --heartbeat-s 1 --container-runtime none",
+        shell=True, cwd=tmp_path, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "agent"), str(ROOT)]),
+             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: Node.objects.get(pk=node.pk).gpus_reported == 4, 30,
+                   "the agent's heartbeat listing 4 GPUs")
+    finally:
+        os.killpg(agent.pid, signal.SIGTERM)
+        agent.wait(timeout=15)
+    assert stat.S_IMODE((tmp_path / "suanli-node-token").stat().st_mode) == 0o600
+
+    deposit_four_gpus("portal with a reporting node")
+    assert ui.page.url.endswith("/provider/")
     ui.shot("deposited")
     deposit = org.deposits.get()
 
@@ -66,8 +112,8 @@ def test_a_provider_registers_a_node_deposits_capacity_and_sees_earnings(ui: UI)
     ui.shot("earnings accrued")
     deposit.refresh_from_db()
     assert deposit.earned == deposit.total_yield // 2
-    earned = ui.page.inner_text(f"[data-testid=earned-{deposit.pk}]").replace(",", "")
-    assert int(earned) == deposit.earned
+    earned = ui.page.inner_text(f"[data-testid=earned-{deposit.pk}]").splitlines()
+    assert earned == [f"{deposit.earned:,}", usd_text(deposit.earned)]  # tokens, then $
     assert wallet_get(organization_id=org.pk).available == deposit.earned
 
 

@@ -41,7 +41,7 @@ class AgentProcess:
         log = open(self.log_path, "a")  # noqa: SIM115  lives with the process
         env = {**os.environ, "SUANLI_NODE_TOKEN": self.token}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "scheduler.agent", "--server", self.server, "--gpus", "1",
+            [sys.executable, "-m", "suanli_agent", "--server", self.server, "--gpus", "1",
              "--gpu-class", "H100-80GB", "--container-runtime", "podman", "--default-image",
              self.image, "--state-dir",
              str(self.state_dir), "--heartbeat-s", "1", "--usage-interval-s", "1",

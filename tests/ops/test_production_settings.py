@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from marketplace.content_security import stripe_directives
-from scheduler.agent.__main__ import main as agent_main
-from scheduler.agent.config import plain_http_refusal
+from suanli_agent.__main__ import main as agent_main
+from suanli_agent.config import plain_http_refusal
 
 ROOT = Path(__file__).resolve().parents[2]
 

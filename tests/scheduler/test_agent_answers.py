@@ -4,7 +4,7 @@ import pytest
 from rest_framework.exceptions import Throttled
 
 from core.api_errors import api_exception_handler
-from scheduler.api.agent_answers import throttled
+from scheduler.agent_api.answers import throttled
 
 
 @pytest.mark.parametrize("wait", [None, 0, 1, 2, 59])

@@ -1,7 +1,8 @@
-"""Heartbeats and lease reads have three doors each, the DRF view and the fast paths in
-front of Django for WSGI (config.wsgi.application) and ASGI (config.asgi.application,
-what gunicorn serves): all must answer every request the same way (and as DRF answers any
-agent call), and a refused request must change nothing."""
+"""Heartbeats and lease reads are answered by the DRF views (through Django's test client,
+and through the site's WSGI application, config.wsgi, which has no fast path of its own)
+and by the fast path in front of Django on the agents' server (config.asgi.application):
+all must answer every request the same way (and as DRF answers any agent call), and a
+refused request must change nothing."""
 
 import io
 import json
@@ -17,9 +18,9 @@ from rest_framework.fields import DateTimeField
 from rest_framework.test import APIClient
 
 from config.wsgi import application
-from scheduler.api.authentication import NodeRateThrottle
-from scheduler.api.heartbeat import _validated
-from scheduler.api.serializers import HeartbeatInputSerializer
+from scheduler.agent_api.bodies import validated as _validated
+from scheduler.agent_api.rate_limit import NodeRateThrottle
+from scheduler.agent_api.serializers import HeartbeatInputSerializer
 from scheduler.models import Assignment, Node, NodeHeartbeat
 from scheduler.services.placement import placement_run
 from tests.scheduler.asgi_door import through_asgi as _through_asgi
@@ -56,7 +57,7 @@ def _through_wsgi(authorization: str | None, body: bytes, headers: dict[str, str
     if authorization is not None:
         environ["HTTP_AUTHORIZATION"] = authorization
     started: list[Any] = []
-    chunks = application(environ, lambda status, hdrs: started.append((status, hdrs)))
+    chunks = application(environ, lambda status, hdrs: started.append((status, hdrs)))  # type: ignore[arg-type]
     status, hdrs = started[0]
     return int(status.split()[0]), json.loads(b"".join(chunks)), dict(hdrs)
 
@@ -208,7 +209,7 @@ def test_the_fast_path_leaves_every_other_request_to_django(offline_node):
         environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "SERVER_NAME": "testserver",
                    "SERVER_PORT": "80", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(),
                    "HTTP_AUTHORIZATION": f"Node {offline_node.token}"}
-        chunks = application(environ, lambda status, headers: started.append(status))
+        chunks = application(environ, lambda status, headers: started.append(status))  # type: ignore[arg-type]
         return started[0], b"".join(chunks)
 
     status, _ = call("GET", "/api/v1/agent/heartbeat/")  # not a POST: Django's 405
@@ -231,8 +232,9 @@ def test_the_asgi_fast_path_leaves_every_other_request_to_django(offline_node):
 
 
 @pytest.mark.parametrize("through", [_through_wsgi, _through_asgi], ids=["wsgi", "asgi"])
-@pytest.mark.parametrize("path, target", [(HEARTBEAT, "scheduler.api.heartbeat.node_heartbeat"),
-                                          (LEASE, "scheduler.api.lease.node_lease")])
+@pytest.mark.parametrize("path, target", [
+    (HEARTBEAT, "scheduler.agent_api.heartbeat.node_heartbeat"),
+    (LEASE, "scheduler.agent_api.lease.node_lease")])
 def test_an_unexpected_failure_is_a_500_in_the_api_shape(offline_node, monkeypatch, through,
                                                          path, target):
     def broken(**_: Any) -> None:
@@ -300,7 +302,7 @@ def test_lease_reads_over_the_nodes_rate_are_429(submit_job, lease_door, online_
     monkeypatch.setattr(NodeRateThrottle, "THROTTLE_RATES", {"node": "2/min"})
     counted_here = LocMemCache("lease-rate-test", {})
     monkeypatch.setattr(NodeRateThrottle, "cache", counted_here)
-    monkeypatch.setattr("scheduler.api.lease.throttle_cache", lambda: counted_here)
+    monkeypatch.setattr("scheduler.agent_api.rate_limit.throttle_cache", lambda: counted_here)
     node = online_node(gpus=2)
     token = f"Node {node.token}"
     assert [lease_door(token)[0] for _ in range(2)] == [200, 200]

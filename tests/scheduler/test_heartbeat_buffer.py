@@ -190,7 +190,7 @@ def test_beats_that_could_not_be_written_go_back_and_a_newer_beat_wins(online_no
         _beat(first, agent_version="new")
         raise RuntimeError("database down")
 
-    monkeypatch.setattr(heartbeat_buffer, "_write", database_down)
+    monkeypatch.setattr(heartbeat_buffer, "heartbeats_write", database_down)
     with pytest.raises(RuntimeError):
         heartbeats_flush()
     monkeypatch.undo()

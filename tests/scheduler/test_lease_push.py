@@ -5,6 +5,7 @@ test database) and learn of new work, and of cancels, as soon as they commit."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import socket
 import statistics
@@ -18,14 +19,14 @@ import pytest
 import redis
 import uvicorn
 
-from scheduler.agent.client import AgentClient
-from scheduler.agent.config import AgentConfig
-from scheduler.agent.gpus import fake_gpus
-from scheduler.agent.node import Node as AgentNode
 from scheduler.models import Assignment, Job
 from scheduler.services.heartbeat_buffer import LEASE_DUE, PENDING
 from scheduler.services.jobs import job_cancel
 from scheduler.services.placement import placement_run
+from suanli_agent.client import AgentClient
+from suanli_agent.config import AgentConfig
+from suanli_agent.gpus import fake_gpus
+from suanli_agent.node import Node as AgentNode
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.serial]
 
@@ -108,7 +109,7 @@ def _until(predicate: Any, timeout: float, what: str) -> Any:
 
 def _waiting(node: Any) -> None:
     """The node's agent holds a wait open on the server now."""
-    from scheduler.api import lease_push
+    from scheduler.agent_api import lease_push
 
     def held() -> bool:
         return any(node.pk in r.by_node for loop, r in list(lease_push._registries.items())
@@ -232,7 +233,9 @@ def test_a_second_wait_from_the_same_node_closes_the_first(online_node, agents_s
     second.join(5)
 
 
-def test_the_wsgi_door_and_the_drf_view_refuse_waits(online_node, client):
+def test_the_sites_wsgi_application_and_the_drf_view_refuse_waits(online_node, client):
+    """Only the agents' server (config.asgi) holds waits: the site's WSGI application,
+    which has no fast path of its own, answers with the DRF view."""
     from config.wsgi import application as wsgi_application
 
     node = online_node()
@@ -243,16 +246,16 @@ def test_the_wsgi_door_and_the_drf_view_refuse_waits(online_node, client):
     replies: list[str] = []
     body = b"".join(wsgi_application(
         {"REQUEST_METHOD": "POST", "PATH_INFO": LEASE, "QUERY_STRING": "wait=5",
-         "HTTP_AUTHORIZATION": f"Node {node.token}", "wsgi.input": None,
+         "HTTP_AUTHORIZATION": f"Node {node.token}", "wsgi.input": io.BytesIO(),
          "SERVER_NAME": "testserver", "SERVER_PORT": "80", "wsgi.url_scheme": "http"},
-        lambda status, headers: replies.append(status)))
+        lambda status, headers: replies.append(status)))  # type: ignore[arg-type]
     assert replies == ["503 Service Unavailable"]
     assert b"lease_push_unavailable" in body
 
 
 def test_hung_up_waits_leave_no_waiter_behind(online_node, agents_server):
     """Agents that hang up mid-wait (restarts, timeouts) leave nothing held open."""
-    from scheduler.api import lease_push
+    from scheduler.agent_api import lease_push
 
     nodes = [online_node() for _ in range(20)]
     for node in nodes:
@@ -308,7 +311,7 @@ async def _hold(url: str, token: str, seconds: int) -> asyncio.StreamWriter:
 
 def test_a_thousand_idle_waits_in_one_worker_are_held_released_and_beats_still_answered(
         online_node, provider, agents_server):
-    from scheduler.api import lease_push
+    from scheduler.agent_api import lease_push
 
     # Beats spread over a few nodes, each well within its rate limit.
     beaters = [online_node().token for _ in range(10)]

@@ -3,10 +3,12 @@ usage reported before the loss paid and nothing after."""
 
 from datetime import timedelta
 
+import pytest
 import time_machine
 from django.utils import timezone
 
 from banking.selectors import wallet_get
+from scheduler.errors import UsageImplausible
 from scheduler.models import Assignment, Job, Node
 from scheduler.pricing import charge_for
 from scheduler.services.agent import assignment_complete, node_lease, usage_report
@@ -14,6 +16,7 @@ from scheduler.services.jobs import job_submit
 from scheduler.services.leases import leases_expire
 from scheduler.services.nodes import node_heartbeat
 from scheduler.services.placement import placement_run
+from tests.run_clock import run_for
 
 
 def test_a_silent_node_goes_offline_and_its_job_is_requeued_and_charged_only_what_was_reported(
@@ -23,6 +26,7 @@ def test_a_silent_node_goes_offline_and_its_job_is_requeued_and_charged_only_wha
                      gpu_class="H100-80GB", gpu_count=2, max_duration_s=3600)
     placement_run()
     a = Assignment.objects.get(job=job)
+    run_for(a, 120)
     usage_report(node_id=lost_node.pk, assignment_id=a.pk, seq=1, gpu_seconds=240)
     with time_machine.travel(timezone.now() + timedelta(seconds=31), tick=False):
         sweep = leases_expire()
@@ -79,7 +83,7 @@ def test_a_node_back_before_its_lease_expires_keeps_its_assignment(buyer, online
 
 
 def test_a_retried_job_runs_for_what_its_lost_attempt_left_and_never_bills_past_its_hold(
-        buyer, online_node):
+        buyer, online_node, settings):
     """gpu_count x max_duration is the job's budget over every attempt: the hold covers it,
     the retry is told how long it may still run, and usage past it is neither billed nor
     run."""
@@ -88,6 +92,7 @@ def test_a_retried_job_runs_for_what_its_lost_attempt_left_and_never_bills_past_
                      gpu_class="H100-80GB", gpu_count=2, max_duration_s=100)
     placement_run()
     lost = Assignment.objects.get(job=job)
+    run_for(lost, 60)
     usage_report(node_id=first.pk, assignment_id=lost.pk, seq=1, gpu_seconds=120)  # 60 s x 2
     with time_machine.travel(timezone.now() + timedelta(seconds=31), tick=False):
         leases_expire()
@@ -97,9 +102,14 @@ def test_a_retried_job_runs_for_what_its_lost_attempt_left_and_never_bills_past_
 
     lease = node_lease(node_id=second.pk)
     assert [(r.id, r.max_duration_s) for r in lease.runs] == [(retry.pk, 40)]  # (200-120)/2
-    result = usage_report(node_id=second.pk, assignment_id=retry.pk, seq=1, gpu_seconds=150)
+    run_for(retry, 60)
+    # Past its 80 GPU-seconds by more than it may overrun (2 GPUs x the slack):
+    over = 80 + 2 * settings.SCHEDULER_USAGE_SLACK_S + 1
+    with pytest.raises(UsageImplausible, match=f"cannot have used gpu_seconds {over}"):
+        usage_report(node_id=second.pk, assignment_id=retry.pk, seq=1, gpu_seconds=over)
+    result = usage_report(node_id=second.pk, assignment_id=retry.pk, seq=1, gpu_seconds=90)
     assert result.action == "stop"
-    assignment_complete(node_id=second.pk, assignment_id=retry.pk, seq=2, gpu_seconds=180)
+    assignment_complete(node_id=second.pk, assignment_id=retry.pk, seq=2, gpu_seconds=96)
 
     retry.refresh_from_db()
     assert retry.gpu_seconds == 80

@@ -13,8 +13,9 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from banking.models import ApiKey, Payout, PayoutAccount, TopUp, Transfer
+from banking.models import ApiKey, Payout, PayoutAccount, TopUp, Transfer, WebhookEndpoint
 from banking.services.customers import api_key_issue, membership_add
+from banking.services.webhooks import webhook_endpoint_create
 from core.errors import InvalidInput, PermissionDenied
 
 
@@ -63,7 +64,7 @@ def test_a_jobs_only_key_cannot_top_up_or_pay_out(company, h100):
 def test_a_jobs_only_key_submits_jobs_but_reads_nothing(company, h100, online_node,
                                                         settings, monkeypatch):
     settings.SCHEDULER_AUTO_APPROVE_NODES = True
-    monkeypatch.setattr("scheduler.tasks.placement_kick", lambda: None)
+    monkeypatch.setattr("scheduler.enqueue.placement_run", lambda: None)
     online_node()
     key = api_key_issue(organization_id=company.pk, scopes=["jobs"]).secret
 
@@ -73,8 +74,26 @@ def test_a_jobs_only_key_submits_jobs_but_reads_nothing(company, h100, online_no
     wallet = Client().get("/api/v1/wallet/", HTTP_AUTHORIZATION=f"Api-Key {key}")
 
     assert job.status_code == 201, job.content
+    assert job["Location"] == f"/api/v1/jobs/{job.json()['id']}/"
     assert wallet.status_code == 403
     assert wallet.json()["error"]["fields"] == {"scope": ["read"]}
+
+
+def test_a_read_only_key_neither_registers_nor_removes_webhooks(company):
+    endpoint = webhook_endpoint_create(organization_id=company.pk, url="https://h.example/",
+                                       events=["job.succeeded"],
+                                       resolve=lambda host, port: ["93.184.215.14"]).endpoint
+    key = api_key_issue(organization_id=company.pk, scopes=["read"]).secret
+
+    created = _call(key, "post", "/api/v1/webhooks/", {"url": "https://hooks.example.com/",
+                                                      "events": ["job.failed"]})
+    deleted = _call(key, "delete", f"/api/v1/webhooks/{endpoint.pk}/")
+
+    assert created.status_code == 403
+    assert created.json()["error"]["fields"] == {"scope": ["jobs"]}
+    assert deleted.status_code == 403
+    assert deleted.json()["error"]["code"] == "insufficient_scope"
+    assert list(WebhookEndpoint.objects.values_list("pk", "is_active")) == [(endpoint.pk, True)]
 
 
 def test_a_members_key_is_bounded_by_their_role(company):
@@ -176,6 +195,13 @@ def test_the_schema_documents_each_operations_scope(tmp_path):
     assert paths["/api/v1/jobs/"]["post"]["x-required-scope"] == "jobs"
     assert paths["/api/v1/nodes/"]["post"]["x-required-scope"] == "provider"
     assert paths["/api/v1/wallet/"]["get"]["x-required-scope"] == "read"
+    assert paths["/api/v1/webhooks/"]["post"]["x-required-scope"] == "jobs"
+    assert paths["/api/v1/webhooks/{webhook_id}/"]["delete"]["x-required-scope"] == "jobs"
+    # signed URLs: the token is the credential, and the schema says so
+    download = paths["/api/v1/objects/download/{token}/"]["get"]
+    assert download["x-required-scope"] == "none"
+    assert "security" not in download
+    assert "signed token in the URL is the credential" in download["description"]
     assert "API key scope: `billing`." in paths["/api/v1/topups/"]["post"]["description"]
     unscoped = [
         f"{method.upper()} {route}" for route, operations in paths.items()

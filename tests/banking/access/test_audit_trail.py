@@ -28,6 +28,7 @@ from banking.services.ledger import grant_post, system_account, transfer_reverse
 from banking.services.lending import credit_line_set, loan_originate, loan_write_off
 from banking.services.payouts import payout_account_set, payout_approve, payout_reject
 from banking.services.payouts import payout_request as payout_request_service
+from tests.earnings import earn
 
 
 @pytest.fixture
@@ -89,7 +90,7 @@ def test_key_revoked_and_member_acts_are_recorded(company, owner):
 
 def test_payout_acts_are_recorded(company, settings):
     settings.PAYOUT_AUTO_APPROVE_BELOW_TOKENS = 0
-    grant_post(organization_id=company.pk, amount=40_000_000, reason="earned")
+    earn(company.pk, 40_000_000)  # only earnings are paid out, never grants
     operator = User.objects.create_user(username="ops", email="ops@suanli.example")
 
     payout_account_set(organization_id=company.pk, stripe_account_id="acct_123")

@@ -2,8 +2,8 @@
 signed-in member) and on the storefront's pages. The expected roles are the issue's
 words, written out here rather than read from banking.roles: owner everything; admin
 all but owners; billing money (top-ups, payouts, the payout account, loans and
-financed purchases); developer jobs, wallet blocks, nodes and its own keys; viewer
-reads. A refusal is `forbidden_role` and changes nothing."""
+financed purchases); developer jobs, wallet blocks, nodes, webhook endpoints and its own
+keys; viewer reads. A refusal is `forbidden_role` and changes nothing."""
 
 import json
 from collections.abc import Callable
@@ -23,6 +23,7 @@ from banking.models import (
     PayoutAccount,
     TopUp,
     Transfer,
+    WebhookEndpoint,
 )
 from banking.services.customers import membership_add
 from marketplace.models import Block, CapacityDeposit
@@ -56,6 +57,9 @@ API_CASES = [
     ("node", "post", "/api/v1/nodes/",
      {"name": "n1", "gpu_class": "H100-80GB", "gpu_count": 1, "vram_gb": 80,
       "region": "eu-west"}, BUILD),
+    # an allowed role gets past the role check to the URL's own check (a private address)
+    ("webhook", "post", "/api/v1/webhooks/",
+     {"url": "https://127.0.0.1/hook", "events": ["job.succeeded"]}, BUILD),
 ]
 
 # (name, path, form, roles allowed)
@@ -101,6 +105,7 @@ def _snapshot(org: Organization) -> tuple:
         Job.objects.filter(organization=org).count(),
         Node.objects.filter(provider=org).count(),
         ApiKey.objects.filter(organization=org).count(),
+        WebhookEndpoint.objects.filter(organization=org).count(),
         sorted(Membership.objects.filter(organization=org).values_list("user__email", "role")),
     )
 

@@ -46,6 +46,9 @@ def test_below_the_threshold_the_card_is_charged_once_per_interval(
     assert wallet_get(organization_id=owned.pk).available == TOKENS_FOR_10_USD
     assert [m.subject for m in mail.outbox] == ["Suanli: auto top-up of $10.00"]
     assert mail.outbox[0].to == ["cfo@auto.example"]
+    assert mail.outbox[0].body == (
+        "Your wallet fell below 50,000,000 tokens (\u2248 $15.00), so your saved card was "
+        "charged $10.00 for 33,333,333 tokens.")
 
     # still below the threshold, but within the interval: nothing more
     assert auto_topup_run(organization_id=owned.pk) is None

@@ -19,6 +19,7 @@ from scheduler.services.jobs import job_submit
 from scheduler.services.nodes import node_heartbeat
 from scheduler.services.placement import placement_run
 from tests.marketplace.bank.conftest import next_hour
+from tests.run_clock import run_for
 
 
 def _beat(node):
@@ -63,6 +64,7 @@ def test_a_hundred_one_gpu_jobs_on_a_one_gpu_block(buyer, provider, bank_node):
             if minute + 10 < 120:
                 running = Assignment.objects.get(job__reservation_id=block.pk,
                                                  state__in=ACTIVE_ASSIGNMENT_STATES)
+                run_for(running, 60)
                 assignment_complete(node_id=node.pk, assignment_id=running.pk, seq=1,
                                     gpu_seconds=60)
                 finished += 1

@@ -20,6 +20,7 @@ from scheduler.models import Reservation
 from scheduler.services.jobs import job_submit
 from tests.concurrency import run_threads
 from tests.marketplace.bank.conftest import next_hour
+from tests.run_clock import run_for
 
 
 @pytest.fixture
@@ -189,6 +190,7 @@ def test_jobs_in_a_block_run_first_on_bank_nodes_and_are_not_charged_again(
         assert (in_block.state, in_block.node_id) == ("placed", bank.pk)
         assert Job.objects.get(pk=on_demand.pk).state == "placed"
         a = Assignment.objects.get(job=in_block)
+        run_for(a, 500)  # 1000 GPU-seconds on its 2 GPUs
         assignment_complete(node_id=bank.pk, assignment_id=a.pk, seq=1, gpu_seconds=1000)
     a.refresh_from_db()
     assert (a.gpu_seconds, a.charged, a.settled_gpu_seconds) == (1000, 0, 1000)

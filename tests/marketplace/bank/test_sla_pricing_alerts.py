@@ -132,6 +132,9 @@ def test_a_low_balance_alert_emails_once_until_the_balance_recovers(make_org, se
     assert low_balance_check() == 1
     assert low_balance_check() == 0
     assert len(mail.outbox) == 1 and "below 500 tokens" in mail.outbox[0].subject
+    assert mail.outbox[0].body == (
+        "Your wallet has 400 tokens (< $0.01) available, below the alert threshold of "
+        "500 tokens (< $0.01). Top up to keep jobs running.")
     grant_post(organization_id=org.pk, amount=1_000, reason="top up")
     low_balance_check()  # re-armed
     hold_place(organization_id=org.pk, amount=1_200, reference="r", idempotency_key="h2")

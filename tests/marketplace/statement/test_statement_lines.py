@@ -13,6 +13,7 @@ from scheduler.models import Assignment
 from scheduler.pricing import charge_for
 from scheduler.services.placement import placement_run
 from scheduler.services.settlement import usage_settle
+from tests.run_clock import run_for
 from tests.scheduler.conftest import (  # noqa: F401  the scheduler's autouse fixtures
     _auto_approve_and_eager_kicks,
     _no_broker,
@@ -28,6 +29,7 @@ def finished_job(submit_job, online_node, agent_client, buyer):  # noqa: F811
     assignment = Assignment.objects.get(job=job)
     client = agent_client(node)
     url = f"/api/v1/agent/assignments/{assignment.pk}"
+    run_for(assignment, 60)  # 120 GPU-seconds on its 2 GPUs
     assert client.post(f"{url}/usage/", {"seq": 1, "gpu_seconds": 40},
                        format="json").status_code == 200
     usage_settle()
@@ -85,3 +87,28 @@ def test_the_api_gives_the_grouped_statement(finished_job, buyer, api_client_for
     anonymous = APIClient().get("/api/v1/wallet/statement/")
     assert anonymous.status_code in (401, 403)
     assert anonymous.json()["error"]["code"] in ("not_authenticated", "authentication_failed")
+
+
+def test_the_api_statement_is_walked_by_cursor_and_refuses_a_forged_one(org, api_client_for):
+    for n in range(5):
+        grant_post(organization_id=org.pk, amount=1_000 + n, reason=f"g{n}",
+                   idempotency_key=f"walk:{n}")
+    client = api_client_for(org)
+
+    seen, url = [], "/api/v1/wallet/statement/?page_size=2"
+    pages = 0
+    while url:
+        body = client.get(url.replace("http://testserver", "")).json()
+        seen += [r["amount"] for r in body["results"]]
+        last, url, pages = body, body["next"], pages + 1
+        if pages == 2:
+            # a line added at the top meanwhile shifts nothing further down the walk
+            grant_post(organization_id=org.pk, amount=9, reason="late", idempotency_key="late")
+    back = client.get(last["previous"].replace("http://testserver", "")).json()
+    forged = client.get("/api/v1/wallet/statement/?cursor=cD0lMjclMjBPUiUyMDE9MQ==")
+
+    assert seen == [1_004, 1_003, 1_002, 1_001, 1_000]
+    assert pages == 3
+    assert [r["amount"] for r in back["results"]] == [1_002, 1_001]
+    assert forged.status_code == 404
+    assert forged.json()["error"]["code"] == "not_found"

@@ -1,8 +1,11 @@
 import uuid
 from datetime import timedelta
 
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+from django.test import Client
 from django.utils import timezone
 
+from banking.models import PayoutAccount, Transfer
 from banking.services.lending import credit_line_set
 from marketplace.models import Block
 from tests.scheduler.conftest import (  # noqa: F401  the scheduler's autouse fixtures
@@ -95,18 +98,42 @@ def test_selling_back_the_second_half_of_a_block_from_the_page(provider, make_or
                        "idempotency_key": str(uuid.uuid4())}).status_code == 404
 
 
-def test_a_provider_saves_a_payout_account_and_takes_an_advance(provider, client_for, settings):
+def test_a_provider_saves_a_payout_account_and_takes_an_advance(provider, make_member):
     _stock(provider)
-    client = client_for(provider)
+    # A provider who is paid out: its owner signs in with a second factor, as money moves
+    # need one once the organization has a payout account.
+    owner = make_member(provider)
+    TOTP.activate(owner, generate_totp_secret())
+    client = Client()
+    client.force_login(owner)
     client.post("/provider/", {"form": "payout-account", "stripe_account_id": "acct_123",
                                "auto_payout_threshold": 5_000_000})
     assert provider.payout_account.auto_payout_threshold == 5_000_000
     from marketplace.services.advances import advance_limit
 
     available = advance_limit(provider_id=provider.pk).available
+    assert available > 0
     key = str(uuid.uuid4())
     client.post("/provider/", {"form": "advance", "amount": available, "idempotency_key": key})
     assert not provider.advances.exists()  # asked first
     client.post("/provider/", {"form": "advance", "amount": available, "idempotency_key": key,
                                "confirm": "1"})
     assert provider.advances.get().amount == available
+
+
+def test_an_advance_without_a_second_factor_is_refused_once_payouts_are_set_up(
+        provider, make_member):
+    _stock(provider)
+    PayoutAccount.objects.create(organization=provider, stripe_account_id="acct_123")
+    client = Client()
+    client.force_login(make_member(provider))
+    from marketplace.services.advances import advance_limit
+
+    available = advance_limit(provider_id=provider.pk).available
+    refused = client.post("/provider/", {"form": "advance", "amount": available,
+                                         "idempotency_key": str(uuid.uuid4()), "confirm": "1"})
+
+    assert refused.status_code == 403
+    assert 'data-code="mfa_required"' in refused.content.decode()
+    assert not provider.advances.exists()
+    assert Transfer.objects.filter(kind="advance").count() == 0

@@ -101,8 +101,11 @@ def test_a_provider_registers_a_node_and_sees_its_token_and_agent_command_once(
     shown = client.get("/provider/nodes/created/").content.decode()
     token = re.search(r'data-testid="node-token"[^>]*|value="(nt_[^"]+)"', shown)
     assert token is not None
-    assert ("python -m scheduler.agent --server http://testserver --token-file "
+    assert ('value="pip install http://testserver/downloads/'
+            'suanli_agent-0.1.0-py3-none-any.whl"') in shown
+    assert ("suanli-agent --server http://testserver --token-file "
             "suanli-node-token") in shown
+    assert "add\n    <code>--gpus 8 --gpu-class H100-80GB</code>" in shown
     assert "(umask 077 &amp;&amp; printf &#x27;%s&#x27; &#x27;nt_" in shown
     assert "--token nt_" not in shown
     again = client.get("/provider/nodes/created/")

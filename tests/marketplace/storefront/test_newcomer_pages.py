@@ -4,6 +4,7 @@ blocks from the web, words instead of field names, auto top-up settings."""
 from datetime import datetime, timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from banking.models import AutoTopUp, Membership
@@ -29,6 +30,7 @@ def bank_capacity(make_org):
     provider = make_org(provider=True, buyer=False)
     node = node_register(provider_id=provider.pk, name="vault", gpu_class="H100-80GB",
                          gpu_count=8, region="eu-west", mode=Node.Mode.BANK).node
+    Node.objects.filter(pk=node.pk).update(gpus_reported=8)  # its agent's inventory
     start = _next_hour(1)
     deposit_create(provider_id=provider.pk, node_id=node.pk, gpu_count=8, start=start,
                    end=start + timedelta(hours=48))
@@ -172,6 +174,19 @@ def test_auto_top_up_is_set_by_an_owner_and_refused_to_a_member(org, owner_clien
 def test_a_providers_sign_up_lands_on_the_provider_portal(db, client):
     response = client.post("/signup/", {"organization_name": "Idle GPUs", "kind": "provider",
                                         "email": "op@idle.example",
-                                        "password": "correct-horse-42"})
+                                        "password1": "correct-horse-42"})
+    assert response.status_code == 302
     assert response["Location"] == "/provider/"
     assert client.get("/")["Location"] == "/provider/"
+
+
+def test_a_sign_up_that_also_buys_lands_on_the_wallet_and_a_next_url_wins(db, client):
+    both = client.post("/signup/", {"organization_name": "Spenders", "kind": "both",
+                                    "email": "ada@spend.example",
+                                    "password1": "correct-horse-42"})
+    asked = Client().post("/signup/?next=/catalog/", {
+        "organization_name": "Idle Racks", "kind": "provider", "email": "op@racks.example",
+        "password1": "correct-horse-42"})
+
+    assert both["Location"] == "/wallet/"
+    assert asked["Location"] == "/catalog/"

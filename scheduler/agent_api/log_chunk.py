@@ -1,22 +1,18 @@
 """An agent's log chunk: `log_chunk_answer` answers it behind two doors, the DRF view
 (scheduler.api.objects.AgentLogChunkApi: the API docs, Django's test client, WSGI) and
-the agents' ASGI server (scheduler.api.log_follow), where every running job's node sends
+the agents' ASGI server (scheduler.api.log_doors), where every running job's node sends
 one every 2 s and Django's request cycle cost more than the chunk's own work."""
 
 from __future__ import annotations
 
-import math
 import re
 
 from django.conf import settings
-from rest_framework.throttling import SimpleRateThrottle
 
 from core.api_errors import error_body
 from core.errors import DomainError, ErrorCode
-from scheduler.api.agent_answers import Answer, throttled, unauthenticated
-from scheduler.api.authentication import NodeRateThrottle
-from scheduler.api.lease import _Caller, throttle_cache
-from scheduler.models import Node
+from scheduler.agent_api.answers import Answer, unauthenticated
+from scheduler.agent_api.rate_limit import node_call_throttled
 from scheduler.services.logs import log_chunk_append
 from scheduler.services.nodes import node_id_authenticate
 
@@ -43,11 +39,9 @@ def log_chunk_answer(authorization: str, assignment_id: int, offset_raw: str | N
     node_id = node_id_authenticate(raw)
     if node_id is None:
         return unauthenticated("Invalid node token.")
-    throttle: SimpleRateThrottle = NodeRateThrottle()
-    throttle.cache = throttle_cache()
-    if not throttle.allow_request(_Caller(Node(id=node_id)), None):  # type: ignore[arg-type]
-        wait = throttle.wait()
-        return throttled(None if wait is None else math.ceil(wait))
+    over_rate = node_call_throttled(node_id)
+    if over_rate is not None:
+        return over_rate
     offset = _offset(offset_raw)
     if offset is None:
         return Answer(400, error_body(ErrorCode.INVALID, "offset must be a whole number, 0 "

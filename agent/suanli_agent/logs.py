@@ -25,7 +25,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from scheduler.agent.client import AgentClient, AgentClientError, ApiError, Backoff
+from suanli_agent.client import AgentClient, AgentClientError, ApiError, Backoff
 
 DEFAULT_CAP = 64 * 1024 * 1024
 SHIP_INTERVAL_S = 1.0

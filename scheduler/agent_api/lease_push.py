@@ -35,9 +35,8 @@ import redis.asyncio
 from django.conf import settings
 
 from core.api_errors import error_body
-from core.errors import ErrorCode
-from scheduler.api.agent_answers import Answer, unauthenticated
-from scheduler.api.database_threads import on_a_database_thread
+from scheduler.agent_api.answers import Answer, unauthenticated
+from scheduler.agent_api.database_threads import on_a_database_thread
 from scheduler.error_codes import SchedulerErrorCode
 from scheduler.services.heartbeat_buffer import LEASE_DUE, beat_buffer_enabled
 from scheduler.services.lease_hints import LEASE_CHANGED_CHANNEL, WAIT_PREFIX
@@ -47,24 +46,6 @@ logger = logging.getLogger(__name__)
 
 ASGIReceive = Callable[[], Awaitable[dict[str, Any]]]
 LeaseRead = Callable[[str], Answer]
-
-
-def wait_seconds(query: str) -> int | Answer | None:
-    """The `wait` of a lease read's query string: None when absent, the seconds when
-    within bounds, else the refusal."""
-    values = [v for k, _, v in (p.partition("=") for p in query.split("&")) if k == "wait"]
-    if not values:
-        return None
-    limit = settings.AGENT_LEASE_WAIT_MAX_S
-    try:
-        seconds = int(values[-1])
-    except ValueError:
-        seconds = -1
-    if len(values) > 1 or not 1 <= seconds <= limit:
-        return Answer(400, error_body(ErrorCode.INVALID,
-                                      f"wait must be a whole number of seconds from 1 to {limit}.",
-                                      {"wait": [f"From 1 to {limit}."]}))
-    return seconds
 
 
 def push_unavailable() -> Answer:

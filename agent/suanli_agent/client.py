@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from scheduler.agent import AGENT_VERSION
+from suanli_agent import AGENT_VERSION
 
 JsonDict = dict[str, Any]
 T = TypeVar("T")

@@ -1,11 +1,11 @@
 """The agents' hottest calls answered in front of Django: heartbeats (every node, every
-few seconds; scheduler.api.heartbeat) and lease reads (every node told of a change;
-scheduler.api.lease). Two middlewares, `AgentFastPath` for WSGI and `AgentFastPathASGI`
-for ASGI (the agents' server, gunicorn with uvicorn workers), serve these two URLs without
-Django's middleware, URL resolution and DRF's request cycle, which cost several times the
-calls' own work (bench.agent_api; docs/performance.md); the DRF views answer the same
-through the same functions (the API docs, Django's test client). Every other request goes
-to Django.
+few seconds; scheduler.agent_api.heartbeat) and lease reads (every node told of a change;
+scheduler.agent_api.lease). `AgentFastPathASGI` wraps the agents' server only
+(config.asgi, gunicorn with uvicorn workers) and serves these two URLs, as the URLconf
+names them (scheduler.agent_api.paths), without Django's middleware, URL resolution and
+DRF's request cycle, which cost several times the calls' own work (bench.agent_api;
+docs/performance.md). The site's WSGI server has no such door: its DRF views answer the
+same through the same functions. Every other request goes to Django.
 
 They keep what Django's cycle gives every request that matters here: the database
 connection's lifecycle (`close_old_connections`, as Django's request signals do), the
@@ -19,23 +19,21 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
-from http import HTTPStatus
+from collections.abc import Awaitable, Callable
 from typing import Any
-
-from django.db import close_old_connections
 
 from core.api_errors import SERVER_ERROR_MESSAGE, error_body
 from core.errors import ErrorCode
 from core.observability import LATENCY, REQUESTS, request_id_var
-from scheduler.api import heartbeat, lease, lease_push
-from scheduler.api.agent_answers import Answer
-from scheduler.api.database_threads import on_a_database_thread
+from scheduler.agent_api import heartbeat, lease, lease_push
+from scheduler.agent_api.answers import Answer
+from scheduler.agent_api.bodies import lease_wait_seconds
+from scheduler.agent_api.database_threads import on_a_database_thread
+from scheduler.agent_api.paths import agent_paths
 
 logger = logging.getLogger("suanli.request")
 
 MAX_BODY_BYTES = 64 * 1024
-ROUTES = {heartbeat.PATH: heartbeat.PATH.lstrip("/"), lease.PATH: lease.PATH.lstrip("/")}
 
 
 def _request_id(incoming: str) -> str:
@@ -49,11 +47,11 @@ def _reply(answer: Answer, rid: str) -> tuple[bytes, list[tuple[str, str]]]:
                      *answer.headers.items()]
 
 
-def _observe(path: str, answer: Answer, rid: str, started: float) -> None:
+def _observe(route: str, path: str, answer: Answer, rid: str, started: float) -> None:
     """What Django's request cycle would have done for the request: metrics, a log line."""
     elapsed = time.perf_counter() - started
-    REQUESTS.labels("POST", ROUTES[path], answer.status).inc()
-    LATENCY.labels("POST", ROUTES[path]).observe(elapsed)
+    REQUESTS.labels("POST", route, answer.status).inc()
+    LATENCY.labels("POST", route).observe(elapsed)
     logger.info("POST %s %s %.1fms", path, answer.status, elapsed * 1000,
                 extra={"request_id": rid})
 
@@ -68,58 +66,6 @@ def _failed() -> Answer:
     return Answer(500, error_body("server_error", SERVER_ERROR_MESSAGE))
 
 
-StartResponse = Callable[..., Any]
-WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-
-
-class AgentFastPath:
-    """WSGI middleware: heartbeats and lease reads are answered here, everything else goes
-    to Django."""
-
-    def __init__(self, app: WSGIApp) -> None:
-        self.app = app
-
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if path not in ROUTES or environ.get("REQUEST_METHOD") != "POST":
-            return self.app(environ, start_response)
-        started = time.perf_counter()
-        rid = _request_id(environ.get("HTTP_X_REQUEST_ID", ""))
-        reset = request_id_var.set(rid)
-        try:
-            answer = self._answer(path, environ)
-            payload, headers = _reply(answer, rid)
-            start_response(f"{answer.status} {HTTPStatus(answer.status).phrase}", headers)
-            _observe(path, answer, rid, started)  # while the id is set: the line carries it
-        finally:
-            request_id_var.reset(reset)
-        return [payload]
-
-    def _answer(self, path: str, environ: dict[str, Any]) -> Answer:
-        authorization = environ.get("HTTP_AUTHORIZATION", "")
-        close_old_connections()
-        try:
-            if path == lease.PATH:  # no body to read
-                wait = lease_push.wait_seconds(environ.get("QUERY_STRING", ""))
-                if isinstance(wait, Answer):
-                    return wait
-                if wait is not None:  # a synchronous worker holds no waits
-                    return lease_push.push_unavailable()
-                return lease.lease_answer(authorization)
-            try:
-                length = int(environ.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = -1
-            if not 0 <= length <= MAX_BODY_BYTES:
-                return _too_long()
-            body = environ["wsgi.input"].read(length) if length else b""
-            return heartbeat.heartbeat_answer(authorization, body)
-        except Exception:  # an answer in the API's shape, whatever went wrong
-            return _failed()
-        finally:
-            close_old_connections()
-
-
 ASGIScope = dict[str, Any]
 ASGIReceive = Callable[[], Awaitable[dict[str, Any]]]
 ASGISend = Callable[[dict[str, Any]], Awaitable[None]]
@@ -127,16 +73,19 @@ ASGIApp = Callable[[ASGIScope, ASGIReceive, ASGISend], Awaitable[None]]
 
 
 class AgentFastPathASGI:
-    """The same door for ASGI (config.asgi.application, the agents' server): one worker's
-    event loop answers many agents at once while each heartbeat waits on Redis, where a
-    synchronous worker answers one at a time; lease reads run on the database threads."""
+    """The door of the agents' server (config.asgi.application): one worker's event loop
+    answers many agents at once while each heartbeat waits on Redis, where a synchronous
+    worker answers one at a time; lease reads run on the database threads."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        paths = agent_paths()
+        self.lease_path = paths.lease
+        self.routes = paths.routes
 
     async def __call__(self, scope: ASGIScope, receive: ASGIReceive, send: ASGISend) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path not in ROUTES or scope["method"] != "POST":
+        if scope["type"] != "http" or path not in self.routes or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -153,7 +102,7 @@ class AgentFastPathASGI:
                         "headers": [(k.lower().encode(), v.encode("latin-1"))
                                     for k, v in reply_headers]})
             await send({"type": "http.response.body", "body": payload})
-            _observe(path, answer, rid, started)
+            _observe(self.routes[path], path, answer, rid, started)
         finally:
             request_id_var.reset(reset)
 
@@ -161,8 +110,8 @@ class AgentFastPathASGI:
                       receive: ASGIReceive, query: str) -> Answer | None:
         authorization = headers.get(b"authorization", "")
         try:
-            if path == lease.PATH:  # no body to read
-                wait = lease_push.wait_seconds(query)
+            if path == self.lease_path:  # no body to read
+                wait = lease_wait_seconds(query)
                 if isinstance(wait, Answer):
                     return wait
                 if wait is not None:

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from scheduler.agent.containers import MOUNT_POINT, ContainerRuntime, RunRequest
-from scheduler.agent.workload_spec import ImageReference, SimulatedSpec, SpecError, spec_check
+from suanli_agent.containers import MOUNT_POINT, ContainerRuntime, RunRequest
+from suanli_agent.workload_spec import ImageReference, SimulatedSpec, SpecError, spec_check
 
 TAIL_LINES = 20
 REASON_LINES = 10
@@ -209,7 +209,7 @@ class ProcessExecution:
         work_root: Path | None = None,
     ) -> None:
         self.argv = argv
-        # Each line the run prints, with its stream (scheduler.agent.logs), and where the
+        # Each line the run prints, with its stream (suanli_agent.logs), and where the
         # files it wrote under outputs/ are moved before its directory goes.
         self.on_output = on_output
         self.outputs_to = outputs_to

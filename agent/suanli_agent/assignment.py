@@ -9,17 +9,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from scheduler.agent.client import (
+from suanli_agent.client import (
     AgentClient,
     AgentClientError,
     ApiError,
     Backoff,
     retry_until_answered,
 )
-from scheduler.agent.config import AgentConfig
-from scheduler.agent.logs import LogShipper, LogSpool, spool_directory
-from scheduler.agent.outputs import OutputUploader, outputs_directory
-from scheduler.agent.runner import (
+from suanli_agent.config import AgentConfig
+from suanli_agent.logs import LogShipper, LogSpool, spool_directory
+from suanli_agent.outputs import OutputUploader, outputs_directory
+from suanli_agent.runner import (
     Execution,
     ImageRefused,
     InvalidSpec,
@@ -27,10 +27,15 @@ from scheduler.agent.runner import (
     WorkloadPolicy,
     build_execution,
 )
-from scheduler.agent.state import RunRecord, RunStateStore
+from suanli_agent.state import RunRecord, RunStateStore
 
 CLOSED_CODE = "assignment_closed"
 SHUTDOWN_REASON = "agent shutting down"
+# The server refuses, and counts against this node, AI tokens past this many per GPU-second
+# (its default SCHEDULER_AI_TOKENS_PER_GPU_S, scheduler.services.plausibility). A workload
+# counts its own tokens: what it claims past the rate is capped here, so a buyer's job
+# cannot get the node that runs it refused and flagged.
+AI_TOKENS_PER_GPU_S_MAX = 10**9
 
 
 @dataclass(frozen=True)
@@ -107,8 +112,8 @@ class AssignmentRun:
         self._thread = threading.Thread(
             target=self._main, name=f"assignment-{self.id}", daemon=True
         )
-        # The run's log and outputs, on disk beside the run state (scheduler.agent.logs,
-        # scheduler.agent.outputs).
+        # The run's log and outputs, on disk beside the run state (suanli_agent.logs,
+        # suanli_agent.outputs).
         self.spool: LogSpool | None = None
         self.shipper: LogShipper | None = None
         self.outputs_dir = outputs_directory(store.directory, lease.id)
@@ -282,6 +287,8 @@ class AssignmentRun:
         # Rounded first so that 1.0 + 1.9999999999 counts as 3 whole seconds.
         gpu_seconds = math.floor(round(elapsed, 6)) * self.lease.gpu_count
         ai_tokens = self._base_ai_tokens + (execution.ai_tokens() if execution else 0)
+        ai_tokens = min(ai_tokens, AI_TOKENS_PER_GPU_S_MAX * self.lease.gpu_count
+                        * max(1, math.ceil(elapsed)))
         # Cumulative figures never go down.
         return (
             max(gpu_seconds, self.record.gpu_seconds),

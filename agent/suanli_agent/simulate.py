@@ -8,17 +8,17 @@ import secrets
 import threading
 from dataclasses import dataclass
 
-from scheduler.agent.client import (
+from suanli_agent.client import (
     AgentClient,
     AgentClientError,
     Backoff,
     ProviderClient,
     retry_until_answered,
 )
-from scheduler.agent.config import AgentConfig
-from scheduler.agent.gpus import fake_gpus
-from scheduler.agent.node import Node
-from scheduler.agent.state import RunStateStore
+from suanli_agent.config import AgentConfig
+from suanli_agent.gpus import fake_gpus
+from suanli_agent.node import Node
+from suanli_agent.state import RunStateStore
 
 logger = logging.getLogger("suanli.agent")
 

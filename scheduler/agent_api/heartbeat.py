@@ -1,12 +1,12 @@
 """The agent's heartbeat: the API's hottest path (every node, every few seconds).
 
 One function answers it, `heartbeat_answer` (and `heartbeat_answer_async`, the same steps
-with the Redis call awaited), behind three doors that behave the same: the DRF view
-(`AgentHeartbeatApi`: the API docs and Django's test client), and two middlewares in
-front of Django (scheduler.api.agent_doors) that serve `POST /api/v1/agent/heartbeat/`
-without Django's middleware, URL resolution and DRF's request cycle: for WSGI
-(config.wsgi, what gunicorn's sync workers and `runserver` serve) and for ASGI
-(config.asgi, the agents' server, gunicorn with uvicorn workers). That cycle costs
+with the Redis call awaited), behind two doors that behave the same: the DRF view
+(`AgentHeartbeatApi`: the API docs, Django's test client, the site's WSGI server), and the
+middleware in front of Django on the agents' server (scheduler.agent_api.doors, around
+config.asgi, gunicorn with uvicorn workers), which serves `POST agent/heartbeat/` without
+Django's middleware, URL resolution and DRF's request cycle. Both validate the body with
+scheduler.agent_api.bodies before anything is written or buffered. That cycle costs
 several times the heartbeat's own work (one Redis call with write-behind, see
 scheduler.services.heartbeat_buffer; else one SQL statement, which also counts the beat
 against the node's rate limit; bench.agent_api, docs/performance.md), and a fleet of
@@ -15,8 +15,6 @@ against the node's rate limit; bench.agent_api, docs/performance.md), and a flee
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -24,100 +22,24 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.utils import timezone
-from rest_framework.exceptions import ValidationError
-from rest_framework.fields import SkipField, empty
 
-from core.api_errors import error_body, validation_error_body
-from core.errors import ErrorCode
 from scheduler import enqueue
-from scheduler.api.agent_answers import Answer, throttled, unauthenticated
-from scheduler.api.database_threads import on_a_database_thread
-from scheduler.api.serializers import HeartbeatInputSerializer
+from scheduler.agent_api.answers import Answer, throttled, unauthenticated
+from scheduler.agent_api.bodies import heartbeat_values
+from scheduler.agent_api.database_threads import on_a_database_thread
+from scheduler.agent_api.rate_limit import beat_limit
 from scheduler.services.heartbeat_buffer import (
     beat_buffer_enabled,
     beat_buffer_record,
     beat_buffer_record_async,
     beat_buffer_remember,
 )
+from scheduler.services.heartbeat_write import node_heartbeat
 from scheduler.services.inventory import node_inventory_record
 from scheduler.services.node_isolation import node_isolation_record
-from scheduler.services.nodes import BeatLimit, NodeToken, node_heartbeat
+from scheduler.services.node_tokens import BeatLimit, NodeToken
 
 logger = logging.getLogger("suanli.request")
-
-PATH = "/api/v1/agent/heartbeat/"
-_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _beat_limit() -> BeatLimit:
-    """From the agent API's `node` throttle rate, e.g. "600/min"."""
-    return _parsed_limit(str(settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["node"]))  # type: ignore[index]
-
-
-@functools.lru_cache(maxsize=8)
-def _parsed_limit(rate: str) -> BeatLimit:
-    count, period = rate.split("/")
-    return BeatLimit(beats=int(count), window_s=_PERIODS[period[0]])
-
-
-# The serializer's own fields, bound once: validating with them is the serializer's
-# validation without building a serializer (and deep-copying its fields) per request.
-_FIELDS = HeartbeatInputSerializer().fields
-
-
-def _validated(data: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(values, errors) as HeartbeatInputSerializer(data=data) would give them."""
-    plain = _plainly_valid(data)
-    if plain is not None:
-        return plain, {}
-    if data is None:
-        return {}, {"non_field_errors": ["No data provided"]}
-    if not isinstance(data, dict):
-        return {}, {"non_field_errors": [
-            f"Invalid data. Expected a dictionary, but got {type(data).__name__}."]}
-    values: dict[str, Any] = {}
-    errors: dict[str, Any] = {}
-    for name, f in _FIELDS.items():
-        try:
-            values[name] = f.run_validation(data.get(name, empty))
-        except ValidationError as exc:
-            errors[name] = exc.detail
-        except SkipField:
-            pass
-    return values, errors
-
-
-def _whole(value: Any) -> bool:
-    return type(value) is int and value >= 0
-
-
-def _plainly_valid(data: Any) -> dict[str, Any] | None:
-    """The values of a heartbeat shaped as agents send it (JSON numbers, a string, lists
-    of objects and of ids), exactly as the serializer's fields would clean them; None for
-    anything else, which the fields themselves then judge. What agents send every ten
-    seconds needs no field machinery (tests/scheduler/test_agent_doors.py checks that
-    both agree on any input)."""
-    if type(data) is not dict or "isolation" in data:
-        return None
-    free, busy = data.get("free_gpus"), data.get("busy_gpus")
-    utilization = data.get("utilization", 0)
-    version = data.get("agent_version", "")
-    gpus, running = data.get("gpus", []), data.get("running", [])
-    if not (_whole(free) and _whole(busy) and type(version) is str and "\x00" not in version
-            and type(gpus) is list and type(running) is list):
-        return None
-    if type(utilization) not in (int, float) or not 0 <= utilization <= 1:
-        return None
-    if not all(type(g) is dict and all(type(k) is str for k in g) for g in gpus):
-        return None
-    if not all(type(r) is int for r in running):
-        return None
-    return {
-        "free_gpus": free, "busy_gpus": busy,
-        "utilization": utilization if "utilization" not in data else float(utilization),
-        "agent_version": version.strip(),
-        "gpus": [dict(g) for g in gpus], "running": list(running),
-    }
 
 
 @dataclass(frozen=True)
@@ -138,14 +60,10 @@ def heartbeat_read(authorization: str, body: bytes) -> Answer | BeatRequest:
     token = NodeToken.parse(raw)
     if token is None:
         return unauthenticated("Invalid node token.")
-    try:
-        data = json.loads(body) if body else {}
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return Answer(400, error_body(ErrorCode.INVALID, f"JSON parse error - {exc}"))
-    values, errors = _validated(data)
-    if errors:
-        return Answer(400, validation_error_body(errors))
-    return BeatRequest(token, values, _beat_limit())
+    values = heartbeat_values(body)
+    if isinstance(values, Answer):
+        return values
+    return BeatRequest(token, values, beat_limit())
 
 
 def heartbeat_answer(authorization: str, body: bytes) -> Answer:

@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from scheduler.agent.client import AgentClient, AgentClientError, ApiError, Backoff
-from scheduler.agent.logs import spool_directory
+from suanli_agent.client import AgentClient, AgentClientError, ApiError, Backoff
+from suanli_agent.logs import spool_directory
 
 UPLOAD_ATTEMPTS = 6
 

@@ -7,14 +7,14 @@ import threading
 import time
 from typing import Any
 
-from scheduler.agent import AGENT_VERSION
-from scheduler.agent.assignment import SHUTDOWN_REASON, AssignmentRun, Lease
-from scheduler.agent.client import AgentClient, AgentClientError, ApiError, Backoff
-from scheduler.agent.config import AgentConfig
-from scheduler.agent.containers import HOST_ISOLATION
-from scheduler.agent.gpus import Gpu, GpuPool
-from scheduler.agent.runner import WorkloadPolicy
-from scheduler.agent.state import RunRecord, RunStateStore
+from suanli_agent import AGENT_VERSION
+from suanli_agent.assignment import SHUTDOWN_REASON, AssignmentRun, Lease
+from suanli_agent.client import AgentClient, AgentClientError, ApiError, Backoff
+from suanli_agent.config import AgentConfig
+from suanli_agent.containers import HOST_ISOLATION
+from suanli_agent.gpus import Gpu, GpuPool
+from suanli_agent.runner import WorkloadPolicy
+from suanli_agent.state import RunRecord, RunStateStore
 
 logger = logging.getLogger("suanli.agent")
 

@@ -1,9 +1,9 @@
 """Command line of the node agent.
 
 One real node (the token in a file of mode 0600, or in $SUANLI_NODE_TOKEN):
-    python -m scheduler.agent --server URL --token-file PATH [--gpus N --gpu-class NAME]
+    suanli-agent --server URL --token-file PATH [--gpus N --gpu-class NAME]
 A fleet of simulated nodes registered with a provider's API key:
-    python -m scheduler.agent --server URL --simulate N --gpu-class H100-80GB --gpus 8 \\
+    suanli-agent --server URL --simulate N --gpu-class H100-80GB --gpus 8 \\
         --provider-key KEY [--region eu-west] [--name-prefix sim] [--vram-gb 80]
 """
 
@@ -19,28 +19,28 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from scheduler.agent import AGENT_VERSION
-from scheduler.agent.client import AgentClient
-from scheduler.agent.config import AgentConfig, plain_http_refusal
-from scheduler.agent.containers import (
+from suanli_agent import AGENT_VERSION
+from suanli_agent.client import AgentClient
+from suanli_agent.config import AgentConfig, plain_http_refusal
+from suanli_agent.containers import (
     DEFAULT_PIDS_LIMIT,
     ContainerRuntime,
     ContainerRuntimeError,
     Limits,
     detect_runtime,
 )
-from scheduler.agent.gpus import GpuDiscoveryError, discover_gpus, vram_gb_from_class
-from scheduler.agent.node import Node
-from scheduler.agent.runner import WorkloadPolicy
-from scheduler.agent.simulate import (
+from suanli_agent.gpus import GpuDiscoveryError, discover_gpus, vram_gb_from_class
+from suanli_agent.node import Node
+from suanli_agent.runner import WorkloadPolicy
+from suanli_agent.simulate import (
     FleetSpec,
     RegistrationError,
     build_fleet,
     register_nodes,
     run_fleet,
 )
-from scheduler.agent.state import RunStateStore
-from scheduler.agent.workload_spec import SpecError, image_parse
+from suanli_agent.state import RunStateStore
+from suanli_agent.workload_spec import SpecError, image_parse
 
 logger = logging.getLogger("suanli.agent")
 
@@ -52,7 +52,7 @@ def default_state_root() -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m scheduler.agent",
+        prog="suanli-agent",
         description="Suanli node agent: heartbeats, leases work, runs it, reports usage.",
     )
     parser.add_argument("--server", required=True, help="base URL, e.g. http://127.0.0.1:8000")
@@ -251,10 +251,9 @@ def run_single(args: argparse.Namespace, config: AgentConfig, stop: threading.Ev
         print(f"error: {error}", file=sys.stderr)
         return 2
     os.environ.pop("SUANLI_NODE_TOKEN", None)
-    gpu_class = args.gpu_class or "GPU"
     try:
         gpus, source = discover_gpus(
-            fake_count=args.gpus, gpu_class=gpu_class, vram_gb=args.vram_gb
+            fake_count=args.gpus, gpu_class=args.gpu_class, vram_gb=args.vram_gb
         )
     except GpuDiscoveryError as error:
         print(f"error: {error}", file=sys.stderr)

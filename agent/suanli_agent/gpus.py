@@ -77,7 +77,7 @@ def fake_gpus(count: int, *, name: str, memory_mb: int) -> list[Gpu]:
 def discover_gpus(
     *,
     fake_count: int | None,
-    gpu_class: str,
+    gpu_class: str | None,
     vram_gb: int | None = None,
     use_nvidia_smi: bool = True,
 ) -> tuple[list[Gpu], str]:
@@ -89,10 +89,15 @@ def discover_gpus(
         found = query_nvidia_smi()
         if found is not None:
             return found, "nvidia-smi"
-    if fake_count is None:
+    if fake_count is None or gpu_class is None:
+        # A provider's first run is often on a machine without NVIDIA's tools yet: say what
+        # the agent needs instead of guessing a class the marketplace would sell wrongly.
+        missing = [flag for flag, value in (("--gpus", fake_count), ("--gpu-class", gpu_class))
+                   if value is None]
         raise GpuDiscoveryError(
-            "nvidia-smi not found and --gpus not given: cannot tell which GPUs this node has "
-            "(pass --gpus N to run with N simulated GPUs)"
+            "nvidia-smi not found, so this node's GPUs cannot be discovered: pass --gpus N "
+            "and --gpu-class NAME (for example --gpus 8 --gpu-class H100-80GB) to run it "
+            f"with N simulated GPUs of that class ({' and '.join(missing)} not given)"
         )
     if fake_count < 1:
         raise GpuDiscoveryError("--gpus must be at least 1")
