@@ -34,13 +34,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     `xdist_group`), and everything that talks to localstripe (one process per session,
     one pickle file). `make test` runs them after the parallel part, in one process:
     xdist's grouping is not honoured by every pytest/xdist pair, so it is not relied on."""
-    from tests.known_failures import KNOWN_FAILURES
-
-    for item in items:
-        reason = KNOWN_FAILURES.get(item.nodeid.split("[")[0]) or KNOWN_FAILURES.get(item.nodeid)
-        if reason:
-            item.add_marker(pytest.mark.skip(reason=f"known broken by the eight-branch "
-                                             f"merge: {reason}"))
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         callspec = getattr(item, "callspec", None)

@@ -66,7 +66,7 @@ class NodeIsolationSerializer(serializers.Serializer):
                                           max_length=255)
 
     def validate_default_image(self, value: str) -> str:
-        from scheduler.agent.workload_spec import SpecError, image_parse
+        from suanli_agent.workload_spec import SpecError, image_parse
 
         if value:
             try:
