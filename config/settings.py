@@ -42,6 +42,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.observability.RequestLogMiddleware",
+    # Before anything reads a body (CSRF reads a form's): core.request_bounds.
+    "core.request_bounds.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -139,7 +141,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "banking.api.schema.ScopedAutoSchema",
     "EXCEPTION_HANDLER": "core.api_errors.api_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.request_bounds.BoundedJSONParser"],
     "UNAUTHENTICATED_USER": None,
     # `?format=csv` on statements is handled by the view, not by content negotiation.
     "URL_FORMAT_OVERRIDE": None,
@@ -147,6 +149,16 @@ REST_FRAMEWORK = {
 # Failures Django answers before an API view runs, in the API's error shape too.
 MIDDLEWARE.insert(MIDDLEWARE.index("core.observability.RequestLogMiddleware") + 1,
                   "core.api_errors.JsonErrorsUnderApi")
+
+# Request bodies are capped before parsing (core.request_bounds): the API's, and the
+# agents' calls under AGENT_API_PATH_PREFIX, which send small reports. Views that bound
+# their own bodies (log chunks, signed uploads) are named by URL name.
+API_REQUEST_MAX_BYTES = env.int("API_REQUEST_MAX_BYTES", default=1024 * 1024)
+AGENT_REQUEST_MAX_BYTES = env.int("AGENT_REQUEST_MAX_BYTES", default=64 * 1024)
+AGENT_API_PATH_PREFIX = "/api/v1/agent/"
+REQUEST_BODY_SELF_BOUNDED_VIEWS = frozenset({"agent-logs", "object-upload"})
+# How deep a JSON body may nest; a job's spec, the deepest field, is bounded on its own.
+API_JSON_MAX_DEPTH = env.int("API_JSON_MAX_DEPTH", default=32)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Suanli API",
@@ -266,6 +278,11 @@ BANK_ADVANCE_HISTORY_DAYS = env.int("BANK_ADVANCE_HISTORY_DAYS", default=7)
 # A deposit's window starts within DEPOSIT_MAX_AHEAD_DAYS and lasts at most DEPOSIT_MAX_DAYS.
 DEPOSIT_MAX_AHEAD_DAYS = env.int("DEPOSIT_MAX_AHEAD_DAYS", default=30)
 DEPOSIT_MAX_DAYS = env.int("DEPOSIT_MAX_DAYS", default=90)
+# A block's window, and one asked about in blocks/availability/, starts within
+# BLOCK_MAX_AHEAD_DAYS (no deposit makes inventory later than the deposits' own bounds
+# allow) and lasts at most BLOCK_MAX_DAYS: each hour of it is a row and a slot answered.
+BLOCK_MAX_AHEAD_DAYS = env.int("BLOCK_MAX_AHEAD_DAYS", default=120)
+BLOCK_MAX_DAYS = env.int("BLOCK_MAX_DAYS", default=90)
 # Block length discounts: (at least this many GPU-window hours, basis points off).
 BANK_BLOCK_DISCOUNTS = [(720, 2000), (168, 1000), (24, 500)]
 BANK_SELL_BACK_DISCOUNT_BPS = env.int("BANK_SELL_BACK_DISCOUNT_BPS", default=2000)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django import forms
 from rest_framework import serializers
 
 from core.errors import ErrorCode, InvalidInput
@@ -126,3 +127,14 @@ class BoundedJSONField(serializers.JSONField):
         if problem:
             raise serializers.ValidationError(problem)
         return value
+
+
+class BoundedIntegerFormField(forms.IntegerField):
+    """The forms' BoundedIntegerField: an integer within its column's range unless told a
+    tighter one (default bigint, at least 0), so a typed 2**63 is the form's error, not the
+    database's."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 0)
+        kwargs.setdefault("max_value", BIGINT_MAX)
+        super().__init__(**kwargs)

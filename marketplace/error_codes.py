@@ -13,3 +13,5 @@ class MarketErrorCode(StrEnum):
     DEPOSIT_TOO_FAR_AHEAD = "deposit_too_far_ahead"
     DEPOSIT_TOO_LONG = "deposit_too_long"
     GPUS_NOT_REPORTED = "gpus_not_reported"
+    WINDOW_TOO_FAR_AHEAD = "window_too_far_ahead"
+    WINDOW_TOO_LONG = "window_too_long"

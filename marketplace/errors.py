@@ -29,6 +29,14 @@ class SellBackNotAllowed(InvalidInput):
     code: str = MarketErrorCode.SELL_BACK_NOT_ALLOWED
 
 
+class WindowTooFarAhead(InvalidInput):
+    code: str = MarketErrorCode.WINDOW_TOO_FAR_AHEAD
+
+
+class WindowTooLong(InvalidInput):
+    code: str = MarketErrorCode.WINDOW_TOO_LONG
+
+
 class DepositTooFarAhead(InvalidInput):
     code: str = MarketErrorCode.DEPOSIT_TOO_FAR_AHEAD
 

@@ -17,12 +17,18 @@ from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 
+from banking.amounts import TOKENS_MAX
 from banking.models import ApiKeyScope, Membership
 from banking.models.ledger import AccountPurpose, TransferKind
 from banking.payout_value import payout_value_text
+from core.bounds import INTEGER_MAX, BoundedIntegerFormField
 from core.errors import DomainError
 
 IDEMPOTENCY_FIELD = "idempotency_key"
+# Far above any real password or command a person types; below what makes hashing or a
+# spec's own checks slow.
+PASSWORD_MAX = 1024
+COMMAND_MAX = 16 * 1024
 
 
 class IdempotentForm(forms.Form):
@@ -148,6 +154,7 @@ class SignupForm(forms.Form):
     )
     email = forms.EmailField(label="Work email")
     password = forms.CharField(
+        max_length=PASSWORD_MAX,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text=password_validation.password_validators_help_text_html(),
     )
@@ -176,7 +183,7 @@ class MemberRoleForm(forms.Form):
 
 
 class OrganizationSwitchForm(forms.Form):
-    organization_id = forms.IntegerField(widget=forms.HiddenInput)
+    organization_id = BoundedIntegerFormField(widget=forms.HiddenInput)
 
 
 # Wallet
@@ -225,8 +232,9 @@ class StatementFilterForm(forms.Form):
 
 
 class LowBalanceAlertForm(forms.Form):
-    threshold = forms.IntegerField(
-        required=False, min_value=1, label="Email us when available tokens fall below",
+    threshold = BoundedIntegerFormField(
+        required=False, min_value=1, max_value=TOKENS_MAX,
+        label="Email us when available tokens fall below",
         help_text="Leave empty to turn the alert off.",
         widget=forms.NumberInput(attrs={"placeholder": "e.g. 1000000", "inputmode": "numeric"}),
     )
@@ -234,12 +242,12 @@ class LowBalanceAlertForm(forms.Form):
 
 class AutoTopUpForm(forms.Form):
     enabled = forms.BooleanField(required=False, initial=True, label="Auto top-up on")
-    threshold = forms.IntegerField(
-        min_value=1, max_value=10**15, label="When available tokens fall below",
+    threshold = BoundedIntegerFormField(
+        min_value=1, max_value=TOKENS_MAX, label="When available tokens fall below",
         widget=forms.NumberInput(attrs={"placeholder": "e.g. 50000000", "inputmode": "numeric"}),
     )
-    amount_usd = forms.IntegerField(label="Charge my card (USD)", min_value=1, max_value=10_000,
-                                    initial=25)
+    amount_usd = BoundedIntegerFormField(label="Charge my card (USD)", min_value=1,
+                                         max_value=10_000, initial=25)
     payment_method = forms.CharField(
         label="Saved card", max_length=255, initial="pm_card_visa",
         help_text="The card on file (pm_…) charged with nobody at it: a decline or a bank's "
@@ -263,7 +271,7 @@ class ApiKeyCreateForm(forms.Form):
         choices=ApiKeyScope.choices, widget=forms.CheckboxSelectMultiple, required=False,
         help_text="What the key may do; none ticked: all your role allows.",
     )
-    expires_in_days = forms.IntegerField(
+    expires_in_days = BoundedIntegerFormField(
         required=False, min_value=1, max_value=730, label="Expires in (days)",
         help_text="Empty: the key lasts until revoked.",
     )
@@ -281,12 +289,12 @@ class ApiKeyCreateForm(forms.Form):
 class TopUpForm(IdempotentForm):
     idempotency_scope = "topup"
 
-    amount_usd = forms.IntegerField(
+    amount_usd = BoundedIntegerFormField(
         label="Amount (USD)", min_value=1, max_value=10_000, initial=50,
         help_text="Whole dollars; the tokens it buys are shown before you pay.",
     )
     payment_method = forms.CharField(
-        label="Card", initial="pm_card_visa",
+        label="Card", initial="pm_card_visa", max_length=255,
         help_text="A saved card or a test card such as pm_card_visa.",
     )
 
@@ -302,18 +310,18 @@ class JobSubmitForm(IdempotentForm):
     idempotency_scope = "job"
 
     gpu_class = forms.ChoiceField(label="GPU class")
-    gpu_count = forms.IntegerField(label="GPUs", min_value=1, max_value=64, initial=1)
-    max_duration_s = forms.IntegerField(
+    gpu_count = BoundedIntegerFormField(label="GPUs", min_value=1, max_value=64, initial=1)
+    max_duration_s = BoundedIntegerFormField(
         label="Maximum duration (seconds)", min_value=1, max_value=30 * 86400, initial=600,
         help_text="The job is stopped at this limit; its hold covers exactly this much.",
     )
     command = forms.CharField(
-        label="Command", required=False,
+        label="Command", required=False, max_length=COMMAND_MAX,
         help_text="Leave empty to run a simulated job of the seconds below.",
     )
-    simulate_seconds = forms.IntegerField(label="Simulated run (seconds)", min_value=1,
+    simulate_seconds = BoundedIntegerFormField(label="Simulated run (seconds)", min_value=1,
                                           max_value=86400, initial=20, required=False)
-    priority = forms.IntegerField(min_value=-100, max_value=100, initial=0, required=False)
+    priority = BoundedIntegerFormField(min_value=-100, max_value=100, initial=0, required=False)
     block = forms.ChoiceField(
         label="Run on", required=False,
         help_text="On one of your blocks the job is placed first on the bank's GPUs during "
@@ -339,7 +347,7 @@ class JobSubmitForm(IdempotentForm):
 class NodeRegisterForm(forms.Form):
     name = forms.CharField(max_length=100)
     gpu_class = forms.ChoiceField(label="GPU class")
-    gpu_count = forms.IntegerField(label="GPUs", min_value=1, max_value=64, initial=8)
+    gpu_count = BoundedIntegerFormField(label="GPUs", min_value=1, max_value=64, initial=8)
     region = forms.CharField(max_length=32, initial="eu-west")
     mode = forms.ChoiceField(choices=[("market", "Open market"), ("bank", "Bank deposit")],
                              initial="market")
@@ -353,7 +361,7 @@ class DepositForm(IdempotentForm):
     idempotency_scope = "deposit"
 
     node = forms.ChoiceField(label="Node (bank mode)")
-    gpu_count = forms.IntegerField(label="GPUs", min_value=1, max_value=64, initial=1)
+    gpu_count = BoundedIntegerFormField(label="GPUs", min_value=1, max_value=64, initial=1)
     start = forms.DateTimeField(label="From (UTC, whole hour)",
                                 widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
     end = forms.DateTimeField(label="Until (UTC, whole hour)",
@@ -367,7 +375,8 @@ class DepositForm(IdempotentForm):
 class PayoutForm(IdempotentForm):
     idempotency_scope = "payout"
 
-    tokens = forms.IntegerField(label="Tokens to cash out", min_value=1)
+    tokens = BoundedIntegerFormField(label="Tokens to cash out", min_value=1,
+                                     max_value=TOKENS_MAX)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -390,13 +399,13 @@ class BlockForm(IdempotentForm):
     idempotency_scope = "block"
 
     gpu_class = forms.ChoiceField(label="GPU class")
-    gpu_count = forms.IntegerField(label="GPUs", min_value=1, max_value=1024, initial=1)
+    gpu_count = BoundedIntegerFormField(label="GPUs", min_value=1, max_value=1024, initial=1)
     start = forms.DateTimeField(label="From (UTC, whole hour)",
                                 widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
-    hours = forms.IntegerField(label="Hours", min_value=1, max_value=24 * 366, initial=24)
+    hours = BoundedIntegerFormField(label="Hours", min_value=1, max_value=24 * 366, initial=24)
     payment = forms.ChoiceField(choices=[("wallet", "Pay now from the wallet"),
                                          ("financed", "Finance on my credit line")])
-    term_months = forms.IntegerField(label="Term (months, when financed)", min_value=1,
+    term_months = BoundedIntegerFormField(label="Term (months, when financed)", min_value=1,
                                      max_value=120, required=False)
 
     def __init__(self, *args: Any, gpu_classes: list[tuple[str, str]], **kwargs: Any) -> None:
@@ -413,20 +422,20 @@ class BlockForm(IdempotentForm):
 class PayoutAccountForm(forms.Form):
     stripe_account_id = forms.CharField(label="Stripe connected account", max_length=255,
                                         help_text="acct_…, where payouts are sent.")
-    auto_payout_threshold = forms.IntegerField(
-        label="Auto-payout above (tokens)", min_value=0, required=False,
+    auto_payout_threshold = BoundedIntegerFormField(
+        label="Auto-payout above (tokens)", min_value=0, max_value=TOKENS_MAX, required=False,
         help_text="Earnings above this are swept into a payout daily. Empty: off.")
 
 
 class AdvanceForm(IdempotentForm):
     idempotency_scope = "advance"
 
-    amount = forms.IntegerField(label="Tokens to borrow", min_value=1)
+    amount = BoundedIntegerFormField(label="Tokens to borrow", min_value=1, max_value=TOKENS_MAX)
 
 
 class SellBackForm(IdempotentForm):
     idempotency_scope = "sell-back"
 
-    gpu_count = forms.IntegerField(label="GPUs", min_value=1)
+    gpu_count = BoundedIntegerFormField(label="GPUs", min_value=1, max_value=INTEGER_MAX)
     start = forms.DateTimeField(label="From (UTC, whole hour)",
                                 widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))

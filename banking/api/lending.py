@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from banking.amortization import ScheduleRow
+from banking.amounts import TOKENS_MAX
 from banking.api.idempotency import idempotency_key_from
 from banking.api.pagination import StandardPagination
 from banking.models import Installment, Loan, LoanPrepayment
@@ -19,8 +20,9 @@ from banking.roles import Action
 from banking.selectors_lending import credit_line_get, loan_get, loan_list, loan_quote
 from banking.services.ledger import new_idempotency_key
 from banking.services.lending import loan_prepay
+from core.bounds import BoundedIntegerField
 
-MAX_TOKENS = 10**15
+MAX_TOKENS = TOKENS_MAX
 
 
 class CreditLineOutputSerializer(serializers.Serializer):
@@ -63,8 +65,8 @@ class LoanDetailOutputSerializer(serializers.Serializer):
 
 
 class QuoteInputSerializer(serializers.Serializer):
-    principal = serializers.IntegerField(min_value=1, max_value=MAX_TOKENS)
-    term_months = serializers.IntegerField(min_value=1, max_value=120)
+    principal = BoundedIntegerField(min_value=1, max_value=MAX_TOKENS)
+    term_months = BoundedIntegerField(min_value=1, max_value=120)
     first_due = serializers.DateField(
         required=False, help_text="Default: one month from today (same day, clamped)."
     )
@@ -89,7 +91,7 @@ class QuoteOutputSerializer(serializers.Serializer):
 
 
 class PrepayInputSerializer(serializers.Serializer):
-    amount = serializers.IntegerField(
+    amount = BoundedIntegerField(
         required=False, allow_null=True, min_value=1, max_value=MAX_TOKENS,
         help_text="Pay whole installments up to this amount; leave out to repay the loan "
         "in full (future interest waived).",

@@ -13,6 +13,11 @@ from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from core.bounds import OutOfBounds, bounded_text
+
+# Longer than any id or timestamp a page ends on.
+CURSOR_POSITION_MAX = 64
+
 
 class StandardPagination(CursorPagination):
     """Pages in the list's own order (its selector's `order_by`, which ends on a unique
@@ -35,8 +40,10 @@ class StandardPagination(CursorPagination):
         if cursor is not None and cursor.position is not None:
             field = self._model._meta.get_field(self.ordering[0].lstrip("-"))
             try:
+                # Bounded as any text a stranger sends: a NUL would reach the query.
+                bounded_text(cursor.position, field="cursor", max_length=CURSOR_POSITION_MAX)
                 field.to_python(cursor.position)
-            except ValidationError as exc:
+            except (ValidationError, OutOfBounds) as exc:
                 raise NotFound(self.invalid_cursor_message) from exc
         return cursor
 

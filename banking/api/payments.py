@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from banking.amounts import TOKENS_MAX
 from banking.api.idempotency import idempotency_key_from
 from banking.api.pagination import StandardPagination
 from banking.api.permissions import IsProvider
@@ -23,6 +24,7 @@ from banking.services.payments import (
     topup_quote,
 )
 from banking.services.payouts import payout_account_set, payout_price, payout_request
+from core.bounds import INTEGER_MAX, BoundedIntegerField
 from core.errors import DomainError
 
 
@@ -73,8 +75,8 @@ def _declined(topup: TopUp) -> DomainError:
 class TopUpQuoteApi(APIView):
     class TopUpQuoteInputSerializer(serializers.Serializer):
         currency = serializers.CharField(max_length=3, default="usd")
-        amount_cents = serializers.IntegerField(required=False, min_value=1)
-        tokens = serializers.IntegerField(required=False, min_value=1)
+        amount_cents = BoundedIntegerField(required=False, min_value=1, max_value=INTEGER_MAX)
+        tokens = BoundedIntegerField(required=False, min_value=1, max_value=TOKENS_MAX)
 
     class TopUpQuoteOutputSerializer(serializers.Serializer):
         currency = serializers.CharField()
@@ -103,8 +105,8 @@ class TopUpCreateListApi(APIView):
 
     class TopUpCreateInputSerializer(serializers.Serializer):
         currency = serializers.CharField(max_length=3, default="usd")
-        amount_cents = serializers.IntegerField(required=False, min_value=1)
-        tokens = serializers.IntegerField(required=False, min_value=1)
+        amount_cents = BoundedIntegerField(required=False, min_value=1, max_value=INTEGER_MAX)
+        tokens = BoundedIntegerField(required=False, min_value=1, max_value=TOKENS_MAX)
         payment_method = serializers.CharField(
             required=False, max_length=255,
             help_text="Confirm at once with this payment method, e.g. pm_card_visa.",
@@ -194,7 +196,7 @@ class PayoutCreateListApi(APIView):
     permission_classes = [IsProvider]
 
     class PayoutCreateInputSerializer(serializers.Serializer):
-        tokens = serializers.IntegerField(min_value=1)
+        tokens = BoundedIntegerField(min_value=1, max_value=TOKENS_MAX)
 
     @extend_schema(
         request=PayoutCreateInputSerializer,
@@ -236,8 +238,8 @@ class PayoutAccountApi(APIView):
 
     class PayoutAccountInputSerializer(serializers.Serializer):
         stripe_account_id = serializers.CharField(max_length=255)
-        auto_payout_threshold = serializers.IntegerField(
-            required=False, allow_null=True, min_value=0, default=None
+        auto_payout_threshold = BoundedIntegerField(
+            required=False, allow_null=True, min_value=0, max_value=TOKENS_MAX, default=None
         )
 
     class PayoutAccountModelSerializer(serializers.ModelSerializer):

@@ -13,8 +13,10 @@ class WalletOutputSerializer(serializers.Serializer):
 
 
 class StatementFilterSerializer(serializers.Serializer):
-    kind = serializers.CharField(required=False, help_text="comma-separated transfer kinds")
-    account = serializers.CharField(required=False, help_text="comma-separated account purposes")
+    kind = serializers.CharField(required=False, max_length=500,
+                                 help_text="comma-separated transfer kinds")
+    account = serializers.CharField(required=False, max_length=500,
+                                    help_text="comma-separated account purposes")
     date_from = serializers.DateField(required=False)
     date_to = serializers.DateField(required=False)
     format = serializers.ChoiceField(choices=["json", "csv"], required=False, default="json")

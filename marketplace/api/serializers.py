@@ -1,11 +1,14 @@
 from rest_framework import serializers
 
+from banking.amounts import TOKENS_MAX
+from core.bounds import INTEGER_MAX, BoundedIntegerField
 from marketplace.models import Block
+from scheduler.api.serializers import GPU_CLASS_NAME_MAX
 
 
 class DepositInputSerializer(serializers.Serializer):
-    node = serializers.IntegerField()
-    gpu_count = serializers.IntegerField()
+    node = BoundedIntegerField(min_value=1)
+    gpu_count = BoundedIntegerField(min_value=0, max_value=INTEGER_MAX)
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
 
@@ -28,7 +31,7 @@ class DepositOutputSerializer(serializers.Serializer):
 
 
 class AdvanceInputSerializer(serializers.Serializer):
-    amount = serializers.IntegerField()
+    amount = BoundedIntegerField(min_value=0, max_value=TOKENS_MAX)
 
 
 class AdvanceOutputSerializer(serializers.Serializer):
@@ -40,10 +43,11 @@ class AdvanceOutputSerializer(serializers.Serializer):
 
 
 class AvailabilityQuerySerializer(serializers.Serializer):
-    gpu_class = serializers.CharField()
+    gpu_class = serializers.CharField(max_length=GPU_CLASS_NAME_MAX)
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
-    gpu_count = serializers.IntegerField(required=False, default=1)
+    gpu_count = BoundedIntegerField(required=False, default=1, min_value=0,
+                                    max_value=INTEGER_MAX)
 
 
 class AvailabilitySlotSerializer(serializers.Serializer):
@@ -67,12 +71,13 @@ class AvailabilityOutputSerializer(serializers.Serializer):
 
 
 class BlockInputSerializer(serializers.Serializer):
-    gpu_class = serializers.CharField()
-    gpu_count = serializers.IntegerField()
+    gpu_class = serializers.CharField(max_length=GPU_CLASS_NAME_MAX)
+    gpu_count = BoundedIntegerField(min_value=0, max_value=INTEGER_MAX)
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
     payment = serializers.ChoiceField(choices=Block.Payment.choices)
-    term_months = serializers.IntegerField(required=False, allow_null=True)
+    term_months = BoundedIntegerField(required=False, allow_null=True, min_value=0,
+                                      max_value=INTEGER_MAX)
 
 
 class ScheduleRowSerializer(serializers.Serializer):
@@ -114,7 +119,7 @@ class SellBackInputSerializer(serializers.Serializer):
     """`{"gpu_count": 8, "from": "2026-11-23T14:00:00Z"}`: sell back from this hour to the
     block's end. `start` is accepted as an alias of `from`."""
 
-    gpu_count = serializers.IntegerField()
+    gpu_count = BoundedIntegerField(min_value=0, max_value=INTEGER_MAX)
     start = serializers.DateTimeField(required=False, help_text="alias of `from`")
 
     def get_fields(self) -> dict[str, serializers.Field]:
@@ -149,7 +154,7 @@ class PriceHistorySerializer(serializers.Serializer):
 
 
 class AlertSerializer(serializers.Serializer):
-    threshold = serializers.IntegerField(allow_null=True)
+    threshold = BoundedIntegerField(allow_null=True, min_value=0, max_value=TOKENS_MAX)
 
 
 class StatementQuerySerializer(serializers.Serializer):

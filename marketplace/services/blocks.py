@@ -27,7 +27,7 @@ from core.errors import InvalidInput, NotFound
 from marketplace.errors import InsufficientInventory, SellBackNotAllowed
 from marketplace.locks import idempotency_key_lock, inventory_slots_lock
 from marketplace.models import Block, InventorySlot, SellBack
-from marketplace.windows import HOUR, hour_slots, window_check
+from marketplace.windows import HOUR, hour_slots, window_check, window_span_check
 from scheduler.models import ACTIVE_JOB_STATES, GpuClass, Reservation
 from scheduler.services.classes import gpu_class_by_name
 
@@ -56,12 +56,20 @@ def _count(value: object, name: str = "gpu_count") -> int:
     return value
 
 
+def block_window_bounds(start: datetime, end: datetime) -> None:
+    """How far ahead and how long a block, or a question about availability, may be."""
+    window_span_check(start, end, max_ahead_days=settings.BLOCK_MAX_AHEAD_DAYS,
+                      max_days=settings.BLOCK_MAX_DAYS, what="A block")
+
+
 def block_quote(*, organization_id: int, gpu_class: str, gpu_count: int, start: datetime,
                 end: datetime, payment: str = Block.Payment.WALLET,
                 term_months: int | None = None) -> BlockQuote:
+    # The window first, before any read: its checks are arithmetic, whatever its length.
+    hours = window_check(start, end)
+    block_window_bounds(start, end)
     cls = gpu_class_by_name(gpu_class)
     gpu_count = _count(gpu_count)
-    hours = window_check(start, end)
     discount, price = block_price(rate_per_gpu_hour=cls.block_rate, gpu_count=gpu_count,
                                   hours=hours)
     down = financed = 0
@@ -106,8 +114,9 @@ def availability(*, gpu_class: str, start: datetime, end: datetime,
                  gpu_count: int = 1) -> Availability:
     """Bank GPUs of the class free in each hour of `[start, end)` (a read, no locks) and
     what `gpu_count` of them would cost for the window at today's block rate."""
-    cls = gpu_class_by_name(gpu_class)
     hours = window_check(start, end, allow_past=True)
+    block_window_bounds(start, end)
+    cls = gpu_class_by_name(gpu_class)
     gpu_count = _count(gpu_count)
     rows = dict(InventorySlot.objects.filter(gpu_class=cls, slot_start__gte=start,
                                              slot_start__lt=end)

@@ -28,7 +28,7 @@ from marketplace.locks import idempotency_key_lock, inventory_slots_lock
 from marketplace.models import Advance, CapacityDeposit, InventorySlot, YieldAccrual
 from marketplace.services.repayment import repay_oldest_first
 from marketplace.services.sla_penalties import sla_penalties_owe, sla_penalties_repay
-from marketplace.windows import HOUR, hour_slots, window_check
+from marketplace.windows import HOUR, hour_slots, window_check, window_span_check
 from scheduler.locks import nodes_lock
 from scheduler.models import Node, NodeFault, NodeHeartbeat
 from scheduler.services.reliability import node_fault_record
@@ -53,6 +53,9 @@ def deposit_create(*, provider_id: int, node_id: int, gpu_count: int, start: dat
                     "This idempotency key was already used for a different deposit.",
                     fields={"idempotency_key": ["Already used."]})
             return existing
+    # The window before anything is locked or done per hour of it: its checks are arithmetic.
+    hours = window_check(start, end)
+    _deposit_window_bounds(start, end)
     organization_assert_may_act(provider_id, Act.DEPOSIT)
     if Node.objects.filter(pk=node_id, provider_id=provider_id).first() is None:
         raise NotFound("Node not found.", fields={"node": ["Not one of your nodes."]})
@@ -71,22 +74,19 @@ def deposit_create(*, provider_id: int, node_id: int, gpu_count: int, start: dat
         raise GpusNotReported(
             f"The node's agent reports {reported} GPUs (nvidia-smi); a deposit cannot name "
             "more than it reports.", fields={"gpu_count": [f"At most {reported}."]})
-    hours = window_check(start, end)
-    _deposit_window_bounds(start, end)
     interval_s = settings.BANK_YIELD_INTERVAL_S
     window_s = int((end - start).total_seconds())
     if window_s % interval_s:
         raise InvalidInput("The window must be a whole number of yield intervals.")
     overlapping = list(CapacityDeposit.objects.filter(
         node=node, status=CapacityDeposit.Status.ACTIVE, start__lt=end, end__gt=start))
-    for slot in hour_slots(start, end):
-        used = sum(d.gpu_count for d in overlapping if d.start <= slot < d.end)
-        if used + gpu_count > node.gpu_count:
-            raise DepositOverlap(
-                f"At {slot:%Y-%m-%d %H:00} this node already has {used} of its "
-                f"{node.gpu_count} GPUs deposited.",
-                fields={"gpu_count": [f"At most {node.gpu_count - used} here."]},
-            )
+    at, used = _busiest_moment(overlapping, start, end)
+    if used + gpu_count > node.gpu_count:
+        raise DepositOverlap(
+            f"At {at:%Y-%m-%d %H:00} this node already has {used} of its "
+            f"{node.gpu_count} GPUs deposited.",
+            fields={"gpu_count": [f"At most {node.gpu_count - used} here."]},
+        )
     rate = node.gpu_class.deposit_rate
     deposit = CapacityDeposit.objects.create(
         provider_id=provider_id, node=node, gpu_class_id=node.gpu_class_id, gpu_count=gpu_count,
@@ -101,17 +101,26 @@ def deposit_create(*, provider_id: int, node_id: int, gpu_count: int, start: dat
 
 
 def _deposit_window_bounds(start: datetime, end: datetime) -> None:
-    now = timezone.now()
-    ahead = timedelta(days=settings.DEPOSIT_MAX_AHEAD_DAYS)
-    longest = timedelta(days=settings.DEPOSIT_MAX_DAYS)
-    if start > now + ahead:
-        raise DepositTooFarAhead(
-            f"A deposit starts within {settings.DEPOSIT_MAX_AHEAD_DAYS} days.",
-            fields={"start": [f"Within {settings.DEPOSIT_MAX_AHEAD_DAYS} days from now."]})
-    if end - start > longest:
-        raise DepositTooLong(f"A deposit lasts at most {settings.DEPOSIT_MAX_DAYS} days.",
-                             fields={"end": [f"At most {settings.DEPOSIT_MAX_DAYS} days "
-                                             "after start."]})
+    window_span_check(start, end, max_ahead_days=settings.DEPOSIT_MAX_AHEAD_DAYS,
+                      max_days=settings.DEPOSIT_MAX_DAYS, what="A deposit",
+                      too_far=DepositTooFarAhead, too_long=DepositTooLong)
+
+
+def _busiest_moment(deposits: list[CapacityDeposit], start: datetime,
+                    end: datetime) -> tuple[datetime, int]:
+    """When within [start, end) the most of these deposits' GPUs are deposited at once,
+    and how many: a sweep over their starts and ends, not a count per hour."""
+    changes: dict[datetime, int] = {}
+    for d in deposits:
+        changes[max(d.start, start)] = changes.get(max(d.start, start), 0) + d.gpu_count
+        if d.end < end:
+            changes[d.end] = changes.get(d.end, 0) - d.gpu_count
+    at, most, running = start, 0, 0
+    for moment in sorted(changes):
+        running += changes[moment]
+        if running > most:
+            at, most = moment, running
+    return at, most
 
 
 def heartbeat_coverage(node_id: int, start: datetime, end: datetime) -> float:

@@ -32,6 +32,7 @@ from marketplace.views.base import (
     confirm_page,
     confirmed,
     found_or_404,
+    query_text,
 )
 from scheduler.selectors import gpu_class_list
 
@@ -73,7 +74,7 @@ def _can_buy(quote: BlockQuote, start: datetime, end: datetime) -> int:
 def blocks(request: OrganizationRequest) -> HttpResponse:
     org_id = request.organization.pk
     form = BlockForm(request.POST or None, gpu_classes=_classes(),
-                     initial={"gpu_class": request.GET.get("gpu_class") or None})
+                     initial={"gpu_class": query_text(request, "gpu_class") or None})
     quote = None
     financed = None
     if request.method == "POST" and form.is_valid():
@@ -106,7 +107,7 @@ def blocks(request: OrganizationRequest) -> HttpResponse:
         except DomainError as exc:
             apply_domain_error(form, exc)
     now = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    calendar_class = str(request.GET.get("gpu_class")
+    calendar_class = str(query_text(request, "gpu_class")
                          or (form.data.get("gpu_class") if form.is_bound else None)
                          or "H100-80GB")
     try:

@@ -14,10 +14,21 @@ from banking.api.authentication import request_organization
 from banking.models import Membership, Organization
 from banking.roles import Action, role_allows
 from banking.selectors import membership_get
+from core.bounds import OutOfBounds, bounded_query
 from core.errors import DomainError, NotFound
 
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 T = TypeVar("T")
+
+
+def query_text(request: HttpRequest, name: str, *, max_length: int = 64) -> str | None:
+    """A query parameter a page reads (a link's preset, a filter), bounded as the API's are;
+    one out of bounds (a NUL, too long) is as if not given: the page shows its default
+    instead of refusing, since nothing is written from it."""
+    try:
+        return bounded_query(request.GET, name, max_length=max_length)
+    except OutOfBounds:
+        return None
 
 
 class OrganizationRequest(HttpRequest):

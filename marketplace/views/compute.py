@@ -20,6 +20,7 @@ from marketplace.views.base import (
     confirm_page,
     confirmed,
     found_or_404,
+    query_text,
 )
 from scheduler.pricing import charge_for
 from scheduler.selectors import (
@@ -87,9 +88,10 @@ def jobs(request: OrganizationRequest) -> HttpResponse:
     org_id = request.organization.pk
     blocks = _usable_blocks(org_id)
     initial: dict[str, object] = {}
-    if request.GET.get("block"):
-        initial["block"] = request.GET["block"]
-        chosen = next((b for b in blocks if str(b.pk) == request.GET["block"]), None)
+    preset = query_text(request, "block")
+    if preset:
+        initial["block"] = preset
+        chosen = next((b for b in blocks if str(b.pk) == preset), None)
         if chosen is not None:
             initial.update(gpu_class=chosen.gpu_class.name, gpu_count=chosen.reservation.gpu_count)
     form = JobSubmitForm(request.POST or None, gpu_classes=_class_choices(),
@@ -181,14 +183,14 @@ def estimate(gpu_count: int, seconds: int, rate: int) -> int:
 @buyer_required
 def job_estimate(request: OrganizationRequest) -> HttpResponse:
     """The most a job can cost (its hold) for the form's current values."""
-    if request.GET.get("block"):
+    if query_text(request, "block"):
         return HttpResponse('<strong>Runs on your block</strong>: nothing is held and '
                             'nothing more is charged.')
     rates = {c.name: c.on_demand_rate for c in gpu_class_list()}
     try:
-        rate = rates[request.GET.get("gpu_class", "")]
-        gpus = int(request.GET.get("gpu_count", "1"))
-        seconds = int(request.GET.get("max_duration_s", "0"))
+        rate = rates[query_text(request, "gpu_class") or ""]
+        gpus = int(query_text(request, "gpu_count", max_length=8) or "1")
+        seconds = int(query_text(request, "max_duration_s", max_length=12) or "0")
     except (KeyError, ValueError):
         return HttpResponse('<span class="muted">Pick a class, GPUs and a duration.</span>')
     if gpus < 1 or seconds < 1:

@@ -3,10 +3,18 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from core.bounds import INTEGER_MAX, BoundedIntegerField
+from core.bounds import INTEGER_MAX, BoundedIntegerField, BoundedJSONField, bounded_json
 from scheduler.job_spec_schema import JobSpecField
 from scheduler.models import Job, Node
 from scheduler.services.agent import REASON_MAX_CHARS
+from scheduler.services.jobs import spec_validate
+
+GPU_CLASS_NAME_MAX = 64
+REGION_MAX = 32
+REGIONS_MAX = 32
+# A node's labels are a small flat map the provider shows buyers.
+LABELS_MAX_DEPTH = 3
+LABELS_MAX_BYTES = 4096
 
 
 class RegionAvailabilitySerializer(serializers.Serializer):
@@ -36,20 +44,28 @@ class GpuClassOutputSerializer(serializers.Serializer):
     availability = RegionAvailabilitySerializer(many=True)
 
 
+# What a provider or buyer sends is bounded by its column (core.bounds); the services hold
+# the domain's tighter limits (64 GPUs a node or job, a GPU class's rate band) and say so.
 class NodeInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    gpu_class = serializers.CharField()
-    gpu_count = serializers.IntegerField()
-    vram_gb = serializers.IntegerField(required=False)
+    gpu_class = serializers.CharField(max_length=GPU_CLASS_NAME_MAX)
+    gpu_count = BoundedIntegerField(min_value=1, max_value=INTEGER_MAX)
+    vram_gb = BoundedIntegerField(required=False, min_value=1, max_value=INTEGER_MAX)
     region = serializers.CharField(max_length=32)
-    labels = serializers.DictField(required=False, default=dict)
+    labels = BoundedJSONField(required=False, default=dict, max_depth=LABELS_MAX_DEPTH,
+                              max_bytes=LABELS_MAX_BYTES)
     mode = serializers.ChoiceField(choices=Node.Mode.choices, default=Node.Mode.MARKET)
-    rate_per_gpu_hour = serializers.IntegerField(required=False, allow_null=True)
+    rate_per_gpu_hour = BoundedIntegerField(required=False, allow_null=True, min_value=1)
+
+    def validate_labels(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be an object of labels.")
+        return value
 
 
 class NodePatchSerializer(serializers.Serializer):
     drain = serializers.BooleanField(required=False)
-    rate_per_gpu_hour = serializers.IntegerField(required=False, allow_null=True)
+    rate_per_gpu_hour = BoundedIntegerField(required=False, allow_null=True, min_value=1)
 
 
 class NodeOutputSerializer(serializers.Serializer):
@@ -82,16 +98,30 @@ class NodeCreatedSerializer(NodeOutputSerializer):
 
 
 class JobInputSerializer(serializers.Serializer):
+    """Each number is bounded here by its column; job_submit holds the domain's limits
+    (at most 64 GPUs, 30 days) and names them in its refusal."""
+
     spec = JobSpecField()
-    gpu_class = serializers.CharField()
-    gpu_count = serializers.JSONField()
-    max_duration_s = serializers.JSONField()
-    min_vram_gb = serializers.JSONField(required=False)
-    regions = serializers.JSONField(required=False)
-    max_price_per_gpu_hour = serializers.JSONField(required=False, allow_null=True)
-    priority = serializers.JSONField(required=False)
-    block = serializers.IntegerField(required=False, allow_null=True, default=None,
-                                     help_text="id of a compute block to run in")
+    gpu_class = serializers.CharField(max_length=GPU_CLASS_NAME_MAX)
+    gpu_count = BoundedIntegerField(min_value=0, max_value=INTEGER_MAX)
+    max_duration_s = BoundedIntegerField(min_value=0, max_value=INTEGER_MAX)
+    # null stays "not given" for these three, as job_submit reads it.
+    min_vram_gb = BoundedIntegerField(required=False, allow_null=True, min_value=0,
+                                      max_value=INTEGER_MAX)
+    regions = serializers.ListField(
+        child=serializers.CharField(max_length=REGION_MAX), required=False, allow_null=True,
+        max_length=REGIONS_MAX)
+    max_price_per_gpu_hour = BoundedIntegerField(required=False, allow_null=True, min_value=0)
+    priority = BoundedIntegerField(required=False, allow_null=True, min_value=-INTEGER_MAX - 1,
+                                   max_value=INTEGER_MAX)
+    block = BoundedIntegerField(required=False, allow_null=True, default=None, min_value=1,
+                                help_text="id of a compute block to run in")
+
+    def validate_spec(self, value: Any) -> Any:
+        # The spec's own rules first (invalid_spec): they name the very place of a NUL or a
+        # bad number, spec.command[2]; then what bounds any JSON, its depth and size.
+        spec_validate(value)
+        return bounded_json(value, field="spec")
 
 
 class JobTimelineSerializer(serializers.Serializer):

@@ -12,6 +12,7 @@ from banking.api.pagination import StandardPagination
 from banking.api.permissions import HasOrganization, IsBuyer, IsProvider
 from banking.fiat_display import usd_for_tokens
 from banking.roles import Action
+from core.bounds import OutOfBounds, bounded_query
 from scheduler.agent_api import lease_push
 from scheduler.agent_api.answers import Answer
 from scheduler.agent_api.bodies import lease_wait_seconds
@@ -38,6 +39,7 @@ from scheduler.api.serializers import (
     UsageInputSerializer,
     UsageOutputSerializer,
 )
+from scheduler.models import Job
 from scheduler.selectors import (
     gpu_class_availability,
     gpu_class_list,
@@ -150,7 +152,12 @@ class JobListCreateApi(APIView):
         responses=JobOutputSerializer(many=True), summary="Your jobs, newest first",
     )
     def get(self, request: Request) -> Response:
-        states = [s for s in request.query_params.get("state", "").split(",") if s]
+        raw = bounded_query(request.query_params, "state", max_length=200) or ""
+        states = [s for s in raw.split(",") if s]
+        unknown = sorted(set(states) - set(Job.State.values))
+        if unknown:
+            raise OutOfBounds(f"Unknown state: {', '.join(unknown)}.",
+                              fields={"state": [f"One of {', '.join(Job.State.values)}."]})
         paginator = StandardPagination()
         page = paginator.paginate_queryset(
             job_list(organization_id=_org_id(request), states=states), request, view=self
