@@ -54,7 +54,7 @@ def _assert_throttled(response: Any) -> None:
 def count_queries(monkeypatch: Any) -> Callable[[Callable[[], Any]], tuple[Any, int]]:
     """Queries made by a call: Django's, and those of the agents' statements, which go
     through a cursor of their own (core.database.server_bound_cursor)."""
-    from scheduler.services import nodes
+    from scheduler.services import heartbeat_write, nodes
 
     bound = {"n": 0}
     real = nodes.server_bound_cursor
@@ -65,7 +65,8 @@ def count_queries(monkeypatch: Any) -> Callable[[Callable[[], Any]], tuple[Any, 
         with real() as cursor:
             yield cursor
 
-    monkeypatch.setattr(nodes, "server_bound_cursor", counted)
+    for module in (nodes, heartbeat_write):  # the agents' lookups and the heartbeat's write
+        monkeypatch.setattr(module, "server_bound_cursor", counted)
 
     def run(call: Callable[[], Any]) -> tuple[Any, int]:
         bound["n"] = 0
