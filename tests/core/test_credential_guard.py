@@ -53,8 +53,10 @@ def _assert_throttled(response: Any) -> None:
 @pytest.fixture
 def count_queries(monkeypatch: Any) -> Callable[[Callable[[], Any]], tuple[Any, int]]:
     """Queries made by a call: Django's, and those of the agents' statements, which go
-    through a cursor of their own (core.database.server_bound_cursor)."""
-    from scheduler.services import nodes
+    through a cursor of their own (core.database.server_bound_cursor): the token lookup's
+    in scheduler.services.nodes, and the heartbeat's, which finds its node by token in
+    the same statement that records the beat (scheduler.services.heartbeat_write)."""
+    from scheduler.services import heartbeat_write, nodes
 
     bound = {"n": 0}
     real = nodes.server_bound_cursor
@@ -66,6 +68,7 @@ def count_queries(monkeypatch: Any) -> Callable[[Callable[[], Any]], tuple[Any, 
             yield cursor
 
     monkeypatch.setattr(nodes, "server_bound_cursor", counted)
+    monkeypatch.setattr(heartbeat_write, "server_bound_cursor", counted)
 
     def run(call: Callable[[], Any]) -> tuple[Any, int]:
         bound["n"] = 0
