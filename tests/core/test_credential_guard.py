@@ -21,9 +21,6 @@ from core import credential_guard
 from scheduler.models import Node, NodeHeartbeat
 from tests.scheduler.asgi_door import through_asgi
 
-# Counts live in Redis, which a parallel worker's cache.clear() empties: run alone.
-pytestmark = pytest.mark.serial
-
 LIMIT = 3
 HERE, ELSEWHERE = "203.0.113.7", "198.51.100.9"
 BEAT = {"free_gpus": 8, "busy_gpus": 0, "utilization": 0.25, "agent_version": "2.1"}
