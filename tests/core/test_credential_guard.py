@@ -21,9 +21,6 @@ from core import credential_guard
 from scheduler.models import Node, NodeHeartbeat
 from tests.scheduler.asgi_door import through_asgi
 
-# Counts live in Redis, which a parallel worker's cache.clear() empties: run alone.
-pytestmark = pytest.mark.serial
-
 LIMIT = 3
 HERE, ELSEWHERE = "203.0.113.7", "198.51.100.9"
 BEAT = {"free_gpus": 8, "busy_gpus": 0, "utilization": 0.25, "agent_version": "2.1"}
@@ -53,7 +50,9 @@ def _assert_throttled(response: Any) -> None:
 @pytest.fixture
 def count_queries(monkeypatch: Any) -> Callable[[Callable[[], Any]], tuple[Any, int]]:
     """Queries made by a call: Django's, and those of the agents' statements, which go
-    through a cursor of their own (core.database.server_bound_cursor)."""
+    through a cursor of their own (core.database.server_bound_cursor): the token lookup's
+    in scheduler.services.nodes, and the heartbeat's, which finds its node by token in
+    the same statement that records the beat (scheduler.services.heartbeat_write)."""
     from scheduler.services import heartbeat_write, nodes
 
     bound = {"n": 0}
@@ -65,8 +64,8 @@ def count_queries(monkeypatch: Any) -> Callable[[Callable[[], Any]], tuple[Any, 
         with real() as cursor:
             yield cursor
 
-    for module in (nodes, heartbeat_write):  # the agents' lookups and the heartbeat's write
-        monkeypatch.setattr(module, "server_bound_cursor", counted)
+    monkeypatch.setattr(nodes, "server_bound_cursor", counted)
+    monkeypatch.setattr(heartbeat_write, "server_bound_cursor", counted)
 
     def run(call: Callable[[], Any]) -> tuple[Any, int]:
         bound["n"] = 0

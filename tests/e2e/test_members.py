@@ -1,12 +1,14 @@
-"""Members in a real browser: an owner adds a colleague, who sets a password from the
-emailed link and signs in; a member of two organizations switches between them."""
+"""Members in a real browser: an owner adds a colleague, who opens an account from the
+emailed invitation, confirms the address and signs in; a member of two organizations
+switches between them."""
 
 import re
 
 import pytest
+from django.contrib.auth.models import User
 from django.core import mail
 
-from banking.models import Membership
+from banking.models import Invitation, Membership
 from banking.services.customers import organization_signup
 from tests.e2e.conftest import UI
 
@@ -20,33 +22,56 @@ def test_an_added_member_sets_a_password_from_the_email_and_signs_in(ui: UI) -> 
                               password=PASSWORD).organization
     ui.sign_in("owner@team.example", PASSWORD)
 
+    # Given an owner who adds an address that has no account: an invitation, no user
     ui.goto("/members/", "members")
     ui.page.fill("#id_email", "colleague@team.example")
     ui.page.select_option("#id_role", "admin")
     ui.page.click("button:has-text('Add member')")
     ui.page.wait_for_load_state()
-    ui.shot("member added")
-    assert "colleague@team.example was added as admin" in ui.page.inner_text(".messages")
+    ui.shot("member invited")
+    assert "colleague@team.example was invited as admin" in ui.page.inner_text(".messages")
     assert "colleague@team.example" in ui.page.inner_text("table")
+    assert not User.objects.filter(email="colleague@team.example").exists()
 
     assert len(mail.outbox) == 1
-    link = re.search(r"https?://\S+/password-reset/\S+/", str(mail.outbox[0].body))
+    assert mail.outbox[0].to == ["colleague@team.example"]
+    link = re.search(r"https?://\S+/invitations/\S+/", str(mail.outbox[0].body))
     assert link is not None
     ui.page.click("button:has-text('Log out')")
     ui.page.wait_for_load_state()
 
+    # When the colleague opens the emailed link and chooses a password for that address
     ui.page.goto(link.group(0))
     ui.page.wait_for_load_state()
-    ui.shot("choose a password")
-    ui.page.fill("#id_new_password1", "colleague-pass-77")
-    ui.page.fill("#id_new_password2", "colleague-pass-77")
-    ui.page.click("button:has-text('Set password')")
-    ui.page.wait_for_load_state()
-    ui.shot("password set")
+    ui.shot("open an account")
+    assert "Join Team Co" in ui.page.inner_text("main")
+    assert ui.page.input_value("#id_email") == "colleague@team.example"
+    assert ui.page.is_disabled("#id_email")
+    ui.page.fill("#id_password1", "colleague-pass-77")
+    ui.page.click("button:has-text('Open my account')")
+    ui.page.wait_for_url(re.compile(r".*/accounts/confirm-email/$"))
+    ui.shot("confirmation sent")
+
+    # Then it is not a member, and cannot sign in, until it confirms the address
+    assert not Membership.objects.filter(user__email="colleague@team.example").exists()
+    ui.goto("/login/", "login before confirming")
+    ui.page.fill("#id_login", "colleague@team.example")
+    ui.page.fill("#id_password", "colleague-pass-77")
+    ui.page.click("button[type=submit]")
+    ui.page.wait_for_url(re.compile(r".*/accounts/confirm-email/$"))
+    ui.shot("refused until confirmed")
+    assert "Team Co" not in ui.page.inner_text("header")
+    assert not Membership.objects.filter(user__email="colleague@team.example").exists()
+
+    # And once it follows the confirmation email's link and signs in, it is in Team Co
+    ui.page.context.clear_cookies()
+    ui.confirm_email("colleague@team.example")
+    ui.page.context.clear_cookies()
     ui.sign_in("colleague@team.example", "colleague-pass-77")
     assert "Team Co" in ui.page.inner_text("header")
     assert Membership.objects.get(organization=org, user__email="colleague@team.example").role \
         == Membership.Role.ADMIN
+    assert Invitation.objects.get(organization=org).accepted_at is not None
 
 
 def test_a_member_of_two_organizations_switches_from_the_header(ui: UI) -> None:

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.contrib.auth.models import User
 from django.utils import timezone
 
@@ -29,7 +30,7 @@ from marketplace.services.deposits import yield_accrue
 from scheduler.models import Node, NodeHeartbeat
 from scheduler.services.nodes import node_approve
 from suanli_agent import AGENT_VERSION
-from tests.e2e.conftest import UI
+from tests.e2e.conftest import UI, totp_code
 from tests.earnings import earn
 from tests.live import ROOT, wait_until
 
@@ -118,7 +119,12 @@ def test_a_provider_registers_a_node_deposits_capacity_and_sees_earnings(
 
 
 def test_an_operator_approves_a_payout_and_posts_a_reversal_in_admin(ui: UI) -> None:
-    User.objects.create_superuser("operator", "op@suanli.example", PASSWORD)
+    operator = User.objects.create_superuser("operator", "op@suanli.example", PASSWORD)
+    # The admin opens only after a second factor: the operator's authenticator app is
+    # set up beforehand with allauth's own model (enrolling through the pages is
+    # test_account_security's subject), and the browser signs in with password and code.
+    secret = generate_totp_secret()
+    TOTP.activate(operator, secret)
     provider = organization_create(name="Payee", is_buyer=False, is_provider=True)
     earn(provider.pk, 50_000_000)
     payout_account_set(organization_id=provider.pk, stripe_account_id="acct_test_payee")
@@ -126,10 +132,15 @@ def test_an_operator_approves_a_payout_and_posts_a_reversal_in_admin(ui: UI) -> 
                             idempotency_key="p1")
     mistake = grant_post(organization_id=provider.pk, amount=1_234, reason="posted twice")
 
-    ui.goto("/admin/login/", "admin login")
-    ui.page.fill("#id_username", "operator")
+    ui.goto("/admin/", "admin sends to the login")
+    ui.page.wait_for_url(re.compile(r".*/login/\?next=/admin/$"))
+    ui.page.fill("#id_login", "operator")
     ui.page.fill("#id_password", PASSWORD)
-    ui.page.click("input[type=submit]")
+    ui.page.click("button[type=submit]")
+    ui.page.wait_for_url(re.compile(r".*/accounts/2fa/authenticate/$"))
+    ui.shot("asked for a code")
+    ui.page.fill("#id_code", totp_code(secret))
+    ui.page.click("main button[type=submit]")
     ui.page.wait_for_url(re.compile(r".*/admin/$"))
     ui.shot("admin dashboard")
 

@@ -73,9 +73,8 @@ def login_window(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-# The counts live in the shared Redis cache, which every parallel worker clears after each
-# of its tests: counted alone, after the parallel part.
-@pytest.mark.serial
+# The counts live in Redis; each parallel worker has a database of its own there
+# (tests/environment.py), so a neighbour's cache.clear() cannot reset them.
 def test_the_sixth_wrong_password_in_a_minute_is_refused_with_a_429(db, login_window):
     _sign_up(Client(), email="ada@lumen.example")
     attempts = [
@@ -95,7 +94,6 @@ def test_the_sixth_wrong_password_in_a_minute_is_refused_with_a_429(db, login_wi
     assert "_auth_user_id" not in right.session
 
 
-@pytest.mark.serial
 def test_the_limit_counts_per_account_whatever_the_address(db, login_window):
     """Five wrong passwords from five addresses still close the account's door."""
     _sign_up(Client(), email="ada@lumen.example")
