@@ -12,6 +12,7 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -36,6 +37,13 @@ HEARTBEAT = "/api/v1/agent/heartbeat/"
 SLOW_BEATS = AgentConfig(heartbeat_s=30, lease_at_least_s=60, usage_interval_s=0.3,
                          kill_grace_s=1.0, backoff_base_s=0.1, backoff_cap_s=0.5,
                          http_timeout_s=5.0, lease_wait_s=20, lease_push_retry_s=0.5)
+
+
+def _run_apart(coroutine: Any) -> Any:
+    """asyncio.run on a thread of its own: a browser test earlier in the same process
+    (Playwright's sync API) leaves an event loop running on this one."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()
 
 
 def _free_port() -> int:
@@ -268,7 +276,7 @@ def test_hung_up_waits_leave_no_waiter_behind(online_node, agents_server):
                           headers={"Authorization": f"Node {n.token}"}) for n in nodes
             ), return_exceptions=True)
 
-    asyncio.run(hang_up_all())
+    _run_apart(hang_up_all())
 
     counts = _server_waiting_counts(agents_server, lease_push)
     _until(lambda: counts() == 0, 5, "the hung-up waits to be released")
@@ -351,7 +359,7 @@ def test_a_thousand_idle_waits_in_one_worker_are_held_released_and_beats_still_a
             ratios = sorted(b / a for a, b in zip(alone, beside, strict=True))
             return ratios, most_held
 
-    ratios, most_held = asyncio.run(run())
+    ratios, most_held = _run_apart(run())
 
     assert most_held == 1000
     assert held() == 0  # every hung-up wait released
