@@ -108,7 +108,7 @@ def _usage(node: Node, assignment: Assignment, seq: int) -> Any:
 
 def _log(node: Node, assignment: Assignment) -> Any:
     return _client(node).generic(
-        "POST", f"/api/v1/agent/assignments/{assignment.pk}/logs/?offset=0", b"flood",
+        "POST", f"/api/v1/agent/assignments/{assignment.pk}/logs/?offset=0", "flood",
         content_type="application/octet-stream")
 
 
