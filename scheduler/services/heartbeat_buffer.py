@@ -14,7 +14,8 @@ Redis holds, per node token (keyed by its SHA-256, never the token):
   TOKEN_TTL_S; a flush that finds another status writes it there, one that finds the
   node gone or disabled deletes it, so a retired token stops working within a flush
   (and `node_retire` deletes it at once);
-- `hb:rate:<hash>:<window>`: beats counted in the node's rate window;
+- `node:rate:<node>:<window>`: the node's calls counted in its rate window, buffered beats
+  among them (scheduler.services.node_rate);
 - `hb:pending`: {<hash>: "node|status|epoch_ms|free|busy|utilization|version"}, the
   latest beat of each node not yet written, with the status Redis answered it with;
 - `lease:due`: the nodes whose lease changed since they last read it
@@ -43,6 +44,7 @@ from core.observability import BATCH_ITEMS_SET_ASIDE
 from scheduler import enqueue
 from scheduler.models import Node
 from scheduler.services.heartbeat_write import Beat, heartbeats_write
+from scheduler.services.node_rate import COUNT_LUA, count_lua_args, retry_after_s
 from scheduler.services.node_tokens import BeatLimit, NodeToken
 
 logger = logging.getLogger(__name__)
@@ -53,14 +55,17 @@ LEASE_DUE = "lease:due"
 # it was last: about one beat in sixty of a fleet beating every ten seconds.
 TOKEN_TTL_S = 600
 
-_BEAT = """
+# The beat is counted by the node rate's own rule (scheduler.services.node_rate), in the
+# same script: one round trip. ARGV: the rule's window, beats and window_s; the token's
+# hash; the beat.
+_BEAT = COUNT_LUA + """
 local node = redis.call('HMGET', KEYS[1], 'node', 'status')
 if not node[1] then return false end
-local used = redis.call('INCR', KEYS[2])
-if used == 1 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
-if used > tonumber(ARGV[1]) then return {'throttled', node[2]} end
-redis.call('HSET', KEYS[3], ARGV[3], node[1] .. '|' .. node[2] .. '|' .. ARGV[4])
-return {'ok', node[2], redis.call('SISMEMBER', KEYS[4], node[1])}
+if not node_rate_counted(node[1], ARGV[1], ARGV[2], ARGV[3]) then
+  return {'throttled', node[2]}
+end
+redis.call('HSET', KEYS[2], ARGV[4], node[1] .. '|' .. node[2] .. '|' .. ARGV[5])
+return {'ok', node[2], redis.call('SISMEMBER', KEYS[3], node[1])}
 """
 _TAKE = """
 local beats = redis.call('HGETALL', KEYS[1])
@@ -151,11 +156,10 @@ _async_scripts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary(
 
 def _beat_call(token: NodeToken, free_gpus: int, busy_gpus: int, utilization: float,
                agent_version: str, limit: BeatLimit, now: float) -> tuple[list[str], list[Any]]:
-    window = int(now) // limit.window_s
     value = "|".join((str(int(now * 1000)), str(max(0, free_gpus)), str(max(0, busy_gpus)),
                       repr(max(0.0, min(1.0, float(utilization)))), agent_version[:64]))
-    return ([_token_key(token.hash), f"hb:rate:{token.hash[:32]}:{window}", PENDING, LEASE_DUE],
-            [limit.beats, limit.window_s + 1, token.hash, value])
+    return ([_token_key(token.hash), PENDING, LEASE_DUE],
+            [*count_lua_args(limit, int(now)), token.hash, value])
 
 
 def _buffered(answer: Any, limit: BeatLimit, now: float) -> BufferedBeat | None:
@@ -163,7 +167,7 @@ def _buffered(answer: Any, limit: BeatLimit, now: float) -> BufferedBeat | None:
         return None
     if answer[0] == b"throttled":
         return BufferedBeat(status=answer[1].decode(),
-                            retry_after_s=limit.window_s - int(now) % limit.window_s)
+                            retry_after_s=retry_after_s(limit, int(now)))
     return BufferedBeat(status=answer[1].decode(), lease_due=bool(answer[2]))
 
 

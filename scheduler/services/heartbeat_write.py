@@ -18,6 +18,13 @@ from django.utils import timezone
 from core.database import server_bound_cursor
 from core.sql_names import compose, compose_part, insert_into
 from scheduler.models import ACTIVE_ASSIGNMENT_STATES, Assignment, Node, NodeHeartbeat
+from scheduler.services.node_rate import (
+    ROW_COUNT,
+    ROW_COUNTED,
+    retry_after_s,
+    row_count,
+    window_of,
+)
 from scheduler.services.node_tokens import BeatLimit, NodeToken, node_token_lookup
 
 
@@ -43,14 +50,11 @@ class HeartbeatResult:
 # seconds later. Waiting for the disk is most of a heartbeat's time otherwise.
 _HEARTBEAT_SQL = """
 WITH old AS (
-    SELECT {Node.id} AS id, {Node.status} AS status,
-           ({Node.beat_window} <> %(window)s OR {Node.beats_in_window} < %(beats)s) AS counted
-    FROM {Node} WHERE {where} FOR UPDATE),
+    SELECT n.{Node.id} AS id, n.{Node.status} AS status, {counted} AS counted
+    FROM {Node} AS n WHERE {where} FOR UPDATE),
 node AS (
     UPDATE {Node} AS n SET
-        {Node.beats_in_window} = CASE WHEN n.{Node.beat_window} = %(window)s
-                               THEN n.{Node.beats_in_window} + 1 ELSE 1 END,
-        {Node.beat_window} = %(window)s,
+        {count},
         {Node.status} = CASE WHEN old.counted AND n.{Node.is_approved}
                                   AND n.{Node.status} IN ({Node.Status.OFFLINE},
                                                           {Node.Status.PENDING})
@@ -74,12 +78,14 @@ SELECT node.id, node.status, node.was, node.counted FROM node
 CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
 """
 _BEATS = insert_into(NodeHeartbeat, "node", "at", "free_gpus", "busy_gpus")
+# The count is the node rate's own rule (scheduler.services.node_rate), in this statement.
+_COUNTING = {"counted": ROW_COUNTED, "count": ROW_COUNT}
 _HEARTBEAT_BY_ID = compose(_HEARTBEAT_SQL, Node, Assignment, NodeHeartbeat, beats=_BEATS,
-                           where=compose_part("{Node.id} = %(node)s", Node))
+                           where=compose_part("n.{Node.id} = %(node)s", Node), **_COUNTING)
 _HEARTBEAT_BY_TOKEN = compose(
-    _HEARTBEAT_SQL, Node, Assignment, NodeHeartbeat, beats=_BEATS,
-    where=compose_part("{Node.token_prefix} = %(prefix)s AND {Node.token_hash} = %(hash)s "
-                  "AND {Node.status} <> {Node.Status.DISABLED}", Node))
+    _HEARTBEAT_SQL, Node, Assignment, NodeHeartbeat, beats=_BEATS, **_COUNTING,
+    where=compose_part("n.{Node.token_prefix} = %(prefix)s AND n.{Node.token_hash} = %(hash)s "
+                       "AND n.{Node.status} <> {Node.Status.DISABLED}", Node))
 _UNLIMITED = BeatLimit(beats=2**31 - 1, window_s=60)
 
 
@@ -98,7 +104,7 @@ def node_heartbeat(
     params: dict[str, Any] = {
         "node": node_id,
         "prefix": token.prefix if token else None, "hash": token.hash if token else None,
-        "window": epoch_s // limit.window_s, "beats": limit.beats,
+        "window": window_of(limit, epoch_s), "beats": limit.beats,
         "now": now, "util": max(0.0, min(1.0, float(utilization))),
         "version": agent_version[:64],
         "lease": now + timedelta(seconds=settings.SCHEDULER_NODE_TIMEOUT_S),
@@ -120,7 +126,7 @@ def node_heartbeat(
         # GPUs freed by finished work already asked for placement; a node that just came
         # online brings capacity nobody has asked about yet.
         freed_capacity=turned_online,
-        retry_after_s=0 if counted else limit.window_s - epoch_s % limit.window_s,
+        retry_after_s=0 if counted else retry_after_s(limit, epoch_s),
     )
 
 
@@ -153,9 +159,7 @@ def _heartbeat_orm(p: dict[str, Any]) -> Row | None:
     if node is None:
         return None
     was = node.status
-    node.beats_in_window = node.beats_in_window + 1 if node.beat_window == p["window"] else 1
-    node.beat_window = p["window"]
-    counted = node.beats_in_window <= p["beats"]
+    counted = row_count(node, p["window"], p["beats"])
     fields = ["beat_window", "beats_in_window"]
     if counted:
         if node.is_approved and was in (Node.Status.OFFLINE, Node.Status.PENDING):
