@@ -22,18 +22,18 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from django.conf import settings
+
 from core.api_errors import SERVER_ERROR_MESSAGE, error_body
 from core.errors import ErrorCode
 from core.observability import LATENCY, REQUESTS, request_id_var
 from scheduler.agent_api import heartbeat, lease, lease_push
-from scheduler.agent_api.answers import Answer
+from scheduler.agent_api.answers import Answer, body_read
 from scheduler.agent_api.bodies import lease_wait_seconds
 from scheduler.agent_api.database_threads import on_a_database_thread
 from scheduler.agent_api.paths import agent_paths
 
 logger = logging.getLogger("suanli.request")
-
-MAX_BODY_BYTES = 64 * 1024
 
 
 def _request_id(incoming: str) -> str:
@@ -57,8 +57,11 @@ def _observe(route: str, path: str, answer: Answer, rid: str, started: float) ->
 
 
 def _too_long() -> Answer:
-    return Answer(400, error_body(ErrorCode.INVALID, "The body must be a JSON object "
-                                  f"of at most {MAX_BODY_BYTES} bytes."))
+    # The same refusal as Django's doors give an agent call past its cap
+    # (core.request_bounds).
+    limit = settings.AGENT_REQUEST_MAX_BYTES
+    return Answer(413, error_body(ErrorCode.PAYLOAD_TOO_LARGE,
+                                  f"The body must be at most {limit} bytes."))
 
 
 def _failed() -> Answer:
@@ -118,22 +121,9 @@ class AgentFastPathASGI:
                     return await lease_push.lease_wait(authorization, wait, receive,
                                                        lease.lease_answer)
                 return await on_a_database_thread(lease.lease_answer, authorization)
-            try:
-                length = int(headers.get(b"content-length") or 0)
-            except ValueError:
-                length = -1
-            if not 0 <= length <= MAX_BODY_BYTES:
-                return _too_long()
-            body = b""
-            more = True
-            while more:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return Answer(400, error_body(ErrorCode.INVALID, "The request ended early."))
-                body += message.get("body", b"")
-                more = message.get("more_body", False)
-                if len(body) > MAX_BODY_BYTES:
-                    return _too_long()
+            body = await body_read(headers, receive, settings.AGENT_REQUEST_MAX_BYTES, _too_long)
+            if isinstance(body, Answer):
+                return body
             return await heartbeat.heartbeat_answer_async(authorization, body)
         except Exception:  # an answer in the API's shape, whatever went wrong
             return _failed()

@@ -52,6 +52,18 @@ class GpuEntryField(serializers.DictField):
         return dict(value)
 
 
+def image_checked(value: str, *, field_name: str) -> str:
+    """An image reference an agent reports, held to the agent's own rule for a job's
+    image (suanli_agent.workload_spec), or the serializer's refusal naming the field."""
+    from suanli_agent.workload_spec import SpecError, image_parse
+
+    try:
+        image_parse(value, field_name=field_name)
+    except SpecError as error:
+        raise serializers.ValidationError(error.message) from error
+    return value
+
+
 class NodeIsolationSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=Node.Isolation.choices,
                                    help_text="container: buyers' commands run in containers")
@@ -66,14 +78,7 @@ class NodeIsolationSerializer(serializers.Serializer):
                                           max_length=255)
 
     def validate_default_image(self, value: str) -> str:
-        from suanli_agent.workload_spec import SpecError, image_parse
-
-        if value:
-            try:
-                image_parse(value, field_name="isolation.default_image")
-            except SpecError as error:
-                raise serializers.ValidationError(error.message) from error
-        return value
+        return image_checked(value, field_name="isolation.default_image") if value else value
 
 
 class HeartbeatInputSerializer(serializers.Serializer):

@@ -24,7 +24,7 @@ from core.api_errors import SERVER_ERROR_MESSAGE, error_body
 from core.errors import ErrorCode
 from core.observability import LATENCY, REQUESTS, request_id_var
 from scheduler.agent_api import log_chunk
-from scheduler.agent_api.answers import Answer
+from scheduler.agent_api.answers import Answer, body_read
 from scheduler.agent_api.database_threads import on_a_database_thread
 from scheduler.agent_api.doors import (
     ASGIApp,
@@ -120,23 +120,10 @@ class LogDoorsASGI:
     @staticmethod
     async def _chunk_answer(scope: ASGIScope, receive: ASGIReceive,
                             headers: dict[bytes, str], assignment_id: int) -> Answer:
-        limit = settings.LOG_CHUNK_MAX_BYTES
-        try:
-            length = int(headers.get(b"content-length") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= limit:
-            return log_chunk.too_large()
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return Answer(400, error_body(ErrorCode.INVALID, "The request ended early."))
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > limit:
-                return log_chunk.too_large()
+        body = await body_read(headers, receive, settings.LOG_CHUNK_MAX_BYTES,
+                               log_chunk.too_large)
+        if isinstance(body, Answer):
+            return body
         offset = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("offset", [None])[0]
         try:
             return await on_a_database_thread(log_chunk.log_chunk_answer,

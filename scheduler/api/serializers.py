@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.bounds import INTEGER_MAX, BoundedIntegerField, BoundedJSONField, bounded_json
+from scheduler.agent_api.serializers import image_checked
 from scheduler.job_spec_schema import JobSpecField
 from scheduler.models import Job, Node
 from scheduler.services.agent import REASON_MAX_CHARS
@@ -196,13 +197,7 @@ class UsageInputSerializer(serializers.Serializer):
                                           allow_blank=True, max_length=71)
 
     def validate_image(self, value: str) -> str:
-        from suanli_agent.workload_spec import SpecError, image_parse
-
-        try:
-            image_parse(value, field_name="image")
-        except SpecError as error:
-            raise serializers.ValidationError(error.message) from error
-        return value
+        return image_checked(value, field_name="image")
 
 
 class UsageOutputSerializer(serializers.Serializer):

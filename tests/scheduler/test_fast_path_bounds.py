@@ -160,3 +160,23 @@ def test_with_every_check_removed_the_database_refuses_one_beat_and_writes_the_o
     assert write_behind.hlen(PENDING) == 0
     # the refused node's token is proven again by its next beat, the synchronous way
     assert not write_behind.exists(f"hb:tok:{token_hash(hostile.token)}")  # type: ignore[attr-defined]
+
+
+def test_a_heartbeat_past_the_agents_cap_is_413_at_either_door(online_node: Any, client: Any
+                                                               ) -> None:
+    """The agents' ASGI door and Django's refuse an oversized beat alike: 413
+    payload_too_large in the error shape, and the node's row untouched."""
+    online_node = online_node()
+    before = Node.objects.values().get(pk=online_node.pk)
+    beats = NodeHeartbeat.objects.count()
+    padding = "x" * (django_settings.AGENT_REQUEST_MAX_BYTES + 1)
+    body = json.dumps({"free_gpus": 1, "busy_gpus": 0, "agent_version": padding}).encode()
+
+    status, answer, _ = through_asgi(f"Node {online_node.token}", body, {})
+    django = client.post("/api/v1/agent/heartbeat/", body, content_type="application/json",
+                         HTTP_AUTHORIZATION=f"Node {online_node.token}")
+
+    assert (status, answer["error"]["code"]) == (413, "payload_too_large")
+    assert (django.status_code, django.json()["error"]["code"]) == (413, "payload_too_large")
+    assert Node.objects.values().get(pk=online_node.pk) == before
+    assert NodeHeartbeat.objects.count() == beats
