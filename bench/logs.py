@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from bench._machine import cpu_share
-from bench._scratch import ROOT, scratch_database, server_url, use_database
+from bench._scratch import ROOT, SERVING_ENV, scratch_database, server_url, use_database
 
 INTERVAL_S = 2.0
 
@@ -182,7 +182,7 @@ def main() -> None:
         fleet = _fleet(nodes)
         connections.close_all()
         port = _free_port()
-        env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_DEBUG": "false",
+        env = {**os.environ, **SERVING_ENV, "DATABASE_URL": db_url, "DJANGO_DEBUG": "false",
                "LOG_LEVEL": "WARNING", "AGENT_RATE_LIMIT": "100000/min",
                "DATABASE_CONN_MAX_AGE": "60", "OBJECT_STORAGE": "filesystem",
                "OBJECT_STORAGE_ROOT": str(storage)}

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from bench._machine import cpu_share
-from bench._scratch import ROOT, scratch_database, server_url, use_database
+from bench._scratch import ROOT, SERVING_ENV, scratch_database, server_url, use_database
 
 BEAT_EVERY_S = 10.0
 WAIT_S = 30
@@ -262,7 +262,7 @@ def main() -> None:
         app.control.purge()
         connections.close_all()
         port = _free_port()
-        env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_DEBUG": "false",
+        env = {**os.environ, **SERVING_ENV, "DATABASE_URL": db_url, "DJANGO_DEBUG": "false",
                "LOG_LEVEL": "WARNING", "AGENT_RATE_LIMIT": "100000/min",
                "API_RATE_LIMIT": "100000/min", "DATABASE_CONN_MAX_AGE": "60",
                "AGENT_HEARTBEAT_WRITE_BEHIND": "true", "SCHEDULER_NODE_TIMEOUT_S": "120",
