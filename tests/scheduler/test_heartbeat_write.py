@@ -55,3 +55,26 @@ def test_both_strategies_write_a_beat_alike(online_node, monkeypatch):
         assert bool(first.retry_after_s) == (n == 2)  # the third is over the limit of two
     assert Node.objects.get(pk=by_orm.pk).agent_version == "b"
     assert Node.objects.get(pk=by_orm.pk).status == Node.Status.ONLINE
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the flush is PostgreSQL's")
+def test_the_flushs_record_types_are_the_columns_they_are_written_to(db) -> None:
+    """The flush reads its beats with jsonb_to_recordset, whose column list has to name
+    types: each must be the type of the column its value is written to (an integer read as
+    int into a bigint column, or a float read as an integer, would drift silently)."""
+    import re
+
+    declared = re.search(r"AS v\((.*?)\)\)", heartbeat_write._FLUSH_SQL, re.S)
+    assert declared is not None
+    types = dict(part.split() for part in " ".join(declared[1].split()).split(", "))
+    written_to = {"node_id": Node._meta.get_field("id"),
+                  "free": NodeHeartbeat._meta.get_field("free_gpus"),
+                  "busy": NodeHeartbeat._meta.get_field("busy_gpus"),
+                  "util": Node._meta.get_field("utilization")}
+    # PostgreSQL's names of the columns' types, as the statement spells them
+    spelled = {"bigint": "bigint", "integer": "int", "double precision": "float8"}
+    for name, field in written_to.items():
+        column_type = str(field.db_type(connection))
+        assert types[name] == spelled[column_type], (name, types[name], column_type)
+    assert set(types) == {"node_id", "hash", "at_ms", "free", "busy", "util", "version"}
+    assert types["hash"] == types["version"] == "text"  # compared to / stored in varchar
