@@ -4,11 +4,10 @@ middlewares of scheduler.agent_api.doors): after a placement every node that got
 reads its lease within a beat, and a large fleet must not need Django's request cycle
 for each (on the agents' server that cycle ran leases at ~250 a second on two cores)."""
 
-from scheduler.agent_api.answers import Answer, unauthenticated
-from scheduler.agent_api.rate_limit import node_call_throttled
+from scheduler.agent_api.answers import Answer
+from scheduler.agent_api.rate_limit import node_call_admitted
 from scheduler.agent_api.serializers import LeaseAssignmentSerializer
 from scheduler.services.agent import node_lease
-from scheduler.services.nodes import node_id_authenticate
 
 # LeaseOutputSerializer's field for the time, bound once: the rest of a lease is plain
 # JSON already.
@@ -19,15 +18,9 @@ def lease_answer(authorization: str) -> Answer:
     """As DRF would answer it with NodeTokenAuthentication, IsNode and NodeRateThrottle
     (the calls' shared rate per node): 401 without a valid token of a node not disabled,
     429 over the rate, else the lease."""
-    scheme, _, raw = authorization.partition(" ")
-    if scheme != "Node":
-        return unauthenticated("Authentication credentials were not provided.")
-    node_id = node_id_authenticate(raw)
-    if node_id is None:
-        return unauthenticated("Invalid node token.")
-    over_rate = node_call_throttled(node_id)
-    if over_rate is not None:
-        return over_rate
+    node_id = node_call_admitted(authorization)
+    if isinstance(node_id, Answer):
+        return node_id
     lease = node_lease(node_id=node_id)
     return Answer(200, {
         "assignments": [

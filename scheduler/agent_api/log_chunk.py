@@ -11,10 +11,9 @@ from django.conf import settings
 
 from core.api_errors import error_body
 from core.errors import DomainError, ErrorCode
-from scheduler.agent_api.answers import Answer, unauthenticated
-from scheduler.agent_api.rate_limit import node_call_throttled
+from scheduler.agent_api.answers import Answer
+from scheduler.agent_api.rate_limit import node_call_admitted
 from scheduler.services.logs import log_chunk_append
-from scheduler.services.nodes import node_id_authenticate
 
 PATH = re.compile(r"^/api/v1/agent/assignments/(\d{1,18})/logs/$")
 
@@ -33,15 +32,9 @@ def too_large() -> Answer:
 def log_chunk_answer(authorization: str, assignment_id: int, offset_raw: str | None,
                      body: bytes) -> Answer:
     """As DRF would answer it with NodeTokenAuthentication, IsNode and NodeRateThrottle."""
-    scheme, _, raw = authorization.partition(" ")
-    if scheme != "Node":
-        return unauthenticated("Authentication credentials were not provided.")
-    node_id = node_id_authenticate(raw)
-    if node_id is None:
-        return unauthenticated("Invalid node token.")
-    over_rate = node_call_throttled(node_id)
-    if over_rate is not None:
-        return over_rate
+    node_id = node_call_admitted(authorization)
+    if isinstance(node_id, Answer):
+        return node_id
     offset = _offset(offset_raw)
     if offset is None:
         return Answer(400, error_body(ErrorCode.INVALID, "offset must be a whole number, 0 "

@@ -11,10 +11,11 @@ from typing import Any
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
-from scheduler.agent_api.answers import Answer, throttled
+from scheduler.agent_api.answers import Answer, throttled, unauthenticated
 from scheduler.models import Node
 from scheduler.services.node_rate import node_call_count, node_limit
 from scheduler.services.node_tokens import BeatLimit
+from scheduler.services.nodes import node_id_authenticate
 
 
 def beat_limit() -> BeatLimit:
@@ -42,3 +43,17 @@ class NodeRateThrottle(BaseThrottle):
 
     def wait(self) -> float | None:
         return self._wait or None
+
+
+def node_call_admitted(authorization: str) -> int | Answer:
+    """The node a call's `Node <token>` header names, counted against its rate: its id,
+    or the refusal DRF's NodeTokenAuthentication, IsNode and NodeRateThrottle would give
+    (401 without a valid token of a node not disabled, 429 over the rate)."""
+    scheme, _, raw = authorization.partition(" ")
+    if scheme != "Node":
+        return unauthenticated("Authentication credentials were not provided.")
+    node_id = node_id_authenticate(raw)
+    if node_id is None:
+        return unauthenticated("Invalid node token.")
+    over_rate = node_call_throttled(node_id)
+    return node_id if over_rate is None else over_rate
