@@ -44,12 +44,19 @@ def agent() -> int:
     ]
     import subprocess
 
+    # The embedded server is Django's runserver, which has no lease push (it answers
+    # `lease?wait` with 503 lease_push_unavailable): the agents read their lease when the
+    # heartbeat's hint says so, without first asking for a push they cannot have.
+    no_push = ["--lease-wait-s", "0"]
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "suanli_agent", "--server", SERVER, "--simulate", "1",
              "--gpu-class", gpu_class, "--gpus", str(gpus), "--vram-gb", str(vram),
              "--region", region, "--name-prefix", f"demo-{gpu_class.lower()}",
-             "--usage-interval-s", "2"],
+             # each agent its own state (spooled logs, runs to resume): in one shared
+             # directory, one agent's start-up clean-up removed another's spools
+             "--state-dir", str(ROOT / "var" / "agent" / f"demo-{gpu_class.lower()}"),
+             "--usage-interval-s", "2", *no_push],
             env=env,
         )
         for gpu_class, gpus, vram, region in fleet
@@ -62,7 +69,7 @@ def agent() -> int:
              "--gpu-class", str(node["gpu_class"]), "--gpus", str(node["gpus"]),
              "--vram-gb", str(node["vram_gb"]), "--container-runtime", "none",
              "--state-dir", str(ROOT / "var" / "agent" / str(node["name"])),
-             "--usage-interval-s", "2"],
+             "--usage-interval-s", "2", *no_push],
             env={**env, "SUANLI_NODE_TOKEN": str(node["token"])},
         ))
     try:
@@ -80,9 +87,10 @@ def _wait_for_nodes() -> None:
     headers = {"Authorization": f"Api-Key {_demo()['provider']['api_key']}"}
     while True:
         try:
-            nodes = httpx.get(f"{SERVER}/api/v1/nodes/", headers=headers, timeout=5).json()
-            rows = nodes.get("results", nodes) if isinstance(nodes, dict) else nodes
-            if sum(1 for n in rows if n.get("status") == "online") >= 3:
+            answer = httpx.get(f"{SERVER}/api/v1/nodes/", headers=headers, timeout=5)
+            # Anything but the page (a refusal while the server starts) is asked again.
+            rows = answer.json().get("results") if answer.status_code == 200 else None
+            if rows and sum(1 for n in rows if n.get("status") == "online") >= 3:
                 return
         except (httpx.HTTPError, ValueError):
             pass
