@@ -158,9 +158,11 @@ def credential_check(address: str | None) -> None:
 
 
 def credential_lookup(kind: str, secret: str, lookup: Callable[[], T | None], *,
-                      address: str | None = None) -> T | None:
+                      address: str | None = None, refuse_throttled: bool = False) -> T | None:
     """What `lookup` finds for `secret` (None: unknown), unless the secret is known to be
-    unknown (no query) or `address` (default: the request's) is throttled (no query)."""
+    unknown (no query) or `address` (default: the request's) is throttled (no query; with
+    `refuse_throttled`, CredentialsThrottled, read in the same cache round trip as the
+    secret instead of a credential_check of its own)."""
     address = address or client_address_var.get()
     window, left = _window()
     unknown_key = f"cred:unknown:{kind}:{_digest(kind, secret)}"
@@ -171,6 +173,8 @@ def credential_lookup(kind: str, secret: str, lookup: Callable[[], T | None], *,
         logger.warning("credential guard: cache unavailable", exc_info=True)
         return lookup()
     if address and _over_limit(address, known.get(keys[-1]), left):
+        if refuse_throttled:
+            raise CredentialsThrottled(left)
         return None
     if unknown_key in known:
         return None

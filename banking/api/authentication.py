@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from banking.models import ApiKey, Organization
 from banking.services.customers import api_key_authenticate
 from core.client_address import client_address
-from core.credential_guard import credential_check, credential_lookup
+from core.credential_guard import credential_lookup
 
 
 @dataclass
@@ -37,10 +37,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if scheme != self.keyword:
             return None
         address = client_address(request)
-        credential_check(address)
         api_key = credential_lookup(
             "api_key", raw.strip(),
-            lambda: api_key_authenticate(raw, client_ip=address), address=address)
+            lambda: api_key_authenticate(raw, client_ip=address), address=address,
+            refuse_throttled=True)
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         return OrganizationPrincipal(organization=api_key.organization, api_key=api_key), api_key
