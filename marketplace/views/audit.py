@@ -1,12 +1,12 @@
 """The organization's audit trail, for its owners: a page and a CSV export."""
 
-from django.core.paginator import Paginator
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 
 from banking.exports import audit_csv_response
 from banking.roles import Action, role_allows
 from banking.selectors import audit_event_list
+from marketplace.uncounted_pages import uncounted_page
 from marketplace.views.base import OrganizationRequest, forbidden_page, organization_required
 
 
@@ -14,9 +14,8 @@ from marketplace.views.base import OrganizationRequest, forbidden_page, organiza
 def audit(request: OrganizationRequest) -> HttpResponse:
     if not role_allows(request.membership.role, Action.AUDIT_READ):
         return forbidden_page(request, Action.AUDIT_READ)
-    page = Paginator(audit_event_list(organization_id=request.organization.pk), 50).get_page(
-        request.GET.get("page")
-    )
+    page = uncounted_page(audit_event_list(organization_id=request.organization.pk), 50,
+                          request.GET.get("page"))
     return render(request, "marketplace/accounts/audit.html", {"nav": "members", "page": page})
 
 

@@ -5,7 +5,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -27,6 +26,7 @@ from marketplace.forms import (
 from marketplace.selectors import low_balance_alert_get
 from marketplace.services.alerts import low_balance_alert_set
 from marketplace.statement import statement_lines
+from marketplace.uncounted_pages import uncounted_page
 from marketplace.views.base import (
     OrganizationRequest,
     confirm_page,
@@ -61,7 +61,7 @@ def _wallet_page(
         dates = filters.filters()
         rows = statement_lines(organization_id=org_id, date_from=dates.get("date_from"),
                                date_to=dates.get("date_to"))
-    page = Paginator(rows, STATEMENT_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = uncounted_page(rows, STATEMENT_PAGE_SIZE, request.GET.get("page"))
     spend = spend_per_day(organization_id=org_id, days=SPEND_CHART_DAYS)
     query = request.GET.copy()
     query.pop("page", None)

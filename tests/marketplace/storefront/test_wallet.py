@@ -141,3 +141,44 @@ def test_the_wallet_page_runs_as_many_queries_for_20_entries_as_for_2(org, owner
         grant_post(organization_id=org.pk, amount=100 + i, reason=f"more {i}")
 
     assert queries() == few
+
+
+def _wallet_sql(client, params):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(reverse("store:wallet"), params)
+    return response, [q["sql"].upper() for q in captured]
+
+
+def test_the_ledger_view_pages_without_counting_the_ledger(org, owner_client):
+    # 25 a page: 26 grants (a wallet and a system entry each) fill the first page and
+    # leave one older entry of the organization's own for the second.
+    for i in range(26):
+        grant_post(organization_id=org.pk, amount=1_000 + i, reason=f"grant {i}")
+
+    first, sql = _wallet_sql(owner_client, {"view": "ledger"})
+    second, _ = _wallet_sql(owner_client, {"view": "ledger", "page": "2"})
+
+    assert not [q for q in sql if "COUNT(" in q]
+    first_page, second_page = first.context["page"], second.context["page"]
+    assert [e.amount for e in first_page.object_list] == [1_025 - i for i in range(25)]
+    assert first_page.has_next and not first_page.has_previous
+    assert [e.amount for e in second_page.object_list] == [1_000]
+    assert second_page.has_previous and not second_page.has_next
+    html = first.content.decode()
+    assert "page=2" in html and "Page 1<" in html
+
+
+def test_a_hostile_page_number_is_the_first_or_last_bounded_page(org, owner_client):
+    grant_post(organization_id=org.pk, amount=1_000, reason="welcome")
+
+    for raw, number in (("9" * 40, 1), ("-3", 1), ("abc", 1), ("0", 1), ("99999", 1),
+                        ("9999", 9999)):
+        response = owner_client.get(reverse("store:wallet"), {"view": "ledger", "page": raw})
+        assert response.status_code == 200
+        assert response.context["page"].number == number
+    assert list(owner_client.get(reverse("store:wallet"),
+                                 {"view": "ledger", "page": "9999"}).context["page"].object_list
+                ) == []
