@@ -67,10 +67,10 @@ def test_the_flushs_record_types_are_the_columns_they_are_written_to(db) -> None
     declared = re.search(r"AS v\((.*?)\)\)", heartbeat_write._FLUSH_SQL, re.S)
     assert declared is not None
     types = dict(part.split() for part in " ".join(declared[1].split()).split(", "))
-    written_to = {"node_id": Node._meta.get_field("id"),
-                  "free": NodeHeartbeat._meta.get_field("free_gpus"),
-                  "busy": NodeHeartbeat._meta.get_field("busy_gpus"),
-                  "util": Node._meta.get_field("utilization")}
+    written_to: dict[str, Any] = {"node_id": Node._meta.get_field("id"),
+                                  "free": NodeHeartbeat._meta.get_field("free_gpus"),
+                                  "busy": NodeHeartbeat._meta.get_field("busy_gpus"),
+                                  "util": Node._meta.get_field("utilization")}
     # PostgreSQL's names of the columns' types, as the statement spells them
     spelled = {"bigint": "bigint", "integer": "int", "double precision": "float8"}
     for name, field in written_to.items():
