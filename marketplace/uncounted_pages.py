@@ -37,7 +37,8 @@ class UncountedPage:
 
 def page_number(raw: str | None) -> int:
     """The requested page: 1 unless `raw` is a whole number within bounds."""
-    if raw is None or not raw.isdigit() or len(raw) > len(str(MAX_PAGE)):
+    # isdigit() alone admits digits int() refuses (superscripts), which would be a 500
+    if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(MAX_PAGE)):
         return 1
     return min(max(int(raw), 1), MAX_PAGE)
 
