@@ -95,6 +95,10 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# The agents' ASGI doors talk to Redis on one bounded pool per worker's event loop
+# (core.loop_redis): past its size a call waits its turn, at most the timeout.
+REDIS_ASYNC_POOL_SIZE = env.int("REDIS_ASYNC_POOL_SIZE", default=32)
+REDIS_ASYNC_POOL_TIMEOUT_S = env.float("REDIS_ASYNC_POOL_TIMEOUT_S", default=5.0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio
-from django.conf import settings
 
 from core.api_errors import error_body
+from core.loop_redis import loop_redis
 from scheduler.agent_api.answers import Answer, unauthenticated
 from scheduler.agent_api.database_threads import on_a_database_thread
 from scheduler.error_codes import SchedulerErrorCode
@@ -82,7 +82,7 @@ class _Waiters:
         delay = 0.5
         while True:
             try:
-                self.client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+                self.client = loop_redis()
                 pubsub = self.client.pubsub()
                 await pubsub.subscribe(LEASE_CHANGED_CHANNEL)
                 self.subscribed.set()

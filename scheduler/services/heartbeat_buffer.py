@@ -24,7 +24,6 @@ Redis holds, per node token (keyed by its SHA-256, never the token):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -34,12 +33,12 @@ from functools import cache
 from typing import Any
 
 import redis
-import redis.asyncio
 from django.conf import settings
 from django.db import DataError, IntegrityError
 from django.db.utils import load_backend
 
 from core.bounds import INTEGER_MAX, NUL
+from core.loop_redis import loop_redis
 from core.observability import BATCH_ITEMS_SET_ASIDE
 from scheduler import enqueue
 from scheduler.models import Node
@@ -141,13 +140,11 @@ async def beat_buffer_record_async(
 
 
 def _async_beat_script() -> Any:
-    """The beat script on an asyncio client of the running event loop (a client's
-    connections belong to the loop that made them; a server has one loop per worker)."""
-    loop = asyncio.get_running_loop()
-    script = _async_scripts.get(loop)
+    """The beat script on the running event loop's client."""
+    client = loop_redis()
+    script = _async_scripts.get(client)
     if script is None:
-        script = redis.asyncio.Redis.from_url(settings.REDIS_URL).register_script(_BEAT)
-        _async_scripts[loop] = script
+        script = _async_scripts[client] = client.register_script(_BEAT)
     return script
 
 

@@ -15,6 +15,18 @@ Reply = tuple[int, dict[str, Any], dict[str, str]]
 def through_asgi(authorization: str | None, body: bytes, headers: dict[str, str],
                  path: str = "/api/v1/agent/heartbeat/", method: str = "POST",
                  query: bytes = b"") -> Reply:
+    # On a thread and event loop of its own, as in a server: the test's thread may run a
+    # loop already (Playwright's, in the serial part of the suite).
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, asgi_request(authorization, body, headers, path,
+                                                       method, query)).result()
+
+
+async def asgi_request(authorization: str | None, body: bytes, headers: dict[str, str],
+                       path: str = "/api/v1/agent/heartbeat/", method: str = "POST",
+                       query: bytes = b"") -> Reply:
+    """One request to the application in the running event loop (several may be in
+    flight at once, as in one uvicorn worker)."""
     sent = {k.lower(): v for k, v in headers.items()}
     if authorization is not None:
         sent["authorization"] = authorization
@@ -38,10 +50,7 @@ def through_asgi(authorization: str | None, body: bytes, headers: dict[str, str]
     async def send(message: dict[str, Any]) -> None:
         messages.append(message)
 
-    # On a thread and event loop of its own, as in a server: the test's thread may run a
-    # loop already (Playwright's, in the serial part of the suite).
-    with ThreadPoolExecutor(max_workers=1) as thread:
-        thread.submit(asyncio.run, application(scope, receive, send)).result()
+    await application(scope, receive, send)
     start = messages[0]
     payload = b"".join(m.get("body", b"") for m in messages[1:])
     # ASGI names headers in lower case; HTTP's names are case-insensitive.

@@ -2,8 +2,12 @@
 and kept in Redis, and `heartbeats_flush` writes it to PostgreSQL with the time it
 arrived; what the flush finds (a node approved, disabled, gone) reaches the agents."""
 
+import asyncio
 import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import redis
@@ -20,7 +24,7 @@ from scheduler.services.lease_hints import leases_changed
 from scheduler.services.leases import leases_expire
 from scheduler.services.nodes import node_retire
 from scheduler.services.placement import placement_run
-from tests.scheduler.asgi_door import through_asgi
+from tests.scheduler.asgi_door import asgi_request, through_asgi
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -174,6 +178,40 @@ def test_over_the_rate_nothing_is_buffered(online_node, write_behind, settings):
         pytest.skip("the rate window rolled over during the test")
     assert statuses == [429, 429, 429]
     assert _pending(write_behind) == {}
+
+
+def test_beats_past_the_redis_pool_wait_their_turn_instead_of_falling_back(
+        online_node, write_behind, settings, caplog):
+    """More beats in flight in one worker than its Redis pool has connections: each waits
+    for a connection (core.loop_redis). A pool that refuses them sent each such beat the
+    synchronous way, a PostgreSQL write per beat, at the very moment the fleet was busiest."""
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
+        **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "node": "100000/min"}}
+    settings.REDIS_ASYNC_POOL_SIZE = 2
+    node = online_node()
+    assert _beat(node, "asgi")[0] == 200  # synchronous: Redis learns the token
+    write_behind.delete(PENDING)
+    seen_before = Node.objects.get(pk=node.pk).last_heartbeat_at
+    body = json.dumps({**BEAT, "agent_version": "crowd"}).encode()
+
+    async def crowd() -> tuple[list[int], int]:
+        from core.loop_redis import loop_redis
+
+        replies = await asyncio.gather(*(
+            asgi_request(f"Node {node.token}", body, {}) for _ in range(200)))
+        pool: Any = loop_redis().connection_pool
+        opened = len(pool._available_connections) + len(pool._in_use_connections)
+        return [status for status, _, _ in replies], opened
+
+    with (caplog.at_level(logging.WARNING, logger="scheduler.agent_api.heartbeat"),
+          ThreadPoolExecutor(max_workers=1) as thread):
+        statuses, opened = thread.submit(asyncio.run, crowd()).result()
+
+    assert statuses == [200] * 200
+    assert opened <= 2
+    assert "heartbeat buffer unavailable" not in caplog.text
+    assert Node.objects.get(pk=node.pk).last_heartbeat_at == seen_before  # none written
+    assert list(_pending(write_behind)) == [node.token_hash]
 
 
 def test_beats_that_could_not_be_written_go_back_and_a_newer_beat_wins(online_node,
