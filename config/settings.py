@@ -99,6 +99,8 @@ else:
 # (core.loop_redis): past its size a call waits its turn, at most the timeout.
 REDIS_ASYNC_POOL_SIZE = env.int("REDIS_ASYNC_POOL_SIZE", default=32)
 REDIS_ASYNC_POOL_TIMEOUT_S = env.float("REDIS_ASYNC_POOL_TIMEOUT_S", default=5.0)
+# The connections of that pool that carry the doors' batched commands at once.
+REDIS_ASYNC_LANES = env.int("REDIS_ASYNC_LANES", default=4)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -34,7 +34,7 @@ from typing import Any
 import redis.asyncio
 
 from core.api_errors import error_body
-from core.loop_redis import loop_redis
+from core.loop_redis import loop_pipeline, loop_redis
 from scheduler.agent_api.answers import Answer, unauthenticated
 from scheduler.agent_api.database_threads import on_a_database_thread
 from scheduler.error_codes import SchedulerErrorCode
@@ -69,7 +69,6 @@ class _Waiters:
 
     def __init__(self) -> None:
         self.by_node: dict[int, _Wait] = {}
-        self.client: redis.asyncio.Redis | None = None
         self.listening: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
 
@@ -82,8 +81,7 @@ class _Waiters:
         delay = 0.5
         while True:
             try:
-                self.client = loop_redis()
-                pubsub = self.client.pubsub()
+                pubsub = loop_redis().pubsub()
                 await pubsub.subscribe(LEASE_CHANGED_CHANNEL)
                 self.subscribed.set()
                 delay = 0.5
@@ -151,16 +149,18 @@ async def lease_wait(authorization: str, seconds: int, receive: ASGIReceive,
     registry.ensure_listening()
     try:
         await asyncio.wait_for(registry.subscribed.wait(), timeout=2.0)
-        assert registry.client is not None
         wait = _Wait(token=uuid.uuid4().hex)
         older = registry.by_node.get(node_id)
         if older is not None:
             older.superseded = True
             older.woken.set()
         registry.by_node[node_id] = wait
-        await registry.client.publish(LEASE_CHANGED_CHANNEL, f"{WAIT_PREFIX}{node_id}:{wait.token}")
-        due = await registry.client.sismember(LEASE_DUE, str(node_id))
-    except (TimeoutError, redis.RedisError, AssertionError):
+        # Batched with the loop's other commands: a fleet starts its waits all at once.
+        commands = loop_pipeline()
+        _, due = await asyncio.gather(
+            commands.call("PUBLISH", LEASE_CHANGED_CHANNEL, f"{WAIT_PREFIX}{node_id}:{wait.token}"),
+            commands.call("SISMEMBER", LEASE_DUE, str(node_id)))
+    except (TimeoutError, redis.RedisError):
         _forget(registry, node_id, None)
         return push_unavailable()
     try:

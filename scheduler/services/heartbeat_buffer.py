@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import weakref
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -38,7 +37,7 @@ from django.db import DataError, IntegrityError
 from django.db.utils import load_backend
 
 from core.bounds import INTEGER_MAX, NUL
-from core.loop_redis import loop_redis
+from core.loop_redis import loop_pipeline
 from core.observability import BATCH_ITEMS_SET_ASIDE
 from scheduler import enqueue
 from scheduler.models import Node
@@ -66,6 +65,7 @@ end
 redis.call('HSET', KEYS[2], ARGV[4], node[1] .. '|' .. node[2] .. '|' .. ARGV[5])
 return {'ok', node[2], redis.call('SISMEMBER', KEYS[3], node[1])}
 """
+_BEAT_BYTES = _BEAT.encode()
 _TAKE = """
 local beats = redis.call('HGETALL', KEYS[1])
 redis.call('DEL', KEYS[1])
@@ -132,23 +132,11 @@ async def beat_buffer_record_async(
     token: NodeToken, *, free_gpus: int, busy_gpus: int, utilization: float,
     agent_version: str, limit: BeatLimit,
 ) -> BufferedBeat | None:
-    """beat_buffer_record for the ASGI door, on an asyncio Redis client."""
-    beat = _async_beat_script()
+    """beat_buffer_record for the ASGI door, batched with the other beats of its event
+    loop (core.loop_redis)."""
     now = time.time()
     keys, args = _beat_call(token, free_gpus, busy_gpus, utilization, agent_version, limit, now)
-    return _buffered(await beat(keys=keys, args=args), limit, now)
-
-
-def _async_beat_script() -> Any:
-    """The beat script on the running event loop's client."""
-    client = loop_redis()
-    script = _async_scripts.get(client)
-    if script is None:
-        script = _async_scripts[client] = client.register_script(_BEAT)
-    return script
-
-
-_async_scripts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+    return _buffered(await loop_pipeline().script(_BEAT_BYTES, keys, args), limit, now)
 
 
 def _beat_call(token: NodeToken, free_gpus: int, busy_gpus: int, utilization: float,

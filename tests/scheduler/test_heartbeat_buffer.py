@@ -262,7 +262,7 @@ def test_with_redis_down_beats_are_written_the_synchronous_way(online_node, monk
         raise redis.ConnectionError("Connection refused")
 
     monkeypatch.setattr(heartbeat_buffer, "_scripts", unreachable)
-    monkeypatch.setattr(heartbeat_buffer, "_async_beat_script", unreachable)
+    monkeypatch.setattr(heartbeat_buffer, "loop_pipeline", unreachable)
     before = Node.objects.get(pk=node.pk).last_heartbeat_at
 
     status, body = _beat(node, door, agent_version="3.9")
