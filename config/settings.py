@@ -478,6 +478,10 @@ WEBHOOKS_DEVELOPMENT = env.bool("WEBHOOKS_DEVELOPMENT", default=DEBUG)
 WEBHOOKS_TIMEOUT_S = env.float("WEBHOOKS_TIMEOUT_S", default=10.0)
 WEBHOOKS_MAX_ATTEMPTS = env.int("WEBHOOKS_MAX_ATTEMPTS", default=8)
 WEBHOOKS_RETRY_BASE_S = env.float("WEBHOOKS_RETRY_BASE_S", default=10.0)
+# The CA certificates a delivery trusts (a PEM file), in place of httpx's default (certifi's
+# bundle, or SSL_CERT_FILE): for receivers behind a private CA, and for the tests' own CA,
+# without changing what every other TLS client of the process trusts. Empty: the default.
+WEBHOOKS_CA_BUNDLE = env.str("WEBHOOKS_CA_BUNDLE", default="") or None
 CELERY_TASK_ROUTES["banking.webhook_deliver"] = {"queue": "default"}
 
 # Production's guards (config/security.py refuses to start without the rest)

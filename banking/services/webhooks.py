@@ -17,6 +17,7 @@ import ipaddress
 import json
 import secrets
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,6 +76,11 @@ def signature_verify(secret: str, body: bytes, header: str, *, tolerance_s: int 
 
 def _development() -> bool:
     return bool(settings.WEBHOOKS_DEVELOPMENT)
+
+
+def _tls_trust() -> ssl.SSLContext | bool:
+    bundle = settings.WEBHOOKS_CA_BUNDLE
+    return ssl.create_default_context(cafile=bundle) if bundle else True
 
 
 Resolver = Callable[[str, int], list[str]]
@@ -220,7 +226,8 @@ def webhook_deliver(*, message_id: int, final: bool = False,
         headers = {"Content-Type": "application/json", "Host": parts.netloc,
                    "User-Agent": "Suanli-Webhooks/1",
                    SIGNATURE_HEADER: signature_header(endpoint.secret, body, int(time.time()))}
-        with httpx.Client(timeout=settings.WEBHOOKS_TIMEOUT_S, follow_redirects=False) as http:
+        with httpx.Client(timeout=settings.WEBHOOKS_TIMEOUT_S, follow_redirects=False,
+                          verify=_tls_trust()) as http:
             response = http.post(pinned, content=body, headers=headers,
                                  extensions={"sni_hostname": host})
         status = response.status_code
