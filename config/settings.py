@@ -444,6 +444,10 @@ if OBJECT_STORAGE == "s3":
             "region_name": env.str("OBJECT_STORAGE_REGION", default="us-east-1"),
             "file_overwrite": True,
             "querystring_auth": True,
+            # botocore presigns with SigV2 in us-east-1, which signs no Content-Length (a
+            # node could PUT another size than it declared) and which S3 refuses for
+            # buckets created since 2020; SigV4 signs both the length and the expiry.
+            "signature_version": "s3v4",
         },
     }
 else:

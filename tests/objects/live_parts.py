@@ -135,7 +135,7 @@ def use_s3(settings: Any, endpoint: str, bucket: str) -> None:
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {"bucket_name": bucket, "endpoint_url": endpoint, "access_key": "test",
                     "secret_key": "test", "region_name": "us-east-1", "file_overwrite": True,
-                    "querystring_auth": True}}}
+                    "querystring_auth": True, "signature_version": "s3v4"}}}
     boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test",
                  aws_secret_access_key="test", region_name="us-east-1").create_bucket(
         Bucket=bucket)
