@@ -105,6 +105,34 @@ def test_an_upload_past_its_expiry_or_not_as_declared_stores_nothing(running, cl
     assert not _objects_in_tmp.exists() or not any(_objects_in_tmp.rglob("*.txt"))
 
 
+def test_a_download_url_past_its_expiry_is_refused(running, client, buyer, api_client_for,
+                                                   settings):
+    settings.OUTPUT_DOWNLOAD_URL_TTL_S = 2
+    _node, job, a, agent = running
+    [ticket] = declare(agent, a.pk, [file_of("a.txt", b"abc")]).json()["results"]
+    assert put(client, ticket["url"], b"abc").status_code == 204
+    agent.post(f"/api/v1/agent/assignments/{a.pk}/outputs/report/", {"name": "a.txt",
+                                                                     "ok": True}, format="json")
+    [listed] = api_client_for(buyer).get(f"/api/v1/jobs/{job.pk}/outputs/").json()
+    path = listed["url"].replace("http://testserver", "")
+    assert client.get(path).status_code == 200
+    with time_machine.travel(timezone.now() + timedelta(seconds=3)):
+        late = client.get(path)
+    assert (late.status_code, late.json()["error"]["code"]) == (403, "output_url_invalid")
+
+
+def test_no_upload_urls_once_the_assignment_ended_past_its_grace(running, settings):
+    _node, _job, a, agent = running
+    settings.OUTPUT_GRACE_S = 60
+    Assignment.objects.filter(pk=a.pk).update(
+        state=Assignment.State.COMPLETED, ended_at=timezone.now() - timedelta(seconds=30))
+    assert declare(agent, a.pk, [file_of("a", b"x")]).status_code == 200  # within the grace
+    Assignment.objects.filter(pk=a.pk).update(ended_at=timezone.now() - timedelta(seconds=61))
+    late = declare(agent, a.pk, [file_of("b", b"y")])
+    assert (late.status_code, late.json()["error"]["code"]) == (409, "log_closed")
+    assert list(JobOutput.objects.values_list("name", flat=True)) == ["a"]
+
+
 def test_another_node_and_organization_get_404(running, online_node, agent_client, make_org,
                                                api_client_for):
     _node, job, a, _agent = running
