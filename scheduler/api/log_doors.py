@@ -42,6 +42,10 @@ CHUNK_ROUTE = "api/v1/agent/assignments/<id>/logs/"
 logger = logging.getLogger("suanli.request")
 
 
+def _digits(raw: str, most: int) -> bool:
+    return raw.isascii() and raw.isdigit() and len(raw) <= most
+
+
 def _job_visible(authorization: str, job_id: int) -> int:
     """200, 401 or 404 for this caller and job."""
     scheme, _, raw = authorization.partition(" ")
@@ -74,8 +78,9 @@ class LogDoorsASGI:
         job_id = int(match.group(1))
         attempt_raw = query.get("attempt", [""])[0]
         offset_raw = query.get("offset", ["0"])[0] or "0"
-        if (not offset_raw.isdigit() or len(offset_raw) > 18
-                or (attempt_raw and (not attempt_raw.isdigit() or len(attempt_raw) > 5))):
+        # str.isdigit admits digits int() refuses (a superscript two): ASCII digits only.
+        if (not _digits(offset_raw, 18)
+                or (attempt_raw and not _digits(attempt_raw, 5))):
             await self._error(send, 400, ErrorCode.INVALID, "offset and attempt are whole numbers.")
             return
         status = await on_a_database_thread(_job_visible, headers[b"authorization"], job_id)

@@ -18,11 +18,19 @@ from django.core.files.storage import Storage, storages
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
-from psycopg import sql
 
+from core.database import server_bound_cursor
 from core.errors import InvalidInput, NotFound
+from core.sql_names import compose, insert_into
 from scheduler.errors import LogCapExceeded, LogChunkTooLarge, LogClosed, LogOffsetGap
-from scheduler.models import ACTIVE_ASSIGNMENT_STATES, Assignment, AssignmentLog, LogChunk
+from scheduler.models import (
+    ACTIVE_ASSIGNMENT_STATES,
+    Assignment,
+    AssignmentLog,
+    LogChunk,
+    Node,
+)
+from scheduler.services.node_tokens import NodeToken
 
 
 def object_storage() -> Storage:
@@ -47,6 +55,53 @@ class LogSlice:
     purged: bool
 
 
+@dataclass(frozen=True)
+class ChunkTarget:
+    """What a chunk needs of its assignment, as the node's own token finds it."""
+
+    node_id: int
+    job_id: int | None  # None: the node has no such assignment
+    state: str
+    ended_at: datetime | None
+    size: int | None  # None: the log has no row yet
+
+
+# The agents' door reads the token's node and the assignment's state and log size in one
+# statement: a chunk comes from every running job's node every 2 s, and the token lookup
+# and the assignment read cost a round trip each.
+_CHUNK_TARGET = compose("""
+SELECT n.{Node.id}, a.{Assignment.job}, a.{Assignment.state}, a.{Assignment.ended_at},
+       l.{AssignmentLog.size}
+FROM {Node} AS n
+LEFT JOIN {Assignment} AS a
+  ON a.{Assignment.id} = %(assignment)s AND a.{Assignment.node} = n.{Node.id}
+LEFT JOIN {AssignmentLog} AS l ON l.{AssignmentLog.assignment} = a.{Assignment.id}
+WHERE n.{Node.token_prefix} = %(prefix)s AND n.{Node.token_hash} = %(hash)s
+  AND n.{Node.status} <> {Node.Status.DISABLED}
+""", Node, Assignment, AssignmentLog)
+
+
+def chunk_target(token: NodeToken, assignment_id: int) -> ChunkTarget | None:
+    """The node of `token` (None: no node not disabled has it) and what it has of
+    `assignment_id`."""
+    if connection.vendor != "postgresql":
+        node = (Node.objects.filter(token_prefix=token.prefix, token_hash=token.hash)
+                .exclude(status=Node.Status.DISABLED).values_list("id", flat=True).first())
+        if node is None:
+            return None
+        row = (Assignment.objects.filter(pk=assignment_id, node_id=node)
+               .values_list("job_id", "state", "ended_at", "log__size").first())
+        return ChunkTarget(node, *row) if row else ChunkTarget(node, None, "", None, None)
+    with server_bound_cursor() as cursor:
+        cursor.execute(_CHUNK_TARGET, {"assignment": assignment_id, "prefix": token.prefix,
+                                       "hash": token.hash}, prepare=True)
+        found = cursor.fetchone()
+    if found is None:
+        return None
+    node_id, job_id, state, ended_at, size = found
+    return ChunkTarget(int(node_id), job_id, state or "", ended_at, size)
+
+
 def _log_for(assignment_id: int, job_id: int) -> AssignmentLog:
     attempt = Assignment.objects.filter(job_id=job_id, id__lte=assignment_id).count()
     log, _ = AssignmentLog.objects.get_or_create(
@@ -60,6 +115,18 @@ def _accepting(state: str, ended_at: datetime | None) -> bool:
     return timezone.now() <= ended_at + timedelta(seconds=settings.LOG_GRACE_S)
 
 
+_INDEX_MOVE = compose("""
+WITH moved AS (
+    UPDATE {AssignmentLog} SET {AssignmentLog.size} = {AssignmentLog.size} + %(n)s,
+                               {AssignmentLog.updated_at} = now()
+    WHERE {AssignmentLog.assignment} = %(a)s AND {AssignmentLog.size} = %(start)s
+    RETURNING {AssignmentLog.assignment})
+INSERT INTO {chunk}
+SELECT {AssignmentLog.assignment}, %(start)s, %(n)s, %(name)s, now() FROM moved
+""", AssignmentLog, chunk=insert_into(LogChunk, "log", "offset", "length", "storage_name",
+                                      "created_at"))
+
+
 def _index_move(assignment_id: int, start: int, length: int, name: str) -> bool:
     """Move the log's end from `start` by `length` and index the chunk, if the end is
     still at `start`: on PostgreSQL one statement (no lock held across round trips)."""
@@ -71,39 +138,31 @@ def _index_move(assignment_id: int, start: int, length: int, name: str) -> bool:
                 LogChunk.objects.create(log_id=assignment_id, offset=start, length=length,
                                         storage_name=name)
             return bool(moved)
-    log, chunk = AssignmentLog._meta, LogChunk._meta
-    column = lambda meta, field: sql.Identifier(meta.get_field(field).column)  # noqa: E731
-    statement = sql.SQL(
-        "WITH moved AS (UPDATE {log} SET {size} = {size} + %(n)s, {updated} = now() "
-        "WHERE {pk} = %(a)s AND {size} = %(start)s RETURNING {pk}) "
-        "INSERT INTO {chunk} ({c_log}, {c_offset}, {c_length}, {c_name}, {c_created}) "
-        "SELECT {pk}, %(start)s, %(n)s, %(name)s, now() FROM moved"
-    ).format(log=sql.Identifier(log.db_table), size=column(log, "size"),
-             updated=column(log, "updated_at"), pk=column(log, "assignment"),
-             chunk=sql.Identifier(chunk.db_table), c_log=column(chunk, "log"),
-             c_offset=column(chunk, "offset"), c_length=column(chunk, "length"),
-             c_name=column(chunk, "storage_name"), c_created=column(chunk, "created_at"))
-    with connection.cursor() as cursor:
-        cursor.execute(statement, {"n": length, "a": assignment_id, "start": start,
-                                   "name": name})
+    with server_bound_cursor() as cursor:
+        cursor.execute(_INDEX_MOVE, {"n": length, "a": assignment_id, "start": start,
+                                     "name": name}, prepare=True)
         return bool(cursor.rowcount == 1)
 
 
-def log_chunk_append(*, node_id: int, assignment_id: int, offset: int, data: bytes) -> ChunkResult:
+def log_chunk_append(*, node_id: int, assignment_id: int, offset: int, data: bytes,
+                     target: ChunkTarget | None = None) -> ChunkResult:
     """Store `data` at `offset` of the assignment's log. Bytes before the log's end are
-    already there and are skipped; a chunk that starts past the end is refused."""
+    already there and are skipped; a chunk that starts past the end is refused. `target`:
+    what `chunk_target` read of the assignment for this node, when the caller has it."""
     cap = settings.LOG_MAX_BYTES_PER_JOB
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise InvalidInput("offset must be a whole number, 0 or more.",
                            fields={"offset": ["A whole number, 0 or more."]})
     if len(data) > settings.LOG_CHUNK_MAX_BYTES:
         raise LogChunkTooLarge(f"A chunk is at most {settings.LOG_CHUNK_MAX_BYTES} bytes.")
-    # One read for what every chunk needs: the assignment, its state and the log's size.
-    row = (Assignment.objects.filter(pk=assignment_id, node_id=node_id)
-           .values_list("job_id", "state", "ended_at", "log__size").first())
-    if row is None:
+    if target is None or target.node_id != node_id:
+        # One read for what every chunk needs: the assignment, its state and the log's size.
+        row = (Assignment.objects.filter(pk=assignment_id, node_id=node_id)
+               .values_list("job_id", "state", "ended_at", "log__size").first())
+        target = ChunkTarget(node_id, *row) if row else None
+    if target is None or target.job_id is None:
         raise NotFound("No such assignment on this node.")
-    job_id, state, ended_at, size = row
+    job_id, state, ended_at, size = target.job_id, target.state, target.ended_at, target.size
     if not _accepting(state, ended_at):
         raise LogClosed("The assignment ended; its log takes no more chunks.")
     if size is None:

@@ -191,6 +191,31 @@ def test_the_agents_asgi_server_answers_chunks_as_the_view_does(running, _object
     assert len([p for p in _objects_in_tmp.rglob("*") if p.is_file()]) == 1
 
 
+@pytest.mark.django_db(transaction=True)  # the door's database threads see what committed
+def test_the_agents_asgi_server_refuses_other_nodes_disabled_nodes_and_odd_digits(
+        running, online_node, _objects_in_tmp):
+    from scheduler.models import Node
+    from tests.scheduler.asgi_door import through_asgi
+
+    node, _job, a, _client = running
+    path = f"/api/v1/agent/assignments/{a.pk}/logs/"
+    other = online_node(gpus=1)
+    status, body, _ = through_asgi(f"Node {other.token}", b"O x\n", {}, path=path,
+                                   query=b"offset=0")
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    # A superscript two (latin-1 0xB2, as the door decodes a query) is a digit to
+    # str.isdigit and not to int().
+    status, body, _ = through_asgi(f"Node {node.token}", b"O x\n", {}, path=path,
+                                   query=b"offset=\xb2")
+    assert (status, body["error"]["code"]) == (400, "invalid")
+    Node.objects.filter(pk=node.pk).update(status=Node.Status.DISABLED)
+    status, body, _ = through_asgi(f"Node {node.token}", b"O x\n", {}, path=path,
+                                   query=b"offset=0")
+    assert (status, body["error"]["code"]) == (401, "not_authenticated")
+    assert not AssignmentLog.objects.filter(pk=a.pk).exists()
+    assert stored_files(_objects_in_tmp) == []
+
+
 def test_the_view_refuses_what_the_door_refuses(running, client):
     _node, _job, a, _agent = running
     response = client.post(f"/api/v1/agent/assignments/{a.pk}/logs/?offset=0", data=b"O x\n",
@@ -249,3 +274,6 @@ def test_followers_on_the_agents_asgi_server_get_the_same_events(running, buyer,
     assert status == 404
     status, _ = _follow_through_asgi("Api-Key sk_nope", path, b"follow=1")
     assert status == 401
+    status, body = _follow_through_asgi(f"Api-Key {key}", path,
+                                        b"follow=1&offset=\xb2")
+    assert status == 400 and b"invalid" in body
