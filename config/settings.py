@@ -240,6 +240,9 @@ AGENT_HEARTBEAT_FLUSH_S = env.float("AGENT_HEARTBEAT_FLUSH_S", default=1.0)
 # The longest an agent's lease wait (`POST agent/lease/?wait=S`, scheduler.agent_api.lease_push)
 # is held open before it is answered "no change".
 AGENT_LEASE_WAIT_MAX_S = env.int("AGENT_LEASE_WAIT_MAX_S", default=60)
+# Threads (each with a database connection) per agents' server worker for the work its
+# doors cannot await: token lookups, lease reads, log chunks.
+AGENT_DATABASE_THREADS = env.int("AGENT_DATABASE_THREADS", default=16)
 CELERY_TASK_ROUTES.update(
     {
         "scheduler.placement_run": {"queue": "placement"},
