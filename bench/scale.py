@@ -62,9 +62,9 @@ def _build(orgs: int, transfers: int) -> dict[str, Any]:
     raw = connection.connection
     with raw.cursor() as cur:
         cur.execute(
-            f"INSERT INTO {insert_into(Organization, 'name', 'is_buyer', 'is_provider', 'is_approved', 'status', 'created_at', 'updated_at')} "  # noqa: E501
+            f"INSERT INTO {insert_into(Organization, 'name', 'is_buyer', 'is_provider', 'is_approved', 'status', 'require_mfa', 'created_at', 'updated_at')} "  # noqa: E501
             f"SELECT 'scale-' || i, true, false, true, {value(Organization.Status.ACTIVE)}, "
-            f"%s, %s FROM generate_series(1, %s) AS i", [now, now, orgs])
+            f"false, %s, %s FROM generate_series(1, %s) AS i", [now, now, orgs])
         floors = {AccountPurpose.DEBT: "NULL"}
         purposes = " UNION ALL ".join(
             f"SELECT {n} AS n, {value(p)} AS p, {floors.get(p, '0')}::bigint AS f"
