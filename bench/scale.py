@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench._machine import cpu_share
-from bench._scratch import scratch_database, server_url, use_database
+from bench._scratch import SERVING_ENV, scratch_database, server_url, use_database
 
 SAMPLED_ORGS = 40
 JOBS_PER_ORG = 10
@@ -172,15 +172,16 @@ def _jobs(orgs: int) -> None:
     gpu_class = GpuClass.objects.order_by("id").values_list("id", flat=True)[0]
     fields = ("organization", "spec", "gpu_class", "gpu_count", "min_vram_gb", "regions",
               "max_duration_s", "priority", "turn", "rate_per_gpu_hour", "hold_amount",
-              "state", "attempts", "max_attempts", "failure_reason", "created_at",
-              "updated_at")
+              "state", "attempts", "max_attempts", "failure_reason", "workload", "image",
+              "image_digest", "created_at", "updated_at")
     now = datetime.now(UTC)
     with connection.cursor() as cur:
         cur.execute(
             f"INSERT INTO {insert_into(Job, *fields)} "
             f"SELECT o.{column(Organization, 'id')}, '{{\"simulate\": {{\"seconds\": 60}}}}', "
             f"%s, 1, 0, '[]', 600, 0, 0, 1000, 0, {value(Job.State.SUCCEEDED)}, 1, 3, '', "
-            f"%s, %s FROM {table(Organization)} o CROSS JOIN generate_series(1, %s) "
+            f"{value(Job.Workload.SIMULATED)}, '', '', %s, %s "
+            f"FROM {table(Organization)} o CROSS JOIN generate_series(1, %s) "
             f"ORDER BY random()", [gpu_class, now, now, JOBS_PER_ORG])
         cur.execute("ANALYZE")
 
@@ -262,6 +263,9 @@ def main() -> None:
     transfers = entries // 2
     # Nothing posts while the bench checks: a run may trust the ids it reads itself.
     os.environ["LEDGER_CHECK_SETTLE_S"] = "0"
+    # The pages are asked for over plain http, as a served bench's clients do: with the
+    # production default (HTTPS on) each would be a redirect, not the page.
+    os.environ.update(SERVING_ENV)
     name = urlsplit(server_url()).path.strip("/") or "suanli"
     with scratch_database(f"{name}_bench_scale") as url:
         use_database(url)
