@@ -6,7 +6,8 @@ by `verify_ledger --full`. Then:
 (a) p99 of the statement page (first and deeper pages, by cursor), the jobs page and a
     transfer's detail through the API (the whole Django stack, API keys included; goals
     <= 20 ms), each against its anchor: a plain indexed SELECT of the same rows, timed in
-    the same run;
+    the same run; the statement also of one organization whose wallet holds as many
+    entries again as a tenth of the ledger (`statement_large`);
 (b) the incremental `verify_ledger` after 100,000 new transfers (goal <= 5 s), against
     the time of the `--full` run.
 `--quick`: 1,000,000 entries across 10,000 organizations, 10,000 new transfers.
@@ -25,12 +26,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench._machine import cpu_share
-from bench._scratch import scratch_database, server_url, use_database
+from bench._scratch import SERVING_ENV, scratch_database, server_url, use_database
 
 SAMPLED_ORGS = 40
 JOBS_PER_ORG = 10
 GRANT = 1_000_000
 HASH = "0" * 64
+LARGE_SHARE = 5
 
 
 def _p99(samples: list[float]) -> float:
@@ -62,9 +64,9 @@ def _build(orgs: int, transfers: int) -> dict[str, Any]:
     raw = connection.connection
     with raw.cursor() as cur:
         cur.execute(
-            f"INSERT INTO {insert_into(Organization, 'name', 'is_buyer', 'is_provider', 'is_approved', 'status', 'created_at', 'updated_at')} "  # noqa: E501
+            f"INSERT INTO {insert_into(Organization, 'name', 'is_buyer', 'is_provider', 'is_approved', 'status', 'require_mfa', 'created_at', 'updated_at')} "  # noqa: E501
             f"SELECT 'scale-' || i, true, false, true, {value(Organization.Status.ACTIVE)}, "
-            f"%s, %s FROM generate_series(1, %s) AS i", [now, now, orgs])
+            f"false, %s, %s FROM generate_series(1, %s) AS i", [now, now, orgs])
         floors = {AccountPurpose.DEBT: "NULL"}
         purposes = " UNION ALL ".join(
             f"SELECT {n} AS n, {value(p)} AS p, {floors.get(p, '0')}::bigint AS f"
@@ -92,13 +94,22 @@ def _build(orgs: int, transfers: int) -> dict[str, Any]:
     _copy_ledger(raw, wallets, promotions, first_transfer=1, first_entry=1, count=transfers,
                  grants=orgs, start=now - timedelta(days=365), end=now,
                  kinds=(str(TransferKind.GRANT), str(TransferKind.TRANSFER)), seed=1)
+    # One organization far larger than the others: a fifth as many grants again, all to
+    # its wallet, so that one account holds millions of entries.
+    large = transfers // LARGE_SHARE
+    _copy_ledger(raw, wallets[:1], promotions, first_transfer=transfers + 1,
+                 first_entry=2 * transfers + 1, count=large, grants=large,
+                 start=now - timedelta(days=365), end=now,
+                 kinds=(str(TransferKind.GRANT), str(TransferKind.TRANSFER)), seed=3)
     with raw.cursor() as cur:
         cur.execute(f"ALTER TABLE {table(Entry)} ENABLE TRIGGER entry_references")
         _set_sequences(cur)
         _apply_balances(cur, after=0)
         cur.execute("ANALYZE")
     raw.commit()
-    return {"wallets": wallets, "promotions": promotions,
+    large_org = Account.objects.get(pk=wallets[0]).organization_id
+    return {"wallets": wallets, "promotions": promotions, "transfers": transfers + large,
+            "large_org": large_org, "large_entries": large,
             "build_s": time.perf_counter() - started}
 
 
@@ -172,25 +183,28 @@ def _jobs(orgs: int) -> None:
     gpu_class = GpuClass.objects.order_by("id").values_list("id", flat=True)[0]
     fields = ("organization", "spec", "gpu_class", "gpu_count", "min_vram_gb", "regions",
               "max_duration_s", "priority", "turn", "rate_per_gpu_hour", "hold_amount",
-              "state", "attempts", "max_attempts", "failure_reason", "created_at",
-              "updated_at")
+              "state", "attempts", "max_attempts", "failure_reason", "workload", "image",
+              "image_digest", "created_at", "updated_at")
     now = datetime.now(UTC)
     with connection.cursor() as cur:
         cur.execute(
             f"INSERT INTO {insert_into(Job, *fields)} "
             f"SELECT o.{column(Organization, 'id')}, '{{\"simulate\": {{\"seconds\": 60}}}}', "
             f"%s, 1, 0, '[]', 600, 0, 0, 1000, 0, {value(Job.State.SUCCEEDED)}, 1, 3, '', "
-            f"%s, %s FROM {table(Organization)} o CROSS JOIN generate_series(1, %s) "
+            f"{value(Job.Workload.SIMULATED)}, '', '', %s, %s "
+            f"FROM {table(Organization)} o CROSS JOIN generate_series(1, %s) "
             f"ORDER BY random()", [gpu_class, now, now, JOBS_PER_ORG])
         cur.execute("ANALYZE")
 
 
-def _api_figures(sampled: list[int], repeat: int) -> dict[str, dict[str, float]]:
+def _api_figures(sampled: list[int], repeat: int, large_org: int
+                 ) -> dict[str, dict[str, float]]:
     """p99 of each page through the API against the plain indexed SELECT of its rows."""
     from django.db import connection
     from django.test import Client
 
     from banking.models import Account, Entry, Transfer
+    from banking.models.ledger import AccountPurpose
     from banking.services.customers import api_key_issue
     from core.sql_names import column, table
     from scheduler.models import Job
@@ -203,6 +217,11 @@ def _api_figures(sampled: list[int], repeat: int) -> dict[str, dict[str, float]]
             .values_list("transfer_id", flat=True)[5]
         deeper = client.get("/api/v1/wallet/transfers/?page_size=20").json()["next"]
         clients.append((org, client, accounts, transfer, deeper))
+    large_client = Client(
+        HTTP_AUTHORIZATION=f"Api-Key {api_key_issue(organization_id=large_org).secret}")
+    large_wallet = Account.objects.get(organization_id=large_org,
+                                       purpose=AccountPurpose.WALLET).pk
+    large_deeper = large_client.get("/api/v1/wallet/transfers/?page_size=20").json()["next"]
     rng = random.Random(7)
 
     def pick() -> tuple[int, Any, list[int], int, str]:
@@ -232,6 +251,10 @@ def _api_figures(sampled: list[int], repeat: int) -> dict[str, dict[str, float]]
         f"JOIN {t} t ON t.{tc['id']} = e.{ec['transfer']} "
         f"WHERE e.{ec['account']} = ANY(%s) AND e.{ec['transfer']} = %s")
 
+    # The large organization's rows are all on its wallet: one account's newest rows.
+    one_account_sql = statement_sql.replace(f"e.{ec['account']} = ANY(%s)",
+                                            f"e.{ec['account']} = %s")
+
     def plain(sql: str, params: Callable[[tuple[int, Any, list[int], int, str]], list[Any]]
               ) -> Callable[[], None]:
         def run() -> None:
@@ -240,10 +263,20 @@ def _api_figures(sampled: list[int], repeat: int) -> dict[str, dict[str, float]]
                 cur.fetchall()
         return run
 
+    def large(path: str) -> Callable[[], None]:
+        def call() -> None:
+            response = large_client.get(path)
+            assert response.status_code == 200, response.content[:200]
+        return call
+
     pages: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
         "statement": (api(lambda c: "/api/v1/wallet/transfers/?page_size=20"),
                       plain(statement_sql, lambda c: [c[2]])),
         "statement_next": (api(lambda c: c[4]), plain(statement_sql, lambda c: [c[2]])),
+        "statement_large": (large("/api/v1/wallet/transfers/?page_size=20"),
+                            plain(one_account_sql, lambda c: [large_wallet])),
+        "statement_large_next": (large(large_deeper),
+                                 plain(one_account_sql, lambda c: [large_wallet])),
         "jobs": (api(lambda c: "/api/v1/jobs/?page_size=20"), plain(jobs_sql, lambda c: [c[0]])),
         "transfer": (api(lambda c: f"/api/v1/wallet/transfers/{c[3]}/"),
                      plain(detail_sql, lambda c: [c[2], c[3]])),
@@ -262,6 +295,9 @@ def main() -> None:
     transfers = entries // 2
     # Nothing posts while the bench checks: a run may trust the ids it reads itself.
     os.environ["LEDGER_CHECK_SETTLE_S"] = "0"
+    # The pages are asked for over plain http, as a served bench's clients do: with the
+    # production default (HTTPS on) each would be a redirect, not the page.
+    os.environ.update(SERVING_ENV)
     name = urlsplit(server_url()).path.strip("/") or "suanli"
     with scratch_database(f"{name}_bench_scale") as url:
         use_database(url)
@@ -279,7 +315,8 @@ def main() -> None:
             built = _build(orgs, transfers)
             _jobs(orgs)
         print(f"built {entries:,} entries ({transfers:,} transfers) across {orgs:,} "
-              f"organizations by COPY in {built['build_s']:.0f} s, "
+              f"organizations, and {built['large_entries']:,} more on one organization's "
+              f"wallet, by COPY in {built['build_s']:.0f} s, "
               f"{orgs * JOBS_PER_ORG:,} jobs ({build_share})")
         with cpu_share() as full_share:
             started = time.perf_counter()
@@ -289,10 +326,11 @@ def main() -> None:
         print(f"verify_ledger --full: {full_s:.1f} s, clean ({full_share})")
 
         sampled = random.Random(3).sample(
-            list(Organization.objects.values_list("id", flat=True)), SAMPLED_ORGS)
+            list(Organization.objects.exclude(pk=built["large_org"])
+                 .values_list("id", flat=True)), SAMPLED_ORGS)
         repeat = 100 if args.quick else 300
         with cpu_share() as api_share:
-            pages = _api_figures(sampled, repeat)
+            pages = _api_figures(sampled, repeat, built["large_org"])
         for page, figures in pages.items():
             print(f"(a) {page} p99 through the API: {figures['api_p99_ms']:.1f} ms "
                   f"(goal <= 20); plain indexed SELECT of the same rows: "
@@ -304,7 +342,8 @@ def main() -> None:
         from banking.models.ledger import TransferKind
         now = datetime.now(UTC)
         _copy_ledger(raw, built["wallets"], built["promotions"],
-                     first_transfer=transfers + 1, first_entry=last_entry + 1, count=new,
+                     first_transfer=built["transfers"] + 1, first_entry=last_entry + 1,
+                     count=new,
                      grants=0, start=now, end=now + timedelta(seconds=1),
                      kinds=(str(TransferKind.GRANT), str(TransferKind.TRANSFER)), seed=2)
         with raw.cursor() as cur:
