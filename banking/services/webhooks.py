@@ -235,7 +235,9 @@ def webhook_deliver(*, message_id: int, final: bool = False,
             error = f"HTTP {status}"
     except WebhookUrlRefused as refused:
         error, retry = refused.message, False
-    except httpx.HTTPError as failure:
+    except (httpx.HTTPError, OSError) as failure:
+        # OSError: also a CA bundle that cannot be read (ssl.SSLError is one), which is
+        # the operator's to mend: the attempt is recorded and retried like any other.
         error = f"{type(failure).__name__}: {failure}"[:500]
     ok = not error
     now = timezone.now()

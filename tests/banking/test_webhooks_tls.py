@@ -139,6 +139,27 @@ def test_a_receiver_whose_certificate_is_not_trusted_gets_nothing_and_is_retried
     assert receiver.received == []
 
 
+@pytest.mark.parametrize("bundle", ["missing", "not a certificate"])
+def test_a_ca_bundle_that_cannot_be_read_is_a_failed_attempt_retried(
+        org, development, trusted_ca, receivers, settings, tmp_path, bundle):
+    receiver = TlsReceiver(trusted_ca.issue_cert("localhost"))
+    receivers.append(receiver)
+    _secret, message = endpoint_with_event(org.pk, receiver.url)
+    broken = tmp_path / "broken.pem"
+    if bundle == "not a certificate":
+        broken.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    settings.WEBHOOKS_CA_BUNDLE = str(broken)
+    with pytest.raises(RetryableDelivery):
+        webhook_deliver(message_id=message.pk)
+    message.refresh_from_db()
+    assert (message.delivered_at, message.given_up_at, message.claimed_until) == (None, None,
+                                                                                 None)
+    [attempt] = WebhookDelivery.objects.all()
+    assert (attempt.status_code, attempt.succeeded) == (None, False)
+    assert attempt.error
+    assert receiver.received == []
+
+
 def test_the_task_retries_an_untrusted_receiver_until_it_gives_up(org, development,
                                                                  trusted_ca, receivers,
                                                                  monkeypatch):
