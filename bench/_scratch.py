@@ -23,6 +23,10 @@ SERVING_ENV = {
     "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or "bench-only-" + "b" * 40,
     "PAYMENTS_GATEWAY": os.environ.get("PAYMENTS_GATEWAY") or "fake",
 }
+# The agents' server keeps an idle connection past an agent's beat interval, as
+# docker/compose.yaml's `agents` service does: at gunicorn's default of 5 s every 10 s
+# beat opened a new connection, and a fleet's reconnects overflowed the listen queue.
+AGENTS_KEEP_ALIVE = ["--keep-alive", "75"]
 
 
 def server_url() -> str:

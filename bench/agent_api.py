@@ -30,7 +30,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from bench._machine import cpu_share
-from bench._scratch import ROOT, SERVING_ENV, scratch_database, server_url, use_database
+from bench._scratch import (
+    AGENTS_KEEP_ALIVE,
+    ROOT,
+    SERVING_ENV,
+    scratch_database,
+    server_url,
+    use_database,
+)
 from suanli_agent.config import AgentConfig
 
 # What suanli_agent sends from a node with 8 GPUs, 4 of them busy with two jobs.
@@ -239,7 +246,8 @@ def main() -> None:
             [sys.executable, "-m", "gunicorn",
              "config.asgi:application" if asgi else "config.wsgi:application", "-b",
              f"127.0.0.1:{port}", "-w", workers, "-k", args.worker_class,
-             "--threads", str(args.threads), "--log-level", "warning"],
+             "--threads", str(args.threads), "--log-level", "warning",
+             *(AGENTS_KEEP_ALIVE if asgi else [])],
             cwd=ROOT, env=env, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         flusher = Flusher(django_settings.AGENT_HEARTBEAT_FLUSH_S)

@@ -28,7 +28,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from bench._machine import cpu_share
-from bench._scratch import ROOT, SERVING_ENV, scratch_database, server_url, use_database
+from bench._scratch import (
+    AGENTS_KEEP_ALIVE,
+    ROOT,
+    SERVING_ENV,
+    scratch_database,
+    server_url,
+    use_database,
+)
 
 WAITS = 1_000
 BEATERS = 200
@@ -158,7 +165,7 @@ def main() -> None:
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "config.asgi:application", "-b",
              f"127.0.0.1:{port}", "-w", "1", "-k", "uvicorn_worker.UvicornWorker",
-             "--log-level", "warning", "--backlog", "4096"],
+             "--log-level", "warning", "--backlog", "4096", *AGENTS_KEEP_ALIVE],
             cwd=ROOT, env=env, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         flusher = Flusher(settings.AGENT_HEARTBEAT_FLUSH_S)

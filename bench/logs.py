@@ -30,7 +30,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from bench._machine import cpu_share
-from bench._scratch import ROOT, SERVING_ENV, scratch_database, server_url, use_database
+from bench._scratch import (
+    AGENTS_KEEP_ALIVE,
+    ROOT,
+    SERVING_ENV,
+    scratch_database,
+    server_url,
+    use_database,
+)
 
 INTERVAL_S = 2.0
 
@@ -190,7 +197,8 @@ def main() -> None:
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "config.asgi:application", "-b",
              f"127.0.0.1:{port}", "-w", workers, "-k", "uvicorn_worker.UvicornWorker",
-             "--log-level", "warning"], cwd=ROOT, env=env, start_new_session=True)
+             "--log-level", "warning", *AGENTS_KEEP_ALIVE], cwd=ROOT, env=env,
+            start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:
             for _ in range(200):

@@ -36,7 +36,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from bench._machine import cpu_share
-from bench._scratch import ROOT, SERVING_ENV, scratch_database, server_url, use_database
+from bench._scratch import (
+    AGENTS_KEEP_ALIVE,
+    ROOT,
+    SERVING_ENV,
+    scratch_database,
+    server_url,
+    use_database,
+)
 
 BEAT_EVERY_S = 10.0
 WAIT_S = 30
@@ -271,7 +278,8 @@ def main() -> None:
             [sys.executable, "-m", "gunicorn", "config.asgi:application", "-b",
              f"127.0.0.1:{port}", "-w", str(os.cpu_count() or 2), "-k",
              "uvicorn_worker.UvicornWorker", "--log-level", "warning",
-             "--backlog", "4096"], cwd=ROOT, env=env, start_new_session=True)
+             "--backlog", "4096", *AGENTS_KEEP_ALIVE], cwd=ROOT, env=env,
+            start_new_session=True)
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "placement",
              "-P", "threads", "-c", "2", "--loglevel", "WARNING"],

@@ -12,6 +12,9 @@ import httpx
 
 from suanli_agent import AGENT_VERSION
 
+# Seconds an idle connection to the server is kept for the next call.
+KEEPALIVE_S = 60.0
+
 JsonDict = dict[str, Any]
 T = TypeVar("T")
 
@@ -119,6 +122,10 @@ class _JsonClient:
                 "Accept": "application/json",
             },
             timeout=timeout_s,
+            # A connection kept past the beat interval (httpx drops an idle one after 5 s,
+            # so each 10 s beat paid a new connection); below the agents' server's own
+            # keep-alive (docker/compose.yaml), so the server never closes one first.
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_S),
         )
 
     def post(self, path: str, body: JsonDict, *, timeout_s: float | None = None,
