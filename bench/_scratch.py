@@ -4,6 +4,7 @@ migrated, and dropped afterwards."""
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,21 @@ SERVING_ENV = {
 # docker/compose.yaml's `agents` service does: at gunicorn's default of 5 s every 10 s
 # beat opened a new connection, and a fleet's reconnects overflowed the listen queue.
 AGENTS_KEEP_ALIVE = ["--keep-alive", "75"]
+
+
+def server_answering(url: str, *, seconds: float = 30.0) -> None:
+    """Return once a server just started answers GET /healthz with 200, or after
+    `seconds` (the bench's first request then says what is wrong)."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
 
 
 def server_url() -> str:

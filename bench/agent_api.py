@@ -35,6 +35,7 @@ from bench._scratch import (
     ROOT,
     SERVING_ENV,
     scratch_database,
+    server_answering,
     server_url,
     use_database,
 )
@@ -252,12 +253,7 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         flusher = Flusher(django_settings.AGENT_HEARTBEAT_FLUSH_S)
         try:
-            for _ in range(100):
-                try:
-                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
+            server_answering(url)
             tool = "wrk"
             with tempfile.NamedTemporaryFile("w", delete=False) as f:
                 f.write("\n".join(tokens) + "\n")

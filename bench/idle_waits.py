@@ -25,14 +25,13 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
-
 from bench._machine import cpu_share
 from bench._scratch import (
     AGENTS_KEEP_ALIVE,
     ROOT,
     SERVING_ENV,
     scratch_database,
+    server_answering,
     server_url,
     use_database,
 )
@@ -177,12 +176,7 @@ def main() -> None:
         answered: dict[str, int] = {}
         opened: list[float] = []
         try:
-            for _ in range(150):
-                try:
-                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
+            server_answering(url)
             _first_beats(url, tokens)  # every token known to the buffer, as in a fleet
             beat_tokens = f"{tmp}/beat-tokens"
             Path(beat_tokens).write_text("\n".join(beaters))

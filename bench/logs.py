@@ -27,14 +27,13 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
-
 from bench._machine import cpu_share
 from bench._scratch import (
     AGENTS_KEEP_ALIVE,
     ROOT,
     SERVING_ENV,
     scratch_database,
+    server_answering,
     server_url,
     use_database,
 )
@@ -201,12 +200,7 @@ def main() -> None:
             start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(200):
-                try:
-                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+            server_answering(url)
             with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as spec:
                 json.dump({"url": url, "fleet": fleet, "seconds": seconds,
                            "chunk_bytes": args.chunk_bytes}, spec)

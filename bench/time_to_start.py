@@ -41,6 +41,7 @@ from bench._scratch import (
     ROOT,
     SERVING_ENV,
     scratch_database,
+    server_answering,
     server_url,
     use_database,
 )
@@ -289,12 +290,7 @@ def main() -> None:
         flusher.start()
         tmp = tempfile.mkdtemp()
         try:
-            for _ in range(150):
-                try:
-                    if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
+            server_answering(url)
             push = _phase(url=url, tokens=fleet_tokens, push=True, api_key=api_key,
                           jobs=jobs, rate=rate, tmp=tmp, beside=beside)
             anchor = _phase(url=url, tokens=fleet_tokens, push=False, api_key=api_key,

@@ -35,6 +35,14 @@ def _refuse(field: str, message: str) -> OutOfBounds:
     return OutOfBounds(f"{field}: {message}", fields={field: [message]})
 
 
+def digits_value(raw: str | None, *, most: int) -> int | None:
+    """The whole number `raw` writes in at most `most` ASCII digits, else None: str.isdigit
+    admits digits int() refuses (a superscript two), and int() spends time on thousands."""
+    if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > most:
+        return None
+    return int(raw)
+
+
 def bounded_int(value: Any, *, field: str, minimum: int = 0, maximum: int = BIGINT_MAX) -> int:
     """An integer (not a bool, not a float, not a string) within [minimum, maximum]."""
     if isinstance(value, bool) or not isinstance(value, int):

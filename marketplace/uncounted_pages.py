@@ -8,6 +8,8 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from core.bounds import digits_value
+
 # A page number is typed by strangers: past this the links would never lead.
 MAX_PAGE = 9999
 
@@ -37,10 +39,8 @@ class UncountedPage:
 
 def page_number(raw: str | None) -> int:
     """The requested page: 1 unless `raw` is a whole number within bounds."""
-    # isdigit() alone admits digits int() refuses (superscripts), which would be a 500
-    if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(MAX_PAGE)):
-        return 1
-    return min(max(int(raw), 1), MAX_PAGE)
+    number = digits_value(raw, most=len(str(MAX_PAGE)))
+    return 1 if number is None else min(max(number, 1), MAX_PAGE)
 
 
 def uncounted_page(rows: QuerySet[Any] | Sequence[Any], size: int,

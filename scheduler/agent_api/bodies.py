@@ -14,7 +14,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.fields import SkipField, empty
 
 from core.api_errors import error_body, validation_error_body
-from core.bounds import BIGINT_MAX
+from core.bounds import BIGINT_MAX, digits_value
 from core.errors import ErrorCode
 from scheduler.agent_api.answers import Answer
 from scheduler.agent_api.serializers import (
@@ -166,9 +166,9 @@ def lease_wait_seconds(query: str) -> int | Answer | None:
         return None
     limit = settings.AGENT_LEASE_WAIT_MAX_S
     raw = values[-1]
-    # ASCII digits only, and few of them: int() also reads other scripts' digits and
-    # spends time on thousands of them.
-    seconds = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 6 else -1
+    seconds = digits_value(raw, most=6)
+    if seconds is None:
+        seconds = -1
     if len(values) > 1 or not 1 <= seconds <= limit:
         return Answer(400, error_body(ErrorCode.INVALID,
                                       f"wait must be a whole number of seconds from 1 to {limit}.",

@@ -10,19 +10,13 @@ import re
 from django.conf import settings
 
 from core.api_errors import error_body
+from core.bounds import digits_value
 from core.errors import DomainError, ErrorCode
-from scheduler.agent_api.answers import Answer, unauthenticated
-from scheduler.agent_api.rate_limit import node_call_throttled
+from scheduler.agent_api.answers import Answer
+from scheduler.agent_api.rate_limit import node_call_found
 from scheduler.services.logs import chunk_target, log_chunk_append
-from scheduler.services.node_tokens import NodeToken, node_token_lookup
 
 PATH = re.compile(r"^/api/v1/agent/assignments/(\d{1,18})/logs/$")
-
-
-def _offset(raw: str | None) -> int | None:
-    if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
-        return None
-    return int(raw)
 
 
 def too_large() -> Answer:
@@ -34,19 +28,12 @@ def log_chunk_answer(authorization: str, assignment_id: int, offset_raw: str | N
                      body: bytes) -> Answer:
     """As DRF would answer it with NodeTokenAuthentication, IsNode and NodeRateThrottle:
     the token's node and the assignment read together (scheduler.services.logs
-    chunk_target), behind the credential guard as any token lookup."""
-    scheme, _, raw = authorization.partition(" ")
-    if scheme != "Node":
-        return unauthenticated("Authentication credentials were not provided.")
-    token = NodeToken.parse(raw)
-    target = (node_token_lookup(token, lambda: chunk_target(token, assignment_id))
-              if token is not None else None)
-    if target is None:
-        return unauthenticated("Invalid node token.")
-    over_rate = node_call_throttled(target.node_id)
-    if over_rate is not None:
-        return over_rate
-    offset = _offset(offset_raw)
+    chunk_target)."""
+    target = node_call_found(authorization, lambda token: chunk_target(token, assignment_id),
+                             lambda found: found.node_id)
+    if isinstance(target, Answer):
+        return target
+    offset = digits_value(offset_raw, most=18)
     if offset is None:
         return Answer(400, error_body(ErrorCode.INVALID, "offset must be a whole number, 0 "
                                       "or more.", {"offset": ["A whole number, 0 or more."]}))

@@ -21,6 +21,7 @@ from django.conf import settings
 
 from banking.services.customers import api_key_authenticate
 from core.api_errors import SERVER_ERROR_MESSAGE, error_body
+from core.bounds import digits_value
 from core.errors import ErrorCode
 from core.observability import LATENCY, REQUESTS, request_id_var
 from scheduler.agent_api import log_chunk
@@ -40,10 +41,6 @@ from scheduler.models import Job
 PATH = re.compile(r"^/api/v1/jobs/(\d{1,18})/logs/$")
 CHUNK_ROUTE = "api/v1/agent/assignments/<id>/logs/"
 logger = logging.getLogger("suanli.request")
-
-
-def _digits(raw: str, most: int) -> bool:
-    return raw.isascii() and raw.isdigit() and len(raw) <= most
 
 
 def _job_visible(authorization: str, job_id: int) -> int:
@@ -78,9 +75,8 @@ class LogDoorsASGI:
         job_id = int(match.group(1))
         attempt_raw = query.get("attempt", [""])[0]
         offset_raw = query.get("offset", ["0"])[0] or "0"
-        # str.isdigit admits digits int() refuses (a superscript two): ASCII digits only.
-        if (not _digits(offset_raw, 18)
-                or (attempt_raw and not _digits(attempt_raw, 5))):
+        if (digits_value(offset_raw, most=18) is None
+                or (attempt_raw and digits_value(attempt_raw, most=5) is None)):
             await self._error(send, 400, ErrorCode.INVALID, "offset and attempt are whole numbers.")
             return
         status = await on_a_database_thread(_job_visible, headers[b"authorization"], job_id)

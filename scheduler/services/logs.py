@@ -155,7 +155,7 @@ def log_chunk_append(*, node_id: int, assignment_id: int, offset: int, data: byt
                            fields={"offset": ["A whole number, 0 or more."]})
     if len(data) > settings.LOG_CHUNK_MAX_BYTES:
         raise LogChunkTooLarge(f"A chunk is at most {settings.LOG_CHUNK_MAX_BYTES} bytes.")
-    if target is None or target.node_id != node_id:
+    if target is None:
         # One read for what every chunk needs: the assignment, its state and the log's size.
         row = (Assignment.objects.filter(pk=assignment_id, node_id=node_id)
                .values_list("job_id", "state", "ended_at", "log__size").first())

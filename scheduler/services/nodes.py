@@ -140,10 +140,10 @@ def node_id_authenticate(raw: str) -> int | None:
     token = NodeToken.parse(raw)
     if token is None:
         return None
-    return node_token_lookup(token, lambda: _node_id_by_token(token))
+    return node_token_lookup(token, lambda: node_id_by_token(token))
 
 
-def _node_id_by_token(token: NodeToken) -> int | None:
+def node_id_by_token(token: NodeToken) -> int | None:
     if connection.vendor != "postgresql":
         node = _node_by_token(token)
         return node.pk if node is not None and node.status != Node.Status.DISABLED else None

@@ -115,6 +115,19 @@ def test_a_receiver_with_a_trusted_certificate_gets_one_signed_post(org, develop
     assert message.delivered_at is not None and message.given_up_at is None
 
 
+def _one_failed_attempt_left_to_retry(message: WebhookMessage,
+                                      receiver: TlsReceiver) -> WebhookDelivery:
+    """Nothing reached the receiver, one failed attempt is recorded, and the message is
+    neither delivered nor given up: the next retry may claim it."""
+    message.refresh_from_db()
+    assert (message.delivered_at, message.given_up_at, message.claimed_until) == (None, None,
+                                                                                 None)
+    [attempt] = WebhookDelivery.objects.all()
+    assert (attempt.status_code, attempt.succeeded) == (None, False)
+    assert receiver.received == []
+    return attempt
+
+
 @pytest.mark.parametrize("untrusted", ["unknown CA", "another name", "default trust"])
 def test_a_receiver_whose_certificate_is_not_trusted_gets_nothing_and_is_retried(
         org, development, trusted_ca, receivers, settings, untrusted):
@@ -130,13 +143,8 @@ def test_a_receiver_whose_certificate_is_not_trusted_gets_nothing_and_is_retried
     _secret, message = endpoint_with_event(org.pk, receiver.url)
     with pytest.raises(RetryableDelivery, match="CERTIFICATE_VERIFY_FAILED"):
         webhook_deliver(message_id=message.pk)
-    message.refresh_from_db()
-    assert (message.delivered_at, message.given_up_at, message.claimed_until) == (None, None,
-                                                                                 None)
-    [attempt] = WebhookDelivery.objects.all()
-    assert (attempt.status_code, attempt.succeeded) == (None, False)
+    attempt = _one_failed_attempt_left_to_retry(message, receiver)
     assert "CERTIFICATE_VERIFY_FAILED" in attempt.error
-    assert receiver.received == []
 
 
 @pytest.mark.parametrize("bundle", ["missing", "not a certificate"])
@@ -151,13 +159,8 @@ def test_a_ca_bundle_that_cannot_be_read_is_a_failed_attempt_retried(
     settings.WEBHOOKS_CA_BUNDLE = str(broken)
     with pytest.raises(RetryableDelivery):
         webhook_deliver(message_id=message.pk)
-    message.refresh_from_db()
-    assert (message.delivered_at, message.given_up_at, message.claimed_until) == (None, None,
-                                                                                 None)
-    [attempt] = WebhookDelivery.objects.all()
-    assert (attempt.status_code, attempt.succeeded) == (None, False)
+    attempt = _one_failed_attempt_left_to_retry(message, receiver)
     assert attempt.error
-    assert receiver.received == []
 
 
 def test_the_task_retries_an_untrusted_receiver_until_it_gives_up(org, development,
